@@ -1,0 +1,59 @@
+//! # multiproc
+//!
+//! Python's `multiprocessing`, rebuilt in Rust. This facade re-exports the workspace crates
+//! under the names a Python user expects:
+//!
+//! | Python | multiproc |
+//! |---|---|
+//! | `Process(target=f, args=(x,))` | [`Process::new(f, x)`](Process::new) |
+//! | `Pipe()` | [`Pipe(true)`](fn@Pipe) / [`pipe(true)`](pipe) |
+//! | `connection.Listener` / `Client` / `wait` | [`connection::Listener`], [`connection::Client`], [`connection::wait`] |
+//! | `get_context`, `set_start_method` | [`get_context`], [`set_start_method`] |
+//! | `current_process`, `parent_process`, `active_children`, `cpu_count` | same names |
+//! | `if __name__ == '__main__':` | `#[multiproc::main]` or [`init()`](init) |
+//!
+//! ```no_run
+//! use multiproc::{Connection, Process};
+//!
+//! fn worker(conn: Connection) {
+//!     let n: u64 = conn.recv().unwrap();
+//!     conn.send(&(n * n)).unwrap();
+//! }
+//!
+//! #[multiproc::main]
+//! fn main() {
+//!     let (here, there) = multiproc::pipe(true).unwrap();
+//!     let p = Process::new(worker, there);
+//!     p.start().unwrap();
+//!     here.send(&7u64).unwrap();
+//!     assert_eq!(here.recv::<u64>().unwrap(), 49);
+//!     p.join().unwrap();
+//! }
+//! ```
+
+pub use multiproc_macros::main;
+pub use multiproc_process::{
+    active_children, cpu_count, current_process, get_context, get_start_method, init, parent_process, pipe,
+    set_executable, set_start_method, test_support, Connection, Context, Error, ParentProcess, Process, ProcessInfo,
+    StartMethod,
+};
+
+/// The pickle layer: encoding, framing, function identity, handle transfer.
+pub use multiproc_pickle as pickle;
+
+/// Python's `multiprocessing.connection`: listeners, clients, `wait`.
+pub mod connection {
+    pub use multiproc_process::{wait, Address, Client, Connection, Listener, RawWaitHandle, Waitable};
+}
+
+/// Python's spelling of [`pipe`]: `multiproc::Pipe(duplex)`.
+///
+/// ```
+/// let (a, b) = multiproc::Pipe(true).unwrap();
+/// a.send(&1u8).unwrap();
+/// assert_eq!(b.recv::<u8>().unwrap(), 1);
+/// ```
+#[allow(non_snake_case)]
+pub fn Pipe(duplex: bool) -> Result<(Connection, Connection), Error> {
+    pipe(duplex)
+}

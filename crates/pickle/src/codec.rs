@@ -1,0 +1,109 @@
+use crate::handles::{Ctx, CtxGuard, OsHandle, REFUSED};
+use crate::PickleError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+fn map_encode(e: postcard::Error) -> PickleError {
+    if REFUSED.with(|r| r.replace(false)) {
+        PickleError::HandleOutsideTransfer
+    } else {
+        PickleError::Encode(e.to_string())
+    }
+}
+
+/// Serialize `value` to postcard bytes.
+///
+/// Values that own OS handles refuse with [`PickleError::HandleOutsideTransfer`]; use
+/// [`encode_with_handles`] for those.
+///
+/// ```
+/// let b = multiproc_pickle::encode(&42u64).unwrap();
+/// assert_eq!(b, [42]);
+/// ```
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PickleError> {
+    REFUSED.with(|r| r.set(false));
+    postcard::to_allocvec(value).map_err(map_encode)
+}
+
+/// Deserialize a value written by [`encode`]. Trailing bytes are an error.
+///
+/// ```
+/// let v: Vec<u16> = multiproc_pickle::decode(&multiproc_pickle::encode(&vec![1u16, 2]).unwrap()).unwrap();
+/// assert_eq!(v, [1, 2]);
+/// assert!(multiproc_pickle::decode::<u8>(&[1, 2]).is_err());
+/// ```
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PickleError> {
+    let (v, rest) = postcard::take_from_bytes(bytes).map_err(|e| PickleError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(PickleError::Decode(format!("{} trailing bytes", rest.len())));
+    }
+    Ok(v)
+}
+
+/// Serialize `value`, moving duplicates of the OS handles it owns into a side list.
+///
+/// ```
+/// let (bytes, handles) = multiproc_pickle::encode_with_handles(&"no handles").unwrap();
+/// assert!(handles.is_empty());
+/// assert_eq!(multiproc_pickle::decode::<String>(&bytes).unwrap(), "no handles");
+/// ```
+pub fn encode_with_handles<T: Serialize + ?Sized>(
+    value: &T,
+) -> Result<(Vec<u8>, Vec<OsHandle>), PickleError> {
+    let guard = CtxGuard::enter(Ctx::Encoding(Vec::new()));
+    let res = postcard::to_allocvec(value);
+    let handles = match guard.finish() {
+        Ctx::Encoding(h) => h,
+        _ => Vec::new(),
+    };
+    Ok((res.map_err(map_encode)?, handles))
+}
+
+/// Deserialize a value written by [`encode_with_handles`], giving it the handles that travelled
+/// beside the bytes. Handles the value does not claim are closed.
+///
+/// ```
+/// let (bytes, handles) = multiproc_pickle::encode_with_handles(&7u8).unwrap();
+/// assert_eq!(multiproc_pickle::decode_with_handles::<u8>(&bytes, handles).unwrap(), 7);
+/// ```
+pub fn decode_with_handles<T: DeserializeOwned>(
+    bytes: &[u8],
+    handles: Vec<OsHandle>,
+) -> Result<T, PickleError> {
+    let guard = CtxGuard::enter(Ctx::Decoding(handles.into_iter().map(Some).collect()));
+    let res = decode(bytes);
+    drop(guard.finish());
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_trailing() {
+        let v = (1u8, String::from("x"), vec![1.5f64]);
+        let b = encode(&v).unwrap();
+        assert_eq!(decode::<(u8, String, Vec<f64>)>(&b).unwrap(), v);
+        let mut longer = b.clone();
+        longer.push(0);
+        assert!(matches!(decode::<(u8, String, Vec<f64>)>(&longer), Err(PickleError::Decode(_))));
+        assert!(matches!(decode::<(u8, String, Vec<f64>)>(&b[..2]), Err(PickleError::Decode(_))));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut x: u32 = 12345;
+        for len in 0..200 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            let _ = decode::<(String, Vec<u32>, Option<u64>)>(&bytes);
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Function identity: a `fn` sent as its distance from an anchor in the same binary.
+
+use crate::{decode_with_handles, encode, Bytes, OsHandle, PickleError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+
+/// The anchor all offsets are measured from. Never inlined, so it has one address per binary.
+#[inline(never)]
+fn anchor() -> u64 {
+    0x6d75_6c74_6970_726f // "multipro"
+}
+
+fn anchor_addr() -> i64 {
+    std::hint::black_box(anchor as fn() -> u64) as usize as i64
+}
+
+/// A plain function (a `fn` item or a non-capturing closure) named by its position in the binary.
+///
+/// Position-independent executables load at a different address in every process, but the
+/// distance between two functions of one binary stays the same, so an offset from a fixed anchor
+/// names the same function in a parent and in its child. It means nothing in another build:
+/// [`Call`] carries the [`fingerprint`] that guards against that.
+///
+/// ```
+/// use multiproc_pickle::FnRef;
+/// fn double(x: u32) -> u32 { x * 2 }
+/// let r = FnRef::of(double as fn(u32) -> u32);
+/// // SAFETY: resolved in the same process, with the same signature.
+/// let f: fn(u32) -> u32 = unsafe { r.resolve() };
+/// assert_eq!(f(21), 42);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FnRef {
+    offset: i64,
+}
+
+impl FnRef {
+    /// The identity of `f`.
+    pub fn of<A, R>(f: fn(A) -> R) -> FnRef {
+        FnRef { offset: f as usize as i64 - anchor_addr() }
+    }
+
+    fn of_entry(f: Entry) -> FnRef {
+        FnRef { offset: f as usize as i64 - anchor_addr() }
+    }
+
+    /// Turn the identity back into a callable function.
+    ///
+    /// # Safety
+    /// The reference must have been made by [`FnRef::of`] with exactly this signature, in a
+    /// process running the same build of the same binary (see [`fingerprint`]).
+    pub unsafe fn resolve<A, R>(self) -> fn(A) -> R {
+        let addr = (anchor_addr() + self.offset) as usize as *const ();
+        // SAFETY: the caller guarantees that `addr` is the address of a `fn(A) -> R` of this
+        // binary; function pointers and data pointers have the same size on every target we build.
+        unsafe { std::mem::transmute::<*const (), fn(A) -> R>(addr) }
+    }
+}
+
+/// A number that differs between builds of a binary: its size and modification time, and the
+/// version of this crate. Computed once per process (one `stat`).
+///
+/// ```
+/// assert_eq!(multiproc_pickle::fingerprint(), multiproc_pickle::fingerprint());
+/// ```
+pub fn fingerprint() -> u64 {
+    static FP: OnceLock<u64> = OnceLock::new();
+    *FP.get_or_init(|| {
+        // FNV-1a over the identifying facts: stable across processes, no allocation-order effects.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        eat(env!("CARGO_PKG_VERSION").as_bytes());
+        match std::env::current_exe().and_then(std::fs::metadata) {
+            Ok(m) => {
+                eat(&m.len().to_le_bytes());
+                if let Ok(t) = m.modified() {
+                    if let Ok(d) = t.duration_since(std::time::UNIX_EPOCH) {
+                        eat(&d.as_nanos().to_le_bytes());
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot stat the current executable for its fingerprint: {e}"),
+        }
+        h
+    })
+}
+
+type Entry = fn(FnRef, &[u8], Vec<OsHandle>) -> Result<Vec<u8>, PickleError>;
+
+fn entry<A: DeserializeOwned, R: Serialize>(
+    func: FnRef,
+    args: &[u8],
+    handles: Vec<OsHandle>,
+) -> Result<Vec<u8>, PickleError> {
+    let args: A = decode_with_handles(args, handles)?;
+    // SAFETY: `Call::invoke`'s contract (same build, checked by fingerprint) and `Call::new`,
+    // which paired this `entry::<A, R>` with a `fn(A) -> R`.
+    let f: fn(A) -> R = unsafe { func.resolve() };
+    encode(&f(args))
+}
+
+/// A function and its encoded arguments, ready to run in another process of the same build.
+///
+/// ```
+/// use multiproc_pickle::{decode, Call};
+/// fn add((a, b): (i32, i32)) -> i32 { a + b }
+/// let (call, handles) = Call::new(add, &(2, 3)).unwrap();
+/// // SAFETY: made by this very process.
+/// let out = unsafe { call.invoke(handles) }.unwrap();
+/// assert_eq!(decode::<i32>(&out).unwrap(), 5);
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Call {
+    fingerprint: u64,
+    entry: FnRef,
+    func: FnRef,
+    args: Bytes,
+}
+
+impl Call {
+    /// Package `f(args)`. OS handles inside `args` are duplicated into the returned list, which
+    /// the transport must deliver beside the call.
+    pub fn new<A, R>(f: fn(A) -> R, args: &A) -> Result<(Call, Vec<OsHandle>), PickleError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize,
+    {
+        let (bytes, handles) = crate::encode_with_handles(args)?;
+        let call = Call {
+            fingerprint: fingerprint(),
+            entry: FnRef::of_entry(entry::<A, R>),
+            func: FnRef::of(f),
+            args: Bytes(bytes),
+        };
+        Ok((call, handles))
+    }
+
+    /// Check that this call was made by the same build as the running binary.
+    pub fn check_build(&self) -> Result<(), PickleError> {
+        let actual = fingerprint();
+        if self.fingerprint != actual {
+            return Err(PickleError::BuildMismatch { expected: self.fingerprint, actual });
+        }
+        Ok(())
+    }
+
+    /// Run the call here and return the encoded result. A panic in the function unwinds out of
+    /// this call; callers that must survive it use `catch_unwind`.
+    ///
+    /// # Safety
+    /// The call must come from a trusted process of the same build (its fingerprint is checked
+    /// here, which catches accidents, not forgeries): never run a `Call` read from an untrusted
+    /// peer.
+    pub unsafe fn invoke(&self, handles: Vec<OsHandle>) -> Result<Vec<u8>, PickleError> {
+        self.check_build()?;
+        // SAFETY: same build (checked above, trusted origin per the contract), and `entry` was
+        // made from an `Entry` by `Call::new`.
+        let e: Entry = unsafe { std::mem::transmute::<fn(()), Entry>(self.entry.resolve::<(), ()>()) };
+        e(self.func, &self.args, handles)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn neg(x: i64) -> i64 {
+        -x
+    }
+
+    #[test]
+    fn call_roundtrip_through_bytes() {
+        let (call, h) = Call::new(neg, &5).unwrap();
+        let wire = encode(&call).unwrap();
+        let back: Call = crate::decode(&wire).unwrap();
+        // SAFETY: same process.
+        let out = unsafe { back.invoke(h) }.unwrap();
+        assert_eq!(crate::decode::<i64>(&out).unwrap(), -5);
+    }
+
+    #[test]
+    fn foreign_fingerprint_refused() {
+        let (mut call, h) = Call::new(neg, &5).unwrap();
+        call.fingerprint ^= 1;
+        // SAFETY: the fingerprint check refuses before anything is resolved.
+        let err = unsafe { call.invoke(h) }.unwrap_err();
+        assert!(matches!(err, PickleError::BuildMismatch { .. }));
+    }
+}

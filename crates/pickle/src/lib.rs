@@ -1,0 +1,30 @@
+//! The pickle layer of multiproc: how values, functions and OS handles cross a process boundary.
+//!
+//! * [`encode`] / [`decode`]: serde values as compact postcard bytes, with typed errors.
+//! * [`frame`]: the length-prefixed frame format every multiproc connection speaks (the same
+//!   bytes as CPython's `multiprocessing.connection`), with a configurable maximum size.
+//! * [`Bytes`] and [`bytes`]: the fast path for byte payloads (one `memcpy` instead of one
+//!   serializer call per byte).
+//! * [`FnRef`] and [`Call`]: a plain `fn` item or non-capturing closure sent as its position in
+//!   the binary, guarded by a build [`fingerprint`].
+//! * [`handles`]: OS handles (pipe ends, sockets) carried inside serialized values.
+//!
+//! ```
+//! use multiproc_pickle::{decode, encode};
+//! let bytes = encode(&(1u32, "two".to_string())).unwrap();
+//! let back: (u32, String) = decode(&bytes).unwrap();
+//! assert_eq!(back, (1, "two".to_string()));
+//! ```
+
+mod bytes_impl;
+mod codec;
+mod error;
+pub mod frame;
+mod func;
+pub mod handles;
+
+pub use bytes_impl::{bytes, Bytes};
+pub use codec::{decode, decode_with_handles, encode, encode_with_handles};
+pub use error::PickleError;
+pub use func::{fingerprint, Call, FnRef};
+pub use handles::OsHandle;

@@ -1,0 +1,161 @@
+//! Start methods and contexts, as in `multiprocessing.get_context`.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{Connection, Error, Process};
+
+/// How a child process comes to life.
+///
+/// * `Spawn` (the default everywhere): re-execute the current binary, which runs the task
+///   instead of `main` (see [`init`](crate::init)). Safe in a multi-threaded parent.
+/// * `Fork` (Unix): copy the parent. Fastest, but only the forking thread exists in the child:
+///   a lock another thread held at that moment stays locked forever there. Use it only from a
+///   parent that has not started threads.
+/// * `Forkserver` (Unix): a single-threaded helper, spawned on first use, forks children on
+///   request. Near-fork start-up without fork's thread hazards.
+///
+/// ```
+/// use multiproc_process::StartMethod;
+/// assert_eq!("fork".parse::<StartMethod>().unwrap(), StartMethod::Fork);
+/// assert_eq!(StartMethod::Forkserver.name(), "forkserver");
+/// assert!(StartMethod::available().contains(&StartMethod::Spawn));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StartMethod {
+    /// Re-execute the current binary.
+    Spawn,
+    /// `fork()` the current process.
+    Fork,
+    /// Ask a single-threaded fork server.
+    Forkserver,
+}
+
+impl StartMethod {
+    /// Python's name for the method.
+    pub fn name(self) -> &'static str {
+        match self {
+            StartMethod::Spawn => "spawn",
+            StartMethod::Fork => "fork",
+            StartMethod::Forkserver => "forkserver",
+        }
+    }
+
+    /// The methods this platform offers (Python's `get_all_start_methods`).
+    #[doc(alias = "get_all_start_methods")]
+    pub fn available() -> &'static [StartMethod] {
+        if cfg!(unix) {
+            &[StartMethod::Spawn, StartMethod::Fork, StartMethod::Forkserver]
+        } else {
+            &[StartMethod::Spawn]
+        }
+    }
+}
+
+impl FromStr for StartMethod {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "spawn" => Ok(StartMethod::Spawn),
+            "fork" => Ok(StartMethod::Fork),
+            "forkserver" => Ok(StartMethod::Forkserver),
+            _ => Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("unknown start method {s:?}"),
+            ))),
+        }
+    }
+}
+
+static METHOD: Mutex<Option<StartMethod>> = Mutex::new(None);
+static EXECUTABLE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Choose the start method for processes that do not name one. Like Python, a second call is an
+/// error ([`Error::StartMethodAlreadySet`]); contexts are the way to mix methods.
+///
+/// ```
+/// use multiproc_process::{set_start_method, get_start_method, StartMethod};
+/// set_start_method(StartMethod::Forkserver).unwrap();
+/// assert_eq!(get_start_method(), StartMethod::Forkserver);
+/// assert!(set_start_method(StartMethod::Spawn).is_err());
+/// ```
+pub fn set_start_method(method: StartMethod) -> Result<(), Error> {
+    if !StartMethod::available().contains(&method) {
+        return Err(Error::StartMethodUnavailable(method));
+    }
+    let mut m = METHOD.lock();
+    if m.is_some() {
+        return Err(Error::StartMethodAlreadySet);
+    }
+    *m = Some(method);
+    Ok(())
+}
+
+/// The start method used by processes that do not name one (spawn unless set).
+pub fn get_start_method() -> StartMethod {
+    METHOD.lock().unwrap_or(StartMethod::Spawn)
+}
+
+/// Use `path` instead of the current executable for spawned children (Python's
+/// `set_executable`). It must be a build of the same program that calls `multiproc::init()`;
+/// a different build refuses to run tasks.
+pub fn set_executable(path: impl Into<PathBuf>) {
+    *EXECUTABLE.lock() = Some(path.into());
+}
+
+pub(crate) fn executable() -> std::io::Result<PathBuf> {
+    match &*EXECUTABLE.lock() {
+        Some(p) => Ok(p.clone()),
+        None => std::env::current_exe(),
+    }
+}
+
+/// A start method bound to the objects it creates, like Python's `get_context(method)`.
+///
+/// ```no_run
+/// use multiproc_process::{get_context, StartMethod};
+/// fn hello(name: String) { println!("hello {name}"); }
+/// let ctx = get_context(StartMethod::Fork).unwrap();
+/// let p = ctx.process(hello, "bob".to_string());
+/// p.start().unwrap();
+/// p.join().unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Context {
+    method: StartMethod,
+}
+
+/// A [`Context`] for `method`, or an error if this platform lacks it.
+pub fn get_context(method: StartMethod) -> Result<Context, Error> {
+    if StartMethod::available().contains(&method) {
+        Ok(Context { method })
+    } else {
+        Err(Error::StartMethodUnavailable(method))
+    }
+}
+
+impl Context {
+    /// The context's start method.
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
+    /// A process that will start with this context's method.
+    #[doc(alias = "Process")]
+    pub fn process<A>(&self, target: fn(A), args: A) -> Process
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Process::new(target, args).start_method(self.method)
+    }
+
+    /// A pipe (the same for every start method; here for symmetry with Python's contexts).
+    #[doc(alias = "Pipe")]
+    pub fn pipe(&self, duplex: bool) -> Result<(Connection, Connection), Error> {
+        crate::pipe(duplex)
+    }
+}

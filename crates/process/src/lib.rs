@@ -1,0 +1,75 @@
+//! Processes, pipes and listeners for multiproc: Python's `multiprocessing.Process`,
+//! `Pipe`, `connection.Listener`/`Client` and `connection.wait`, in Rust.
+//!
+//! * [`Process`] runs a plain `fn` with serde arguments in another process, started with
+//!   [`StartMethod::Spawn`] (default), [`Fork`](StartMethod::Fork) or
+//!   [`Forkserver`](StartMethod::Forkserver).
+//! * [`pipe`] gives two [`Connection`]s; [`Listener`]/[`Client`] connect unrelated processes
+//!   over Unix sockets or TCP, authenticated with an authkey (compatible with CPython).
+//! * [`wait`] blocks on several connections and processes at once.
+//!
+//! A binary that starts processes calls [`init`] first thing in `main` (or uses
+//! `#[multiproc::main]`); a test binary adds one line, [`test_support!`].
+//!
+//! ```no_run
+//! use multiproc_process::{pipe, Connection, Process};
+//!
+//! fn worker(conn: Connection) {
+//!     let n: u64 = conn.recv().unwrap();
+//!     conn.send(&(n * n)).unwrap();
+//! }
+//!
+//! fn main() {
+//!     multiproc_process::init();
+//!     let (here, there) = pipe(true).unwrap();
+//!     let p = Process::new(worker, there);
+//!     p.start().unwrap();
+//!     here.send(&12u64).unwrap();
+//!     assert_eq!(here.recv::<u64>().unwrap(), 144);
+//!     assert_eq!(p.join().unwrap(), 0);
+//! }
+//! ```
+
+mod bootstrap;
+mod connection;
+mod context;
+mod error;
+mod listener;
+mod process;
+mod sys;
+mod wait;
+
+pub use bootstrap::{current_process, init, parent_process, ParentProcess, ProcessInfo};
+pub use connection::{pipe, Connection};
+pub use context::{get_context, get_start_method, set_executable, set_start_method, Context, StartMethod};
+pub use error::Error;
+pub use listener::{Address, Client, Listener};
+pub use process::{active_children, cpu_count, Process};
+pub use wait::{wait, RawWaitHandle, Waitable};
+
+/// Let a test binary (or any binary without a multiproc-aware `main`) start child processes:
+/// one line at the top level of the crate. It runs [`init`] before `main` (and before the test
+/// harness), so a spawned child runs its task instead of the tests.
+///
+/// ```ignore
+/// // tests/my_test.rs
+/// multiproc_process::test_support!();
+/// ```
+#[macro_export]
+macro_rules! test_support {
+    () => {
+        #[used]
+        #[cfg_attr(
+            any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+            unsafe(link_section = ".init_array")
+        )]
+        #[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__mod_init_func"))]
+        #[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
+        static __MULTIPROC_TEST_SUPPORT: extern "C" fn() = {
+            extern "C" fn __multiproc_test_support() {
+                $crate::init();
+            }
+            __multiproc_test_support
+        };
+    };
+}

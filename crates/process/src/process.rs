@@ -1,0 +1,459 @@
+//! `Process`: the parent's handle on a child, as in `multiprocessing.Process`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use multiproc_pickle::{Call, OsHandle, PickleError};
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::bootstrap::{self, Job, Report};
+use crate::sys::{self, forkserver, proc};
+use crate::{Connection, Error, StartMethod, Waitable};
+
+/// Most OS handles one child's arguments may carry (Linux's `SCM_MAX_FD`).
+pub(crate) const MAX_HANDLES: usize = 253;
+
+type Packer = Box<dyn FnOnce() -> Result<(Call, Vec<OsHandle>), PickleError> + Send>;
+
+struct Running {
+    pid: u32,
+    /// Readable once the process has ended; signals go through it (never to a recycled pid).
+    pidfd: Arc<OsHandle>,
+    /// Parent's end of the bootstrap socket (non-blocking), where reports arrive.
+    boot: Connection,
+    via_forkserver: bool,
+}
+
+enum State {
+    Created(Packer),
+    Starting,
+    Running(Running),
+    Done { pid: u32, code: i32, report: Option<Report> },
+    Closed,
+}
+
+struct Inner {
+    name: Mutex<Option<String>>,
+    daemon: AtomicBool,
+    method: Mutex<Option<StartMethod>>,
+    executable: Mutex<Option<PathBuf>>,
+    state: Mutex<State>,
+}
+
+/// A task running (or to run) in another process: Python's `multiprocessing.Process`.
+///
+/// The target is a plain `fn` (or a non-capturing closure) taking one serde argument (use a
+/// tuple for several). The argument may contain [`Connection`]s and other multiproc handles:
+/// they reach the child with every start method.
+///
+/// Exit codes follow Python: 0 when the target returns, 1 when it panics (the message is kept,
+/// see [`panic_message`](Self::panic_message)), `n` on `std::process::exit(n)`, `-N` when a
+/// signal `N` killed it.
+///
+/// ```no_run
+/// use multiproc_process::Process;
+///
+/// fn greet((name, times): (String, u32)) {
+///     for _ in 0..times {
+///         println!("hello {name}");
+///     }
+/// }
+///
+/// multiproc_process::init(); // first thing in main
+/// let p = Process::new(greet, ("bob".to_string(), 2)).name("greeter");
+/// p.start().unwrap();
+/// assert_eq!(p.join().unwrap(), 0);
+/// ```
+#[derive(Clone)]
+pub struct Process {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &*self.inner.state.lock() {
+            State::Created(_) => "initial".to_string(),
+            State::Starting => "starting".to_string(),
+            State::Running(r) => format!("started pid={}", r.pid),
+            State::Done { code, .. } => format!("stopped exitcode={code}"),
+            State::Closed => "closed".to_string(),
+        };
+        write!(f, "<Process name={:?} {state}{}>", self.get_name(), if self.daemon_flag() { " daemon" } else { "" })
+    }
+}
+
+static CHILDREN: Mutex<Vec<Process>> = Mutex::new(Vec::new());
+
+impl Process {
+    /// A process that will run `target(args)` once [started](Self::start).
+    pub fn new<A>(target: fn(A), args: A) -> Process
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let pack: Packer = Box::new(move || Call::new(target, &args));
+        Process {
+            inner: Arc::new(Inner {
+                name: Mutex::new(None),
+                daemon: AtomicBool::new(false),
+                method: Mutex::new(None),
+                executable: Mutex::new(None),
+                state: Mutex::new(State::Created(pack)),
+            }),
+        }
+    }
+
+    /// Name the process (default `Process-N`). Visible to the child as
+    /// [`current_process().name`](crate::current_process).
+    pub fn name(self, name: impl Into<String>) -> Self {
+        *self.inner.name.lock() = Some(name.into());
+        self
+    }
+
+    /// Daemon processes are terminated, not waited for, when the main program exits.
+    pub fn daemon(self, daemon: bool) -> Self {
+        self.inner.daemon.store(daemon, Ordering::Relaxed);
+        self
+    }
+
+    /// Start this process with `method` instead of the global one.
+    pub fn start_method(self, method: StartMethod) -> Self {
+        *self.inner.method.lock() = Some(method);
+        self
+    }
+
+    /// Spawn this process from `path` instead of the current executable (must be the same
+    /// build; another build refuses the task and [`join`](Self::join) reports
+    /// [`Error::Refused`]).
+    pub fn executable(self, path: impl Into<PathBuf>) -> Self {
+        *self.inner.executable.lock() = Some(path.into());
+        self
+    }
+
+    /// The process's name (`Process-N` until started, if none was given).
+    pub fn get_name(&self) -> String {
+        self.inner.name.lock().clone().unwrap_or_else(|| "Process".into())
+    }
+
+    fn is_daemon(&self) -> bool {
+        self.inner.daemon.load(Ordering::Relaxed)
+    }
+
+    /// Whether the process is a daemon.
+    pub fn daemon_flag(&self) -> bool {
+        self.is_daemon()
+    }
+
+    /// Start the child. Serializing the arguments happens here, so an argument that cannot be
+    /// serialized is an error now, in the caller.
+    pub fn start(&self) -> Result<(), Error> {
+        let pack = {
+            let mut st = self.inner.state.lock();
+            match std::mem::replace(&mut *st, State::Starting) {
+                State::Created(p) => p,
+                other => {
+                    let err = if matches!(other, State::Closed) { Error::ProcessClosed } else { Error::AlreadyStarted };
+                    *st = other;
+                    return Err(err);
+                }
+            }
+        };
+        match self.launch(pack) {
+            Ok(running) => {
+                *self.inner.state.lock() = State::Running(running);
+                CHILDREN.lock().push(self.clone());
+                Ok(())
+            }
+            Err(e) => {
+                *self.inner.state.lock() = State::Closed;
+                Err(e)
+            }
+        }
+    }
+
+    fn launch(&self, pack: Packer) -> Result<Running, Error> {
+        let (call, handles) = pack()?;
+        if handles.len() > MAX_HANDLES {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("a child's arguments may carry at most {MAX_HANDLES} OS handles"),
+            )));
+        }
+        let method = self.inner.method.lock().unwrap_or_else(crate::get_start_method);
+        if !StartMethod::available().contains(&method) {
+            return Err(Error::StartMethodUnavailable(method));
+        }
+        let identity = bootstrap::next_identity();
+        let name = {
+            let mut n = self.inner.name.lock();
+            n.get_or_insert_with(|| {
+                let tail: Vec<String> = identity.iter().map(u32::to_string).collect();
+                format!("Process-{}", tail.join(":"))
+            })
+            .clone()
+        };
+        let me = crate::current_process();
+        let job = Job {
+            call,
+            name,
+            daemon: self.is_daemon(),
+            identity,
+            method,
+            parent_pid: me.pid,
+            parent_name: me.name,
+        };
+        let payload = multiproc_pickle::encode(&job)?;
+        if payload.len() > i32::MAX as usize {
+            return Err(PickleError::TooLarge { size: payload.len() as u64, max: i32::MAX as u64 }.into());
+        }
+        let (ours, theirs) = sys::socketpair()?;
+        let (pid, pidfd, via_forkserver) = match method {
+            StartMethod::Spawn => {
+                let exe = match self.inner.executable.lock().clone() {
+                    Some(p) => p,
+                    None => crate::context::executable()?,
+                };
+                let pid = proc::spawn_exe(&exe, proc::BOOTSTRAP_ENV, &theirs)?;
+                (pid, proc::pidfd_open(pid)?, false)
+            }
+            StartMethod::Fork => {
+                if cfg!(not(target_os = "linux")) {
+                    return Err(Error::Io(proc::unsupported()));
+                }
+                let ours_raw = sys::raw(sys::borrow(&ours));
+                let theirs_raw = sys::raw(sys::borrow(&theirs));
+                let child = move || {
+                    sys::close_raw(ours_raw);
+                    // SAFETY: the child's copy of `theirs` belongs to the child alone.
+                    bootstrap::child_main_after_fork(unsafe { sys::adopt(theirs_raw) })
+                };
+                // SAFETY: documented hazard of the fork method; the child only runs the job and
+                // ends the process (child_main_after_fork never returns).
+                let pid = unsafe { proc::fork(child)? };
+                (pid, proc::pidfd_open(pid)?, false)
+            }
+            StartMethod::Forkserver => {
+                let (pid, pidfd) = forkserver::start_child(&theirs)?;
+                (pid, pidfd, true)
+            }
+        };
+        drop(theirs);
+        let (h, hn) = multiproc_pickle::frame::encode_header(payload.len());
+        let raw: Vec<_> = handles.iter().map(|h| sys::raw(sys::borrow(h))).collect();
+        let sent = sys::send_with_fds(sys::borrow(&ours), &h[..hn], &raw)
+            .and_then(|()| sys::write_all_vectored(sys::borrow(&ours), &[&payload]));
+        if let Err(e) = sent {
+            // The child died before taking its job (it reports why on stderr); its exit code
+            // will tell. Not an error of `start`, as in Python.
+            tracing::debug!(pid, "could not deliver the job: {e}");
+        }
+        drop(handles);
+        sys::set_nonblocking(sys::borrow(&ours))?;
+        tracing::debug!(pid, ?method, "started child");
+        Ok(Running {
+            pid,
+            pidfd: Arc::new(pidfd),
+            boot: Connection::from_handles(Some(ours), None),
+            via_forkserver,
+        })
+    }
+
+    /// Reap the child if it has ended (non-blocking). Returns the exit code if known.
+    fn collect(&self) -> Result<Option<i32>, Error> {
+        let mut st = self.inner.state.lock();
+        let r = match &*st {
+            State::Created(_) | State::Starting => return Err(Error::NotStarted),
+            State::Closed => return Err(Error::ProcessClosed),
+            State::Done { code, .. } => return Ok(Some(*code)),
+            State::Running(r) => r,
+        };
+        let ended = sys::poll_readable(&[sys::raw(sys::borrow(&r.pidfd))], Some(Duration::ZERO))?[0];
+        if !ended {
+            return Ok(None);
+        }
+        let (report, code) = if r.via_forkserver {
+            let (report, code) = bootstrap::read_reports(&r.boot, true);
+            // No exit report means the forkserver itself died; the child is gone too.
+            (report, code.unwrap_or(-libc_sigkill()))
+        } else {
+            let code = proc::waitpid(r.pid, true)?.unwrap_or(-libc_sigkill());
+            (bootstrap::read_reports(&r.boot, false).0, code)
+        };
+        let pid = r.pid;
+        *st = State::Done { pid, code, report };
+        drop(st);
+        CHILDREN.lock().retain(|p| !Arc::ptr_eq(&p.inner, &self.inner));
+        Ok(Some(code))
+    }
+
+    fn pidfd(&self) -> Result<Option<Arc<OsHandle>>, Error> {
+        match &*self.inner.state.lock() {
+            State::Created(_) | State::Starting => Err(Error::NotStarted),
+            State::Closed => Err(Error::ProcessClosed),
+            State::Done { .. } => Ok(None),
+            State::Running(r) => Ok(Some(r.pidfd.clone())),
+        }
+    }
+
+    fn refused(&self) -> Option<String> {
+        match &*self.inner.state.lock() {
+            State::Done { report: Some(Report::Refused(m)), .. } => Some(m.clone()),
+            _ => None,
+        }
+    }
+
+    /// Wait for the process to end and return its exit code. A child that refused its task
+    /// (e.g. a different build) is [`Error::Refused`].
+    pub fn join(&self) -> Result<i32, Error> {
+        match self.join_timeout(None)? {
+            Some(code) => Ok(code),
+            None => unreachable!("join without timeout returns only when the child ended"),
+        }
+    }
+
+    /// Wait up to `timeout` (`None`: forever). `Ok(None)` if the child is still running then.
+    pub fn join_timeout(&self, timeout: Option<Duration>) -> Result<Option<i32>, Error> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let Some(pidfd) = self.pidfd()? else { break };
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let ended = sys::poll_readable(&[sys::raw(sys::borrow(&pidfd))], left)?[0];
+            if ended {
+                self.collect()?;
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+        }
+        if let Some(why) = self.refused() {
+            return Err(Error::Refused(why));
+        }
+        self.collect()
+    }
+
+    /// Whether the process has been started and has not ended.
+    pub fn is_alive(&self) -> bool {
+        matches!(self.collect(), Ok(None))
+    }
+
+    /// The exit code, once the process has ended (`None` before start or while running).
+    pub fn exitcode(&self) -> Option<i32> {
+        self.collect().ok().flatten()
+    }
+
+    /// The child's pid, once started.
+    #[doc(alias = "ident")]
+    pub fn pid(&self) -> Option<u32> {
+        match &*self.inner.state.lock() {
+            State::Running(r) => Some(r.pid),
+            State::Done { pid, .. } => Some(*pid),
+            _ => None,
+        }
+    }
+
+    /// A handle that becomes readable when the process ends (for [`wait`](crate::wait)).
+    pub fn sentinel(&self) -> Option<crate::RawWaitHandle> {
+        self.wait_handle()
+    }
+
+    /// The panic message, if the target panicked (exit code 1).
+    pub fn panic_message(&self) -> Option<String> {
+        let _ = self.collect();
+        match &*self.inner.state.lock() {
+            State::Done { report: Some(Report::Panic { message, .. }), .. } => Some(message.clone()),
+            _ => None,
+        }
+    }
+
+    /// Where the target panicked and, if `RUST_BACKTRACE` was set in the child, its backtrace.
+    pub fn panic_backtrace(&self) -> Option<String> {
+        let _ = self.collect();
+        match &*self.inner.state.lock() {
+            State::Done { report: Some(Report::Panic { backtrace, .. }), .. } => Some(backtrace.clone()),
+            _ => None,
+        }
+    }
+
+    fn signal(&self, sig: i32) -> Result<(), Error> {
+        if let Some(pidfd) = self.pidfd()? {
+            proc::send_signal(sys::borrow(&pidfd), sig)?;
+        }
+        Ok(())
+    }
+
+    /// Ask the process to stop (SIGTERM); its exit code becomes −15. No effect once ended.
+    pub fn terminate(&self) -> Result<(), Error> {
+        self.signal(proc::SIGTERM)
+    }
+
+    /// Stop the process now (SIGKILL); its exit code becomes −9. No effect once ended.
+    pub fn kill(&self) -> Result<(), Error> {
+        self.signal(proc::SIGKILL)
+    }
+
+    /// Release the OS resources of an ended process. Closing a running one is
+    /// [`Error::StillRunning`]; later calls on a closed process are [`Error::ProcessClosed`].
+    pub fn close(&self) -> Result<(), Error> {
+        match self.collect() {
+            Ok(None) => return Err(Error::StillRunning),
+            Err(Error::NotStarted) | Ok(Some(_)) | Err(Error::ProcessClosed) => {}
+            Err(e) => return Err(e),
+        }
+        *self.inner.state.lock() = State::Closed;
+        Ok(())
+    }
+}
+
+impl Waitable for Process {
+    fn wait_handle(&self) -> Option<crate::RawWaitHandle> {
+        match self.pidfd() {
+            Ok(Some(fd)) => Some(sys::raw(sys::borrow(&fd))),
+            _ => None,
+        }
+    }
+}
+
+fn libc_sigkill() -> i32 {
+    proc::SIGKILL
+}
+
+/// The children started by this process that are still running; finished ones are reaped.
+///
+/// ```
+/// assert!(multiproc_process::active_children().is_empty());
+/// ```
+pub fn active_children() -> Vec<Process> {
+    let all: Vec<Process> = CHILDREN.lock().clone();
+    all.into_iter().filter(|p| p.is_alive()).collect()
+}
+
+/// At exit: terminate daemon children, then join every child.
+pub(crate) fn shutdown_children() {
+    let all: Vec<Process> = CHILDREN.lock().clone();
+    for p in all.iter().filter(|p| p.is_daemon()) {
+        let _ = p.terminate();
+    }
+    for p in &all {
+        let _ = p.join();
+    }
+}
+
+/// In a forked child: the parent's children are not ours. Dropping them closes our copies of
+/// their descriptors (so, e.g., their parent-death detection still works).
+pub(crate) fn forget_inherited_children() {
+    if let Some(mut c) = CHILDREN.try_lock() {
+        c.clear();
+    }
+}
+
+/// Logical CPUs this process may use: the affinity mask and cgroup CPU quota are honoured
+/// (Python's `os.process_cpu_count`), so a pool sized by it does not oversubscribe a container.
+///
+/// ```
+/// assert!(multiproc_process::cpu_count() >= 1);
+/// ```
+pub fn cpu_count() -> usize {
+    sys::cpu_count()
+}

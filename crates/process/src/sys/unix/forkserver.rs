@@ -1,0 +1,169 @@
+//! The forkserver: a single-threaded helper, started by spawn (so it is a fresh process with no
+//! threads), that forks children on request.
+//!
+//! Protocol on the command socket (a socketpair; the client keeps one end):
+//! * request: 1 byte `F` with the child's bootstrap descriptor attached;
+//! * reply: the child's pid (4 bytes, little endian) with a pidfd for it attached.
+//!
+//! The forkserver reaps its children (it is their parent) and reports each exit status through
+//! the `on_exit` callback, which writes it down the child's bootstrap socket to the real parent.
+//! It leaves when the command socket reaches end of file, i.e. when the client process is gone.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use parking_lot::Mutex;
+
+use super::proc;
+
+struct Client {
+    sock: OwnedFd,
+}
+
+static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
+
+/// Ask the forkserver (started on first use) for a child running on `boot`; returns its pid and
+/// a pidfd.
+pub(crate) fn start_child(boot: &OwnedFd) -> io::Result<(u32, OwnedFd)> {
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = boot;
+        return Err(proc::unsupported());
+    }
+    #[allow(unreachable_code)]
+    let mut guard = CLIENT.lock();
+    for attempt in 0..2 {
+        if guard.is_none() {
+            *guard = Some(launch()?);
+        }
+        let sock = &guard.as_ref().expect("launched above").sock;
+        let res = super::send_with_fds(sock.as_fd(), b"F", &[boot.as_raw_fd()]).and_then(|()| {
+            let mut pid = [0u8; 4];
+            let mut fds = super::recv_with_fds(sock.as_fd(), &mut pid, 1)?;
+            let pidfd = fds.pop().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "forkserver sent no pidfd")
+            })?;
+            Ok((u32::from_le_bytes(pid), pidfd))
+        });
+        match res {
+            Ok(r) => return Ok(r),
+            Err(e) if attempt == 0 => {
+                tracing::warn!("forkserver unreachable ({e}); starting a new one");
+                *guard = None;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns on its second attempt")
+}
+
+/// Forget the client connection (in a forked child, which must not share the parent's).
+pub(crate) fn forget_client() {
+    if let Some(mut g) = CLIENT.try_lock() {
+        *g = None;
+    }
+}
+
+fn launch() -> io::Result<Client> {
+    let (ours, theirs) = super::socketpair()?;
+    let exe = std::env::current_exe()?;
+    let pid = proc::spawn_exe(&exe, proc::FORKSERVER_ENV, &theirs)?;
+    tracing::debug!(pid, "forkserver started");
+    Ok(Client { sock: ours })
+}
+
+static SIGCHLD_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_sigchld(_: libc::c_int) {
+    let fd = SIGCHLD_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: write is async-signal-safe; a full pipe (EAGAIN) already means "wake up".
+        unsafe {
+            libc::write(fd, b"c".as_ptr().cast(), 1);
+        }
+    }
+}
+
+/// Run the forkserver on `sock` (never returns). `child_main` runs in each forked child with its
+/// bootstrap descriptor; `on_exit` reports a reaped child's exit code on that descriptor.
+pub(crate) fn serve(sock: OwnedFd, child_main: fn(OwnedFd) -> !, on_exit: fn(&OwnedFd, i32)) -> ! {
+    proc::ignore_sigint();
+    let (wake_r, wake_w) = match super::pipe() {
+        Ok(p) => p,
+        Err(_) => super::exit_now(70),
+    };
+    // SAFETY: making our own pipe end non-blocking.
+    unsafe {
+        libc::fcntl(wake_w.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK);
+        libc::fcntl(wake_r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK);
+    }
+    SIGCHLD_PIPE.store(wake_w.as_raw_fd(), Ordering::Relaxed);
+    // SAFETY: installing an async-signal-safe handler for SIGCHLD.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigchld as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGCHLD, &sa, std::ptr::null_mut());
+    }
+    let mut children: HashMap<u32, OwnedFd> = HashMap::new();
+    let fds: [RawFd; 2] = [sock.as_raw_fd(), wake_r.as_raw_fd()];
+    loop {
+        let ready = match super::poll_readable(&fds, None) {
+            Ok(r) => r,
+            Err(_) => super::exit_now(71),
+        };
+        if ready[1] {
+            let mut sink = [0u8; 64];
+            while matches!(super::read(wake_r.as_fd(), &mut sink), Ok(n) if n > 0) {}
+            loop {
+                let mut status = 0;
+                // SAFETY: reaping any child without blocking.
+                let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+                if pid <= 0 {
+                    break;
+                }
+                if let Some(boot) = children.remove(&(pid as u32)) {
+                    on_exit(&boot, proc::exit_code(status));
+                }
+            }
+        }
+        if ready[0] {
+            let mut req = [0u8; 1];
+            let boot = match super::recv_with_fds(sock.as_fd(), &mut req, 1) {
+                Ok(mut f) if req == *b"F" && f.len() == 1 => f.pop().expect("one descriptor"),
+                // end of file (the client is gone) or a malformed request: leave
+                _ => super::exit_now(0),
+            };
+            let boot_raw = boot.as_raw_fd();
+            let mut inherited: Vec<RawFd> = children.values().map(|f| f.as_raw_fd()).collect();
+            inherited.extend([sock.as_raw_fd(), wake_r.as_raw_fd(), wake_w.as_raw_fd()]);
+            let child = move || {
+                SIGCHLD_PIPE.store(-1, Ordering::Relaxed);
+                proc::default_signals();
+                for fd in inherited {
+                    super::close_raw(fd);
+                }
+                // SAFETY: the child's copy of the bootstrap descriptor is owned by it alone.
+                child_main(unsafe { OwnedFd::from_raw_fd(boot_raw) })
+            };
+            // SAFETY: this process is single-threaded; the child ends the process itself.
+            let forked = unsafe { proc::fork(child) };
+            let reply = forked.and_then(|pid| {
+                let pidfd = proc::pidfd_open(pid)?;
+                super::send_with_fds(sock.as_fd(), &pid.to_le_bytes(), &[pidfd.as_raw_fd()])?;
+                Ok(pid)
+            });
+            match reply {
+                Ok(pid) => {
+                    children.insert(pid, boot);
+                }
+                Err(e) => {
+                    tracing::error!("forkserver could not fork: {e}");
+                    super::exit_now(72)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Unix implementation of the platform layer (Linux first; macOS compiles and shares it).
+
+pub(crate) mod forkserver;
+pub(crate) mod proc;
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// Raw handle that `wait()` can poll.
+pub(crate) type RawWait = RawFd;
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own; F_SETFD takes an int argument.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
+    Ok(())
+}
+
+/// A one-way pipe: (read end, write end), both close-on-exec. On Linux the kernel buffer is
+/// raised to 1 MiB when allowed, which halves the wake-ups for big messages.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        // SAFETY: `fds` has room for the two descriptors pipe writes.
+        cvt(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
+        set_cloexec(fds[0])?;
+        set_cloexec(fds[1])?;
+    }
+    // SAFETY: pipe succeeded, so both descriptors are open and owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    #[cfg(target_os = "linux")]
+    // SAFETY: F_SETPIPE_SZ on a pipe we own; failure (over the per-user limit) is harmless.
+    unsafe {
+        libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+    }
+    Ok((r, w))
+}
+
+/// A connected pair of Unix stream sockets, both close-on-exec.
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    let ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let ty = libc::SOCK_STREAM;
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, ty, 0, fds.as_mut_ptr()) })?;
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        set_cloexec(fds[0])?;
+        set_cloexec(fds[1])?;
+    }
+    // SAFETY: socketpair succeeded, so both descriptors are open and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Read what is available (at least one byte, or 0 at end of file).
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for `buf.len()` writable bytes.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Write all of `bufs`, in order, with as few `writev` calls as the kernel allows.
+pub(crate) fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[&[u8]]) -> io::Result<()> {
+    let mut iov: Vec<libc::iovec> = bufs
+        .iter()
+        .filter(|b| !b.is_empty())
+        .map(|b| libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() })
+        .collect();
+    let mut first = 0;
+    while first < iov.len() {
+        let cnt = (iov.len() - first).min(1024) as libc::c_int;
+        // SAFETY: every iovec points into a live slice of `bufs` (advanced below within bounds).
+        let n = unsafe { libc::writev(fd.as_raw_fd(), iov[first..].as_ptr(), cnt) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let mut n = n as usize;
+        while n > 0 {
+            let v = &mut iov[first];
+            if n >= v.iov_len {
+                n -= v.iov_len;
+                first += 1;
+            } else {
+                // SAFETY: n < iov_len, so the advanced pointer stays inside the same slice.
+                v.iov_base = unsafe { (v.iov_base as *mut u8).add(n) }.cast();
+                v.iov_len -= n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Wait until some of `fds` are readable (or hung up, or errored); returns a flag per fd.
+/// `None` waits forever; a zero timeout only checks.
+pub(crate) fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                // round up so we never return before the deadline
+                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structs.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 && deadline.is_some_and(|d| Instant::now() < d) {
+            continue;
+        }
+        return Ok(pfds.iter().map(|p| p.revents != 0).collect());
+    }
+}
+
+/// Send `data` (at least one byte) with `fds` attached as `SCM_RIGHTS`.
+pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    assert!(!data.is_empty(), "ancillary data needs at least one byte of payload");
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
+    let fd_bytes = std::mem::size_of_val(fds) as u32;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(fd_bytes) } as usize;
+    let mut cbuf = vec![0u64; space.div_ceil(8).max(1)];
+    // SAFETY: zeroed msghdr is a valid starting value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points at `space` bytes, enough for one cmsg with `fds`.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes) as _;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), fds.len());
+        }
+    }
+    let mut sent = 0;
+    while sent < data.len() {
+        msg.msg_iov = &mut iov;
+        #[cfg(target_os = "linux")]
+        let flags = libc::MSG_NOSIGNAL;
+        #[cfg(not(target_os = "linux"))]
+        let flags = 0;
+        // SAFETY: msg describes live buffers (iov into `data`, control into `cbuf`).
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        sent += n as usize;
+        // the descriptors went with the first chunk
+        msg.msg_control = std::ptr::null_mut();
+        msg.msg_controllen = 0;
+        // SAFETY: sent <= data.len(), so the pointer stays within `data`.
+        iov.iov_base = unsafe { data.as_ptr().add(sent) } as *mut _;
+        iov.iov_len = data.len() - sent;
+    }
+    Ok(())
+}
+
+/// Receive exactly `buf.len()` bytes and the descriptors attached to them (close-on-exec).
+pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize) -> io::Result<Vec<OwnedFd>> {
+    let fd_bytes = (max_fds.max(1) * std::mem::size_of::<RawFd>()) as u32;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(fd_bytes) } as usize;
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    let mut fds = Vec::new();
+    let mut got = 0;
+    while got < buf.len() {
+        let mut iov = libc::iovec { iov_base: buf[got..].as_mut_ptr().cast(), iov_len: buf.len() - got };
+        // SAFETY: zeroed msghdr is a valid starting value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        #[cfg(target_os = "linux")]
+        let flags = libc::MSG_CMSG_CLOEXEC;
+        #[cfg(not(target_os = "linux"))]
+        let flags = 0;
+        // SAFETY: msg describes live buffers (iov into `buf`, control into `cbuf`).
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        got += n as usize;
+        // SAFETY: the kernel filled msg_control with well-formed cmsg headers; we walk them
+        // with the CMSG macros and only read SCM_RIGHTS payloads as descriptors.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                    let len = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
+                    for i in 0..len / std::mem::size_of::<RawFd>() {
+                        let fd = std::ptr::read_unaligned(data.add(i));
+                        #[cfg(not(target_os = "linux"))]
+                        let _ = set_cloexec(fd);
+                        fds.push(OwnedFd::from_raw_fd(fd));
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "too many descriptors attached"));
+        }
+    }
+    Ok(fds)
+}
+
+/// Clear close-on-exec on `fd` (used in a child between fork and exec).
+pub(crate) fn clear_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor the caller owns; async-signal-safe.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) })?;
+    Ok(())
+}
+
+/// The raw number of a handle, for `wait()` and the bootstrap environment variable.
+pub(crate) fn raw(fd: BorrowedFd<'_>) -> RawWait {
+    fd.as_raw_fd()
+}
+
+/// Adopt a descriptor named by number (from the bootstrap environment variable).
+///
+/// # Safety
+/// `fd` must be open and owned by nobody else in this process.
+pub(crate) unsafe fn adopt(fd: RawFd) -> OwnedFd {
+    let _ = set_cloexec(fd);
+    // SAFETY: the caller guarantees ownership.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Logical CPUs this process may run on (affinity mask and cgroup quota respected).
+pub(crate) fn cpu_count() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// This process's id.
+pub(crate) fn getpid() -> u32 {
+    std::process::id()
+}
+
+/// Leave the process now: flush Rust's stdout, then `_exit` (no atexit handlers, no destructors).
+pub(crate) fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// Register `f` to run when the process exits normally (return from main or `exit`).
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain function with the signature atexit expects.
+    unsafe {
+        libc::atexit(f);
+    }
+}
+
+/// Borrow an owned handle.
+pub(crate) fn borrow(h: &OwnedFd) -> BorrowedFd<'_> {
+    use std::os::fd::AsFd;
+    h.as_fd()
+}
+
+/// Read up to `max` bytes into `v`'s spare capacity (growing it if needed); returns the count.
+pub(crate) fn read_into_spare(fd: BorrowedFd<'_>, v: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    v.reserve(max);
+    let spare = v.spare_capacity_mut();
+    let len = spare.len().min(max);
+    loop {
+        // SAFETY: `spare` is valid for `len` bytes of writes; read initializes what it reports.
+        let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), len) };
+        if n >= 0 {
+            // SAFETY: the kernel initialized exactly `n` bytes after the old length.
+            unsafe { v.set_len(v.len() + n as usize) };
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Switch a descriptor to non-blocking mode.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we borrow.
+    unsafe {
+        let fl = cvt(libc::fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
+        cvt(libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK))?;
+    }
+    Ok(())
+}
+
+/// Close a raw descriptor (in a freshly forked child, for descriptors it must not keep).
+pub(crate) fn close_raw(fd: RawFd) {
+    // SAFETY: the caller names a descriptor of this process that nothing else will use.
+    unsafe {
+        libc::close(fd);
+    }
+}
+
+/// Descriptors of live connections. A forked child inherits every descriptor of its parent,
+/// including the parent's ends of its pipes, and would then never see end of file on its own
+/// ends; `neutralize_inherited` fixes that in the child.
+static INHERITABLE: parking_lot::Mutex<Vec<RawFd>> = parking_lot::Mutex::new(Vec::new());
+
+pub(crate) fn track_inheritable(fd: BorrowedFd<'_>) {
+    INHERITABLE.lock().push(fd.as_raw_fd());
+}
+
+pub(crate) fn untrack_inheritable(fd: BorrowedFd<'_>) {
+    let raw = fd.as_raw_fd();
+    let mut v = INHERITABLE.lock();
+    if let Some(i) = v.iter().position(|&f| f == raw) {
+        v.swap_remove(i);
+    }
+}
+
+/// In a freshly forked child: point every inherited connection descriptor at a dead pipe. The
+/// numbers stay taken (so a stale `Connection` in the child's memory can never reach a file
+/// opened later under the same number), but the parent's pipes and sockets are released.
+/// Connections the child needs arrive as its arguments, as new descriptors.
+pub(crate) fn neutralize_inherited() {
+    let Some(mut fds) = INHERITABLE.try_lock() else { return };
+    let Ok((dead_r, dead_w)) = pipe() else { return };
+    drop(dead_w);
+    for &fd in fds.iter() {
+        // SAFETY: dup2 onto a descriptor number this process already owns (keeps it taken).
+        unsafe {
+            libc::dup2(dead_r.as_raw_fd(), fd);
+        }
+        let _ = set_cloexec(fd);
+    }
+    fds.clear();
+}

@@ -1,0 +1,55 @@
+//! `wait()`: block until any of several connections or processes is ready.
+
+use std::time::Duration;
+
+use crate::{sys, Error};
+
+/// The raw OS handle `wait()` polls (`RawFd` on Unix, `RawHandle` on Windows).
+#[cfg(unix)]
+pub type RawWaitHandle = std::os::fd::RawFd;
+/// The raw OS handle `wait()` polls (`RawFd` on Unix, `RawHandle` on Windows).
+#[cfg(windows)]
+pub type RawWaitHandle = std::os::windows::io::RawHandle;
+
+/// Something [`wait`] can wait for: a [`Connection`](crate::Connection) is ready when a message
+/// (or end of file) can be received, a [`Process`](crate::Process) when it has ended.
+pub trait Waitable {
+    /// Ready without asking the OS (e.g. a message already buffered).
+    fn ready_now(&self) -> bool {
+        false
+    }
+    /// The handle that becomes readable when the object is ready; `None` once closed.
+    fn wait_handle(&self) -> Option<RawWaitHandle>;
+}
+
+/// Wait until at least one object is ready or `timeout` passes; returns the indices of the
+/// ready ones (empty on timeout), like `multiprocessing.connection.wait`. A closed object
+/// counts as ready, so a loop over `wait` never blocks on it forever.
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc_process::{pipe, wait};
+/// let (a, b) = pipe(true).unwrap();
+/// let (c, d) = pipe(true).unwrap();
+/// assert!(wait(&[&b, &d], Some(Duration::from_millis(5))).unwrap().is_empty());
+/// c.send_bytes(b"x").unwrap();
+/// assert_eq!(wait(&[&b, &d], None).unwrap(), [1]);
+/// # drop(a);
+/// ```
+pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>, Error> {
+    let mut ready: Vec<usize> = Vec::new();
+    let mut handles = Vec::with_capacity(objects.len());
+    for (i, o) in objects.iter().enumerate() {
+        match o.wait_handle() {
+            _ if o.ready_now() => ready.push(i),
+            None => ready.push(i),
+            Some(h) => handles.push((i, h)),
+        }
+    }
+    if !ready.is_empty() || handles.is_empty() {
+        return Ok(ready);
+    }
+    let raw: Vec<sys::RawWait> = handles.iter().map(|&(_, h)| h).collect();
+    let flags = sys::poll_readable(&raw, timeout)?;
+    Ok(handles.iter().zip(flags).filter(|(_, f)| *f).map(|(&(i, _), _)| i).collect())
+}

@@ -1,0 +1,251 @@
+//! Integration tests of multiproc-process: real child processes under every start method.
+
+multiproc_process::test_support!();
+
+use std::time::{Duration, Instant};
+
+use multiproc_process::{
+    active_children, current_process, parent_process, pipe, wait, Connection, Error, Process, StartMethod, Waitable,
+};
+
+const METHODS: [StartMethod; 3] = [StartMethod::Spawn, StartMethod::Fork, StartMethod::Forkserver];
+
+fn exit_with(code: i32) {
+    std::process::exit(code)
+}
+
+fn panicker(msg: String) {
+    panic!("{msg}");
+}
+
+fn sleeper(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn echo_child(conn: Connection) {
+    loop {
+        match conn.recv_bytes() {
+            Ok(m) => conn.send_bytes(&m).unwrap(),
+            Err(Error::Eof) => return,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn sum_and_report((xs, conn): (Vec<i64>, Connection)) {
+    let me = current_process();
+    let parent = parent_process().expect("a child has a parent");
+    conn.send(&(xs.iter().sum::<i64>(), me.name, parent.pid())).unwrap();
+}
+
+#[test]
+fn args_in_exit_code_out() {
+    for m in METHODS {
+        let (here, there) = pipe(true).unwrap();
+        let p = Process::new(sum_and_report, (vec![1, 2, 3, 4], there)).start_method(m).name("summer");
+        p.start().unwrap();
+        let (sum, name, ppid): (i64, String, u32) = here.recv().unwrap();
+        assert_eq!((sum, name.as_str(), ppid), (10, "summer", std::process::id()), "{m:?}");
+        assert_eq!(p.join().unwrap(), 0, "{m:?}");
+        assert_eq!(p.exitcode(), Some(0));
+    }
+}
+
+#[test]
+fn panic_gives_one_and_the_message() {
+    for m in METHODS {
+        let p = Process::new(panicker, format!("boom under {m:?}")).start_method(m);
+        p.start().unwrap();
+        assert_eq!(p.join().unwrap(), 1, "{m:?}");
+        assert_eq!(p.panic_message().as_deref(), Some(format!("boom under {m:?}").as_str()));
+        assert!(p.panic_backtrace().unwrap().contains("process.rs"));
+    }
+}
+
+#[test]
+fn exit_code_passes_through() {
+    for m in METHODS {
+        let p = Process::new(exit_with, 3).start_method(m);
+        p.start().unwrap();
+        assert_eq!(p.join().unwrap(), 3, "{m:?}");
+        assert_eq!(p.panic_message(), None);
+    }
+}
+
+#[test]
+fn terminate_and_kill_give_negative_signals() {
+    for m in METHODS {
+        let p = Process::new(sleeper, 60_000).start_method(m);
+        p.start().unwrap();
+        assert!(p.is_alive());
+        p.terminate().unwrap();
+        assert_eq!(p.join().unwrap(), -15, "{m:?}");
+        assert!(!p.is_alive());
+        let p = Process::new(sleeper, 60_000).start_method(m);
+        p.start().unwrap();
+        p.kill().unwrap();
+        assert_eq!(p.join().unwrap(), -9, "{m:?}");
+        // signalling an ended process is not an error
+        p.kill().unwrap();
+    }
+}
+
+#[test]
+fn join_timeout_returns_while_child_runs() {
+    for m in METHODS {
+        let p = Process::new(sleeper, 60_000).start_method(m);
+        assert!(!p.is_alive(), "not started yet");
+        assert!(matches!(p.join(), Err(Error::NotStarted)));
+        p.start().unwrap();
+        let t = Instant::now();
+        assert_eq!(p.join_timeout(Some(Duration::from_millis(100))).unwrap(), None);
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        assert!(p.is_alive());
+        assert!(active_children().iter().any(|c| c.pid() == p.pid()));
+        assert!(matches!(p.close(), Err(Error::StillRunning)));
+        p.kill().unwrap();
+        p.join().unwrap();
+        assert!(!active_children().iter().any(|c| c.pid() == p.pid()));
+        p.close().unwrap();
+        assert!(matches!(p.join(), Err(Error::ProcessClosed)));
+        assert!(matches!(p.start(), Err(Error::ProcessClosed)));
+    }
+}
+
+#[test]
+fn start_twice_is_an_error() {
+    let p = Process::new(sleeper, 0);
+    p.start().unwrap();
+    assert!(matches!(p.start(), Err(Error::AlreadyStarted)));
+    p.join().unwrap();
+}
+
+#[test]
+fn connection_passed_to_child_and_big_messages() {
+    for m in METHODS {
+        let (here, there) = pipe(true).unwrap();
+        let p = Process::new(echo_child, there).start_method(m);
+        p.start().unwrap();
+        let big: Vec<u8> = (0..64usize << 20).map(|i| (i * 7 % 256) as u8).collect();
+        let n = if m == StartMethod::Spawn { 2 } else { 1 };
+        for _ in 0..n {
+            here.send_bytes(&big).unwrap();
+            assert!(here.recv_bytes().unwrap() == big, "{m:?}");
+        }
+        here.send_bytes(b"small").unwrap();
+        assert_eq!(here.recv_bytes().unwrap(), b"small");
+        drop(here);
+        assert_eq!(p.join().unwrap(), 0);
+    }
+}
+
+fn send_then_exit(conn: Connection) {
+    conn.send(&"bye").unwrap();
+}
+
+#[test]
+fn eof_when_the_peer_exits() {
+    for m in METHODS {
+        let (here, there) = pipe(true).unwrap();
+        let p = Process::new(send_then_exit, there).start_method(m);
+        p.start().unwrap();
+        assert_eq!(here.recv::<String>().unwrap(), "bye");
+        assert!(matches!(here.recv_bytes(), Err(Error::Eof)), "{m:?}");
+        p.join().unwrap();
+    }
+}
+
+#[test]
+fn wait_on_connections_and_sentinels() {
+    let (here, there) = pipe(true).unwrap();
+    let p = Process::new(send_then_exit, there).start_method(StartMethod::Spawn);
+    let q = Process::new(sleeper, 300);
+    let (_idle_a, idle_b) = pipe(true).unwrap();
+    assert!(wait(&[&idle_b], Some(Duration::from_millis(50))).unwrap().is_empty());
+    p.start().unwrap();
+    q.start().unwrap();
+    let ready = wait(&[&here, &idle_b], Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(ready, [0]);
+    let ready = wait(&[&q as &dyn Waitable], Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(ready, [0]);
+    assert!(!q.is_alive());
+    assert!(q.sentinel().is_none(), "a reaped process has no sentinel left");
+    p.join().unwrap();
+}
+
+fn check_parent_dies((ms, conn): (u64, Connection)) {
+    let parent = parent_process().unwrap();
+    conn.send(&parent.is_alive()).unwrap();
+    let gone = parent.join(Some(Duration::from_millis(ms)));
+    conn.send(&gone).unwrap();
+}
+
+fn middle(conn: Connection) {
+    // start a grandchild, then exit without joining it: it must see us die
+    let p = Process::new(check_parent_dies, (20_000, conn)).daemon(false);
+    p.start().unwrap();
+    std::mem::forget(p);
+    multiproc_process_exit_without_joining();
+}
+
+fn multiproc_process_exit_without_joining() {
+    // SIGKILL ourselves: no at-exit join, the grandchild is orphaned
+    // SAFETY: raising a signal on ourselves.
+    unsafe {
+        libc_kill_self();
+    }
+}
+
+unsafe fn libc_kill_self() {
+    extern "C" {
+        fn getpid() -> i32;
+        fn kill(pid: i32, sig: i32) -> i32;
+    }
+    // SAFETY: plain libc calls.
+    unsafe {
+        kill(getpid(), 9);
+    }
+}
+
+#[test]
+fn child_learns_parent_died() {
+    let (here, there) = pipe(true).unwrap();
+    let p = Process::new(middle, there);
+    p.start().unwrap();
+    assert!(here.recv::<bool>().unwrap(), "the parent is alive at first");
+    assert_eq!(p.join().unwrap(), -9);
+    assert!(here.recv::<bool>().unwrap(), "the grandchild saw its parent die");
+}
+
+#[test]
+fn other_build_refuses() {
+    let exe = std::env::current_exe().unwrap();
+    let dir = std::env::temp_dir().join(format!("multiproc-otherbuild-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("other-build");
+    std::fs::copy(&exe, &copy).unwrap();
+    let f = std::fs::File::options().write(true).open(&copy).unwrap();
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)).unwrap();
+    drop(f);
+    let p = Process::new(exit_with, 0).executable(&copy);
+    p.start().unwrap();
+    match p.join() {
+        Err(Error::Refused(why)) => assert!(why.contains("fingerprint"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(p.exitcode(), Some(1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn unit(_: ()) {}
+
+#[test]
+fn current_process_names_and_identity() {
+    let me = current_process();
+    assert_eq!(me.name, "MainProcess");
+    assert!(parent_process().is_none());
+    let p = Process::new(unit, ());
+    p.start().unwrap();
+    assert!(p.get_name().starts_with("Process-"));
+    p.join().unwrap();
+}
