@@ -43,7 +43,7 @@ pub use multiproc_pickle as pickle;
 
 /// Python's `multiprocessing.connection`: listeners, clients, `wait`.
 pub mod connection {
-    pub use multiproc_process::{wait, Address, Client, Connection, Listener, RawWaitHandle, Waitable};
+    pub use multiproc_process::{wait, Address, Client, Connection, Listener, RawWaitHandle, ToAddress, Waitable};
 }
 
 /// Python's spelling of [`pipe`]: `multiproc::Pipe(duplex)`.

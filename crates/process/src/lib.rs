@@ -43,7 +43,7 @@ pub use bootstrap::{current_process, init, parent_process, ParentProcess, Proces
 pub use connection::{pipe, Connection};
 pub use context::{get_context, get_start_method, set_executable, set_start_method, Context, StartMethod};
 pub use error::Error;
-pub use listener::{Address, Client, Listener};
+pub use listener::{Address, Client, Listener, ToAddress};
 pub use process::{active_children, cpu_count, Process};
 pub use wait::{wait, RawWaitHandle, Waitable};
 

@@ -136,8 +136,8 @@ impl Listener {
     /// Listen on `address` (anything that parses as an [`Address`]; TCP port 0 picks a free
     /// port, see [`address`](Self::address)). With an authkey, every connection must pass the
     /// challenge before [`accept`](Self::accept) returns it.
-    pub fn bind(address: impl TryInto<Address, Error = Error>, authkey: Option<&[u8]>) -> Result<Listener, Error> {
-        let address = address.try_into()?;
+    pub fn bind(address: impl ToAddress, authkey: Option<&[u8]>) -> Result<Listener, Error> {
+        let address = address.to_address()?;
         let sock = match address {
             #[cfg(unix)]
             Address::Unix(p) => Sock::Unix(std::os::unix::net::UnixListener::bind(&p)?, p),
@@ -222,8 +222,8 @@ pub struct Client;
 
 impl Client {
     /// Connect and, with an authkey, pass the mutual challenge.
-    pub fn connect(address: impl TryInto<Address, Error = Error>, authkey: Option<&[u8]>) -> Result<Connection, Error> {
-        let conn = match address.try_into()? {
+    pub fn connect(address: impl ToAddress, authkey: Option<&[u8]>) -> Result<Connection, Error> {
+        let conn = match address.to_address()? {
             #[cfg(unix)]
             Address::Unix(p) => to_connection_unix(std::os::unix::net::UnixStream::connect(p)?)?,
             #[cfg(not(unix))]
@@ -240,24 +240,39 @@ impl Client {
     }
 }
 
-impl TryFrom<&str> for Address {
-    type Error = Error;
-    fn try_from(s: &str) -> Result<Self, Error> {
-        s.parse()
+/// Anything that names an [`Address`]: an `Address`, a `&str`/`String` to parse, a `SocketAddr`.
+pub trait ToAddress {
+    /// Turn `self` into an address.
+    fn to_address(self) -> Result<Address, Error>;
+}
+
+impl ToAddress for Address {
+    fn to_address(self) -> Result<Address, Error> {
+        Ok(self)
     }
 }
 
-impl TryFrom<&Address> for Address {
-    type Error = Error;
-    fn try_from(a: &Address) -> Result<Self, Error> {
-        Ok(a.clone())
+impl ToAddress for &Address {
+    fn to_address(self) -> Result<Address, Error> {
+        Ok(self.clone())
     }
 }
 
-impl TryFrom<String> for Address {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Self, Error> {
-        s.parse()
+impl ToAddress for &str {
+    fn to_address(self) -> Result<Address, Error> {
+        self.parse()
+    }
+}
+
+impl ToAddress for String {
+    fn to_address(self) -> Result<Address, Error> {
+        self.parse()
+    }
+}
+
+impl ToAddress for SocketAddr {
+    fn to_address(self) -> Result<Address, Error> {
+        Ok(Address::Tcp(self))
     }
 }
 

@@ -1,6 +1,4 @@
-//! Integration tests of multiproc-process: real child processes under every start method.
-
-multiproc_process::test_support!();
+//! Processes under every start method: exit codes, panics, signals, timeouts, handles.
 
 use std::time::{Duration, Instant};
 
@@ -173,37 +171,37 @@ fn wait_on_connections_and_sentinels() {
     p.join().unwrap();
 }
 
-fn check_parent_dies((ms, conn): (u64, Connection)) {
+fn check_parent_dies((conn, go): (Connection, Connection)) {
     let parent = parent_process().unwrap();
     conn.send(&parent.is_alive()).unwrap();
-    let gone = parent.join(Some(Duration::from_millis(ms)));
+    go.send(&()).unwrap();
+    let gone = parent.join(Some(Duration::from_secs(20)));
     conn.send(&gone).unwrap();
 }
 
 fn middle(conn: Connection) {
-    // start a grandchild, then exit without joining it: it must see us die
-    let p = Process::new(check_parent_dies, (20_000, conn)).daemon(false);
+    // start a grandchild, let it look at us, then die without joining it
+    let (wait_here, go) = pipe(true).unwrap();
+    let p = Process::new(check_parent_dies, (conn, go));
     p.start().unwrap();
-    std::mem::forget(p);
-    multiproc_process_exit_without_joining();
+    wait_here.recv::<()>().unwrap();
+    p.kill_self_for_test();
 }
 
-fn multiproc_process_exit_without_joining() {
-    // SIGKILL ourselves: no at-exit join, the grandchild is orphaned
-    // SAFETY: raising a signal on ourselves.
-    unsafe {
-        libc_kill_self();
-    }
+trait KillSelf {
+    fn kill_self_for_test(&self);
 }
 
-unsafe fn libc_kill_self() {
-    extern "C" {
-        fn getpid() -> i32;
-        fn kill(pid: i32, sig: i32) -> i32;
-    }
-    // SAFETY: plain libc calls.
-    unsafe {
-        kill(getpid(), 9);
+impl KillSelf for Process {
+    fn kill_self_for_test(&self) {
+        extern "C" {
+            fn getpid() -> i32;
+            fn kill(pid: i32, sig: i32) -> i32;
+        }
+        // SAFETY: plain libc calls; SIGKILL ourselves so no at-exit join runs.
+        unsafe {
+            kill(getpid(), 9);
+        }
     }
 }
 

@@ -1,0 +1,6 @@
+//! Integration tests of multiproc-process: real child processes, real sockets, a real CPython.
+
+multiproc_process::test_support!();
+
+mod listener;
+mod process;
