@@ -77,6 +77,8 @@ impl From<SocketAddr> for Address {
     }
 }
 
+type TimeoutSetter = Box<dyn Fn(Option<Duration>)>;
+
 enum Sock {
     #[cfg(unix)]
     Unix(std::os::unix::net::UnixListener, PathBuf),
@@ -178,7 +180,7 @@ impl Listener {
     /// Wait for the next connection and authenticate it. An error concerns that connection
     /// only (it is closed); the listener keeps listening.
     pub fn accept(&self) -> Result<Connection, Error> {
-        let (conn, set_timeout): (Connection, Box<dyn Fn(Option<Duration>)>) = match &self.sock {
+        let (conn, set_timeout): (Connection, TimeoutSetter) = match &self.sock {
             #[cfg(unix)]
             Sock::Unix(l, _) => {
                 let (s, _) = l.accept()?;

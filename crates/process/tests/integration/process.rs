@@ -247,3 +247,48 @@ fn current_process_names_and_identity() {
     assert!(p.get_name().starts_with("Process-"));
     p.join().unwrap();
 }
+
+fn sleep_then_send((ms, conn): (u64, Connection)) {
+    std::thread::sleep(Duration::from_millis(ms));
+    let _ = conn.send(&"finished");
+}
+
+fn start_grandchildren((daemon_conn, worker_conn): (Connection, Connection)) {
+    Process::new(sleep_then_send, (60_000, daemon_conn)).daemon(true).start().unwrap();
+    Process::new(sleep_then_send, (200, worker_conn)).start().unwrap();
+    // return without joining: at exit the daemon is terminated and the worker joined
+}
+
+#[test]
+fn at_exit_daemons_are_terminated_and_others_joined() {
+    for m in METHODS {
+        let (daemon_here, daemon_there) = pipe(true).unwrap();
+        let (worker_here, worker_there) = pipe(true).unwrap();
+        let p = Process::new(start_grandchildren, (daemon_there, worker_there)).start_method(m);
+        p.start().unwrap();
+        assert_eq!(p.join().unwrap(), 0, "{m:?}");
+        // the non-daemon grandchild was joined before its parent exited: its message is there
+        assert!(worker_here.poll(Some(Duration::ZERO)).unwrap(), "{m:?}: worker not joined");
+        assert_eq!(worker_here.recv::<String>().unwrap(), "finished");
+        // the daemon grandchild was terminated: its end of the pipe closed without a message
+        assert!(daemon_here.poll(Some(Duration::from_secs(10))).unwrap(), "{m:?}: daemon still running");
+        assert!(matches!(daemon_here.recv::<String>(), Err(Error::Eof)), "{m:?}");
+    }
+}
+
+#[test]
+fn unserializable_argument_fails_at_start() {
+    let (a, _b) = pipe(true).unwrap();
+    // a Connection inside a value sent through another connection is refused...
+    let (x, _y) = pipe(true).unwrap();
+    assert!(x.send(&a).is_err());
+    // ...and an argument that cannot be serialized is an error of `start`, in the caller
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Bad(#[serde(serialize_with = "fail")] u8);
+    fn fail<S: serde::Serializer>(_: &u8, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("not today"))
+    }
+    fn takes_bad(_: Bad) {}
+    let p = Process::new(takes_bad, Bad(1));
+    assert!(matches!(p.start(), Err(Error::Pickle(_))));
+}

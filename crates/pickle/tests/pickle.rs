@@ -1,0 +1,118 @@
+//! Integration tests of multiproc-pickle: values, frames and function identity across a real
+//! process boundary (this test binary re-executes itself as the child).
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use multiproc_pickle::{decode, encode, frame, Bytes, Call, PickleError};
+use serde::{Deserialize, Serialize};
+
+const CHILD_ENV: &str = "MULTIPROC_PICKLE_TEST_CHILD";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Job {
+    id: u64,
+    name: String,
+    weights: Vec<f64>,
+    #[serde(with = "multiproc_pickle::bytes")]
+    blob: Vec<u8>,
+    nested: Option<Box<Job>>,
+}
+
+fn score(job: Job) -> (u64, f64, usize) {
+    (job.id, job.weights.iter().sum(), job.blob.len() + job.nested.map_or(0, |n| n.blob.len()))
+}
+
+/// Child side: read one `Call` from stdin, run it, write the encoded result to the file named
+/// by the environment variable (the test harness owns stdout).
+fn run_child_if_asked() {
+    let Some(out_path) = std::env::var_os(CHILD_ENV) else { return };
+    let mut input = Vec::new();
+    std::io::stdin().read_to_end(&mut input).unwrap();
+    let call: Call = decode(&input).unwrap();
+    // SAFETY: the call comes from our parent, the same test binary (the fingerprint is checked).
+    let out = match unsafe { call.invoke(Vec::new()) } {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(3)
+        }
+    };
+    std::fs::write(out_path, out).unwrap();
+    std::process::exit(0);
+}
+
+fn run_in_child(call: &Call, exe: &std::path::Path, test: &str) -> (std::process::Output, Vec<u8>) {
+    let out_path = std::env::temp_dir().join(format!("multiproc-pickle-out-{}-{test}", std::process::id()));
+    let mut child = Command::new(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, &out_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&encode(call).unwrap()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let result = std::fs::read(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    (out, result)
+}
+
+#[test]
+fn function_identity_across_processes() {
+    run_child_if_asked();
+    let job = Job {
+        id: 7,
+        name: "seven".into(),
+        weights: vec![0.5, 1.5],
+        blob: vec![9; 1000],
+        nested: Some(Box::new(Job { id: 8, name: "x".into(), weights: vec![], blob: vec![1; 24], nested: None })),
+    };
+    let (call, handles) = Call::new(score, &job).unwrap();
+    assert!(handles.is_empty());
+    let (out, result) = run_in_child(&call, &std::env::current_exe().unwrap(), "function_identity_across_processes");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(decode::<(u64, f64, usize)>(&result).unwrap(), (7, 2.0, 1024));
+}
+
+#[test]
+fn another_build_refuses_the_call() {
+    run_child_if_asked();
+    let exe = std::env::current_exe().unwrap();
+    let dir = std::env::temp_dir().join(format!("multiproc-pickle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("other-build");
+    std::fs::copy(&exe, &copy).unwrap();
+    let f = std::fs::File::options().write(true).open(&copy).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(12345)).unwrap();
+    drop(f);
+    let (call, _) = Call::new(score, &Job { id: 1, name: String::new(), weights: vec![], blob: vec![], nested: None }).unwrap();
+    let (out, _) = run_in_child(&call, &copy, "another_build_refuses_the_call");
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fingerprint mismatch"));
+}
+
+#[test]
+fn bytes_fast_path_is_compact_and_equivalent() {
+    run_child_if_asked();
+    let v: Vec<u8> = (0..=255).collect();
+    let slow = encode(&v).unwrap();
+    let fast = encode(&Bytes(v.clone())).unwrap();
+    // Same wire format: postcard writes a varint length then the bytes in both cases.
+    assert_eq!(slow, fast);
+    assert_eq!(decode::<Bytes>(&slow).unwrap().0, v);
+    assert_eq!(decode::<Vec<u8>>(&fast).unwrap(), v);
+}
+
+#[test]
+fn malformed_input_is_a_typed_error() {
+    run_child_if_asked();
+    assert!(matches!(decode::<Job>(&[1, 2, 3]), Err(PickleError::Decode(_))));
+    assert!(matches!(decode::<Call>(&[0xff; 40]), Err(PickleError::Decode(_))));
+    assert!(matches!(frame::parse_prefix([0xfe, 0, 0, 0]), Err(PickleError::BadFrame(_))));
+    assert!(matches!(frame::check_size(u64::MAX, frame::DEFAULT_MAX_MESSAGE), Err(PickleError::TooLarge { .. })));
+    // a Vec length far beyond the input must not allocate it
+    assert!(decode::<Vec<u64>>(&[0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+}
