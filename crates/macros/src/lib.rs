@@ -18,7 +18,9 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
         return compile_error("#[multiproc::main] takes no arguments");
     }
     let mut tokens: Vec<TokenTree> = item.into_iter().collect();
-    let is_fn = tokens.iter().any(|t| matches!(t, TokenTree::Ident(i) if i.to_string() == "fn"));
+    let is_fn = tokens
+        .iter()
+        .any(|t| matches!(t, TokenTree::Ident(i) if i.to_string() == "fn"));
     match tokens.last_mut() {
         Some(TokenTree::Group(body)) if is_fn && body.delimiter() == Delimiter::Brace => {
             let init: TokenStream = "::multiproc::init();".parse().expect("static tokens parse");
@@ -34,5 +36,7 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn compile_error(msg: &str) -> TokenStream {
-    format!("compile_error!({msg:?});").parse().expect("static tokens parse")
+    format!("compile_error!({msg:?});")
+        .parse()
+        .expect("static tokens parse")
 }

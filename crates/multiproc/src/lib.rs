@@ -33,9 +33,9 @@
 
 pub use multiproc_macros::main;
 pub use multiproc_process::{
-    active_children, cpu_count, current_process, get_context, get_start_method, init, parent_process, pipe,
-    set_executable, set_start_method, test_support, Connection, Context, Error, ParentProcess, Process, ProcessInfo,
-    StartMethod,
+    active_children, cpu_count, current_process, get_context, get_start_method, init,
+    parent_process, pipe, set_executable, set_start_method, test_support, Connection, Context,
+    Error, ParentProcess, Process, ProcessInfo, StartMethod,
 };
 
 /// The pickle layer: encoding, framing, function identity, handle transfer.
@@ -43,7 +43,9 @@ pub use multiproc_pickle as pickle;
 
 /// Python's `multiprocessing.connection`: listeners, clients, `wait`.
 pub mod connection {
-    pub use multiproc_process::{wait, Address, Client, Connection, Listener, RawWaitHandle, ToAddress, Waitable};
+    pub use multiproc_process::{
+        wait, Address, Client, Connection, Listener, RawWaitHandle, ToAddress, Waitable,
+    };
 }
 
 /// Python's spelling of [`pipe`]: `multiproc::Pipe(duplex)`.

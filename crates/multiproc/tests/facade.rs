@@ -5,10 +5,13 @@ multiproc::test_support!();
 
 use std::time::Duration;
 
-use multiproc::connection::{wait, Address, Client, Connection, Listener, RawWaitHandle, ToAddress, Waitable};
+use multiproc::connection::{
+    wait, Address, Client, Connection, Listener, RawWaitHandle, ToAddress, Waitable,
+};
 use multiproc::{
-    active_children, cpu_count, current_process, get_context, get_start_method, init, parent_process, pickle, pipe,
-    Context, Error, ParentProcess, Pipe, Process, ProcessInfo, StartMethod,
+    active_children, cpu_count, current_process, get_context, get_start_method, init,
+    parent_process, pickle, pipe, Context, Error, ParentProcess, Pipe, Process, ProcessInfo,
+    StartMethod,
 };
 
 fn child(conn: Connection) {
@@ -26,7 +29,9 @@ fn every_reexport_is_reachable() {
     let (a, b) = Pipe(true).unwrap();
     let p: Process = ctx.process(child, b).name("facade-child");
     p.start().unwrap();
-    assert!(!wait(&[&a as &dyn Waitable], Some(Duration::from_secs(30))).unwrap().is_empty());
+    assert!(!wait(&[&a as &dyn Waitable], Some(Duration::from_secs(30)))
+        .unwrap()
+        .is_empty());
     let (name, ppid): (String, u32) = a.recv().unwrap();
     assert_eq!((name.as_str(), ppid), ("facade-child", std::process::id()));
     assert_eq!(p.join().unwrap(), 0);
@@ -45,8 +50,14 @@ fn every_reexport_is_reachable() {
     t.join().unwrap();
 
     let bytes = pickle::encode(&pickle::Bytes(vec![1, 2, 3])).unwrap();
-    assert_eq!(pickle::decode::<pickle::Bytes>(&bytes).unwrap().0, [1, 2, 3]);
-    assert!(matches!(multiproc::set_start_method(StartMethod::Spawn), Ok(()) | Err(Error::StartMethodAlreadySet)));
+    assert_eq!(
+        pickle::decode::<pickle::Bytes>(&bytes).unwrap().0,
+        [1, 2, 3]
+    );
+    assert!(matches!(
+        multiproc::set_start_method(StartMethod::Spawn),
+        Ok(()) | Err(Error::StartMethodAlreadySet)
+    ));
     multiproc::set_executable(std::env::current_exe().unwrap());
 }
 

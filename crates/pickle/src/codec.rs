@@ -33,9 +33,13 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PickleError> 
 /// assert!(multiproc_pickle::decode::<u8>(&[1, 2]).is_err());
 /// ```
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PickleError> {
-    let (v, rest) = postcard::take_from_bytes(bytes).map_err(|e| PickleError::Decode(e.to_string()))?;
+    let (v, rest) =
+        postcard::take_from_bytes(bytes).map_err(|e| PickleError::Decode(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(PickleError::Decode(format!("{} trailing bytes", rest.len())));
+        return Err(PickleError::Decode(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
     }
     Ok(v)
 }
@@ -87,8 +91,14 @@ mod tests {
         assert_eq!(decode::<(u8, String, Vec<f64>)>(&b).unwrap(), v);
         let mut longer = b.clone();
         longer.push(0);
-        assert!(matches!(decode::<(u8, String, Vec<f64>)>(&longer), Err(PickleError::Decode(_))));
-        assert!(matches!(decode::<(u8, String, Vec<f64>)>(&b[..2]), Err(PickleError::Decode(_))));
+        assert!(matches!(
+            decode::<(u8, String, Vec<f64>)>(&longer),
+            Err(PickleError::Decode(_))
+        ));
+        assert!(matches!(
+            decode::<(u8, String, Vec<f64>)>(&b[..2]),
+            Err(PickleError::Decode(_))
+        ));
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub enum PickleError {
     BadFrame(String),
     /// An OS handle was serialized outside a handle-carrying transfer
     /// (for example with plain [`encode`](crate::encode), or sent through a connection).
-    #[error("an OS handle can only travel as an argument to a child process, not with a plain encode")]
+    #[error(
+        "an OS handle can only travel as an argument to a child process, not with a plain encode"
+    )]
     HandleOutsideTransfer,
     /// A serialized value referred to an OS handle that did not arrive (or was used twice).
     #[error("OS handle #{0} is missing from the transfer")]

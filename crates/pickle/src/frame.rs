@@ -85,10 +85,16 @@ mod tests {
         for len in [0usize, 1, 255, 65536, i32::MAX as usize] {
             let (h, n) = encode_header(len);
             assert_eq!(n, 4);
-            assert_eq!(parse_prefix([h[0], h[1], h[2], h[3]]).unwrap(), Prefix::Len(len as u64));
+            assert_eq!(
+                parse_prefix([h[0], h[1], h[2], h[3]]).unwrap(),
+                Prefix::Len(len as u64)
+            );
         }
         let (h, n) = encode_header(i32::MAX as usize + 1);
         assert_eq!(n, 12);
-        assert_eq!(u64::from_be_bytes(h[4..12].try_into().unwrap()), i32::MAX as u64 + 1);
+        assert_eq!(
+            u64::from_be_bytes(h[4..12].try_into().unwrap()),
+            i32::MAX as u64 + 1
+        );
     }
 }

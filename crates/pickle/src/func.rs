@@ -38,11 +38,15 @@ pub struct FnRef {
 impl FnRef {
     /// The identity of `f`.
     pub fn of<A, R>(f: fn(A) -> R) -> FnRef {
-        FnRef { offset: f as usize as i64 - anchor_addr() }
+        FnRef {
+            offset: f as usize as i64 - anchor_addr(),
+        }
     }
 
     fn of_entry(f: Entry) -> FnRef {
-        FnRef { offset: f as usize as i64 - anchor_addr() }
+        FnRef {
+            offset: f as usize as i64 - anchor_addr(),
+        }
     }
 
     /// Turn the identity back into a callable function.
@@ -145,7 +149,10 @@ impl Call {
     pub fn check_build(&self) -> Result<(), PickleError> {
         let actual = fingerprint();
         if self.fingerprint != actual {
-            return Err(PickleError::BuildMismatch { expected: self.fingerprint, actual });
+            return Err(PickleError::BuildMismatch {
+                expected: self.fingerprint,
+                actual,
+            });
         }
         Ok(())
     }
@@ -161,7 +168,8 @@ impl Call {
         self.check_build()?;
         // SAFETY: same build (checked above, trusted origin per the contract), and `entry` was
         // made from an `Entry` by `Call::new`.
-        let e: Entry = unsafe { std::mem::transmute::<fn(()), Entry>(self.entry.resolve::<(), ()>()) };
+        let e: Entry =
+            unsafe { std::mem::transmute::<fn(()), Entry>(self.entry.resolve::<(), ()>()) };
         e(self.func, &self.args, handles)
     }
 }

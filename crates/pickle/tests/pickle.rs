@@ -20,13 +20,19 @@ struct Job {
 }
 
 fn score(job: Job) -> (u64, f64, usize) {
-    (job.id, job.weights.iter().sum(), job.blob.len() + job.nested.map_or(0, |n| n.blob.len()))
+    (
+        job.id,
+        job.weights.iter().sum(),
+        job.blob.len() + job.nested.map_or(0, |n| n.blob.len()),
+    )
 }
 
 /// Child side: read one `Call` from stdin, run it, write the encoded result to the file named
 /// by the environment variable (the test harness owns stdout).
 fn run_child_if_asked() {
-    let Some(out_path) = std::env::var_os(CHILD_ENV) else { return };
+    let Some(out_path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
     let mut input = Vec::new();
     std::io::stdin().read_to_end(&mut input).unwrap();
     let call: Call = decode(&input).unwrap();
@@ -43,7 +49,10 @@ fn run_child_if_asked() {
 }
 
 fn run_in_child(call: &Call, exe: &std::path::Path, test: &str) -> (std::process::Output, Vec<u8>) {
-    let out_path = std::env::temp_dir().join(format!("multiproc-pickle-out-{}-{test}", std::process::id()));
+    let out_path = std::env::temp_dir().join(format!(
+        "multiproc-pickle-out-{}-{test}",
+        std::process::id()
+    ));
     let mut child = Command::new(exe)
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, &out_path)
@@ -52,7 +61,12 @@ fn run_in_child(call: &Call, exe: &std::path::Path, test: &str) -> (std::process
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(&encode(call).unwrap()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&encode(call).unwrap())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let result = std::fs::read(&out_path).unwrap_or_default();
     let _ = std::fs::remove_file(&out_path);
@@ -67,13 +81,30 @@ fn function_identity_across_processes() {
         name: "seven".into(),
         weights: vec![0.5, 1.5],
         blob: vec![9; 1000],
-        nested: Some(Box::new(Job { id: 8, name: "x".into(), weights: vec![], blob: vec![1; 24], nested: None })),
+        nested: Some(Box::new(Job {
+            id: 8,
+            name: "x".into(),
+            weights: vec![],
+            blob: vec![1; 24],
+            nested: None,
+        })),
     };
     let (call, handles) = Call::new(score, &job).unwrap();
     assert!(handles.is_empty());
-    let (out, result) = run_in_child(&call, &std::env::current_exe().unwrap(), "function_identity_across_processes");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(decode::<(u64, f64, usize)>(&result).unwrap(), (7, 2.0, 1024));
+    let (out, result) = run_in_child(
+        &call,
+        &std::env::current_exe().unwrap(),
+        "function_identity_across_processes",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        decode::<(u64, f64, usize)>(&result).unwrap(),
+        (7, 2.0, 1024)
+    );
 }
 
 #[test]
@@ -85,9 +116,20 @@ fn another_build_refuses_the_call() {
     let copy = dir.join("other-build");
     std::fs::copy(&exe, &copy).unwrap();
     let f = std::fs::File::options().write(true).open(&copy).unwrap();
-    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(12345)).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(12345))
+        .unwrap();
     drop(f);
-    let (call, _) = Call::new(score, &Job { id: 1, name: String::new(), weights: vec![], blob: vec![], nested: None }).unwrap();
+    let (call, _) = Call::new(
+        score,
+        &Job {
+            id: 1,
+            name: String::new(),
+            weights: vec![],
+            blob: vec![],
+            nested: None,
+        },
+    )
+    .unwrap();
     let (out, _) = run_in_child(&call, &copy, "another_build_refuses_the_call");
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(out.status.code(), Some(3));
@@ -109,10 +151,22 @@ fn bytes_fast_path_is_compact_and_equivalent() {
 #[test]
 fn malformed_input_is_a_typed_error() {
     run_child_if_asked();
-    assert!(matches!(decode::<Job>(&[1, 2, 3]), Err(PickleError::Decode(_))));
-    assert!(matches!(decode::<Call>(&[0xff; 40]), Err(PickleError::Decode(_))));
-    assert!(matches!(frame::parse_prefix([0xfe, 0, 0, 0]), Err(PickleError::BadFrame(_))));
-    assert!(matches!(frame::check_size(u64::MAX, frame::DEFAULT_MAX_MESSAGE), Err(PickleError::TooLarge { .. })));
+    assert!(matches!(
+        decode::<Job>(&[1, 2, 3]),
+        Err(PickleError::Decode(_))
+    ));
+    assert!(matches!(
+        decode::<Call>(&[0xff; 40]),
+        Err(PickleError::Decode(_))
+    ));
+    assert!(matches!(
+        frame::parse_prefix([0xfe, 0, 0, 0]),
+        Err(PickleError::BadFrame(_))
+    ));
+    assert!(matches!(
+        frame::check_size(u64::MAX, frame::DEFAULT_MAX_MESSAGE),
+        Err(PickleError::TooLarge { .. })
+    ));
     // a Vec length far beyond the input must not allocate it
     assert!(decode::<Vec<u64>>(&[0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
 }

@@ -66,7 +66,11 @@ static ME: Mutex<Option<Arc<ChildCtx>>> = Mutex::new(None);
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 pub(crate) fn next_identity() -> Vec<u32> {
-    let mut id = ME.lock().as_ref().map(|c| c.info.identity.clone()).unwrap_or_default();
+    let mut id = ME
+        .lock()
+        .as_ref()
+        .map(|c| c.info.identity.clone())
+        .unwrap_or_default();
     id.push(COUNTER.fetch_add(1, Ordering::Relaxed) + 1);
     id
 }
@@ -98,7 +102,10 @@ pub struct ParentProcess {
 
 impl std::fmt::Debug for ParentProcess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ParentProcess").field("pid", &self.pid()).field("name", &self.name()).finish()
+        f.debug_struct("ParentProcess")
+            .field("pid", &self.pid())
+            .field("name", &self.name())
+            .finish()
     }
 }
 
@@ -121,7 +128,9 @@ impl ParentProcess {
     /// Wait until the parent has ended or `timeout` passes; true if it has ended.
     pub fn join(&self, timeout: Option<Duration>) -> bool {
         let raw = sys::raw(sys::borrow(&self.ctx.boot));
-        sys::poll_readable(&[raw], timeout).map(|r| r[0]).unwrap_or(true)
+        sys::poll_readable(&[raw], timeout)
+            .map(|r| r[0])
+            .unwrap_or(true)
     }
 }
 
@@ -137,7 +146,9 @@ impl crate::Waitable for ParentProcess {
 /// assert!(multiproc_process::parent_process().is_none()); // the doc test is a main process
 /// ```
 pub fn parent_process() -> Option<ParentProcess> {
-    ME.lock().as_ref().map(|ctx| ParentProcess { ctx: ctx.clone() })
+    ME.lock()
+        .as_ref()
+        .map(|ctx| ParentProcess { ctx: ctx.clone() })
 }
 
 /// Make this binary multiproc-aware. Call it first thing in `main` (or put
@@ -260,13 +271,17 @@ fn child_main(boot: OwnedFd) -> ! {
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "Box<dyn Any>".into());
-        let at = info.location().map(|l| format!("at {}:{}:{}\n", l.file(), l.line(), l.column())).unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!("at {}:{}:{}\n", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
         let bt = std::backtrace::Backtrace::capture();
         PANIC.with(|p| *p.borrow_mut() = Some((msg, format!("{at}{bt}"))));
         default_hook(info);
     }));
     // SAFETY: the job came from our parent over a private socket, and its build was checked.
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| unsafe { job.call.invoke(handles) }));
+    let outcome =
+        std::panic::catch_unwind(AssertUnwindSafe(|| unsafe { job.call.invoke(handles) }));
     let code = match outcome {
         Ok(Ok(_)) => 0,
         Ok(Err(e)) => {

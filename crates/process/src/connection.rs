@@ -59,7 +59,10 @@ impl ReadSide {
 
     fn recv_frame(&mut self, max: u64) -> Result<Vec<u8>, Error> {
         if let Some(why) = &self.broken {
-            return Err(PickleError::BadFrame(format!("connection unusable after an earlier error: {why}")).into());
+            return Err(PickleError::BadFrame(format!(
+                "connection unusable after an earlier error: {why}"
+            ))
+            .into());
         }
         self.fill(4)?;
         let p: [u8; 4] = self.buffered()[..4].try_into().expect("4 bytes buffered");
@@ -91,7 +94,8 @@ impl ReadSide {
                     return Err(Error::Eof);
                 }
             } else {
-                self.fill(want).inspect_err(|_| self.broken = Some("end of file inside a message".into()))?;
+                self.fill(want)
+                    .inspect_err(|_| self.broken = Some("end of file inside a message".into()))?;
                 let s = self.start;
                 out.extend_from_slice(&self.buf[s..s + want]);
                 self.take(want);
@@ -154,10 +158,16 @@ pub fn pipe(duplex: bool) -> Result<(Connection, Connection), Error> {
     if duplex {
         let (r1, w1) = sys::pipe()?;
         let (r2, w2) = sys::pipe()?;
-        Ok((Connection::from_handles(Some(r1), Some(w2)), Connection::from_handles(Some(r2), Some(w1))))
+        Ok((
+            Connection::from_handles(Some(r1), Some(w2)),
+            Connection::from_handles(Some(r2), Some(w1)),
+        ))
     } else {
         let (r, w) = sys::pipe()?;
-        Ok((Connection::from_handles(Some(r), None), Connection::from_handles(None, Some(w))))
+        Ok((
+            Connection::from_handles(Some(r), None),
+            Connection::from_handles(None, Some(w)),
+        ))
     }
 }
 
@@ -171,7 +181,12 @@ impl Connection {
         Connection {
             readable: read.is_some(),
             writable: write.is_some(),
-            r: Mutex::new(ReadSide { fd: read, buf: Vec::new(), start: 0, broken: None }),
+            r: Mutex::new(ReadSide {
+                fd: read,
+                buf: Vec::new(),
+                start: 0,
+                broken: None,
+            }),
             w: Mutex::new(write),
             max: AtomicU64::new(frame::DEFAULT_MAX_MESSAGE),
         }
@@ -236,7 +251,9 @@ impl Connection {
         if !self.readable {
             return Err(Error::WrongDirection("write-only"));
         }
-        self.r.lock().recv_frame(maxlength.min(self.max_message_size()))
+        self.r
+            .lock()
+            .recv_frame(maxlength.min(self.max_message_size()))
     }
 
     /// Receive one message into `buf`, returning its length. A message longer than `buf` is an
@@ -322,7 +339,11 @@ impl Waitable for Connection {
     }
 
     fn wait_handle(&self) -> Option<sys::RawWait> {
-        self.r.lock().fd.as_ref().map(|fd| sys::raw(sys::borrow(fd)))
+        self.r
+            .lock()
+            .fd
+            .as_ref()
+            .map(|fd| sys::raw(sys::borrow(fd)))
     }
 }
 
@@ -400,16 +421,28 @@ mod tests {
         let (r, w) = sys::pipe().unwrap();
         let c = Connection::from_handles(Some(r), None);
         sys::write_all_vectored(sys::borrow(&w), &[&[0x80, 0, 0, 1]]).unwrap();
-        assert!(matches!(c.recv_bytes(), Err(Error::Pickle(PickleError::BadFrame(_)))));
+        assert!(matches!(
+            c.recv_bytes(),
+            Err(Error::Pickle(PickleError::BadFrame(_)))
+        ));
         // the stream lost its framing: every later read says so instead of misreading
-        assert!(matches!(c.recv_bytes(), Err(Error::Pickle(PickleError::BadFrame(_)))));
+        assert!(matches!(
+            c.recv_bytes(),
+            Err(Error::Pickle(PickleError::BadFrame(_)))
+        ));
 
         let (a, b) = pipe(true).unwrap();
         b.set_max_message_size(16);
         a.send_bytes(&[0; 17]).unwrap();
-        assert!(matches!(b.recv_bytes(), Err(Error::Pickle(PickleError::TooLarge { size: 17, max: 16 }))));
+        assert!(matches!(
+            b.recv_bytes(),
+            Err(Error::Pickle(PickleError::TooLarge { size: 17, max: 16 }))
+        ));
         a.set_max_message_size(16);
-        assert!(matches!(a.send_bytes(&[0; 17]), Err(Error::Pickle(PickleError::TooLarge { .. }))));
+        assert!(matches!(
+            a.send_bytes(&[0; 17]),
+            Err(Error::Pickle(PickleError::TooLarge { .. }))
+        ));
     }
 
     #[test]
@@ -427,8 +460,14 @@ mod tests {
     #[test]
     fn connection_refuses_plain_encode() {
         let (a, _b) = pipe(true).unwrap();
-        assert!(matches!(multiproc_pickle::encode(&a), Err(PickleError::HandleOutsideTransfer)));
+        assert!(matches!(
+            multiproc_pickle::encode(&a),
+            Err(PickleError::HandleOutsideTransfer)
+        ));
         let (x, _y) = pipe(true).unwrap();
-        assert!(matches!(x.send(&a), Err(Error::Pickle(PickleError::HandleOutsideTransfer))));
+        assert!(matches!(
+            x.send(&a),
+            Err(Error::Pickle(PickleError::HandleOutsideTransfer))
+        ));
     }
 }

@@ -49,7 +49,11 @@ impl StartMethod {
     #[doc(alias = "get_all_start_methods")]
     pub fn available() -> &'static [StartMethod] {
         if cfg!(unix) {
-            &[StartMethod::Spawn, StartMethod::Fork, StartMethod::Forkserver]
+            &[
+                StartMethod::Spawn,
+                StartMethod::Fork,
+                StartMethod::Forkserver,
+            ]
         } else {
             &[StartMethod::Spawn]
         }

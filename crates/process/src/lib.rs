@@ -41,7 +41,9 @@ mod wait;
 
 pub use bootstrap::{current_process, init, parent_process, ParentProcess, ProcessInfo};
 pub use connection::{pipe, Connection};
-pub use context::{get_context, get_start_method, set_executable, set_start_method, Context, StartMethod};
+pub use context::{
+    get_context, get_start_method, set_executable, set_start_method, Context, StartMethod,
+};
 pub use error::Error;
 pub use listener::{Address, Client, Listener, ToAddress};
 pub use process::{active_children, cpu_count, Process};
@@ -63,7 +65,10 @@ macro_rules! test_support {
             any(target_os = "linux", target_os = "android", target_os = "freebsd"),
             unsafe(link_section = ".init_array")
         )]
-        #[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__mod_init_func"))]
+        #[cfg_attr(
+            target_vendor = "apple",
+            unsafe(link_section = "__DATA,__mod_init_func")
+        )]
         #[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
         static __MULTIPROC_TEST_SUPPORT: extern "C" fn() = {
             extern "C" fn __multiproc_test_support() {

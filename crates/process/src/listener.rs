@@ -67,7 +67,12 @@ impl FromStr for Address {
         s.to_socket_addrs()?
             .next()
             .map(Address::Tcp)
-            .ok_or_else(|| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address")))
+            .ok_or_else(|| {
+                Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "no address",
+                ))
+            })
     }
 }
 
@@ -108,7 +113,10 @@ pub struct Listener {
 
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Listener").field("address", &self.address()).field("authenticated", &self.authkey.is_some()).finish()
+        f.debug_struct("Listener")
+            .field("address", &self.address())
+            .field("authenticated", &self.authkey.is_some())
+            .finish()
     }
 }
 
@@ -123,7 +131,10 @@ fn to_connection_tcp(s: std::net::TcpStream) -> Result<Connection, Error> {
     #[cfg(windows)]
     {
         let _ = s;
-        Err(Error::Io(std::io::Error::new(std::io::ErrorKind::Unsupported, "sockets are not yet supported on Windows")))
+        Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "sockets are not yet supported on Windows",
+        )))
     }
 }
 
@@ -145,7 +156,10 @@ impl Listener {
             Address::Unix(p) => Sock::Unix(std::os::unix::net::UnixListener::bind(&p)?, p),
             #[cfg(not(unix))]
             Address::Unix(_) => {
-                return Err(Error::Io(std::io::Error::new(std::io::ErrorKind::Unsupported, "Unix sockets need Unix")))
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "Unix sockets need Unix",
+                )))
             }
             Address::Tcp(a) => Sock::Tcp(std::net::TcpListener::bind(a)?),
         };
@@ -162,7 +176,9 @@ impl Listener {
         match &self.sock {
             #[cfg(unix)]
             Sock::Unix(_, p) => Address::Unix(p.clone()),
-            Sock::Tcp(l) => Address::Tcp(l.local_addr().expect("a bound TCP listener has an address")),
+            Sock::Tcp(l) => {
+                Address::Tcp(l.local_addr().expect("a bound TCP listener has an address"))
+            }
         }
     }
 
@@ -185,12 +201,18 @@ impl Listener {
             Sock::Unix(l, _) => {
                 let (s, _) = l.accept()?;
                 let s2 = s.try_clone()?;
-                (to_connection_unix(s)?, Box::new(move |t| drop(s2.set_read_timeout(t))))
+                (
+                    to_connection_unix(s)?,
+                    Box::new(move |t| drop(s2.set_read_timeout(t))),
+                )
             }
             Sock::Tcp(l) => {
                 let (s, _) = l.accept()?;
                 let s2 = s.try_clone()?;
-                (to_connection_tcp(s)?, Box::new(move |t| drop(s2.set_read_timeout(t))))
+                (
+                    to_connection_tcp(s)?,
+                    Box::new(move |t| drop(s2.set_read_timeout(t))),
+                )
             }
         };
         if let Some(key) = &self.authkey {
@@ -230,7 +252,10 @@ impl Client {
             Address::Unix(p) => to_connection_unix(std::os::unix::net::UnixStream::connect(p)?)?,
             #[cfg(not(unix))]
             Address::Unix(_) => {
-                return Err(Error::Io(std::io::Error::new(std::io::ErrorKind::Unsupported, "Unix sockets need Unix")))
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "Unix sockets need Unix",
+                )))
             }
             Address::Tcp(a) => to_connection_tcp(std::net::TcpStream::connect(a)?)?,
         };
@@ -289,18 +314,22 @@ fn digest_and_payload(msg: &[u8]) -> Result<(&str, &[u8]), Error> {
     }
     if msg.first() == Some(&b'{') {
         if let Some(end) = msg.iter().take(22).position(|&b| b == b'}') {
-            let name = std::str::from_utf8(&msg[1..end]).map_err(|_| auth_err("bad digest name"))?;
+            let name =
+                std::str::from_utf8(&msg[1..end]).map_err(|_| auth_err("bad digest name"))?;
             if matches!(name, "md5" | "sha256" | "sha384") {
                 return Ok((name, &msg[end + 1..]));
             }
         }
     }
-    Err(auth_err("unsupported message length, missing digest prefix, or unsupported digest"))
+    Err(auth_err(
+        "unsupported message length, missing digest prefix, or unsupported digest",
+    ))
 }
 
 fn hmac_digest(name: &str, key: &[u8], msg: &[u8]) -> Result<Vec<u8>, Error> {
     fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8]) -> Vec<u8> {
-        let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+        let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key)
+            .expect("HMAC takes keys of any length");
         m.update(msg);
         m.finalize().into_bytes().to_vec()
     }
@@ -318,7 +347,8 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 fn deliver_challenge(conn: &Connection, key: &[u8], modern_only: bool) -> Result<(), Error> {
     let mut nonce = [0u8; NONCE_LEN];
-    getrandom::getrandom(&mut nonce).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+    getrandom::getrandom(&mut nonce)
+        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
     let mut message = b"{sha256}".to_vec();
     message.extend_from_slice(&nonce);
     let mut out = CHALLENGE.to_vec();
@@ -352,7 +382,10 @@ fn answer_challenge(conn: &Connection, key: &[u8]) -> Result<(), Error> {
         return Err(auth_err("protocol error: expected a challenge"));
     };
     if message.len() < 20 {
-        return Err(auth_err(format!("challenge too short: {} bytes", message.len())));
+        return Err(auth_err(format!(
+            "challenge too short: {} bytes",
+            message.len()
+        )));
     }
     let (name, _) = digest_and_payload(message)?;
     let response = if name.is_empty() {
@@ -377,7 +410,8 @@ mod tests {
     #[test]
     fn legacy_and_prefixed_digests() {
         assert_eq!(digest_and_payload(&[0; 16]).unwrap().0, "");
-        let (n, p) = digest_and_payload(b"{sha256}0123456789012345678901234567890123456789").unwrap();
+        let (n, p) =
+            digest_and_payload(b"{sha256}0123456789012345678901234567890123456789").unwrap();
         assert_eq!((n, p.len()), ("sha256", 40));
         assert!(digest_and_payload(b"{sha1}01234567890123456789").is_err());
         assert!(digest_and_payload(b"garbage garbage garbage").is_err());
@@ -406,7 +440,10 @@ mod tests {
     fn wrong_key_fails_both_sides() {
         let (a, b) = crate::pipe(true).unwrap();
         let t = std::thread::spawn(move || answer_challenge(&b, b"wrong"));
-        assert!(matches!(deliver_challenge(&a, b"right", false), Err(Error::Authentication(_))));
+        assert!(matches!(
+            deliver_challenge(&a, b"right", false),
+            Err(Error::Authentication(_))
+        ));
         assert!(matches!(t.join().unwrap(), Err(Error::Authentication(_))));
     }
 }

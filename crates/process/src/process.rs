@@ -32,7 +32,11 @@ enum State {
     Created(Packer),
     Starting,
     Running(Running),
-    Done { pid: u32, code: i32, report: Option<Report> },
+    Done {
+        pid: u32,
+        code: i32,
+        report: Option<Report>,
+    },
     Closed,
 }
 
@@ -82,7 +86,12 @@ impl std::fmt::Debug for Process {
             State::Done { code, .. } => format!("stopped exitcode={code}"),
             State::Closed => "closed".to_string(),
         };
-        write!(f, "<Process name={:?} {state}{}>", self.get_name(), if self.daemon_flag() { " daemon" } else { "" })
+        write!(
+            f,
+            "<Process name={:?} {state}{}>",
+            self.get_name(),
+            if self.daemon_flag() { " daemon" } else { "" }
+        )
     }
 }
 
@@ -135,7 +144,11 @@ impl Process {
 
     /// The process's name (`Process-N` until started, if none was given).
     pub fn get_name(&self) -> String {
-        self.inner.name.lock().clone().unwrap_or_else(|| "Process".into())
+        self.inner
+            .name
+            .lock()
+            .clone()
+            .unwrap_or_else(|| "Process".into())
     }
 
     fn is_daemon(&self) -> bool {
@@ -155,7 +168,11 @@ impl Process {
             match std::mem::replace(&mut *st, State::Starting) {
                 State::Created(p) => p,
                 other => {
-                    let err = if matches!(other, State::Closed) { Error::ProcessClosed } else { Error::AlreadyStarted };
+                    let err = if matches!(other, State::Closed) {
+                        Error::ProcessClosed
+                    } else {
+                        Error::AlreadyStarted
+                    };
                     *st = other;
                     return Err(err);
                 }
@@ -182,7 +199,11 @@ impl Process {
                 format!("a child's arguments may carry at most {MAX_HANDLES} OS handles"),
             )));
         }
-        let method = self.inner.method.lock().unwrap_or_else(crate::get_start_method);
+        let method = self
+            .inner
+            .method
+            .lock()
+            .unwrap_or_else(crate::get_start_method);
         if !StartMethod::available().contains(&method) {
             return Err(Error::StartMethodUnavailable(method));
         }
@@ -207,7 +228,11 @@ impl Process {
         };
         let payload = multiproc_pickle::encode(&job)?;
         if payload.len() > i32::MAX as usize {
-            return Err(PickleError::TooLarge { size: payload.len() as u64, max: i32::MAX as u64 }.into());
+            return Err(PickleError::TooLarge {
+                size: payload.len() as u64,
+                max: i32::MAX as u64,
+            }
+            .into());
         }
         let (ours, theirs) = sys::socketpair()?;
         let (pid, pidfd, via_forkserver) = match method {
@@ -270,7 +295,8 @@ impl Process {
             State::Done { code, .. } => return Ok(Some(*code)),
             State::Running(r) => r,
         };
-        let ended = sys::poll_readable(&[sys::raw(sys::borrow(&r.pidfd))], Some(Duration::ZERO))?[0];
+        let ended =
+            sys::poll_readable(&[sys::raw(sys::borrow(&r.pidfd))], Some(Duration::ZERO))?[0];
         if !ended {
             return Ok(None);
         }
@@ -285,7 +311,9 @@ impl Process {
         let pid = r.pid;
         *st = State::Done { pid, code, report };
         drop(st);
-        CHILDREN.lock().retain(|p| !Arc::ptr_eq(&p.inner, &self.inner));
+        CHILDREN
+            .lock()
+            .retain(|p| !Arc::ptr_eq(&p.inner, &self.inner));
         Ok(Some(code))
     }
 
@@ -300,7 +328,10 @@ impl Process {
 
     fn refused(&self) -> Option<String> {
         match &*self.inner.state.lock() {
-            State::Done { report: Some(Report::Refused(m)), .. } => Some(m.clone()),
+            State::Done {
+                report: Some(Report::Refused(m)),
+                ..
+            } => Some(m.clone()),
             _ => None,
         }
     }
@@ -362,7 +393,10 @@ impl Process {
     pub fn panic_message(&self) -> Option<String> {
         let _ = self.collect();
         match &*self.inner.state.lock() {
-            State::Done { report: Some(Report::Panic { message, .. }), .. } => Some(message.clone()),
+            State::Done {
+                report: Some(Report::Panic { message, .. }),
+                ..
+            } => Some(message.clone()),
             _ => None,
         }
     }
@@ -371,7 +405,10 @@ impl Process {
     pub fn panic_backtrace(&self) -> Option<String> {
         let _ = self.collect();
         match &*self.inner.state.lock() {
-            State::Done { report: Some(Report::Panic { backtrace, .. }), .. } => Some(backtrace.clone()),
+            State::Done {
+                report: Some(Report::Panic { backtrace, .. }),
+                ..
+            } => Some(backtrace.clone()),
             _ => None,
         }
     }

@@ -51,5 +51,10 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
     }
     let raw: Vec<sys::RawWait> = handles.iter().map(|&(_, h)| h).collect();
     let flags = sys::poll_readable(&raw, timeout)?;
-    Ok(handles.iter().zip(flags).filter(|(_, f)| *f).map(|(&(i, _), _)| i).collect())
+    Ok(handles
+        .iter()
+        .zip(flags)
+        .filter(|(_, f)| *f)
+        .map(|(&(i, _), _)| i)
+        .collect())
 }

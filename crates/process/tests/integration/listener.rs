@@ -9,7 +9,9 @@ use multiproc_process::{Address, Client, Error, Listener, Process};
 
 fn python() -> Command {
     let mut c = Command::new("python3");
-    c.stdin(Stdio::null()).stderr(Stdio::piped()).stdout(Stdio::piped());
+    c.stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped());
     c
 }
 
@@ -31,13 +33,23 @@ fn cpython_client_talks_to_our_listener() {
          print(c.recv_bytes().decode())\n\
          c.close()\n"
     );
-    let child = python().args(["-c", &script]).spawn().expect("python3 must be installed");
+    let child = python()
+        .args(["-c", &script])
+        .spawn()
+        .expect("python3 must be installed");
     let conn = listener.accept().unwrap();
     assert_eq!(conn.recv_bytes().unwrap(), b"hello from python");
     conn.send_bytes(b"hello from rust").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello from rust");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello from rust"
+    );
 }
 
 #[test]
@@ -51,7 +63,10 @@ fn our_client_talks_to_a_cpython_listener() {
                   \x20       c.send_bytes(m[::-1])\n\
                   \x20       big = c.recv_bytes()\n\
                   \x20       c.send_bytes(len(big).to_bytes(8, 'big'))\n";
-    let mut child = python().args(["-c", script]).spawn().expect("python3 must be installed");
+    let mut child = python()
+        .args(["-c", script])
+        .spawn()
+        .expect("python3 must be installed");
     let mut line = String::new();
     {
         let out = child.stdout.as_mut().unwrap();
@@ -67,7 +82,11 @@ fn our_client_talks_to_a_cpython_listener() {
     conn.send_bytes(&vec![7u8; 5 << 20]).unwrap();
     assert_eq!(conn.recv_bytes().unwrap(), (5u64 << 20).to_be_bytes());
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -83,10 +102,18 @@ fn cpython_with_wrong_authkey_is_refused_on_both_sides() {
          except AuthenticationError as e:\n\
          \x20   print('refused')\n"
     );
-    let child = python().args(["-c", &script]).spawn().expect("python3 must be installed");
+    let child = python()
+        .args(["-c", &script])
+        .spawn()
+        .expect("python3 must be installed");
     assert!(matches!(listener.accept(), Err(Error::Authentication(_))));
     let out = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "refused",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -98,7 +125,12 @@ fn wrong_authkey_fails_on_both_sides_and_nothing_is_served() {
     assert!(matches!(t.join().unwrap(), Err(Error::Authentication(_))));
     // the listener still serves well-behaved clients
     let addr = listener.address();
-    let t = std::thread::spawn(move || Client::connect(&addr, Some(b"right")).unwrap().send(&5u8).unwrap());
+    let t = std::thread::spawn(move || {
+        Client::connect(&addr, Some(b"right"))
+            .unwrap()
+            .send(&5u8)
+            .unwrap()
+    });
     assert_eq!(listener.accept().unwrap().recv::<u8>().unwrap(), 5);
     t.join().unwrap();
 }
@@ -107,17 +139,29 @@ fn wrong_authkey_fails_on_both_sides_and_nothing_is_served() {
 fn garbage_bytes_fail_that_connection_only() {
     let listener = Listener::bind("127.0.0.1:0", Some(b"key")).unwrap();
     let port = tcp_port(&listener);
-    for garbage in [&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], &[0xff, 0xff, 0xff, 0xfe], &[0, 0, 0, 3, 1, 2, 3]] {
+    for garbage in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &[0xff, 0xff, 0xff, 0xfe],
+        &[0, 0, 0, 3, 1, 2, 3],
+    ] {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.write_all(garbage).unwrap();
         let err = listener.accept().unwrap_err();
         assert!(
-            matches!(err, Error::Authentication(_) | Error::Pickle(_) | Error::Eof | Error::Io(_)),
+            matches!(
+                err,
+                Error::Authentication(_) | Error::Pickle(_) | Error::Eof | Error::Io(_)
+            ),
             "{err:?}"
         );
     }
     let addr = listener.address();
-    let t = std::thread::spawn(move || Client::connect(&addr, Some(b"key")).unwrap().send_bytes(b"ok").unwrap());
+    let t = std::thread::spawn(move || {
+        Client::connect(&addr, Some(b"key"))
+            .unwrap()
+            .send_bytes(b"ok")
+            .unwrap()
+    });
     assert_eq!(listener.accept().unwrap().recv_bytes().unwrap(), b"ok");
     t.join().unwrap();
 }

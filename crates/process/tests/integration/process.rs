@@ -3,10 +3,15 @@
 use std::time::{Duration, Instant};
 
 use multiproc_process::{
-    active_children, current_process, parent_process, pipe, wait, Connection, Error, Process, StartMethod, Waitable,
+    active_children, current_process, parent_process, pipe, wait, Connection, Error, Process,
+    StartMethod, Waitable,
 };
 
-const METHODS: [StartMethod; 3] = [StartMethod::Spawn, StartMethod::Fork, StartMethod::Forkserver];
+const METHODS: [StartMethod; 3] = [
+    StartMethod::Spawn,
+    StartMethod::Fork,
+    StartMethod::Forkserver,
+];
 
 fn exit_with(code: i32) {
     std::process::exit(code)
@@ -33,17 +38,24 @@ fn echo_child(conn: Connection) {
 fn sum_and_report((xs, conn): (Vec<i64>, Connection)) {
     let me = current_process();
     let parent = parent_process().expect("a child has a parent");
-    conn.send(&(xs.iter().sum::<i64>(), me.name, parent.pid())).unwrap();
+    conn.send(&(xs.iter().sum::<i64>(), me.name, parent.pid()))
+        .unwrap();
 }
 
 #[test]
 fn args_in_exit_code_out() {
     for m in METHODS {
         let (here, there) = pipe(true).unwrap();
-        let p = Process::new(sum_and_report, (vec![1, 2, 3, 4], there)).start_method(m).name("summer");
+        let p = Process::new(sum_and_report, (vec![1, 2, 3, 4], there))
+            .start_method(m)
+            .name("summer");
         p.start().unwrap();
         let (sum, name, ppid): (i64, String, u32) = here.recv().unwrap();
-        assert_eq!((sum, name.as_str(), ppid), (10, "summer", std::process::id()), "{m:?}");
+        assert_eq!(
+            (sum, name.as_str(), ppid),
+            (10, "summer", std::process::id()),
+            "{m:?}"
+        );
         assert_eq!(p.join().unwrap(), 0, "{m:?}");
         assert_eq!(p.exitcode(), Some(0));
     }
@@ -55,7 +67,10 @@ fn panic_gives_one_and_the_message() {
         let p = Process::new(panicker, format!("boom under {m:?}")).start_method(m);
         p.start().unwrap();
         assert_eq!(p.join().unwrap(), 1, "{m:?}");
-        assert_eq!(p.panic_message().as_deref(), Some(format!("boom under {m:?}").as_str()));
+        assert_eq!(
+            p.panic_message().as_deref(),
+            Some(format!("boom under {m:?}").as_str())
+        );
         assert!(p.panic_backtrace().unwrap().contains("process.rs"));
     }
 }
@@ -96,7 +111,10 @@ fn join_timeout_returns_while_child_runs() {
         assert!(matches!(p.join(), Err(Error::NotStarted)));
         p.start().unwrap();
         let t = Instant::now();
-        assert_eq!(p.join_timeout(Some(Duration::from_millis(100))).unwrap(), None);
+        assert_eq!(
+            p.join_timeout(Some(Duration::from_millis(100))).unwrap(),
+            None
+        );
         assert!(t.elapsed() >= Duration::from_millis(100));
         assert!(p.is_alive());
         assert!(active_children().iter().any(|c| c.pid() == p.pid()));
@@ -159,7 +177,9 @@ fn wait_on_connections_and_sentinels() {
     let p = Process::new(send_then_exit, there).start_method(StartMethod::Spawn);
     let q = Process::new(sleeper, 300);
     let (_idle_a, idle_b) = pipe(true).unwrap();
-    assert!(wait(&[&idle_b], Some(Duration::from_millis(50))).unwrap().is_empty());
+    assert!(wait(&[&idle_b], Some(Duration::from_millis(50)))
+        .unwrap()
+        .is_empty());
     p.start().unwrap();
     q.start().unwrap();
     let ready = wait(&[&here, &idle_b], Some(Duration::from_secs(30))).unwrap();
@@ -167,7 +187,10 @@ fn wait_on_connections_and_sentinels() {
     let ready = wait(&[&q as &dyn Waitable], Some(Duration::from_secs(30))).unwrap();
     assert_eq!(ready, [0]);
     assert!(!q.is_alive());
-    assert!(q.sentinel().is_none(), "a reaped process has no sentinel left");
+    assert!(
+        q.sentinel().is_none(),
+        "a reaped process has no sentinel left"
+    );
     p.join().unwrap();
 }
 
@@ -212,7 +235,10 @@ fn child_learns_parent_died() {
     p.start().unwrap();
     assert!(here.recv::<bool>().unwrap(), "the parent is alive at first");
     assert_eq!(p.join().unwrap(), -9);
-    assert!(here.recv::<bool>().unwrap(), "the grandchild saw its parent die");
+    assert!(
+        here.recv::<bool>().unwrap(),
+        "the grandchild saw its parent die"
+    );
 }
 
 #[test]
@@ -223,7 +249,8 @@ fn other_build_refuses() {
     let copy = dir.join("other-build");
     std::fs::copy(&exe, &copy).unwrap();
     let f = std::fs::File::options().write(true).open(&copy).unwrap();
-    f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)).unwrap();
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
+        .unwrap();
     drop(f);
     let p = Process::new(exit_with, 0).executable(&copy);
     p.start().unwrap();
@@ -254,8 +281,13 @@ fn sleep_then_send((ms, conn): (u64, Connection)) {
 }
 
 fn start_grandchildren((daemon_conn, worker_conn): (Connection, Connection)) {
-    Process::new(sleep_then_send, (60_000, daemon_conn)).daemon(true).start().unwrap();
-    Process::new(sleep_then_send, (200, worker_conn)).start().unwrap();
+    Process::new(sleep_then_send, (60_000, daemon_conn))
+        .daemon(true)
+        .start()
+        .unwrap();
+    Process::new(sleep_then_send, (200, worker_conn))
+        .start()
+        .unwrap();
     // return without joining: at exit the daemon is terminated and the worker joined
 }
 
@@ -268,11 +300,20 @@ fn at_exit_daemons_are_terminated_and_others_joined() {
         p.start().unwrap();
         assert_eq!(p.join().unwrap(), 0, "{m:?}");
         // the non-daemon grandchild was joined before its parent exited: its message is there
-        assert!(worker_here.poll(Some(Duration::ZERO)).unwrap(), "{m:?}: worker not joined");
+        assert!(
+            worker_here.poll(Some(Duration::ZERO)).unwrap(),
+            "{m:?}: worker not joined"
+        );
         assert_eq!(worker_here.recv::<String>().unwrap(), "finished");
         // the daemon grandchild was terminated: its end of the pipe closed without a message
-        assert!(daemon_here.poll(Some(Duration::from_secs(10))).unwrap(), "{m:?}: daemon still running");
-        assert!(matches!(daemon_here.recv::<String>(), Err(Error::Eof)), "{m:?}");
+        assert!(
+            daemon_here.poll(Some(Duration::from_secs(10))).unwrap(),
+            "{m:?}: daemon still running"
+        );
+        assert!(
+            matches!(daemon_here.recv::<String>(), Err(Error::Eof)),
+            "{m:?}"
+        );
     }
 }
 

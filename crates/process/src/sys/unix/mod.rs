@@ -83,11 +83,28 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Write all of `bufs`, in order, with as few `writev` calls as the kernel allows.
 pub(crate) fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[&[u8]]) -> io::Result<()> {
-    let mut iov: Vec<libc::iovec> = bufs
-        .iter()
-        .filter(|b| !b.is_empty())
-        .map(|b| libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() })
-        .collect();
+    const EMPTY: libc::iovec = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    // The common case (header + payload) stays on the stack.
+    let mut small = [EMPTY; 4];
+    let mut large = Vec::new();
+    let iov: &mut [libc::iovec] = if bufs.len() <= small.len() {
+        &mut small[..]
+    } else {
+        large.resize(bufs.len(), EMPTY);
+        &mut large[..]
+    };
+    let mut len = 0;
+    for b in bufs.iter().filter(|b| !b.is_empty()) {
+        iov[len] = libc::iovec {
+            iov_base: b.as_ptr() as *mut _,
+            iov_len: b.len(),
+        };
+        len += 1;
+    }
+    let iov = &mut iov[..len];
     let mut first = 0;
     while first < iov.len() {
         let cnt = (iov.len() - first).min(1024) as libc::c_int;
@@ -120,8 +137,14 @@ pub(crate) fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[&[u8]]) -> io::Resu
 /// Wait until some of `fds` are readable (or hung up, or errored); returns a flag per fd.
 /// `None` waits forever; a zero timeout only checks.
 pub(crate) fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
-    let mut pfds: Vec<libc::pollfd> =
-        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let ms = match deadline {
@@ -150,8 +173,14 @@ pub(crate) fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Res
 
 /// Send `data` (at least one byte) with `fds` attached as `SCM_RIGHTS`.
 pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
-    assert!(!data.is_empty(), "ancillary data needs at least one byte of payload");
-    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
+    assert!(
+        !data.is_empty(),
+        "ancillary data needs at least one byte of payload"
+    );
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut _,
+        iov_len: data.len(),
+    };
     let fd_bytes = std::mem::size_of_val(fds) as u32;
     // SAFETY: CMSG_SPACE only computes a size.
     let space = unsafe { libc::CMSG_SPACE(fd_bytes) } as usize;
@@ -169,7 +198,11 @@ pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) ->
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
             (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes) as _;
-            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), fds.len());
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr(),
+                libc::CMSG_DATA(cmsg).cast::<RawFd>(),
+                fds.len(),
+            );
         }
     }
     let mut sent = 0;
@@ -200,7 +233,11 @@ pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) ->
 }
 
 /// Receive exactly `buf.len()` bytes and the descriptors attached to them (close-on-exec).
-pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize) -> io::Result<Vec<OwnedFd>> {
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    max_fds: usize,
+) -> io::Result<Vec<OwnedFd>> {
     let fd_bytes = (max_fds.max(1) * std::mem::size_of::<RawFd>()) as u32;
     // SAFETY: CMSG_SPACE only computes a size.
     let space = unsafe { libc::CMSG_SPACE(fd_bytes) } as usize;
@@ -208,7 +245,10 @@ pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize
     let mut fds = Vec::new();
     let mut got = 0;
     while got < buf.len() {
-        let mut iov = libc::iovec { iov_base: buf[got..].as_mut_ptr().cast(), iov_len: buf.len() - got };
+        let mut iov = libc::iovec {
+            iov_base: buf[got..].as_mut_ptr().cast(),
+            iov_len: buf.len() - got,
+        };
         // SAFETY: zeroed msghdr is a valid starting value.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = &mut iov;
@@ -251,7 +291,10 @@ pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize
             }
         }
         if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "too many descriptors attached"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "too many descriptors attached",
+            ));
         }
     }
     Ok(fds)
@@ -281,7 +324,9 @@ pub(crate) unsafe fn adopt(fd: RawFd) -> OwnedFd {
 
 /// Logical CPUs this process may run on (affinity mask and cgroup quota respected).
 pub(crate) fn cpu_count() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// This process's id.
@@ -313,7 +358,11 @@ pub(crate) fn borrow(h: &OwnedFd) -> BorrowedFd<'_> {
 }
 
 /// Read up to `max` bytes into `v`'s spare capacity (growing it if needed); returns the count.
-pub(crate) fn read_into_spare(fd: BorrowedFd<'_>, v: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+pub(crate) fn read_into_spare(
+    fd: BorrowedFd<'_>,
+    v: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<usize> {
     v.reserve(max);
     let spare = v.spare_capacity_mut();
     let len = spare.len().min(max);
@@ -337,7 +386,11 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: F_GETFL/F_SETFL on a descriptor we borrow.
     unsafe {
         let fl = cvt(libc::fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
-        cvt(libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK))?;
+        cvt(libc::fcntl(
+            fd.as_raw_fd(),
+            libc::F_SETFL,
+            fl | libc::O_NONBLOCK,
+        ))?;
     }
     Ok(())
 }
@@ -372,7 +425,9 @@ pub(crate) fn untrack_inheritable(fd: BorrowedFd<'_>) {
 /// opened later under the same number), but the parent's pipes and sockets are released.
 /// Connections the child needs arrive as its arguments, as new descriptors.
 pub(crate) fn neutralize_inherited() {
-    let Some(mut fds) = INHERITABLE.try_lock() else { return };
+    let Some(mut fds) = INHERITABLE.try_lock() else {
+        return;
+    };
     let Ok((dead_r, dead_w)) = pipe() else { return };
     drop(dead_w);
     for &fd in fds.iter() {

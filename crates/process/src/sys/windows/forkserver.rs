@@ -9,6 +9,10 @@ pub(crate) fn start_child(_boot: &OwnedHandle) -> io::Result<(u32, OwnedHandle)>
 
 pub(crate) fn forget_client() {}
 
-pub(crate) fn serve(_sock: OwnedHandle, _child: fn(OwnedHandle) -> !, _on_exit: fn(&OwnedHandle, i32)) -> ! {
+pub(crate) fn serve(
+    _sock: OwnedHandle,
+    _child: fn(OwnedHandle) -> !,
+    _on_exit: fn(&OwnedHandle, i32),
+) -> ! {
     super::exit_now(1)
 }

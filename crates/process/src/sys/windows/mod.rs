@@ -5,7 +5,9 @@ pub(crate) mod forkserver;
 pub(crate) mod proc;
 
 use std::io;
-use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle as Borrowed, FromRawHandle, OwnedHandle, RawHandle};
+use std::os::windows::io::{
+    AsHandle, AsRawHandle, BorrowedHandle as Borrowed, FromRawHandle, OwnedHandle, RawHandle,
+};
 use std::time::Duration;
 
 /// Raw handle that `wait()` can wait on.
@@ -35,7 +37,11 @@ pub(crate) fn send_with_fds(_h: Borrowed<'_>, _data: &[u8], _fds: &[RawWait]) ->
     Err(unsupported())
 }
 
-pub(crate) fn recv_with_fds(_h: Borrowed<'_>, _buf: &mut [u8], _max: usize) -> io::Result<Vec<OwnedHandle>> {
+pub(crate) fn recv_with_fds(
+    _h: Borrowed<'_>,
+    _buf: &mut [u8],
+    _max: usize,
+) -> io::Result<Vec<OwnedHandle>> {
     Err(unsupported())
 }
 
@@ -43,7 +49,11 @@ pub(crate) fn read(_h: Borrowed<'_>, _buf: &mut [u8]) -> io::Result<usize> {
     Err(unsupported())
 }
 
-pub(crate) fn read_into_spare(_h: Borrowed<'_>, _v: &mut Vec<u8>, _max: usize) -> io::Result<usize> {
+pub(crate) fn read_into_spare(
+    _h: Borrowed<'_>,
+    _v: &mut Vec<u8>,
+    _max: usize,
+) -> io::Result<usize> {
     Err(unsupported())
 }
 
@@ -72,7 +82,9 @@ pub(crate) fn close_raw(h: RawWait) {
 }
 
 pub(crate) fn cpu_count() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 pub(crate) fn getpid() -> u32 {
