@@ -5,13 +5,12 @@
 //! [`Report`]. The parent keeps its end open for the child's life, so the child sees end of
 //! file on its end exactly when the parent is gone ([`ParentProcess::is_alive`]).
 
-use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use multiproc_pickle::Call;
+use multiproc_pickle::{Call, OsHandle as OwnedFd};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -181,9 +180,8 @@ fn take_env_fd(var: &str) -> Option<OwnedFd> {
     let v = std::env::var_os(var)?;
     // Children of this process must not see it (they get their own).
     std::env::remove_var(var);
-    let fd: i32 = v.to_str()?.parse().ok()?;
-    // SAFETY: the parent put this descriptor in our table for us alone and named it here.
-    Some(unsafe { sys::adopt(fd) })
+    // SAFETY: the parent put this handle in our table for us alone and named it here.
+    unsafe { sys::adopt_named(v.to_str()?) }
 }
 
 extern "C" fn at_exit() {

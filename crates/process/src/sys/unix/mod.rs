@@ -312,7 +312,17 @@ pub(crate) fn raw(fd: BorrowedFd<'_>) -> RawWait {
     fd.as_raw_fd()
 }
 
-/// Adopt a descriptor named by number (from the bootstrap environment variable).
+/// Adopt a descriptor named by its number in text (the bootstrap environment variable).
+///
+/// # Safety
+/// The named descriptor must be open and owned by nobody else in this process.
+pub(crate) unsafe fn adopt_named(text: &str) -> Option<OwnedFd> {
+    let fd: RawFd = text.parse().ok()?;
+    // SAFETY: forwarded from the caller.
+    Some(unsafe { adopt(fd) })
+}
+
+/// Adopt a descriptor named by number.
 ///
 /// # Safety
 /// `fd` must be open and owned by nobody else in this process.

@@ -45,10 +45,6 @@ pub(crate) fn recv_with_fds(
     Err(unsupported())
 }
 
-pub(crate) fn read(_h: Borrowed<'_>, _buf: &mut [u8]) -> io::Result<usize> {
-    Err(unsupported())
-}
-
 pub(crate) fn read_into_spare(
     _h: Borrowed<'_>,
     _v: &mut Vec<u8>,
@@ -71,9 +67,17 @@ pub(crate) fn borrow(h: &OwnedHandle) -> Borrowed<'_> {
 
 /// # Safety
 /// `h` must be an open handle owned by nobody else.
-pub(crate) unsafe fn adopt(h: i32) -> OwnedHandle {
+pub(crate) unsafe fn adopt(h: RawWait) -> OwnedHandle {
     // SAFETY: the caller guarantees ownership of the handle value.
-    unsafe { OwnedHandle::from_raw_handle(h as isize as RawHandle) }
+    unsafe { OwnedHandle::from_raw_handle(h) }
+}
+
+/// # Safety
+/// The named handle must be open and owned by nobody else.
+pub(crate) unsafe fn adopt_named(text: &str) -> Option<OwnedHandle> {
+    let v: usize = text.parse().ok()?;
+    // SAFETY: forwarded from the caller.
+    Some(unsafe { adopt(v as RawHandle) })
 }
 
 pub(crate) fn close_raw(h: RawWait) {
