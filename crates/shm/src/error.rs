@@ -1,0 +1,40 @@
+use thiserror::Error;
+
+/// Errors of shared memory.
+///
+/// ```
+/// use multiproc_shm::{SharedMemory, ShmError};
+/// assert!(matches!(SharedMemory::attach("/no-such-segment-here"), Err(ShmError::NotFound(_))));
+/// ```
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ShmError {
+    /// An operating-system call failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// No segment has this name.
+    #[error("no shared memory segment named {0:?}")]
+    NotFound(String),
+    /// A segment with this name exists already.
+    #[error("a shared memory segment named {0:?} already exists")]
+    Exists(String),
+    /// The name is not portable (see [`SharedMemory::create`](crate::SharedMemory::create)).
+    #[error("invalid shared memory name {0:?}: {1}")]
+    InvalidName(String, &'static str),
+    /// An access outside the segment.
+    #[error("range {offset}..{end} is outside the segment of {len} bytes")]
+    OutOfBounds {
+        /// Start of the access.
+        offset: usize,
+        /// End of the access.
+        end: usize,
+        /// Segment length.
+        len: usize,
+    },
+    /// A size of zero (or too large for this platform).
+    #[error("invalid size {0}")]
+    InvalidSize(usize),
+    /// The operation is not available on this platform yet.
+    #[error("{0} is not supported on this platform yet")]
+    Unsupported(&'static str),
+}

@@ -1,0 +1,38 @@
+//! Wait until a 32-bit word in shared memory changes; wake those waiting on it.
+//!
+//! On Linux this is the futex system call in its *shared* form, so the word may live in memory
+//! mapped by several processes. Callers spin in user space first and call [`wait`] only when
+//! they must sleep; a [`wake`] with nobody waiting costs one system call, which callers avoid by
+//! keeping a "someone waits" flag (see [`RawMutex`](crate::RawMutex)).
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::time::Duration;
+//! let w = AtomicU32::new(0);
+//! // the value is not 1: returns at once
+//! assert!(multiproc_shm::futex::wait(&w, 1, Some(Duration::from_secs(1))));
+//! // the value is 0 and nobody changes it: times out
+//! assert!(!multiproc_shm::futex::wait(&w, 0, Some(Duration::from_millis(5))));
+//! w.store(1, Ordering::Release);
+//! multiproc_shm::futex::wake(&w, 1);
+//! ```
+
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// Sleep while `*word == expected`, at most `timeout` (`None`: no limit). Returns `false` only
+/// when the timeout expired; `true` means woken, or the value differed, or a spurious wake-up:
+/// callers re-check their condition in a loop.
+pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+    crate::sys::futex_wait(word, expected, timeout)
+}
+
+/// Wake up to `n` processes or threads sleeping in [`wait`] on `word`.
+pub fn wake(word: &AtomicU32, n: u32) -> usize {
+    crate::sys::futex_wake(word, n)
+}
+
+/// Wake everyone sleeping on `word`.
+pub fn wake_all(word: &AtomicU32) -> usize {
+    crate::sys::futex_wake(word, u32::MAX)
+}

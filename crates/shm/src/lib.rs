@@ -1,0 +1,29 @@
+//! Shared memory for multiproc: the ground the sync primitives, values and queues stand on.
+//!
+//! * [`Segment`]: an anonymous shared mapping (a `memfd` on Linux) that travels to child
+//!   processes as an argument and disappears when the last process lets go. Nothing to leak.
+//! * [`SharedMemory`]: a *named* segment other processes can attach to by name, like Python's
+//!   `multiprocessing.shared_memory.SharedMemory`.
+//! * [`futex`]: wait until a 32-bit word in shared memory changes, and wake waiters.
+//! * [`RawMutex`]: a lock that is one word in shared memory; an uncontended acquire is one
+//!   atomic instruction, and a holder that dies is detected ([`LockResult::OwnerDied`]).
+//!
+//! ```
+//! use multiproc_shm::Segment;
+//! let seg = Segment::new(4096).unwrap();
+//! assert_eq!(seg.len(), 4096);
+//! seg.write(0, b"hello").unwrap();
+//! assert_eq!(seg.read(0, 5).unwrap(), b"hello");
+//! ```
+
+mod error;
+pub mod futex;
+mod mutex;
+mod segment;
+mod shared_memory;
+mod sys;
+
+pub use error::ShmError;
+pub use mutex::{LockResult, NotLocked, RawMutex};
+pub use segment::Segment;
+pub use shared_memory::SharedMemory;

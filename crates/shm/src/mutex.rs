@@ -1,0 +1,264 @@
+//! `RawMutex`: a lock that is one 32-bit word in shared memory.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+const WAITERS: u32 = 1 << 31;
+/// How long a waiter sleeps before checking whether the holder still lives.
+const LIVENESS_CHECK: Duration = Duration::from_millis(50);
+const SPINS: u32 = 100;
+
+/// What an acquire got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum LockResult {
+    /// The lock is ours.
+    Acquired,
+    /// The lock is ours, but its previous holder died holding it: what it protected may be
+    /// half-updated (like a poisoned `std::sync::Mutex`).
+    OwnerDied,
+    /// The timeout expired (or, for `try_lock`, the lock is held).
+    TimedOut,
+}
+
+impl LockResult {
+    /// Whether the lock was obtained (`Acquired` or `OwnerDied`).
+    pub fn acquired(self) -> bool {
+        !matches!(self, LockResult::TimedOut)
+    }
+}
+
+/// A mutual-exclusion lock whose whole state is one word, so it can live in shared memory and
+/// work across processes.
+///
+/// The word holds the holder's pid (and a "someone sleeps" bit): an uncontended acquire is a
+/// single compare-and-swap and a release a single swap, with no system call. Waiters sleep on
+/// the word with [`futex`](crate::futex); every 50 ms they check that the holder still runs, so
+/// a holder killed with `SIGKILL` hands the lock to the next acquirer as
+/// [`LockResult::OwnerDied`] instead of hanging it forever.
+///
+/// Like Python's `multiprocessing.Lock`, any process may release it (it is not re-entrant and
+/// not tied to a thread).
+///
+/// ```
+/// use multiproc_shm::{LockResult, RawMutex};
+/// let m = RawMutex::new();
+/// assert_eq!(m.lock(None), LockResult::Acquired);
+/// assert_eq!(m.try_lock(), LockResult::TimedOut);
+/// m.unlock().unwrap();
+/// assert!(m.unlock().is_err()); // not locked
+/// ```
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct RawMutex {
+    state: AtomicU32,
+}
+
+/// Releasing a lock that is not held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("release of an unlocked lock")]
+pub struct NotLocked;
+
+impl RawMutex {
+    /// An unlocked mutex (all-zero bytes are an unlocked mutex too, so fresh shared memory is
+    /// ready to use).
+    pub const fn new() -> RawMutex {
+        RawMutex {
+            state: AtomicU32::new(0),
+        }
+    }
+
+    /// View the 4 bytes at `ptr` as a mutex.
+    ///
+    /// # Safety
+    /// `ptr` must be 4-byte aligned, valid for reads and writes for `'a`, and only ever accessed
+    /// atomically (by `RawMutex` methods) while it is used as a mutex.
+    pub unsafe fn from_ptr<'a>(ptr: *mut u8) -> &'a RawMutex {
+        // SAFETY: RawMutex is repr(C) over one AtomicU32; the caller guarantees alignment,
+        // validity and atomic-only access.
+        unsafe { &*(ptr as *const RawMutex) }
+    }
+
+    fn me() -> u32 {
+        sys::getpid() & !WAITERS
+    }
+
+    /// Acquire without waiting. `TimedOut` if another holder has it.
+    pub fn try_lock(&self) -> LockResult {
+        let me = Self::me();
+        match self
+            .state
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => LockResult::Acquired,
+            // (only the cheap existence check here; zombies are caught by waiting acquirers)
+            Err(c) if !sys::pid_exists(c & !WAITERS) => {
+                self.take_over(c).unwrap_or(LockResult::TimedOut)
+            }
+            Err(_) => LockResult::TimedOut,
+        }
+    }
+
+    fn take_over(&self, seen: u32) -> Option<LockResult> {
+        let me = Self::me();
+        self.state
+            .compare_exchange(
+                seen,
+                me | (seen & WAITERS),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .ok()
+            .map(|_| LockResult::OwnerDied)
+    }
+
+    /// Acquire, waiting at most `timeout` (`None`: as long as it takes).
+    pub fn lock(&self, timeout: Option<Duration>) -> LockResult {
+        let me = Self::me();
+        if self
+            .state
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return LockResult::Acquired;
+        }
+        self.lock_slow(me, timeout)
+    }
+
+    #[cold]
+    fn lock_slow(&self, me: u32, timeout: Option<Duration>) -> LockResult {
+        for _ in 0..SPINS {
+            std::hint::spin_loop();
+            if self.state.load(Ordering::Relaxed) == 0
+                && self
+                    .state
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return LockResult::Acquired;
+            }
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let c = self.state.load(Ordering::Relaxed);
+            if c == 0 {
+                // Others may be sleeping: keep the flag so our release wakes one of them.
+                if self
+                    .state
+                    .compare_exchange(0, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return LockResult::Acquired;
+                }
+                continue;
+            }
+            if c & WAITERS == 0
+                && self
+                    .state
+                    .compare_exchange(c, c | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let left = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return LockResult::TimedOut;
+                    }
+                    (d - now).min(LIVENESS_CHECK)
+                }
+                None => LIVENESS_CHECK,
+            };
+            if !sys::futex_wait(&self.state, c | WAITERS, Some(left)) {
+                // Slept a full slice: is the holder still there?
+                let now = self.state.load(Ordering::Relaxed);
+                if now != 0 && !sys::pid_alive(now & !WAITERS) {
+                    if let Some(r) = self.take_over(now) {
+                        return r;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Release. Any process may release (Python's `Lock` semantics); releasing an unlocked
+    /// mutex is an error and changes nothing.
+    pub fn unlock(&self) -> Result<(), NotLocked> {
+        let c = self.state.swap(0, Ordering::Release);
+        if c == 0 {
+            return Err(NotLocked);
+        }
+        if c & WAITERS != 0 {
+            sys::futex_wake(&self.state, 1);
+        }
+        Ok(())
+    }
+
+    /// Whether some process holds the lock now.
+    pub fn is_locked(&self) -> bool {
+        self.state.load(Ordering::Relaxed) != 0
+    }
+
+    /// The pid of the holder, if held.
+    pub fn owner(&self) -> Option<u32> {
+        match self.state.load(Ordering::Relaxed) & !WAITERS {
+            0 => None,
+            pid => Some(pid),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn threads_count_exactly() {
+        let m = Arc::new(RawMutex::new());
+        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                let (m, c) = (m.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        assert!(m.lock(None).acquired());
+                        // non-atomic read-modify-write under the lock
+                        let v = c.load(Ordering::Relaxed);
+                        c.store(v + 1, Ordering::Relaxed);
+                        m.unlock().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(counter.load(Ordering::Relaxed), 40_000);
+    }
+
+    #[test]
+    fn timeout_expires_while_held() {
+        let m = RawMutex::new();
+        assert_eq!(m.lock(None), LockResult::Acquired);
+        let t = Instant::now();
+        assert_eq!(
+            m.lock(Some(Duration::from_millis(30))),
+            LockResult::TimedOut
+        );
+        assert!(t.elapsed() >= Duration::from_millis(30));
+        assert_eq!(m.owner(), Some(std::process::id()));
+    }
+
+    #[test]
+    fn dead_owner_is_detected() {
+        let m = RawMutex::new();
+        // a pid that cannot exist (above the kernel's pid_max limit of 2^22)
+        m.state.store((1 << 22) + 5, Ordering::Relaxed);
+        assert_eq!(m.lock(Some(Duration::from_secs(5))), LockResult::OwnerDied);
+        assert_eq!(m.owner(), Some(std::process::id()));
+    }
+}

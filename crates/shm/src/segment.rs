@@ -1,0 +1,148 @@
+//! `Segment`: anonymous shared memory that travels to child processes.
+
+use std::fs::File;
+
+use memmap2::{MmapOptions, MmapRaw};
+use multiproc_pickle::handles::{deserialize_handle, serialize_handle};
+use multiproc_pickle::OsHandle;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{sys, ShmError};
+
+/// A block of memory shared between processes, zero-filled at creation.
+///
+/// It has no name: it reaches other processes as (part of) the arguments of a child process,
+/// with every start method, and the memory is freed when the last process holding it drops
+/// it or dies, so it cannot leak. Use [`SharedMemory`](crate::SharedMemory) for a block that
+/// unrelated processes attach to by name.
+///
+/// Other processes may write at any time, so the contents are reached through copies
+/// ([`read`](Self::read), [`write`](Self::write)), atomics, or raw pointers
+/// ([`as_ptr`](Self::as_ptr)) — never through plain `&[u8]` references.
+///
+/// ```
+/// let seg = multiproc_shm::Segment::new(16).unwrap();
+/// seg.write(8, &[1, 2, 3]).unwrap();
+/// assert_eq!(seg.read(7, 4).unwrap(), [0, 1, 2, 3]);
+/// assert!(seg.write(15, &[0, 0]).is_err()); // out of bounds
+/// ```
+pub struct Segment {
+    map: MmapRaw,
+    file: File,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment").field("len", &self.len()).finish()
+    }
+}
+
+impl Segment {
+    /// A new zero-filled segment of `len` bytes.
+    pub fn new(len: usize) -> Result<Segment, ShmError> {
+        if len == 0 || len > isize::MAX as usize {
+            return Err(ShmError::InvalidSize(len));
+        }
+        Segment::from_handle(sys::anon_fd(len)?, len)
+    }
+
+    /// Map an existing shared memory object of `len` bytes.
+    pub(crate) fn from_handle(handle: OsHandle, len: usize) -> Result<Segment, ShmError> {
+        let file = File::from(handle);
+        let map = MmapOptions::new().len(len).map_raw(&file)?;
+        Ok(Segment { map, file })
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Always false: segments have at least one byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The first byte. Valid for `len()` bytes while `self` lives; other processes may write
+    /// through their own mappings at any time.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    fn check(&self, offset: usize, n: usize) -> Result<(), ShmError> {
+        match offset.checked_add(n) {
+            Some(end) if end <= self.len() => Ok(()),
+            _ => Err(ShmError::OutOfBounds {
+                offset,
+                end: offset.saturating_add(n),
+                len: self.len(),
+            }),
+        }
+    }
+
+    /// Copy `data` into the segment at `offset`.
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), ShmError> {
+        self.check(offset, data.len())?;
+        // SAFETY: bounds checked above; the mapping is valid for len() bytes; `data` cannot
+        // overlap the mapping's bytes through a Rust reference (we never hand one out).
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len())
+        };
+        Ok(())
+    }
+
+    /// Copy `n` bytes out of the segment from `offset`.
+    pub fn read(&self, offset: usize, n: usize) -> Result<Vec<u8>, ShmError> {
+        let mut out = vec![0u8; n];
+        self.read_into(offset, &mut out)?;
+        Ok(out)
+    }
+
+    /// Copy `buf.len()` bytes out of the segment from `offset` into `buf`.
+    pub fn read_into(&self, offset: usize, buf: &mut [u8]) -> Result<(), ShmError> {
+        self.check(offset, buf.len())?;
+        // SAFETY: bounds checked above; see `write`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len())
+        };
+        Ok(())
+    }
+
+    /// Fill `n` bytes from `offset` with `byte`.
+    pub fn fill(&self, offset: usize, n: usize, byte: u8) -> Result<(), ShmError> {
+        self.check(offset, n)?;
+        // SAFETY: bounds checked above.
+        unsafe { std::ptr::write_bytes(self.as_ptr().add(offset), byte, n) };
+        Ok(())
+    }
+}
+
+struct H<'a>(&'a File);
+
+impl Serialize for H<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_handle(self.0, s)
+    }
+}
+
+/// Serializes as its OS handle (moved with the process-start transfer) and its length.
+impl Serialize for Segment {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (H(&self.file), self.len() as u64).serialize(s)
+    }
+}
+
+struct HO(OsHandle);
+
+impl<'de> Deserialize<'de> for HO {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_handle(d).map(HO)
+    }
+}
+
+impl<'de> Deserialize<'de> for Segment {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (h, len) = <(HO, u64)>::deserialize(d)?;
+        Segment::from_handle(h.0, len as usize).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,256 @@
+//! `SharedMemory`: a named segment, like Python's `multiprocessing.shared_memory.SharedMemory`.
+
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{sys, Segment, ShmError};
+
+/// Longest name accepted: macOS allows 31 bytes for the whole name including the leading `/`
+/// the OS needs, so portable names have at most 30.
+pub const MAX_NAME_LEN: usize = 30;
+
+/// A named block of shared memory that unrelated processes can attach to.
+///
+/// Names are portable across Linux, macOS and Windows: 1 to 30 characters from
+/// `[A-Za-z0-9_.-]` (no `/`; the leading `/` POSIX wants is added internally, exactly as
+/// CPython does, so a segment created by Python's `SharedMemory(name="x")` is ours under
+/// `"x"` too).
+///
+/// **Ownership is explicit.** The process that *creates* a segment owns its name and unlinks
+/// it when dropped (or with [`unlink`](Self::unlink)); processes that [`attach`](Self::attach)
+/// never destroy it (unlike CPython before 3.13, whose resource tracker also destroyed
+/// segments that were merely attached, gh-82300). A creator may give the name up with
+/// [`persist`](Self::persist).
+///
+/// Passed to a child process as an argument, it arrives attached (not owning).
+///
+/// ```
+/// use multiproc_shm::SharedMemory;
+/// let a = SharedMemory::create(None, 1024).unwrap();
+/// a.write(0, b"shared").unwrap();
+/// let b = SharedMemory::attach(a.name()).unwrap();
+/// assert_eq!(b.read(0, 6).unwrap(), b"shared");
+/// assert!(b.size() >= 1024);
+/// drop(b); // attached: the segment stays
+/// assert!(SharedMemory::attach(a.name()).is_ok());
+/// let name = a.name().to_string();
+/// drop(a); // the creator unlinks
+/// assert!(SharedMemory::attach(&name).is_err());
+/// ```
+pub struct SharedMemory {
+    name: String,
+    seg: Segment,
+    owner: bool,
+    unlinked: AtomicBool,
+}
+
+impl std::fmt::Debug for SharedMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedMemory")
+            .field("name", &self.name)
+            .field("size", &self.size())
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+fn os_name(name: &str) -> String {
+    format!("/{name}")
+}
+
+/// Check that `name` is portable (see [`SharedMemory`]).
+pub(crate) fn validate(name: &str) -> Result<(), ShmError> {
+    if name.is_empty() {
+        return Err(ShmError::InvalidName(name.into(), "empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(ShmError::InvalidName(
+            name.into(),
+            "longer than 30 characters (the macOS limit)",
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(ShmError::InvalidName(
+            name.into(),
+            "only letters, digits, '_', '.' and '-' are portable",
+        ));
+    }
+    Ok(())
+}
+
+fn random_name() -> Result<String, ShmError> {
+    let mut r = [0u8; 6];
+    getrandom::getrandom(&mut r).map_err(|e| ShmError::Io(std::io::Error::other(e.to_string())))?;
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("mp_{hex}"))
+}
+
+impl SharedMemory {
+    /// Create a new zero-filled segment of `size` bytes, named `name` or a fresh random name.
+    /// An existing name is [`ShmError::Exists`].
+    pub fn create(name: Option<&str>, size: usize) -> Result<SharedMemory, ShmError> {
+        if size == 0 {
+            return Err(ShmError::InvalidSize(size));
+        }
+        let mut attempts = 0;
+        loop {
+            let n = match name {
+                Some(n) => n.to_string(),
+                None => random_name()?,
+            };
+            validate(&n)?;
+            match sys::create_named(&os_name(&n), size) {
+                Ok(fd) => {
+                    let seg = Segment::from_handle(fd, size).inspect_err(|_| {
+                        let _ = sys::unlink(&os_name(&n));
+                    })?;
+                    tracing::debug!(name = %n, size, "created shared memory");
+                    return Ok(SharedMemory {
+                        name: n,
+                        seg,
+                        owner: true,
+                        unlinked: AtomicBool::new(false),
+                    });
+                }
+                Err(ShmError::Exists(_)) if name.is_none() && attempts < 8 => attempts += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Attach to the segment called `name`. Attaching never gives ownership: dropping the
+    /// result leaves the segment in place.
+    pub fn attach(name: &str) -> Result<SharedMemory, ShmError> {
+        let n = name.strip_prefix('/').unwrap_or(name);
+        validate(n).map_err(|_| ShmError::NotFound(name.into()))?;
+        let fd = sys::open(&os_name(n), false)?;
+        let size = sys::size_of(&fd)?;
+        if size == 0 {
+            return Err(ShmError::InvalidSize(0));
+        }
+        let seg = Segment::from_handle(fd, size)?;
+        Ok(SharedMemory {
+            name: n.into(),
+            seg,
+            owner: false,
+            unlinked: AtomicBool::new(false),
+        })
+    }
+
+    /// The segment's name (without the OS's leading `/`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The size in bytes (what the OS reports; may be rounded up to whole pages when attaching).
+    pub fn size(&self) -> usize {
+        self.seg.len()
+    }
+
+    /// Whether this handle created the segment (and will unlink it when dropped).
+    pub fn is_owner(&self) -> bool {
+        self.owner && !self.unlinked.load(Ordering::Relaxed)
+    }
+
+    /// Remove the name now: later `attach` calls fail; existing mappings keep working. Any
+    /// process may call it (as in Python); calling it twice is [`ShmError::NotFound`].
+    pub fn unlink(&self) -> Result<(), ShmError> {
+        self.unlinked.store(true, Ordering::Relaxed);
+        sys::unlink(&os_name(&self.name))
+    }
+
+    /// Give up ownership: the segment outlives this handle until someone calls `unlink`.
+    pub fn persist(mut self) -> SharedMemory {
+        self.owner = false;
+        self
+    }
+
+    /// Unmap this handle now (dropping does the same). An owner also unlinks.
+    pub fn close(self) {}
+
+    /// The underlying segment (bounds-checked reads and writes, raw pointer).
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl Deref for SharedMemory {
+    type Target = Segment;
+    fn deref(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl Drop for SharedMemory {
+    fn drop(&mut self) {
+        if self.owner && !self.unlinked.load(Ordering::Relaxed) {
+            if let Err(e) = sys::unlink(&os_name(&self.name)) {
+                tracing::debug!(name = %self.name, "unlink on drop: {e}");
+            }
+        }
+    }
+}
+
+/// Serializes as its name and its mapping's handle; it arrives attached, never owning.
+impl Serialize for SharedMemory {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.name, &self.seg).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedMemory {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (name, seg) = <(String, Segment)>::deserialize(d)?;
+        Ok(SharedMemory {
+            name,
+            seg,
+            owner: false,
+            unlinked: AtomicBool::new(false),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate("ok_name-1.2").is_ok());
+        assert!(validate("").is_err());
+        assert!(validate("a/b").is_err());
+        assert!(validate(&"x".repeat(31)).is_err());
+        assert!(matches!(
+            SharedMemory::create(Some("bad/name"), 10),
+            Err(ShmError::InvalidName(..))
+        ));
+        assert!(matches!(
+            SharedMemory::create(None, 0),
+            Err(ShmError::InvalidSize(0))
+        ));
+    }
+
+    #[test]
+    fn exclusive_create_and_explicit_unlink() {
+        let a = SharedMemory::create(None, 100).unwrap();
+        assert!(matches!(
+            SharedMemory::create(Some(a.name()), 100),
+            Err(ShmError::Exists(_))
+        ));
+        let b = SharedMemory::attach(a.name()).unwrap();
+        assert!(!b.is_owner());
+        b.unlink().unwrap();
+        assert!(matches!(
+            SharedMemory::attach(a.name()),
+            Err(ShmError::NotFound(_))
+        ));
+        // mappings survive the unlink
+        a.write(0, &[9]).unwrap();
+        assert_eq!(b.read(0, 1).unwrap(), [9]);
+    }
+}

@@ -1,0 +1,193 @@
+//! Unix implementation (Linux first; macOS compiles, with a polling futex fallback).
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use crate::ShmError;
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn set_len(fd: &OwnedFd, len: usize) -> io::Result<()> {
+    // SAFETY: ftruncate on a descriptor we own.
+    cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) })?;
+    Ok(())
+}
+
+/// A new anonymous shared memory object of `len` zero bytes (close-on-exec).
+pub(crate) fn anon_fd(len: usize) -> io::Result<OwnedFd> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let fd = {
+        // SAFETY: memfd_create with a static NUL-terminated name.
+        let raw = cvt(unsafe { libc::memfd_create(c"multiproc".as_ptr(), libc::MFD_CLOEXEC) })?;
+        // SAFETY: a fresh descriptor owned by us.
+        unsafe { OwnedFd::from_raw_fd(raw) }
+    };
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let fd = {
+        let mut r = [0u8; 8];
+        getrandom::getrandom(&mut r).map_err(|e| io::Error::other(e.to_string()))?;
+        let name = format!("/mpa-{:016x}", u64::from_le_bytes(r));
+        let fd = open(&name, true).map_err(|e| match e {
+            ShmError::Io(e) => e,
+            other => io::Error::other(other.to_string()),
+        })?;
+        let _ = unlink(&name);
+        fd
+    };
+    set_len(&fd, len)?;
+    Ok(fd)
+}
+
+/// Open (or with `create`, exclusively create) the named object.
+pub(crate) fn open(name: &str, create: bool) -> Result<OwnedFd, ShmError> {
+    let c = CString::new(name).map_err(|_| ShmError::InvalidName(name.into(), "contains NUL"))?;
+    let flags = libc::O_RDWR
+        | libc::O_CLOEXEC
+        | if create {
+            libc::O_CREAT | libc::O_EXCL
+        } else {
+            0
+        };
+    // SAFETY: shm_open with a NUL-terminated name.
+    let raw = unsafe { libc::shm_open(c.as_ptr(), flags, 0o600 as libc::mode_t) };
+    if raw < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ENOENT) => ShmError::NotFound(name.into()),
+            Some(libc::EEXIST) => ShmError::Exists(name.into()),
+            _ => ShmError::Io(e),
+        });
+    }
+    // SAFETY: a fresh descriptor owned by us.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Create the named object with `len` zero bytes.
+pub(crate) fn create_named(name: &str, len: usize) -> Result<OwnedFd, ShmError> {
+    let fd = open(name, true)?;
+    if let Err(e) = set_len(&fd, len) {
+        let _ = unlink(name);
+        return Err(e.into());
+    }
+    Ok(fd)
+}
+
+/// Remove the name (mappings stay valid until unmapped).
+pub(crate) fn unlink(name: &str) -> Result<(), ShmError> {
+    let c = CString::new(name).map_err(|_| ShmError::InvalidName(name.into(), "contains NUL"))?;
+    // SAFETY: shm_unlink with a NUL-terminated name.
+    if unsafe { libc::shm_unlink(c.as_ptr()) } < 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ENOENT) => ShmError::NotFound(name.into()),
+            _ => ShmError::Io(e),
+        });
+    }
+    Ok(())
+}
+
+/// Size of the object behind `fd`.
+pub(crate) fn size_of(fd: &OwnedFd) -> io::Result<usize> {
+    // SAFETY: zeroed stat is a valid out-buffer for fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on a descriptor we own, into a valid buffer.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(st.st_size as usize)
+}
+
+/// Block while `*word == expected`, up to `timeout`. Returns false on timeout. Spurious
+/// returns are allowed; callers re-check their condition.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let ts = timeout.map(|t| libc::timespec {
+            tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        });
+        let tsp = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: FUTEX_WAIT (shared, not PRIVATE: the word may be in memory mapped by several
+        // processes) on a valid aligned u32, with a valid or null timeout.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                expected,
+                tsp,
+            )
+        };
+        !(r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        // Portable fallback until the platform's native wait lands: short sleeps.
+        let step = Duration::from_micros(200);
+        let t = timeout.map_or(step, |t| t.min(step));
+        std::thread::sleep(t);
+        !(timeout.is_some_and(|to| to <= step)
+            && word.load(std::sync::atomic::Ordering::Acquire) == expected)
+    }
+}
+
+/// Wake up to `n` waiters on `word`; returns how many woke (0 where unknown).
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: FUTEX_WAKE on a valid aligned u32.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAKE,
+                n.min(i32::MAX as u32),
+            )
+        };
+        r.max(0) as usize
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (word, n);
+        0
+    }
+}
+
+/// This process's id.
+pub(crate) fn getpid() -> u32 {
+    std::process::id()
+}
+
+/// Whether a process `pid` exists (a zombie counts as existing). One system call.
+pub(crate) fn pid_exists(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    !(unsafe { libc::kill(pid as libc::pid_t, 0) } == -1
+        && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH))
+}
+
+/// Whether process `pid` still runs. A zombie (ended, not yet reaped) counts as dead.
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    if !pid_exists(pid) {
+        return false;
+    }
+    #[cfg(target_os = "linux")]
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'
+        if let Some(state) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+        {
+            return !matches!(state, 'Z' | 'X' | 'x');
+        }
+    }
+    true
+}
