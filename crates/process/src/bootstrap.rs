@@ -166,10 +166,13 @@ pub fn init() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if let Some(fd) = take_env_fd(proc::BOOTSTRAP_ENV) {
-            sys::at_exit(at_exit);
+            // `init` may run before Rust's runtime set-up (from `test_support!`): make a write
+            // to a closed pipe an error, not a fatal signal, as in any Rust `main`.
+            sys::ignore_sigpipe();
             child_main(fd)
         }
         if let Some(fd) = take_env_fd(proc::FORKSERVER_ENV) {
+            sys::ignore_sigpipe();
             sys::forkserver::serve(fd, child_main_after_fork, report_exit)
         }
         sys::at_exit(at_exit);
@@ -233,6 +236,8 @@ thread_local! {
 }
 
 fn child_main(boot: OwnedFd) -> ! {
+    // Our own children are joined when the task calls `std::process::exit` too.
+    sys::at_exit(at_exit);
     let (job, handles) = match read_job(&boot) {
         Ok(j) => j,
         Err(Error::Eof) => sys::exit_now(1), // the parent went away before sending the job

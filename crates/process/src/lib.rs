@@ -53,8 +53,8 @@ pub use wait::{wait, RawWaitHandle, Waitable};
 /// one line at the top level of the crate. It runs [`init`] before `main` (and before the test
 /// harness), so a spawned child runs its task instead of the tests.
 ///
-/// ```ignore
-/// // tests/my_test.rs
+/// ```no_run
+/// // at the top of tests/my_test.rs
 /// multiproc_process::test_support!();
 /// ```
 #[macro_export]

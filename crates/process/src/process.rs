@@ -181,6 +181,12 @@ impl Process {
         match self.launch(pack) {
             Ok(running) => {
                 *self.inner.state.lock() = State::Running(running);
+                // Reap children that ended unobserved (as Python does on every start), so a
+                // program that never joins does not accumulate them.
+                let known: Vec<Process> = CHILDREN.lock().clone();
+                for p in known {
+                    let _ = p.collect();
+                }
                 CHILDREN.lock().push(self.clone());
                 Ok(())
             }

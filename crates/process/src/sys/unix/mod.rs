@@ -449,3 +449,11 @@ pub(crate) fn neutralize_inherited() {
     }
     fds.clear();
 }
+
+/// Make writes to a closed pipe fail with `EPIPE` instead of killing the process.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_IGN.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}

@@ -106,3 +106,5 @@ pub(crate) fn at_exit(_f: extern "C" fn()) {}
 pub(crate) fn track_inheritable(_h: Borrowed<'_>) {}
 pub(crate) fn untrack_inheritable(_h: Borrowed<'_>) {}
 pub(crate) fn neutralize_inherited() {}
+
+pub(crate) fn ignore_sigpipe() {}
