@@ -1,1 +1,593 @@
-fn main() {}
+//! Maintainer tasks for the multiproc workspace, run as `cargo xtask <task>`.
+//!
+//! * `cargo xtask ci`: formatting, clippy (`-D warnings`), every test, docs (`-D warnings`),
+//!   then `cargo check` for Windows and macOS. Stops at the first failing step.
+//! * `cargo xtask cross`: only the cross-target checks.
+//! * `cargo xtask bench [--quick]`: our benchmarks, CPython's `multiprocessing` and the OS limits
+//!   (`../shared/bench/`) on this machine, in one table (also written to
+//!   `target/bench-report.txt`).
+//!
+//! Standard library only, so it builds in a moment.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+/// Targets `cargo xtask ci` and `cargo xtask cross` check besides the host.
+const CROSS_TARGETS: &[&str] = &["x86_64-pc-windows-msvc", "x86_64-apple-darwin"];
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  ci              fmt --check, clippy -D warnings, test, doc -D warnings, cross-target checks
+  cross           cargo check for x86_64-pc-windows-msvc and x86_64-apple-darwin only
+  bench [--quick] our benchmarks vs CPython multiprocessing vs OS limits, one table
+                  (needs ../shared/bench, python3 and cc; report in target/bench-report.txt)";
+
+/// A failed task: what to tell the user.
+type Res<T = ()> = Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let res = match args.first().map(String::as_str) {
+        Some("ci") => no_more_args(&args).and_then(|()| ci()),
+        Some("cross") => no_more_args(&args).and_then(|()| cross()),
+        Some("bench") => match &args[1..] {
+            [] => bench(false),
+            [q] if q == "--quick" => bench(true),
+            _ => Err(format!("unexpected arguments {:?}\n\n{USAGE}", &args[1..])),
+        },
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task {other:?}\n\n{USAGE}")),
+        None => Err(USAGE.to_string()),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nxtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn no_more_args(args: &[String]) -> Res {
+    if args.len() > 1 {
+        return Err(format!("unexpected arguments {:?}\n\n{USAGE}", &args[1..]));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// paths and commands
+
+/// The workspace root: the parent of this crate's directory.
+fn root() -> PathBuf {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR`, relative to the root, or `<root>/target`).
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => root().join(d),
+        _ => root().join("target"),
+    }
+}
+
+/// The cargo that runs us (`$CARGO`), else `cargo` from `PATH`.
+fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// A command run in the workspace root.
+fn cmd(program: impl Into<OsString>, args: &[&str]) -> Command {
+    let mut c = Command::new(program.into());
+    c.args(args).current_dir(root());
+    c
+}
+
+fn cargo_cmd(args: &[&str]) -> Command {
+    cmd(cargo(), args)
+}
+
+fn describe(c: &Command) -> String {
+    let mut s = String::new();
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            let _ = write!(s, "{}={:?} ", k.to_string_lossy(), v.to_string_lossy());
+        }
+    }
+    let prog = Path::new(c.get_program());
+    // `$CARGO` is an absolute path: show its name only.
+    s.push_str(
+        &prog
+            .file_name()
+            .unwrap_or(prog.as_os_str())
+            .to_string_lossy(),
+    );
+    for a in c.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Run `c` with inherited output; an error if it cannot start or does not succeed.
+fn run(mut c: Command) -> Res {
+    let what = describe(&c);
+    let status = c
+        .status()
+        .map_err(|e| format!("could not run `{what}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{what}` failed ({status})"))
+    }
+}
+
+/// Run `c`, capturing its standard output (standard error goes to ours).
+fn output(mut c: Command) -> Res<String> {
+    let what = describe(&c);
+    let out = c
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("could not run `{what}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("`{what}` failed ({})", out.status));
+    }
+    String::from_utf8(out.stdout).map_err(|_| format!("`{what}` printed non-UTF-8 output"))
+}
+
+fn header(title: &str) {
+    println!("\n==> {title}");
+}
+
+/// Print a header for `c` and run it.
+fn step(c: Command) -> Res {
+    header(&describe(&c));
+    run(c)
+}
+
+// ---------------------------------------------------------------------------------------------
+// ci and cross
+
+fn ci() -> Res {
+    step(cargo_cmd(&["fmt", "--all", "--", "--check"]))?;
+    step(cargo_cmd(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    step(cargo_cmd(&["test", "--workspace"]))?;
+    let mut doc = cargo_cmd(&["doc", "--workspace", "--no-deps"]);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    step(doc)?;
+    cross()?;
+    println!("\nxtask: ci passed");
+    Ok(())
+}
+
+fn cross() -> Res {
+    ensure_targets(CROSS_TARGETS)?;
+    for t in CROSS_TARGETS {
+        step(cargo_cmd(&[
+            "check",
+            "--workspace",
+            "--all-targets",
+            "--target",
+            t,
+        ]))?;
+    }
+    Ok(())
+}
+
+/// `rustup target add` the targets `rustup target list --installed` lacks.
+fn ensure_targets(targets: &[&str]) -> Res {
+    let installed = output(cmd("rustup", &["target", "list", "--installed"]))?;
+    let missing: Vec<&str> = targets
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut args = vec!["target", "add"];
+    args.extend(&missing);
+    step(cmd("rustup", &args))
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench
+
+/// One `NAME\tVALUE\tUNIT` line.
+#[derive(Debug, Clone)]
+struct Figure {
+    value: f64,
+    unit: String,
+}
+
+type Figures = HashMap<String, Figure>;
+
+fn parse_figures(text: &str) -> Figures {
+    let mut out = Figures::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, '\t');
+        let (Some(name), Some(value), unit) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if let Ok(value) = value.trim().parse::<f64>() {
+            let unit = unit.unwrap_or("").trim().to_string();
+            out.insert(name.trim().to_string(), Figure { value, unit });
+        }
+    }
+    out
+}
+
+/// Seconds per unit for a time unit (`ms/process`, `us/round trip`, ...), `None` for a rate.
+fn time_scale(unit: &str) -> Option<f64> {
+    let head = unit.split(['/', ' ']).next().unwrap_or("");
+    match head {
+        "s" => Some(1.0),
+        "ms" => Some(1e-3),
+        "us" | "µs" => Some(1e-6),
+        "ns" => Some(1e-9),
+        _ => None,
+    }
+}
+
+/// The short form of a unit: up to its first parenthesis (`us/round trip (64 B)` → `us/round
+/// trip`).
+fn short_unit(unit: &str) -> &str {
+    unit.split(" (").next().unwrap_or(unit).trim()
+}
+
+/// How many times better `ours` is than `other`: `other/ours` for times, `ours/other` for rates.
+/// `None` if the units cannot be compared.
+fn better(ours: &Figure, other: &Figure) -> Option<f64> {
+    if ours.value <= 0.0 || other.value <= 0.0 {
+        return None;
+    }
+    match (time_scale(&ours.unit), time_scale(&other.unit)) {
+        (Some(a), Some(b)) => Some((other.value * b) / (ours.value * a)),
+        (None, None) if short_unit(&ours.unit) == short_unit(&other.unit) => {
+            Some(ours.value / other.value)
+        }
+        _ => None,
+    }
+}
+
+/// A goal a row is annotated with.
+#[derive(Clone, Copy)]
+enum Target {
+    /// `speedup vs Python` at least this.
+    Speedup(f64),
+    /// `fraction of limit` at least this.
+    Fraction(f64),
+}
+
+struct Row {
+    label: &'static str,
+    ours: &'static str,
+    /// Which Python run (by start method) and which figure of it.
+    python: Option<(&'static str, &'static str)>,
+    limit: Option<&'static str>,
+    targets: &'static [Target],
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        label: "spawn_join (spawn)",
+        ours: "spawn_join",
+        python: Some(("spawn", "spawn_join")),
+        limit: Some("spawn_join_exec"),
+        targets: &[Target::Speedup(40.0)],
+    },
+    Row {
+        label: "spawn_join (fork)",
+        ours: "spawn_join_fork",
+        python: Some(("fork", "spawn_join")),
+        limit: Some("spawn_join_fork"),
+        targets: &[Target::Fraction(0.5)],
+    },
+    Row {
+        label: "spawn_join (forkserver)",
+        ours: "spawn_join_forkserver",
+        python: Some(("forkserver", "spawn_join")),
+        limit: Some("spawn_join_fork"),
+        targets: &[Target::Fraction(0.25)],
+    },
+    Row {
+        label: "pipe_rtt",
+        ours: "pipe_rtt",
+        python: Some(("spawn", "pipe_rtt")),
+        limit: Some("pipe_rtt"),
+        targets: &[Target::Fraction(0.77), Target::Speedup(2.5)],
+    },
+    Row {
+        label: "pipe_bw",
+        ours: "pipe_bw",
+        python: Some(("spawn", "pipe_bw")),
+        limit: Some("pipe_bw"),
+        targets: &[Target::Speedup(4.0)],
+    },
+    Row {
+        label: "pipe_bw (limit: 1 MiB pipe)",
+        ours: "pipe_bw",
+        python: Some(("spawn", "pipe_bw")),
+        limit: Some("pipe_bw_1m"),
+        targets: &[],
+    },
+    Row {
+        label: "encode_vec_u8 (4 MiB)",
+        ours: "encode_vec_u8",
+        python: None,
+        limit: None,
+        targets: &[],
+    },
+    Row {
+        label: "encode_bytes (4 MiB)",
+        ours: "encode_bytes",
+        python: None,
+        limit: None,
+        targets: &[],
+    },
+];
+
+/// The shared benchmark directory: `<root>/../shared/bench`.
+fn shared_bench_dir() -> Res<PathBuf> {
+    let root = root();
+    let dir = root.parent().unwrap_or(&root).join("shared").join("bench");
+    for f in ["python_baseline.py", "limits.c"] {
+        if !dir.join(f).is_file() {
+            return Err(format!(
+                "{} not found: `cargo xtask bench` needs the shared benchmark directory \
+                 `shared/bench/` (python_baseline.py, limits.c) next to the repository root",
+                dir.join(f).display()
+            ));
+        }
+    }
+    Ok(dir)
+}
+
+fn bench(quick: bool) -> Res {
+    let shared = shared_bench_dir()?;
+    let q: &[&str] = if quick { &["--quick"] } else { &[] };
+    let mut raw = String::new();
+
+    header(&format!(
+        "ours: cargo run --release -p multiproc-benches -- {}",
+        q.join(" ")
+    ));
+    let mut args = vec!["run", "--release", "-p", "multiproc-benches", "--"];
+    args.extend(q);
+    let text = output(cargo_cmd(&args))?;
+    print!("{text}");
+    let _ = writeln!(raw, "## ours\n{text}");
+    let ours = parse_figures(&text);
+
+    let script = shared.join("python_baseline.py");
+    let script = script.to_string_lossy();
+    let mut python: HashMap<&str, Figures> = HashMap::new();
+    for (method, only) in [
+        ("spawn", "spawn_join,pipe_rtt,pipe_bw"),
+        ("fork", "spawn_join"),
+        ("forkserver", "spawn_join"),
+    ] {
+        let mut args = vec![&*script, "--start-method", method, "--only", only];
+        args.extend(q);
+        let c = cmd("python3", &args);
+        header(&format!(
+            "CPython: python3 ../shared/bench/python_baseline.py --start-method {method} --only {only} {}",
+            q.join(" ")
+        ));
+        match output(c) {
+            Ok(text) => {
+                print!("{text}");
+                let _ = writeln!(raw, "## CPython ({method})\n{text}");
+                python.insert(method, parse_figures(&text));
+            }
+            Err(e) => eprintln!("xtask: warning: no CPython figures for {method}: {e}"),
+        }
+    }
+
+    let limits = match run_limits(&shared) {
+        Ok(text) => {
+            let _ = writeln!(raw, "## limits\n{text}");
+            parse_figures(&text)
+        }
+        Err(e) => {
+            eprintln!("xtask: warning: no OS limits: {e}");
+            Figures::new()
+        }
+    };
+
+    let table = render_table(&ours, &python, &limits, quick);
+    println!("\n{table}");
+    let report = target_dir().join("bench-report.txt");
+    let contents = format!("{table}\n\nRaw output (NAME\tVALUE\tUNIT):\n\n{raw}");
+    std::fs::create_dir_all(target_dir())
+        .and_then(|()| std::fs::write(&report, contents))
+        .map_err(|e| format!("could not write {}: {e}", report.display()))?;
+    println!("(written to {})", report.display());
+    Ok(())
+}
+
+/// Compile `limits.c` into the target directory and run it.
+fn run_limits(shared: &Path) -> Res<String> {
+    let exe = target_dir().join("limits");
+    std::fs::create_dir_all(target_dir()).map_err(|e| e.to_string())?;
+    header("limits: cc -O2 -o target/limits ../shared/bench/limits.c && target/limits");
+    let src = shared.join("limits.c");
+    let mut cc = Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()));
+    cc.arg("-O2").arg("-o").arg(&exe).arg(&src);
+    run(cc)?;
+    let text = output(Command::new(&exe))?;
+    print!("{text}");
+    Ok(text)
+}
+
+fn fmt_value(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1000.0 {
+        format!("{v:.0}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else if a >= 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn render_table(
+    ours: &Figures,
+    python: &HashMap<&str, Figures>,
+    limits: &Figures,
+    quick: bool,
+) -> String {
+    let dash = || "-".to_string();
+    let mut rows: Vec<[String; 8]> = vec![[
+        "workload".into(),
+        "unit".into(),
+        "ours".into(),
+        "Python".into(),
+        "limit".into(),
+        "speedup vs Python".into(),
+        "fraction of limit".into(),
+        "target".into(),
+    ]];
+    let mut misses = 0;
+    for row in ROWS {
+        let Some(o) = ours.get(row.ours) else {
+            continue;
+        };
+        let py = row
+            .python
+            .and_then(|(method, name)| python.get(method)?.get(name));
+        let lim = row.limit.and_then(|name| limits.get(name));
+        let speedup = py.and_then(|p| better(o, p));
+        let fraction = lim.and_then(|l| better(o, l));
+        let mut target: Vec<String> = row
+            .targets
+            .iter()
+            .map(|t| {
+                let (what, got, want) = match *t {
+                    Target::Speedup(want) => ("vs Python", speedup, want),
+                    Target::Fraction(want) => ("of limit", fraction, want),
+                };
+                let verdict = match got {
+                    Some(g) if g >= want => "pass",
+                    Some(_) => {
+                        misses += 1;
+                        "MISS"
+                    }
+                    None => "n/a",
+                };
+                match t {
+                    Target::Speedup(_) => format!("{verdict} (>={want}x {what})"),
+                    Target::Fraction(_) => format!("{verdict} (>={want} {what})"),
+                }
+            })
+            .collect();
+        if row.ours == "encode_bytes" {
+            if let Some(v) = ours.get("encode_vec_u8") {
+                if let Some(x) = better(o, v) {
+                    target.push(format!("{x:.1}x encode_vec_u8"));
+                }
+            }
+        }
+        rows.push([
+            row.label.to_string(),
+            short_unit(&o.unit).to_string(),
+            fmt_value(o.value),
+            py.map(|p| fmt_value(p.value)).unwrap_or_else(dash),
+            lim.map(|l| fmt_value(l.value)).unwrap_or_else(dash),
+            speedup.map(|s| format!("{s:.2}x")).unwrap_or_else(dash),
+            fraction.map(|f| format!("{f:.2}")).unwrap_or_else(dash),
+            if target.is_empty() {
+                dash()
+            } else {
+                target.join(", ")
+            },
+        ]);
+    }
+
+    let mut widths = [0usize; 8];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "multiproc vs CPython multiprocessing vs OS limits{} (same machine, one run)",
+        if quick { " (--quick)" } else { "" }
+    );
+    out.push_str(
+        "  speedup vs Python: how many times faster ours is (>1: we are faster);\n\
+         \x20   time units: Python/ours, rates (MB/s): ours/Python\n\
+         \x20 fraction of limit: share of the OS limit we reach (1.0 = at the limit);\n\
+         \x20   time units: limit/ours, rates: ours/limit\n\
+         \x20 limits: limits.c (spawn: posix_spawn /bin/true + wait; fork, forkserver: fork+exit+wait)\n\
+         \x20 forkserver: ours is warm (its launch is timed apart); CPython's includes the launch\n\
+         \x20 pipe_*: ours starts timing once the echo child answered; CPython's times from\n\
+         \x20   p.start(), so its figure includes the child's start-up spread over the round trips\n\n",
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (j, (c, w)) in r.iter().zip(widths).enumerate() {
+            let pad = w - c.chars().count();
+            // text columns left-aligned, figures right-aligned
+            if j < 2 || j == 7 {
+                line.push_str(c);
+                if j != 7 {
+                    line.push_str(&" ".repeat(pad));
+                }
+            } else {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(c);
+            }
+            if j != 7 {
+                line.push_str("  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+        if i == 0 {
+            let total: usize = widths.iter().sum::<usize>() + 2 * 7;
+            out.push_str(&"-".repeat(total));
+            out.push('\n');
+        }
+    }
+    if let Some(f) = ours.get("forkserver_first_start") {
+        let _ = writeln!(
+            out,
+            "\nforkserver first start (launch + first child + join): {} ms",
+            fmt_value(f.value)
+        );
+    }
+    let _ = write!(
+        out,
+        "{}",
+        if misses == 0 {
+            "\nall targets met".to_string()
+        } else {
+            format!("\n{misses} target(s) missed")
+        }
+    );
+    out
+}
