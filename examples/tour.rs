@@ -1,2 +1,337 @@
-//! The tour: placeholder, replaced below.
-fn main() {}
+//! The tour: a few seconds of real work across processes, narrated, covering what multiproc
+//! does today. It is the first command of the README:
+//!
+//! ```text
+//! cargo run --release -p multiproc-examples --bin tour
+//! ```
+//!
+//! Sections: exit codes; the three start methods; a `Connection` passed to a child and a
+//! ping-pong timing; parallel Fibonacci; `Listener`/`Client` over TCP with an authkey;
+//! `wait()` over several children with `active_children()`.
+//!
+//! Every target below is a plain `fn` taking one serde argument (a tuple for several), as
+//! `Process::new` requires: it reaches the child as its position in this very binary.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use multiproc::connection::{wait, Client, Listener, Waitable};
+use multiproc::{Connection, Process, StartMethod};
+
+type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+/// Set by `main` at run time: a forked child sees the parent's value, a spawned one does not.
+static MARK: AtomicU32 = AtomicU32::new(0);
+
+fn section(n: u32, title: &str) {
+    println!("\n{n}. {title}");
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. exit codes
+
+fn returns(_: ()) {}
+
+fn panics(text: String) {
+    let n: u32 = text.parse().expect("a number");
+    println!("unreachable: {n}");
+}
+
+fn exits(code: i32) {
+    std::process::exit(code)
+}
+
+fn sleeps_until_stopped(ready: Connection) {
+    ready.send(&()).expect("the parent is listening");
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+fn exit_codes() -> Res {
+    section(1, "Start and join: exit codes follow Python");
+    let p = Process::new(returns, ()).name("returns");
+    p.start()?;
+    println!(
+        "   {:<8} returned normally   -> exitcode {}",
+        p.get_name(),
+        p.join()?
+    );
+
+    println!("   (the next child panics: its report on stderr is the Rust twin of a traceback)");
+    let p = Process::new(panics, "forty-two".to_string()).name("panics");
+    p.start()?;
+    let code = p.join()?;
+    println!(
+        "   {:<8} panicked           -> exitcode {code}, panic_message() = {:?}",
+        p.get_name(),
+        p.panic_message().unwrap_or_default()
+    );
+
+    let p = Process::new(exits, 3).name("exits");
+    p.start()?;
+    println!(
+        "   {:<8} called exit(3)     -> exitcode {}",
+        p.get_name(),
+        p.join()?
+    );
+
+    let (here, there) = multiproc::pipe(true)?;
+    let p = Process::new(sleeps_until_stopped, there).name("sleeper");
+    p.start()?;
+    here.recv::<()>()?; // running for sure
+    p.terminate()?;
+    println!(
+        "   {:<8} was terminate()d   -> exitcode {} (killed by SIGTERM, signal 15)",
+        p.get_name(),
+        p.join()?
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. start methods
+
+fn report_in(conn: Connection) {
+    let me = multiproc::current_process();
+    let parent = multiproc::parent_process().map(|p| p.pid()).unwrap_or(0);
+    conn.send(&(me.name, me.pid, parent, MARK.load(Ordering::Relaxed)))
+        .expect("the parent is listening");
+}
+
+fn start_methods() -> Res {
+    section(2, "Three start methods: spawn (default), fork, forkserver");
+    MARK.store(42, Ordering::Relaxed);
+    println!(
+        "   main set a static to 42 at run time; pid {}",
+        std::process::id()
+    );
+    let runs = [
+        (StartMethod::Spawn, "re-executes this binary"),
+        (StartMethod::Fork, "copies the parent, memory included"),
+        (StartMethod::Forkserver, "first use starts the fork server"),
+        (StartMethod::Forkserver, "the server is running now"),
+    ];
+    for (method, note) in runs {
+        let ctx = multiproc::get_context(method)?;
+        let (here, there) = multiproc::pipe(true)?;
+        let t = Instant::now();
+        let p = ctx
+            .process(report_in, there)
+            .name(format!("{}-child", method.name()));
+        p.start()?;
+        let (name, pid, parent, mark): (String, u32, u32, u32) = here.recv()?;
+        let took = t.elapsed();
+        p.join()?;
+        println!(
+            "   {name:<16} pid {pid:<7} parent {parent:<7} sees the static = {mark:<2}  ready {:>8} after start ({note})",
+            ms(took)
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. a Connection passed to a child; ping-pong
+
+fn squarer(conn: Connection) {
+    while let Ok(Some(x)) = conn.recv::<Option<u64>>() {
+        conn.send(&(x * x)).expect("the parent is listening");
+    }
+}
+
+fn connections() -> Res {
+    section(3, "A Connection passed to a child, then a ping-pong");
+    let (here, there) = multiproc::pipe(true)?;
+    let p = Process::new(squarer, there).name("squarer");
+    p.start()?;
+    let mut squares = Vec::new();
+    for x in 1..=6u64 {
+        here.send(&Some(x))?;
+        squares.push(here.recv::<u64>()?);
+    }
+    println!("   sent 1..=6 to '{}', got back {squares:?}", p.get_name());
+
+    const ROUNDS: u64 = 10_000;
+    let t = Instant::now();
+    for x in 0..ROUNDS {
+        here.send(&Some(x))?;
+        let back: u64 = here.recv()?;
+        debug_assert_eq!(back, x * x);
+    }
+    let took = t.elapsed();
+    println!(
+        "   {ROUNDS} round trips in {}: {:.1} µs per send + recv + send + recv",
+        ms(took),
+        took.as_secs_f64() * 1e6 / ROUNDS as f64
+    );
+    here.send(&None::<u64>)?;
+    p.join()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. parallel Fibonacci
+
+fn fib(n: u32) -> u64 {
+    if n < 2 {
+        n as u64
+    } else {
+        fib(n - 1) + fib(n - 2)
+    }
+}
+
+fn fib_worker((n, conn): (u32, Connection)) {
+    conn.send(&fib(n)).expect("the parent is listening");
+}
+
+fn fibonacci() -> Res {
+    section(4, "Parallel Fibonacci: one process per number");
+    let numbers = [33, 34, 35, 36];
+    let t = Instant::now();
+    let mut jobs = Vec::new();
+    for n in numbers {
+        let (here, there) = multiproc::pipe(true)?;
+        let p = Process::new(fib_worker, (n, there)).name(format!("fib-{n}"));
+        p.start()?;
+        jobs.push((n, p, here));
+    }
+    for (n, p, here) in &jobs {
+        let value: u64 = here.recv()?;
+        println!("   fib({n}) = {value:<9} from '{}'", p.get_name());
+        p.join()?;
+    }
+    let parallel = t.elapsed();
+
+    let t = Instant::now();
+    let sequential: Vec<u64> = numbers.iter().map(|&n| fib(n)).collect();
+    let sequential_time = t.elapsed();
+    std::hint::black_box(sequential);
+    println!(
+        "   {} processes, starts included: {}; one after another in this process: {} \
+         ({:.2}x with {} CPUs)",
+        jobs.len(),
+        ms(parallel),
+        ms(sequential_time),
+        sequential_time.as_secs_f64() / parallel.as_secs_f64(),
+        multiproc::cpu_count()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Listener / Client over TCP with an authkey
+
+fn tcp_client((address, authkey, report): (String, Vec<u8>, Connection)) {
+    let outcome = Client::connect(address.as_str(), Some(&authkey)).and_then(|conn| {
+        conn.send(&(multiproc::current_process().name, vec![3u64, 4, 5]))?;
+        conn.recv::<u64>()
+    });
+    report
+        .send(&outcome.map_err(|e| e.to_string()))
+        .expect("the parent is listening");
+}
+
+fn listener_and_client() -> Res {
+    section(
+        5,
+        "Listener and Client over TCP, authenticated with an authkey",
+    );
+    let listener = Listener::bind("127.0.0.1:0", Some(b"tour secret"))?;
+    let address = listener.address().to_string();
+    println!("   listening on {address}");
+
+    let (report, there) = multiproc::pipe(true)?;
+    let args = (address.clone(), b"tour secret".to_vec(), there);
+    let p = Process::new(tcp_client, args).name("tcp-client");
+    p.start()?;
+    let conn = listener.accept()?;
+    let (name, numbers): (String, Vec<u64>) = conn.recv()?;
+    conn.send(&numbers.iter().sum::<u64>())?;
+    let answer: Result<u64, String> = report.recv()?;
+    p.join()?;
+    println!("   '{name}' authenticated and sent {numbers:?}; it got back the sum {answer:?}");
+
+    let (report, there) = multiproc::pipe(true)?;
+    let args = (address, b"a wrong guess".to_vec(), there);
+    let p = Process::new(tcp_client, args).name("intruder");
+    p.start()?;
+    let server_side = listener.accept().map(|_| ()).map_err(|e| e.to_string());
+    let client_side: Result<u64, String> = report.recv()?;
+    p.join()?;
+    println!("   a client with the wrong authkey is rejected on both sides:");
+    println!("     listener.accept() -> {server_side:?}");
+    println!("     Client::connect() -> {client_side:?}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. wait() and active_children()
+
+fn nap((millis, code): (u64, i32)) {
+    std::thread::sleep(Duration::from_millis(millis));
+    std::process::exit(code)
+}
+
+fn waiting() -> Res {
+    section(6, "wait() on several children; active_children()");
+    let t = Instant::now();
+    let mut running = Vec::new();
+    for (millis, code) in [(90, 0), (30, 7), (60, 0)] {
+        let p = Process::new(nap, (millis, code)).name(format!("nap-{millis}ms"));
+        p.start()?;
+        running.push(p);
+    }
+    let names: Vec<String> = multiproc::active_children()
+        .iter()
+        .map(Process::get_name)
+        .collect();
+    println!("   active_children() = {names:?}");
+    while !running.is_empty() {
+        let mut ready = {
+            let objects: Vec<&dyn Waitable> = running.iter().map(|p| p as &dyn Waitable).collect();
+            wait(&objects, Some(Duration::from_secs(10)))?
+        };
+        if ready.is_empty() {
+            return Err("children did not end within 10 s".into());
+        }
+        ready.sort_unstable();
+        for &i in ready.iter().rev() {
+            let p = running.remove(i);
+            println!(
+                "   wait() -> {:<9} ended after {:>8}, exitcode {}",
+                p.get_name(),
+                ms(t.elapsed()),
+                p.join()?
+            );
+        }
+    }
+    println!("   active_children() = {:?}", multiproc::active_children());
+    Ok(())
+}
+
+#[multiproc::main]
+fn main() -> Res {
+    let t = Instant::now();
+    let me = multiproc::current_process();
+    println!("multiproc tour: Python's multiprocessing, in Rust");
+    println!(
+        "{} (pid {}), cpu_count() = {}, default start method: {}",
+        me.name,
+        me.pid,
+        multiproc::cpu_count(),
+        multiproc::get_start_method().name()
+    );
+    exit_codes()?;
+    start_methods()?;
+    connections()?;
+    fibonacci()?;
+    listener_and_client()?;
+    waiting()?;
+    println!("\ntour done in {}", ms(t.elapsed()));
+    Ok(())
+}
