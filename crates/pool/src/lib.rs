@@ -1,0 +1,27 @@
+//! Python's `multiprocessing.Pool`, in Rust, and a pool that never hangs.
+//!
+//! * [`Pool`]: `apply`, `apply_async` (with callbacks), `map`, `map_async`, `imap`,
+//!   `imap_unordered`, `starmap`, `starmap_async`, chunk sizes as in Python, `close`,
+//!   `terminate`, `join`; dropping the pool terminates it.
+//! * Beyond Python: a crashed worker fails only its task ([`PoolError::WorkerDied`]) and is
+//!   replaced; per-task timeouts; panics come back with their backtrace; results that cannot be
+//!   serialized fail only their task; `imap` reads its input lazily; progress callbacks.
+//! * [`ThreadPool`]: the same API over threads.
+//!
+//! ```no_run
+//! fn factorial(n: u64) -> f64 { (1..=n).map(|k| k as f64).product() }
+//!
+//! multiproc_process::init(); // first thing in main
+//! let pool = multiproc_pool::Pool::new(4).unwrap();
+//! let results = pool.map(factorial, 1..=100u64).unwrap();
+//! println!("completed {} computations", results.len());
+//! ```
+
+mod error;
+mod pool;
+mod result;
+mod worker;
+
+pub use error::PoolError;
+pub use pool::{Data, IMapIter, Pool, PoolBuilder, ThreadPool};
+pub use result::AsyncResult;

@@ -1,0 +1,934 @@
+//! `Pool` and `ThreadPool`: the dispatcher, the builder, and the mapping calls.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use multiproc_pickle::{encode, Call};
+use multiproc_process::{wait, Connection, StartMethod, Waitable};
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::result::{AsyncResult, Cell, Finish, MapSink, Sink, StreamSink};
+use crate::worker::{chunk_call, Worker, WorkerKind};
+use crate::PoolError;
+
+/// What every task argument and result must be: serde both ways, sendable, owned.
+pub trait Data: Serialize + DeserializeOwned + Send + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + 'static> Data for T {}
+
+struct Unit {
+    first: usize,
+    n: usize,
+    payload: Vec<u8>,
+    sink: Arc<dyn Sink>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RunState {
+    Running,
+    Closed,
+    Terminated,
+}
+
+struct Shared {
+    st: Mutex<(VecDeque<Unit>, RunState)>,
+    wake: Connection,
+    wake_pending: AtomicBool,
+    next_job: AtomicU64,
+    pids: Mutex<Vec<u32>>,
+}
+
+impl Shared {
+    fn nudge(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            let _ = self.wake.send_bytes(b"");
+        }
+    }
+
+    fn submit(&self, units: Vec<Unit>) -> Result<(), PoolError> {
+        {
+            let mut st = self.st.lock();
+            match st.1 {
+                RunState::Running => st.0.extend(units),
+                RunState::Closed => return Err(PoolError::Closed),
+                RunState::Terminated => return Err(PoolError::Terminated),
+            }
+        }
+        self.nudge();
+        Ok(())
+    }
+}
+
+struct Config {
+    kind: WorkerKind,
+    init: Option<Vec<u8>>,
+    maxtasks: Option<usize>,
+    task_timeout: Option<Duration>,
+}
+
+/// Configures a [`Pool`] (or a [`ThreadPool`]): Python's `Pool(processes, initializer,
+/// initargs, maxtasksperchild, context)` plus a per-task timeout.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// fn setup(tag: String) { /* runs once in each worker */ let _ = tag; }
+/// let pool = multiproc_pool::Pool::builder()
+///     .processes(4)
+///     .initializer(setup, "ready".to_string())
+///     .maxtasksperchild(100)
+///     .task_timeout(Duration::from_secs(30))
+///     .build()
+///     .unwrap();
+/// # drop(pool);
+/// ```
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    init: Option<Result<Vec<u8>, PoolError>>,
+    maxtasks: Option<usize>,
+    method: Option<StartMethod>,
+    task_timeout: Option<Duration>,
+    threads: bool,
+}
+
+impl std::fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("processes", &self.processes)
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    /// Number of workers (default: [`cpu_count`](multiproc_process::cpu_count)). Zero is an error.
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// Run `f(args)` once in each worker before its first task.
+    pub fn initializer<A: Data>(mut self, f: fn(A), args: A) -> Self {
+        self.init = Some(Call::new(f, &args).map_err(PoolError::from).and_then(
+            |(call, handles)| {
+                if handles.is_empty() {
+                    Ok(encode(&call)?)
+                } else {
+                    Err(PoolError::Serialization(
+                        "initializer arguments cannot carry OS handles".into(),
+                    ))
+                }
+            },
+        ));
+        self
+    }
+
+    /// Replace a worker after it has completed `n` tasks (chunks). Zero is an error.
+    pub fn maxtasksperchild(mut self, n: usize) -> Self {
+        self.maxtasks = Some(n);
+        self
+    }
+
+    /// Start workers with `method` instead of the global start method.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Kill and replace a worker whose task (chunk) runs longer than `timeout`; that task fails
+    /// with [`PoolError::TaskTimeout`]. Not available for thread pools (threads cannot be killed).
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// Start the workers.
+    pub fn build(self) -> Result<Pool, PoolError> {
+        let n = self.processes.unwrap_or_else(multiproc_process::cpu_count);
+        if n == 0 {
+            return Err(PoolError::InvalidArgument(
+                "the number of processes must be at least 1",
+            ));
+        }
+        if self.maxtasks == Some(0) {
+            return Err(PoolError::InvalidArgument(
+                "maxtasksperchild must be at least 1",
+            ));
+        }
+        if self.threads && self.task_timeout.is_some() {
+            return Err(PoolError::InvalidArgument(
+                "a thread pool cannot kill a task: no task_timeout",
+            ));
+        }
+        let init = self.init.transpose()?;
+        let config = Config {
+            kind: if self.threads {
+                WorkerKind::Thread
+            } else {
+                WorkerKind::Process(self.method)
+            },
+            init,
+            maxtasks: self.maxtasks,
+            task_timeout: self.task_timeout,
+        };
+        let mut workers = Vec::with_capacity(n);
+        for _ in 0..n {
+            workers.push(Slot {
+                w: Worker::start(&config.kind, config.init.as_ref())?,
+                busy: None,
+            });
+        }
+        let (wake_rx, wake_tx) =
+            multiproc_process::pipe(false).map_err(|e| PoolError::Start(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            st: Mutex::new((VecDeque::new(), RunState::Running)),
+            wake: wake_tx,
+            wake_pending: AtomicBool::new(false),
+            next_job: AtomicU64::new(0),
+            pids: Mutex::new(workers.iter().filter_map(|s| s.w.pid()).collect()),
+        });
+        let s2 = shared.clone();
+        let dispatcher = std::thread::Builder::new()
+            .name("multiproc-pool".into())
+            .spawn(move || {
+                Dispatcher {
+                    shared: s2,
+                    wake_rx,
+                    config,
+                    workers,
+                }
+                .run()
+            })
+            .map_err(|e| PoolError::Start(e.to_string()))?;
+        Ok(Pool {
+            shared,
+            dispatcher: Mutex::new(Some(dispatcher)),
+            size: n,
+        })
+    }
+}
+
+struct Busy {
+    unit: Unit,
+    deadline: Option<Instant>,
+}
+
+struct Slot {
+    w: Worker,
+    busy: Option<Busy>,
+}
+
+struct Dispatcher {
+    shared: Arc<Shared>,
+    wake_rx: Connection,
+    config: Config,
+    workers: Vec<Slot>,
+}
+
+impl Dispatcher {
+    fn run(mut self) {
+        loop {
+            let state = self.assign();
+            match state {
+                RunState::Terminated => return self.terminate(),
+                RunState::Closed if self.idle() => return self.retire_all(),
+                _ => {}
+            }
+            self.wait_and_handle();
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.workers.iter().all(|s| s.busy.is_none()) && self.shared.st.lock().0.is_empty()
+    }
+
+    /// Give pending units to idle workers; returns the pool's state.
+    fn assign(&mut self) -> RunState {
+        let mut st = self.shared.st.lock();
+        if st.1 == RunState::Terminated {
+            return st.1;
+        }
+        for slot in self.workers.iter_mut().filter(|s| s.busy.is_none()) {
+            let Some(mut unit) = st.0.pop_front() else {
+                break;
+            };
+            match slot.w.conn.send_bytes(&unit.payload) {
+                Ok(()) => {
+                    unit.payload = Vec::new();
+                    let deadline = self.config.task_timeout.map(|t| Instant::now() + t);
+                    slot.busy = Some(Busy { unit, deadline });
+                }
+                Err(e) => {
+                    // The worker is gone; its death is handled below and the unit retried.
+                    tracing::debug!("worker unreachable: {e}");
+                    st.0.push_front(unit);
+                    break;
+                }
+            }
+        }
+        st.1
+    }
+
+    fn wait_and_handle(&mut self) {
+        let now = Instant::now();
+        let timeout = self
+            .workers
+            .iter()
+            .filter_map(|s| s.busy.as_ref().and_then(|b| b.deadline))
+            .min()
+            .map(|d| d.saturating_duration_since(now));
+        let ready = {
+            let mut objs: Vec<&dyn Waitable> = vec![&self.wake_rx];
+            let mut owners = vec![usize::MAX];
+            for (i, s) in self.workers.iter().enumerate() {
+                objs.push(&s.w.conn);
+                owners.push(i);
+                if let crate::worker::Handle::Process(p) = &s.w.handle {
+                    objs.push(p);
+                    owners.push(i);
+                }
+            }
+            match wait(&objs, timeout) {
+                Ok(r) => r.into_iter().map(|k| owners[k]).collect::<Vec<_>>(),
+                Err(e) => {
+                    tracing::error!("pool wait failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    Vec::new()
+                }
+            }
+        };
+        if ready.contains(&usize::MAX) {
+            // Drain first, then re-arm: a nudge racing with us either finds the flag still set
+            // (and its work is picked up by the `assign` that follows) or sends a fresh byte.
+            while self.wake_rx.poll(Some(Duration::ZERO)).unwrap_or(false) {
+                if self.wake_rx.recv_bytes().is_err() {
+                    break;
+                }
+            }
+            self.shared.wake_pending.store(false, Ordering::Release);
+        }
+        for i in 0..self.workers.len() {
+            if ready.contains(&i) {
+                self.handle_worker(i);
+            }
+        }
+        let now = Instant::now();
+        for i in 0..self.workers.len() {
+            if self.workers[i]
+                .busy
+                .as_ref()
+                .and_then(|b| b.deadline)
+                .is_some_and(|d| now >= d)
+            {
+                let code = self.workers[i].w.kill();
+                tracing::warn!(code, "task timed out; worker killed");
+                if let Some(b) = self.workers[i].busy.take() {
+                    b.unit
+                        .sink
+                        .deliver(b.unit.first, b.unit.n, Err(PoolError::TaskTimeout));
+                }
+                self.replace(i);
+            }
+        }
+    }
+
+    fn handle_worker(&mut self, i: usize) {
+        let slot = &mut self.workers[i];
+        // A result may be waiting even if the worker has ended since: read it first.
+        if slot.busy.is_some() && slot.w.conn.poll(Some(Duration::ZERO)).unwrap_or(false) {
+            match slot.w.conn.recv_bytes() {
+                Ok(reply) => {
+                    let b = slot.busy.take().expect("checked busy");
+                    b.unit.sink.deliver(b.unit.first, b.unit.n, Ok(&reply));
+                    slot.w.tasks_done += 1;
+                    if self.config.maxtasks.is_some_and(|m| slot.w.tasks_done >= m) {
+                        slot.w.retire();
+                        self.replace(i);
+                    }
+                    return;
+                }
+                Err(_) => {
+                    // end of file: the worker died mid-task
+                    let code = match &slot.w.handle {
+                        crate::worker::Handle::Process(p) => p.join().unwrap_or(-1),
+                        crate::worker::Handle::Thread(_) => 0,
+                    };
+                    self.fail_and_replace(i, code);
+                    return;
+                }
+            }
+        }
+        if let Some(code) = slot.w.ended() {
+            self.fail_and_replace(i, code);
+        }
+    }
+
+    fn fail_and_replace(&mut self, i: usize, exitcode: i32) {
+        tracing::warn!(exitcode, "pool worker died; replacing it");
+        if let Some(b) = self.workers[i].busy.take() {
+            b.unit.sink.deliver(
+                b.unit.first,
+                b.unit.n,
+                Err(PoolError::WorkerDied { exitcode }),
+            );
+        }
+        self.replace(i);
+    }
+
+    fn replace(&mut self, i: usize) {
+        match Worker::start(&self.config.kind, self.config.init.as_ref()) {
+            Ok(w) => {
+                let old = std::mem::replace(&mut self.workers[i], Slot { w, busy: None });
+                drop(old);
+                *self.shared.pids.lock() = self.workers.iter().filter_map(|s| s.w.pid()).collect();
+            }
+            Err(e) => {
+                tracing::error!("cannot replace a pool worker: {e}");
+                // Fail what is queued rather than hang; the pool keeps trying on later work.
+                let pending: Vec<Unit> = self.shared.st.lock().0.drain(..).collect();
+                for u in pending {
+                    u.sink.deliver(u.first, u.n, Err(e.clone()));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn terminate(mut self) {
+        for s in &mut self.workers {
+            s.w.kill();
+            if let Some(b) = s.busy.take() {
+                b.unit
+                    .sink
+                    .deliver(b.unit.first, b.unit.n, Err(PoolError::Terminated));
+            }
+        }
+        let pending: Vec<Unit> = self.shared.st.lock().0.drain(..).collect();
+        for u in pending {
+            u.sink.deliver(u.first, u.n, Err(PoolError::Terminated));
+        }
+    }
+
+    fn retire_all(mut self) {
+        for s in &mut self.workers {
+            s.w.retire();
+        }
+    }
+}
+
+/// A pool of worker processes: Python's `multiprocessing.Pool`.
+///
+/// Tasks are plain functions `fn(A) -> R` (or non-capturing closures) with serde arguments and
+/// results. Beyond Python: a worker that dies mid-task (segfault, `abort`, OOM kill, `SIGKILL`)
+/// fails only that task with [`PoolError::WorkerDied`] and is replaced; a task can be given a
+/// timeout; a panic comes back as [`PoolError::Panic`] with the worker-side backtrace; the pool
+/// never hangs. Dropping the pool terminates it and reaps its workers (like `with Pool() as p:`).
+///
+/// ```no_run
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// multiproc_process::init(); // first thing in main
+/// let pool = multiproc_pool::Pool::new(4).unwrap();
+/// let squares = pool.map(square, 0..10u64).unwrap();
+/// assert_eq!(squares[9], 81);
+/// ```
+pub struct Pool {
+    shared: Arc<Shared>,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+    size: usize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("workers", &self.size)
+            .field("state", &self.shared.st.lock().1)
+            .finish()
+    }
+}
+
+/// Python's default chunk size for `map`: about four chunks per worker.
+fn default_chunksize(len: usize, workers: usize) -> usize {
+    let per = workers * 4;
+    let (q, r) = (len / per, len % per);
+    (q + usize::from(r > 0)).max(1)
+}
+
+fn collect_all<R>(v: Vec<Result<R, PoolError>>) -> Result<Vec<R>, PoolError> {
+    v.into_iter().collect()
+}
+
+fn keep_each<R>(v: Vec<Result<R, PoolError>>) -> Result<Vec<Result<R, PoolError>>, PoolError> {
+    Ok(v)
+}
+
+fn first_of<R>(v: Vec<Result<R, PoolError>>) -> Result<R, PoolError> {
+    v.into_iter()
+        .next()
+        .unwrap_or(Err(PoolError::Serialization("no result".into())))
+}
+
+impl Pool {
+    /// A pool of `processes` workers with default settings.
+    pub fn new(processes: usize) -> Result<Pool, PoolError> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// Configure a pool.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            processes: None,
+            init: None,
+            maxtasks: None,
+            method: None,
+            task_timeout: None,
+            threads: false,
+        }
+    }
+
+    /// The number of workers.
+    pub fn processes(&self) -> usize {
+        self.size
+    }
+
+    /// The pids of the current worker processes (empty for a thread pool). Workers that died
+    /// or were retired are replaced, so the list changes over time.
+    pub fn pids(&self) -> Vec<u32> {
+        self.shared.pids.lock().clone()
+    }
+
+    fn units<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: Vec<A>,
+        chunksize: usize,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Vec<Unit>, PoolError> {
+        let mut units = Vec::with_capacity(items.len().div_ceil(chunksize));
+        let mut first = 0;
+        let mut it = items.into_iter().peekable();
+        while it.peek().is_some() {
+            let chunk: Vec<A> = it.by_ref().take(chunksize).collect();
+            let n = chunk.len();
+            units.push(Unit {
+                first,
+                n,
+                payload: chunk_call(f, chunk)?,
+                sink: sink.clone(),
+            });
+            first += n;
+        }
+        Ok(units)
+    }
+
+    fn map_into<A: Data, R: Data, T: Send + 'static>(
+        &self,
+        f: fn(A) -> R,
+        items: Vec<A>,
+        chunksize: Option<usize>,
+        cell: Arc<Cell<T>>,
+        finish: Finish<R, T>,
+        progress: Option<Box<dyn Fn(usize, usize) + Send + Sync>>,
+    ) -> Result<AsyncResult<T>, PoolError> {
+        let chunksize = match chunksize {
+            Some(0) => return Err(PoolError::InvalidArgument("chunksize must be at least 1")),
+            Some(c) => c,
+            None => default_chunksize(items.len(), self.size),
+        };
+        self.check_running()?;
+        let sink = MapSink::new(items.len(), cell.clone(), finish, progress);
+        let units = self.units(f, items, chunksize, sink)?;
+        self.shared.submit(units)?;
+        Ok(AsyncResult::new(cell))
+    }
+
+    fn check_running(&self) -> Result<(), PoolError> {
+        match self.shared.st.lock().1 {
+            RunState::Running => Ok(()),
+            RunState::Closed => Err(PoolError::Closed),
+            RunState::Terminated => Err(PoolError::Terminated),
+        }
+    }
+
+    /// Run `f(arg)` in a worker and wait for the result.
+    pub fn apply<A: Data, R: Data>(&self, f: fn(A) -> R, arg: A) -> Result<R, PoolError> {
+        self.apply_async(f, arg)?.get(None)
+    }
+
+    /// Run `f(arg)` in a worker; the result arrives in the returned [`AsyncResult`].
+    pub fn apply_async<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Result<AsyncResult<R>, PoolError> {
+        self.map_into(f, vec![arg], Some(1), Cell::new(None, None), first_of, None)
+    }
+
+    /// [`apply_async`](Self::apply_async) with Python's `callback` (called with the result) and
+    /// `error_callback` (called with the error), run on the pool's result thread before the
+    /// result becomes ready.
+    pub fn apply_async_with<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+        callback: impl FnOnce(&R) + Send + 'static,
+        error_callback: impl FnOnce(&PoolError) + Send + 'static,
+    ) -> Result<AsyncResult<R>, PoolError> {
+        let cell = Cell::new(Some(Box::new(callback)), Some(Box::new(error_callback)));
+        self.map_into(f, vec![arg], Some(1), cell, first_of, None)
+    }
+
+    /// Apply `f` to every item, in parallel, and return the results in order. The first
+    /// failed task's error is returned (the other tasks still run to completion). Chunks of
+    /// Python's default size (about four per worker).
+    pub fn map<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>, PoolError> {
+        self.map_async(f, items, None)?.get(None)
+    }
+
+    /// [`map`](Self::map) with an explicit chunk size.
+    pub fn map_chunked<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Result<Vec<R>, PoolError> {
+        self.map_async(f, items, Some(chunksize))?.get(None)
+    }
+
+    /// Like [`map`](Self::map) but without waiting; `chunksize: None` is Python's default.
+    pub fn map_async<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError> {
+        self.map_into(
+            f,
+            items.into_iter().collect(),
+            chunksize,
+            Cell::new(None, None),
+            collect_all,
+            None,
+        )
+    }
+
+    /// Apply `f` to every item and keep every task's own outcome: one failure does not hide
+    /// the other results (the crash-resistant way to map).
+    pub fn map_each<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<Result<R, PoolError>>, PoolError> {
+        self.map_into(
+            f,
+            items.into_iter().collect(),
+            chunksize,
+            Cell::new(None, None),
+            keep_each,
+            None,
+        )?
+        .get(None)
+    }
+
+    /// [`map`](Self::map) that reports progress: `progress(done, total)` is called on the
+    /// pool's result thread each time a chunk completes (drive a progress bar from it).
+    pub fn map_with_progress<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        progress: impl Fn(usize, usize) + Send + Sync + 'static,
+    ) -> Result<Vec<R>, PoolError> {
+        let items: Vec<A> = items.into_iter().collect();
+        self.map_into(
+            f,
+            items,
+            chunksize,
+            Cell::new(None, None),
+            collect_all,
+            Some(Box::new(progress)),
+        )?
+        .get(None)
+    }
+
+    /// Python's `starmap`: our tasks take one argument, so a tuple *is* the argument list;
+    /// `starmap` is [`map`](Self::map) over tuples, kept for familiarity.
+    ///
+    /// ```no_run
+    /// fn add((a, b): (i32, i32)) -> i32 { a + b }
+    /// let pool = multiproc_pool::Pool::new(2).unwrap();
+    /// assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).unwrap(), [3, 7]);
+    /// ```
+    pub fn starmap<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>, PoolError> {
+        self.map(f, items)
+    }
+
+    /// [`starmap`](Self::starmap) without waiting.
+    pub fn starmap_async<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError> {
+        self.map_async(f, items, chunksize)
+    }
+
+    /// Lazily apply `f` over `items`, yielding results in input order as they become ready.
+    /// The input is read only a bounded distance ahead of the results consumed (a few chunks
+    /// per worker), so an endless iterator works.
+    pub fn imap<A: Data, R: Data, I: IntoIterator<Item = A>>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> Result<IMapIter<'_, A, R, I::IntoIter>, PoolError> {
+        self.imap_impl(f, items, chunksize, false)
+    }
+
+    /// Like [`imap`](Self::imap), but yielding results in completion order.
+    pub fn imap_unordered<A: Data, R: Data, I: IntoIterator<Item = A>>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> Result<IMapIter<'_, A, R, I::IntoIter>, PoolError> {
+        self.imap_impl(f, items, chunksize, true)
+    }
+
+    fn imap_impl<A: Data, R: Data, I: IntoIterator<Item = A>>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+        unordered: bool,
+    ) -> Result<IMapIter<'_, A, R, I::IntoIter>, PoolError> {
+        if chunksize == 0 {
+            return Err(PoolError::InvalidArgument("chunksize must be at least 1"));
+        }
+        self.check_running()?;
+        let _ = self.shared.next_job.fetch_add(1, Ordering::Relaxed);
+        Ok(IMapIter {
+            pool: self,
+            f,
+            input: Some(items.into_iter()),
+            chunksize,
+            sink: StreamSink::new(unordered),
+            submitted_items: 0,
+            submitted_units: 0,
+            yielded: 0,
+            window: (self.size * 2).max(2),
+            failed: None,
+        })
+    }
+
+    /// Stop accepting tasks; workers leave once the queued work is done. See [`join`](Self::join).
+    pub fn close(&self) {
+        let mut st = self.shared.st.lock();
+        if st.1 == RunState::Running {
+            st.1 = RunState::Closed;
+        }
+        drop(st);
+        self.shared.nudge();
+    }
+
+    /// Stop now: kill the workers, fail unfinished tasks with [`PoolError::Terminated`], and
+    /// wait until every worker is reaped.
+    pub fn terminate(&self) {
+        self.shared.st.lock().1 = RunState::Terminated;
+        self.shared.nudge();
+        self.join_dispatcher();
+    }
+
+    /// Wait for the workers to finish after [`close`](Self::close) or
+    /// [`terminate`](Self::terminate); [`PoolError::StillRunning`] otherwise.
+    pub fn join(&self) -> Result<(), PoolError> {
+        if self.shared.st.lock().1 == RunState::Running {
+            return Err(PoolError::StillRunning);
+        }
+        self.join_dispatcher();
+        Ok(())
+    }
+
+    fn join_dispatcher(&self) {
+        if let Some(h) = self.dispatcher.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// The iterator of [`Pool::imap`] and [`Pool::imap_unordered`]: one `Result` per input item.
+pub struct IMapIter<'p, A, R, I> {
+    pool: &'p Pool,
+    f: fn(A) -> R,
+    input: Option<I>,
+    chunksize: usize,
+    sink: Arc<StreamSink<R>>,
+    submitted_items: usize,
+    submitted_units: usize,
+    yielded: usize,
+    window: usize,
+    failed: Option<PoolError>,
+}
+
+impl<A, R, I> std::fmt::Debug for IMapIter<'_, A, R, I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IMapIter")
+            .field("submitted", &self.submitted_items)
+            .field("yielded", &self.yielded)
+            .finish()
+    }
+}
+
+impl<A: Data, R: Data, I: Iterator<Item = A>> IMapIter<'_, A, R, I> {
+    fn top_up(&mut self) {
+        let done = self.sink.st.lock().units_done;
+        while self.submitted_units - done < self.window {
+            let Some(input) = self.input.as_mut() else {
+                return;
+            };
+            // Reading the input happens here, in the caller's thread: a panic in the
+            // iterator propagates to the caller, as an exception would in Python.
+            let chunk: Vec<A> = input.by_ref().take(self.chunksize).collect();
+            if chunk.is_empty() {
+                self.input = None;
+                return;
+            }
+            let n = chunk.len();
+            let sink: Arc<dyn Sink> = self.sink.clone();
+            let unit = chunk_call(self.f, chunk).map(|payload| Unit {
+                first: self.submitted_items,
+                n,
+                payload,
+                sink,
+            });
+            match unit.and_then(|u| self.pool.shared.submit(vec![u])) {
+                Ok(()) => {
+                    self.submitted_items += n;
+                    self.submitted_units += 1;
+                }
+                Err(e) => {
+                    self.failed = Some(e);
+                    self.input = None;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl<A: Data, R: Data, I: Iterator<Item = A>> Iterator for IMapIter<'_, A, R, I> {
+    type Item = Result<R, PoolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.top_up();
+        let mut st = self.sink.st.lock();
+        loop {
+            let got = if st.unordered {
+                st.arrived.pop_front()
+            } else {
+                st.ordered.remove(&self.yielded)
+            };
+            if let Some(r) = got {
+                self.yielded += 1;
+                drop(st);
+                self.top_up();
+                return Some(r);
+            }
+            if self.yielded >= self.submitted_items && self.input.is_none() {
+                return self.failed.take().map(Err);
+            }
+            self.sink.cv.wait(&mut st);
+        }
+    }
+}
+
+/// A pool of worker *threads* with the same API as [`Pool`]: for I/O-bound work, and to compare.
+/// Tasks still travel as serialized calls, so the code moves between the two unchanged; there
+/// is no `task_timeout` (a thread cannot be killed).
+///
+/// ```
+/// fn shout(s: String) -> String { s.to_uppercase() }
+/// let pool = multiproc_pool::ThreadPool::new(2).unwrap();
+/// assert_eq!(pool.map(shout, vec!["a".to_string(), "b".to_string()]).unwrap(), ["A", "B"]);
+/// ```
+pub struct ThreadPool(Pool);
+
+impl std::fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ThreadPool").field(&self.0.size).finish()
+    }
+}
+
+impl ThreadPool {
+    /// A pool of `threads` worker threads.
+    pub fn new(threads: usize) -> Result<ThreadPool, PoolError> {
+        ThreadPool::builder()
+            .processes(threads)
+            .build()
+            .map(ThreadPool)
+    }
+
+    /// Configure a thread pool (`task_timeout` is refused at `build`).
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            threads: true,
+            ..Pool::builder()
+        }
+    }
+}
+
+impl std::ops::Deref for ThreadPool {
+    type Target = Pool;
+    fn deref(&self) -> &Pool {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_default_chunksize() {
+        // divmod(len, workers * 4), rounded up
+        assert_eq!(default_chunksize(100, 4), 7);
+        assert_eq!(default_chunksize(16, 4), 1);
+        assert_eq!(default_chunksize(0, 4), 1);
+        assert_eq!(default_chunksize(200_000, 2), 25_000);
+    }
+
+    fn double(x: i64) -> i64 {
+        x * 2
+    }
+
+    #[test]
+    fn thread_pool_maps_in_order() {
+        let pool = ThreadPool::new(3).unwrap();
+        let out = pool.map_chunked(double, 0..1000, 7).unwrap();
+        assert_eq!(out, (0..1000).map(double).collect::<Vec<_>>());
+        let out: Vec<i64> = pool
+            .imap(double, 0..100, 3)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(out, (0..100).map(double).collect::<Vec<_>>());
+    }
+}

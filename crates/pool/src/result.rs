@@ -1,0 +1,273 @@
+//! Result plumbing: sinks that receive chunk replies, `AsyncResult`, and imap iterators.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use serde::de::DeserializeOwned;
+
+use crate::worker::decode_reply;
+use crate::PoolError;
+
+/// Where a chunk's outcome goes. Implemented per job kind; the dispatcher only sees this.
+pub(crate) trait Sink: Send + Sync {
+    /// Results for items `first..first + n` (the worker's encoded reply), or one error for all.
+    fn deliver(&self, first: usize, n: usize, reply: Result<&[u8], PoolError>);
+}
+
+fn split<R: DeserializeOwned>(
+    n: usize,
+    reply: Result<&[u8], PoolError>,
+) -> Vec<Result<R, PoolError>> {
+    match reply.and_then(decode_reply::<R>) {
+        Ok(v) if v.len() == n => v,
+        Ok(v) => {
+            let e = PoolError::Serialization(format!(
+                "worker returned {} results for {n} items",
+                v.len()
+            ));
+            (0..n).map(|_| Err(e.clone())).collect()
+        }
+        Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+    }
+}
+
+type Callback<T> = Box<dyn FnOnce(&T) + Send>;
+type Callbacks<T> = (Option<Callback<T>>, Option<Callback<PoolError>>);
+/// Turns a job's per-item results into what its `AsyncResult` holds.
+pub(crate) type Finish<R, T> = fn(Vec<Result<R, PoolError>>) -> Result<T, PoolError>;
+type Slots<R> = (Vec<Option<Result<R, PoolError>>>, usize);
+
+pub(crate) struct Cell<T> {
+    value: Mutex<Option<Result<T, PoolError>>>,
+    done: std::sync::atomic::AtomicBool,
+    ok: std::sync::atomic::AtomicBool,
+    cv: Condvar,
+    callbacks: Mutex<Callbacks<T>>,
+}
+
+impl<T> Cell<T> {
+    pub(crate) fn new(
+        callback: Option<Callback<T>>,
+        error_callback: Option<Callback<PoolError>>,
+    ) -> Arc<Self> {
+        Arc::new(Cell {
+            value: Mutex::new(None),
+            done: Default::default(),
+            ok: Default::default(),
+            cv: Condvar::new(),
+            callbacks: Mutex::new((callback, error_callback)),
+        })
+    }
+
+    pub(crate) fn set(&self, r: Result<T, PoolError>) {
+        use std::sync::atomic::Ordering;
+        let (cb, ecb) = std::mem::take(&mut *self.callbacks.lock());
+        // As in Python, callbacks run before the result becomes ready.
+        match &r {
+            Ok(v) => {
+                if let Some(cb) = cb {
+                    cb(v)
+                }
+            }
+            Err(e) => {
+                if let Some(ecb) = ecb {
+                    ecb(e)
+                }
+            }
+        }
+        let mut g = self.value.lock();
+        self.ok.store(r.is_ok(), Ordering::Release);
+        *g = Some(r);
+        self.done.store(true, Ordering::Release);
+        self.cv.notify_all();
+    }
+}
+
+/// The result of a task (or a whole map) that is still running: Python's `AsyncResult`.
+///
+/// ```no_run
+/// # fn square(x: u64) -> u64 { x * x }
+/// let pool = multiproc_pool::Pool::new(2).unwrap();
+/// let r = pool.apply_async(square, 12).unwrap();
+/// assert_eq!(r.get(None).unwrap(), 144);
+/// ```
+pub struct AsyncResult<T> {
+    cell: Arc<Cell<T>>,
+}
+
+impl<T> std::fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+impl<T> AsyncResult<T> {
+    pub(crate) fn new(cell: Arc<Cell<T>>) -> Self {
+        AsyncResult { cell }
+    }
+
+    /// Wait up to `timeout` (`None`: forever) and take the result. On timeout the task goes
+    /// on and a later `get` can still succeed. The value moves out on the first success; a
+    /// second `get` after that is an error.
+    pub fn get(&self, timeout: Option<Duration>) -> Result<T, PoolError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut g = self.cell.value.lock();
+        loop {
+            if self.cell.done.load(std::sync::atomic::Ordering::Acquire) {
+                return match g.take() {
+                    Some(Ok(v)) => Ok(v),
+                    Some(Err(e)) => {
+                        *g = Some(Err(e.clone()));
+                        Err(e)
+                    }
+                    None => Err(PoolError::InvalidArgument(
+                        "the result was already taken by an earlier get",
+                    )),
+                };
+            }
+            match deadline {
+                None => self.cell.cv.wait(&mut g),
+                Some(d) => {
+                    if self.cell.cv.wait_until(&mut g, d).timed_out()
+                        && !self.cell.done.load(std::sync::atomic::Ordering::Acquire)
+                    {
+                        return Err(PoolError::Timeout);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Wait up to `timeout` for the result to be ready; true if it is.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut g = self.cell.value.lock();
+        while !self.ready() {
+            match deadline {
+                None => self.cell.cv.wait(&mut g),
+                Some(d) => {
+                    if self.cell.cv.wait_until(&mut g, d).timed_out() {
+                        return self.ready();
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Whether the task has finished (successfully or not).
+    pub fn ready(&self) -> bool {
+        self.cell.done.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether the task finished without error; `None` while it runs (Python raises there).
+    pub fn successful(&self) -> Option<bool> {
+        self.ready()
+            .then(|| self.cell.ok.load(std::sync::atomic::Ordering::Acquire))
+    }
+}
+
+type Progress = Box<dyn Fn(usize, usize) + Send + Sync>;
+
+/// Collects a whole map into one `Vec`, then completes a `Cell`.
+pub(crate) struct MapSink<R, T> {
+    st: Mutex<Slots<R>>,
+    cell: Arc<Cell<T>>,
+    finish: Finish<R, T>,
+    progress: Option<Progress>,
+}
+
+impl<R, T> MapSink<R, T> {
+    pub(crate) fn new(
+        total: usize,
+        cell: Arc<Cell<T>>,
+        finish: Finish<R, T>,
+        progress: Option<Progress>,
+    ) -> Arc<Self> {
+        let slots = (0..total).map(|_| None).collect();
+        let s = Arc::new(MapSink {
+            st: Mutex::new((slots, total)),
+            cell,
+            finish,
+            progress,
+        });
+        if total == 0 {
+            s.cell.set((s.finish)(Vec::new()));
+        }
+        s
+    }
+}
+
+impl<R: DeserializeOwned + Send, T: Send> Sink for MapSink<R, T> {
+    fn deliver(&self, first: usize, n: usize, reply: Result<&[u8], PoolError>) {
+        let results = split::<R>(n, reply);
+        let mut st = self.st.lock();
+        let (slots, remaining) = &mut *st;
+        for (i, r) in results.into_iter().enumerate() {
+            if let Some(slot) = slots.get_mut(first + i) {
+                if slot.is_none() {
+                    *remaining -= 1;
+                }
+                *slot = Some(r);
+            }
+        }
+        let remaining = st.1;
+        let total = st.0.len();
+        if let Some(p) = &self.progress {
+            p(total - remaining, total);
+        }
+        if remaining == 0 {
+            let all: Vec<Result<R, PoolError>> =
+                std::mem::take(&mut st.0).into_iter().flatten().collect();
+            drop(st);
+            self.cell.set((self.finish)(all));
+        }
+    }
+}
+
+/// Collects results for an imap iterator, in order or as they come.
+pub(crate) struct StreamSink<R> {
+    pub(crate) st: Mutex<StreamState<R>>,
+    pub(crate) cv: Condvar,
+}
+
+pub(crate) struct StreamState<R> {
+    pub ordered: BTreeMap<usize, Result<R, PoolError>>,
+    pub arrived: VecDeque<Result<R, PoolError>>,
+    pub units_done: usize,
+    pub unordered: bool,
+}
+
+impl<R> StreamSink<R> {
+    pub(crate) fn new(unordered: bool) -> Arc<Self> {
+        Arc::new(StreamSink {
+            st: Mutex::new(StreamState {
+                ordered: BTreeMap::new(),
+                arrived: VecDeque::new(),
+                units_done: 0,
+                unordered,
+            }),
+            cv: Condvar::new(),
+        })
+    }
+}
+
+impl<R: DeserializeOwned + Send> Sink for StreamSink<R> {
+    fn deliver(&self, first: usize, n: usize, reply: Result<&[u8], PoolError>) {
+        let results = split::<R>(n, reply);
+        let mut st = self.st.lock();
+        for (i, r) in results.into_iter().enumerate() {
+            if st.unordered {
+                st.arrived.push_back(r);
+            } else {
+                st.ordered.insert(first + i, r);
+            }
+        }
+        st.units_done += 1;
+        self.cv.notify_all();
+    }
+}

@@ -1,0 +1,261 @@
+//! The worker side: what runs in a pool process (or pool thread), and the one seam through which
+//! the dispatcher starts workers. A worker is anything reachable through a [`Connection`]:
+//! it receives encoded [`Call`]s, one per chunk, and answers each with one [`Reply`].
+
+use std::cell::{Cell, RefCell};
+use std::panic::AssertUnwindSafe;
+use std::sync::Once;
+
+use multiproc_pickle::{decode, encode, Bytes, Call, FnRef};
+use multiproc_process::{Connection, Process, StartMethod};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::PoolError;
+
+/// One item's outcome, as the worker reports it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    /// The encoded result.
+    Ok(Bytes),
+    /// The function panicked.
+    Panic { message: String, backtrace: String },
+    /// The result could not be encoded.
+    Unserializable(String),
+}
+
+/// A worker's answer to one chunk: the encoded `Vec<Outcome>`, or why the chunk could not run.
+pub(crate) type Reply = Result<Bytes, String>;
+
+thread_local! {
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+    static LAST_PANIC: RefCell<Option<(String, String)>> = const { RefCell::new(None) };
+}
+
+/// Install (once per process) a panic hook that records panics of pool tasks for the parent
+/// instead of printing them; other panics go to the previous hook.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_TASK.with(Cell::get) {
+                return prev(info);
+            }
+            let p = info.payload();
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "Box<dyn Any>".into());
+            let at = info
+                .location()
+                .map(|l| format!("at {}:{}:{}\n", l.file(), l.line(), l.column()))
+                .unwrap_or_default();
+            let bt = std::backtrace::Backtrace::force_capture();
+            LAST_PANIC.with(|l| *l.borrow_mut() = Some((msg, format!("{at}{bt}"))));
+        }));
+    });
+}
+
+/// Run `f` over a chunk, each item isolated: a panic or an unencodable result fails that item only.
+pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
+    (f, items): (FnRef, Vec<A>),
+) -> Vec<Outcome> {
+    // SAFETY: this function only runs through `Call::invoke`, whose contract (a trusted caller
+    // of the same build, fingerprint-checked) guarantees `f` was made from a `fn(A) -> R`.
+    let f: fn(A) -> R = unsafe { f.resolve() };
+    items
+        .into_iter()
+        .map(|item| {
+            IN_TASK.with(|t| t.set(true));
+            let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(item)));
+            IN_TASK.with(|t| t.set(false));
+            match r {
+                Ok(v) => match encode(&v) {
+                    Ok(b) => Outcome::Ok(Bytes(b)),
+                    Err(e) => Outcome::Unserializable(e.to_string()),
+                },
+                Err(payload) => {
+                    let (message, backtrace) = LAST_PANIC
+                        .with(|l| l.borrow_mut().take())
+                        .unwrap_or_else(|| {
+                            let m = payload
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| payload.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "Box<dyn Any>".into());
+                            (m, String::new())
+                        });
+                    Outcome::Panic { message, backtrace }
+                }
+            }
+        })
+        .collect()
+}
+
+/// Package a chunk of `f` applied to `items`.
+pub(crate) fn chunk_call<A, R>(f: fn(A) -> R, items: Vec<A>) -> Result<Vec<u8>, PoolError>
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    let (call, handles) = Call::new(run_chunk::<A, R>, &(FnRef::of(f), items))?;
+    if !handles.is_empty() {
+        return Err(PoolError::Serialization(
+            "pool task arguments cannot carry OS handles".into(),
+        ));
+    }
+    Ok(encode(&call)?)
+}
+
+/// Decode a worker's reply into per-item results.
+pub(crate) fn decode_reply<R: DeserializeOwned>(
+    reply: &[u8],
+) -> Result<Vec<Result<R, PoolError>>, PoolError> {
+    let reply: Reply = decode(reply)?;
+    let outcomes: Vec<Outcome> = decode(&reply.map_err(PoolError::Serialization)?)?;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Ok(b) => decode::<R>(&b).map_err(PoolError::from),
+            Outcome::Panic { message, backtrace } => Err(PoolError::Panic { message, backtrace }),
+            Outcome::Unserializable(e) => Err(PoolError::Serialization(e)),
+        })
+        .collect())
+}
+
+/// The loop every worker runs: initializer, then chunks until the pool hangs up.
+fn serve(conn: &Connection, init: Option<&[u8]>) {
+    install_panic_hook();
+    if let Some(init) = init {
+        match decode::<Call>(init) {
+            Ok(call) => {
+                // SAFETY: the initializer comes from our parent pool over a private pipe.
+                if let Err(e) = unsafe { call.invoke(Vec::new()) } {
+                    tracing::error!("pool initializer failed: {e}");
+                }
+            }
+            Err(e) => tracing::error!("undecodable pool initializer: {e}"),
+        }
+    }
+    while let Ok(bytes) = conn.recv_bytes() {
+        let reply: Reply = match decode::<Call>(&bytes) {
+            // SAFETY: chunks come from our parent pool over a private pipe.
+            Ok(call) => unsafe { call.invoke(Vec::new()) }
+                .map(Bytes)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let Ok(out) = encode(&reply) else { break };
+        if conn.send_bytes(&out).is_err() {
+            break;
+        }
+    }
+}
+
+/// Entry of a pool worker process.
+fn process_worker((conn, init): (Connection, Option<Bytes>)) {
+    serve(&conn, init.as_deref().map(|v| v.as_slice()));
+}
+
+/// How a worker runs: the one seam between the dispatcher and where work happens. Local
+/// processes and threads today; remote engines later implement the same four operations.
+pub(crate) enum WorkerKind {
+    Process(Option<StartMethod>),
+    Thread,
+}
+
+pub(crate) enum Handle {
+    Process(Process),
+    Thread(Option<std::thread::JoinHandle<()>>),
+}
+
+/// A running worker, as the dispatcher sees it.
+pub(crate) struct Worker {
+    pub conn: Connection,
+    pub handle: Handle,
+    pub tasks_done: usize,
+}
+
+impl Worker {
+    pub fn start(kind: &WorkerKind, init: Option<&Vec<u8>>) -> Result<Worker, PoolError> {
+        let (ours, theirs) =
+            multiproc_process::pipe(true).map_err(|e| PoolError::Start(e.to_string()))?;
+        let handle = match kind {
+            WorkerKind::Process(method) => {
+                let mut p =
+                    Process::new(process_worker, (theirs, init.cloned().map(Bytes))).daemon(true);
+                if let Some(m) = method {
+                    p = p.start_method(*m);
+                }
+                p.start().map_err(|e| PoolError::Start(e.to_string()))?;
+                Handle::Process(p)
+            }
+            WorkerKind::Thread => {
+                let init = init.cloned();
+                let h = std::thread::Builder::new()
+                    .name("multiproc-threadpool-worker".into())
+                    .spawn(move || serve(&theirs, init.as_deref()))
+                    .map_err(|e| PoolError::Start(e.to_string()))?;
+                Handle::Thread(Some(h))
+            }
+        };
+        Ok(Worker {
+            conn: ours,
+            handle,
+            tasks_done: 0,
+        })
+    }
+
+    /// Kill (processes) and reap; returns the exit code (0 for threads).
+    pub fn kill(&mut self) -> i32 {
+        self.conn.close();
+        match &mut self.handle {
+            Handle::Process(p) => {
+                let _ = p.kill();
+                p.join().unwrap_or(-9)
+            }
+            Handle::Thread(h) => {
+                // A thread cannot be killed; closing its pipe makes it leave after its task.
+                drop(h.take());
+                0
+            }
+        }
+    }
+
+    /// Ask the worker to leave (end of file on its pipe) and reap it.
+    pub fn retire(&mut self) -> i32 {
+        self.conn.close();
+        match &mut self.handle {
+            Handle::Process(p) => p.join().unwrap_or(-1),
+            Handle::Thread(h) => {
+                if let Some(h) = h.take() {
+                    let _ = h.join();
+                }
+                0
+            }
+        }
+    }
+
+    /// Whether the worker has ended, and its exit code (processes only).
+    pub fn ended(&self) -> Option<i32> {
+        match &self.handle {
+            Handle::Process(p) => {
+                if p.is_alive() {
+                    None
+                } else {
+                    p.exitcode()
+                }
+            }
+            Handle::Thread(_) => None,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        match &self.handle {
+            Handle::Process(p) => p.pid(),
+            Handle::Thread(_) => None,
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Integration tests of multiproc-pool: real worker processes, crashing, hanging and panicking.
+
+multiproc_process::test_support!();
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use multiproc_pool::{Pool, PoolError, ThreadPool};
+use multiproc_process::StartMethod;
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn fail_on_13(x: u32) -> u32 {
+    if x == 13 {
+        panic!("unlucky {x}");
+    }
+    x
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn pid_of(_: u32) -> u32 {
+    std::process::id()
+}
+
+static INIT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+fn init_worker(tag: String) {
+    assert_eq!(tag, "hello");
+    INIT_RUNS.fetch_add(1, Ordering::SeqCst);
+}
+
+fn init_count(_: u32) -> (u32, usize) {
+    std::thread::sleep(Duration::from_millis(5));
+    (std::process::id(), INIT_RUNS.load(Ordering::SeqCst))
+}
+
+fn crash(x: u32) -> u32 {
+    match x {
+        // SAFETY: a plain libc call killing ourselves, to simulate an OOM kill.
+        7 => unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+            x
+        },
+        8 => std::process::abort(),
+        _ => x,
+    }
+}
+
+struct NoSer;
+impl serde::Serialize for NoSer {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("NoSer cannot be serialized"))
+    }
+}
+impl<'de> serde::Deserialize<'de> for NoSer {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(NoSer)
+    }
+}
+
+fn make_noser(x: u32) -> Result<u32, NoSerWrap> {
+    if x == 2 {
+        Err(NoSerWrap(NoSer))
+    } else {
+        Ok(x)
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NoSerWrap(NoSer);
+
+impl std::fmt::Debug for NoSerWrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NoSerWrap")
+    }
+}
+
+#[test]
+fn mapping_calls_equal_a_sequential_map() {
+    let pool = Pool::new(2).unwrap();
+    for n in [0u64, 1, 10, 100_000] {
+        let expect: Vec<u64> = (0..n).map(square).collect();
+        assert_eq!(pool.map(square, 0..n).unwrap(), expect, "map n={n}");
+        for cs in [1usize, 3, 1000] {
+            if n == 100_000 && cs < 1000 {
+                continue;
+            }
+            assert_eq!(
+                pool.map_chunked(square, 0..n, cs).unwrap(),
+                expect,
+                "n={n} cs={cs}"
+            );
+            assert_eq!(
+                pool.map_async(square, 0..n, Some(cs))
+                    .unwrap()
+                    .get(None)
+                    .unwrap(),
+                expect
+            );
+            let ordered: Vec<u64> = pool
+                .imap(square, 0..n, cs)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(ordered, expect, "imap n={n} cs={cs}");
+            let mut unordered: Vec<u64> = pool
+                .imap_unordered(square, 0..n, cs)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            unordered.sort_unstable();
+            let mut sorted = expect.clone();
+            sorted.sort_unstable();
+            assert_eq!(unordered, sorted, "imap_unordered n={n} cs={cs}");
+        }
+        assert_eq!(pool.starmap(square, 0..n).unwrap(), expect);
+    }
+    assert_eq!(pool.apply(square, 12).unwrap(), 144);
+}
+
+#[test]
+fn an_error_propagates_and_the_others_complete() {
+    let pool = Pool::new(2).unwrap();
+    match pool.map(fail_on_13, 0..20) {
+        Err(PoolError::Panic { message, backtrace }) => {
+            assert_eq!(message, "unlucky 13");
+            assert!(backtrace.contains("integration.rs"), "{backtrace}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let each = pool.map_each(fail_on_13, 0..20, Some(1)).unwrap();
+    assert_eq!(each.iter().filter(|r| r.is_err()).count(), 1);
+    assert_eq!(*each[12].as_ref().unwrap(), 12);
+    // the worker survived the panic: the pool goes on
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+}
+
+#[test]
+fn input_iterator_panic_propagates_to_the_caller() {
+    let pool = Pool::new(1).unwrap();
+    let input = (0..10u64).map(|x| if x == 5 { panic!("bad input") } else { x });
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.imap(square, input, 1)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    }));
+    assert!(caught.is_err());
+    assert_eq!(pool.apply(square, 2).unwrap(), 4);
+}
+
+#[test]
+fn imap_reads_its_input_lazily() {
+    let pool = Pool::new(2).unwrap();
+    let pulled = Cell::new(0usize);
+    let input = (0u64..).inspect(|_| pulled.set(pulled.get() + 1));
+    let first: Vec<u64> = pool
+        .imap(square, input, 2)
+        .unwrap()
+        .take(10)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(first, (0..10).map(square).collect::<Vec<_>>());
+    assert!(
+        pulled.get() < 100,
+        "read {} items ahead of 10 consumed",
+        pulled.get()
+    );
+}
+
+#[test]
+fn get_with_timeout_then_success_and_callbacks() {
+    let pool = Pool::new(1).unwrap();
+    let r = pool.apply_async(sleep_ms, 300).unwrap();
+    assert!(!r.ready());
+    assert_eq!(r.successful(), None);
+    assert!(matches!(
+        r.get(Some(Duration::from_millis(10))),
+        Err(PoolError::Timeout)
+    ));
+    assert!(!r.wait(Some(Duration::from_millis(1))));
+    assert_eq!(r.get(None).unwrap(), 300);
+    assert_eq!(r.successful(), Some(true));
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (s1, s2) = (seen.clone(), seen.clone());
+    let ok = pool
+        .apply_async_with(
+            square,
+            5,
+            move |v| s1.lock().unwrap().push(format!("ok {v}")),
+            |_| {},
+        )
+        .unwrap();
+    let bad = pool
+        .apply_async_with(
+            fail_on_13,
+            13,
+            |_| {},
+            move |e| s2.lock().unwrap().push(format!("err {e}")),
+        )
+        .unwrap();
+    assert_eq!(ok.get(None).unwrap(), 25);
+    assert!(bad.get(None).is_err());
+    assert_eq!(bad.successful(), Some(false));
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, ["err task panicked: unlucky 13", "ok 25"]);
+}
+
+#[test]
+fn initializer_runs_once_per_worker() {
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(init_worker, "hello".to_string())
+        .build()
+        .unwrap();
+    let out = pool.map_chunked(init_count, 0..40, 1).unwrap();
+    assert!(out.iter().all(|&(_, runs)| runs == 1), "{out:?}");
+    let pids: std::collections::BTreeSet<u32> = out.iter().map(|&(p, _)| p).collect();
+    assert!(!pids.is_empty() && pids.len() <= 2);
+}
+
+#[test]
+fn maxtasksperchild_replaces_workers_and_loses_nothing() {
+    let pool = Pool::builder()
+        .processes(2)
+        .maxtasksperchild(3)
+        .build()
+        .unwrap();
+    let pids = pool.map_chunked(pid_of, 0..30, 1).unwrap();
+    assert_eq!(pids.len(), 30);
+    let distinct: std::collections::BTreeSet<u32> = pids.iter().copied().collect();
+    assert!(
+        distinct.len() >= 10,
+        "30 tasks at 3 per worker need at least 10 workers, saw {}",
+        distinct.len()
+    );
+}
+
+#[test]
+fn dying_workers_fail_only_their_task() {
+    let pool = Pool::new(2).unwrap();
+    let out = pool.map_each(crash, 0..12, Some(1)).unwrap();
+    for (i, r) in out.iter().enumerate() {
+        match i {
+            7 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -9 })),
+            8 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -6 })),
+            _ => assert_eq!(*r, Ok(i as u32)),
+        }
+    }
+    assert_eq!(
+        pool.map(square, 0..10).unwrap().len(),
+        10,
+        "the pool stays usable"
+    );
+}
+
+#[test]
+fn a_task_that_never_returns_times_out() {
+    let pool = Pool::builder()
+        .processes(2)
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let out = pool
+        .map_each(sleep_ms, [10, 1_000_000, 20], Some(1))
+        .unwrap();
+    assert_eq!(out[0], Ok(10));
+    assert_eq!(out[1], Err(PoolError::TaskTimeout));
+    assert_eq!(out[2], Ok(20));
+    assert_eq!(pool.apply(square, 4).unwrap(), 16);
+}
+
+#[test]
+fn unserializable_result_fails_that_task_only() {
+    let pool = Pool::new(1).unwrap();
+    let out = pool.map_each(make_noser, 0..4, Some(1)).unwrap();
+    assert!(
+        matches!(out[2], Err(PoolError::Serialization(_))),
+        "{:?}",
+        out[2]
+    );
+    assert!(matches!(out[1], Ok(Ok(1))));
+}
+
+#[test]
+fn terminate_is_prompt_and_leaves_no_children() {
+    let pool = Pool::new(2).unwrap();
+    let pids = pool.pids();
+    assert_eq!(pids.len(), 2);
+    let r = pool.map_async(sleep_ms, vec![60_000; 4], Some(1)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    pool.terminate();
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(r.get(None), Err(PoolError::Terminated));
+    assert!(matches!(pool.apply(square, 1), Err(PoolError::Terminated)));
+    let live = multiproc_process::active_children();
+    assert!(
+        !live
+            .iter()
+            .any(|p| p.pid().is_some_and(|pid| pids.contains(&pid))),
+        "{live:?}"
+    );
+    for pid in pids {
+        // SAFETY: signal 0 only asks whether the process exists; reaped workers do not.
+        assert_eq!(
+            unsafe { libc::kill(pid as i32, 0) },
+            -1,
+            "worker {pid} still exists"
+        );
+    }
+}
+
+#[test]
+fn close_then_join_and_invalid_arguments() {
+    let pool = Pool::new(2).unwrap();
+    let r = pool.map_async(square, 0..100, None).unwrap();
+    assert!(matches!(pool.join(), Err(PoolError::StillRunning)));
+    pool.close();
+    assert!(matches!(pool.apply(square, 1), Err(PoolError::Closed)));
+    pool.join().unwrap();
+    assert_eq!(
+        r.get(None).unwrap().len(),
+        100,
+        "queued work finishes after close"
+    );
+    assert!(matches!(Pool::new(0), Err(PoolError::InvalidArgument(_))));
+    assert!(matches!(
+        Pool::builder().maxtasksperchild(0).build(),
+        Err(PoolError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        ThreadPool::builder()
+            .task_timeout(Duration::from_secs(1))
+            .build(),
+        Err(PoolError::InvalidArgument(_))
+    ));
+    let p = Pool::new(1).unwrap();
+    assert!(matches!(
+        p.map_chunked(square, 0..3, 0),
+        Err(PoolError::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn every_start_method() {
+    for m in [
+        StartMethod::Spawn,
+        StartMethod::Fork,
+        StartMethod::Forkserver,
+    ] {
+        let pool = Pool::builder()
+            .processes(2)
+            .start_method(m)
+            .build()
+            .unwrap();
+        assert_eq!(
+            pool.map(square, 0..50).unwrap(),
+            (0..50).map(square).collect::<Vec<_>>(),
+            "{m:?}"
+        );
+        assert_eq!(
+            pool.map_each(crash, [7, 1], Some(1)).unwrap()[1],
+            Ok(1),
+            "{m:?}"
+        );
+    }
+}
+
+#[test]
+fn progress_is_reported() {
+    let pool = Pool::new(2).unwrap();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let c2 = calls.clone();
+    let out = pool
+        .map_with_progress(square, 0..40, Some(4), move |done, total| {
+            c2.lock().unwrap().push((done, total))
+        })
+        .unwrap();
+    assert_eq!(out.len(), 40);
+    let calls = calls.lock().unwrap();
+    assert_eq!(calls.len(), 10);
+    assert_eq!(*calls.last().unwrap(), (40, 40));
+}
