@@ -321,7 +321,6 @@ fn process_exists(pid: u32) -> bool {
     let r = unsafe { libc::kill(pid as i32, 0) };
     r == 0
 }
-}
 
 #[test]
 fn close_then_join_and_invalid_arguments() {
