@@ -243,7 +243,7 @@ fn child_main(boot: OwnedFd) -> ! {
         Err(Error::Eof) => sys::exit_now(1), // the parent went away before sending the job
         Err(e) => {
             let msg = format!("cannot read the task from the parent: {e}");
-            eprintln!("multiproc child: {msg}");
+            tracing::error!("multiproc child: {msg}");
             report(&boot, &Report::Refused(msg));
             sys::exit_now(1)
         }
@@ -262,7 +262,7 @@ fn child_main(boot: OwnedFd) -> ! {
     }));
     if let Err(e) = job.call.check_build() {
         let msg = e.to_string();
-        eprintln!("multiproc child {}: refusing to run: {msg}", job.name);
+        tracing::error!("multiproc child {}: refusing to run: {msg}", job.name);
         report(&boot, &Report::Refused(msg));
         sys::exit_now(1)
     }
@@ -289,7 +289,7 @@ fn child_main(boot: OwnedFd) -> ! {
         Ok(Ok(_)) => 0,
         Ok(Err(e)) => {
             let msg = format!("cannot run the task: {e}");
-            eprintln!("multiproc child {}: {msg}", job.name);
+            tracing::error!("multiproc child {}: {msg}", job.name);
             report(&boot, &Report::Refused(msg));
             1
         }

@@ -45,6 +45,7 @@ struct Inner {
     daemon: AtomicBool,
     method: Mutex<Option<StartMethod>>,
     executable: Mutex<Option<PathBuf>>,
+    identity: Vec<u32>,
     state: Mutex<State>,
 }
 
@@ -104,9 +105,13 @@ impl Process {
         A: Serialize + DeserializeOwned + Send + 'static,
     {
         let pack: Packer = Box::new(move || Call::new(target, &args));
+        // As in Python, a process gets its identity (and default name) when it is created.
+        let identity = bootstrap::next_identity();
+        let tail: Vec<String> = identity.iter().map(u32::to_string).collect();
         Process {
             inner: Arc::new(Inner {
-                name: Mutex::new(None),
+                name: Mutex::new(Some(format!("Process-{}", tail.join(":")))),
+                identity,
                 daemon: AtomicBool::new(false),
                 method: Mutex::new(None),
                 executable: Mutex::new(None),
@@ -213,15 +218,8 @@ impl Process {
         if !StartMethod::available().contains(&method) {
             return Err(Error::StartMethodUnavailable(method));
         }
-        let identity = bootstrap::next_identity();
-        let name = {
-            let mut n = self.inner.name.lock();
-            n.get_or_insert_with(|| {
-                let tail: Vec<String> = identity.iter().map(u32::to_string).collect();
-                format!("Process-{}", tail.join(":"))
-            })
-            .clone()
-        };
+        let identity = self.inner.identity.clone();
+        let name = self.get_name();
         let me = crate::current_process();
         let job = Job {
             call,
@@ -240,20 +238,21 @@ impl Process {
             }
             .into());
         }
+        if cfg!(not(target_os = "linux")) {
+            // Checked before anything starts, so no child is left behind unreaped.
+            return Err(Error::Io(proc::unsupported()));
+        }
+        let exe = match self.inner.executable.lock().clone() {
+            Some(p) => p,
+            None => crate::context::executable()?,
+        };
         let (ours, theirs) = sys::socketpair()?;
         let (pid, pidfd, via_forkserver) = match method {
             StartMethod::Spawn => {
-                let exe = match self.inner.executable.lock().clone() {
-                    Some(p) => p,
-                    None => crate::context::executable()?,
-                };
                 let pid = proc::spawn_exe(&exe, proc::BOOTSTRAP_ENV, &theirs)?;
                 (pid, proc::pidfd_open(pid)?, false)
             }
             StartMethod::Fork => {
-                if cfg!(not(target_os = "linux")) {
-                    return Err(Error::Io(proc::unsupported()));
-                }
                 let ours_raw = sys::raw(sys::borrow(&ours));
                 let theirs_raw = sys::raw(sys::borrow(&theirs));
                 let child = move || {
@@ -267,7 +266,7 @@ impl Process {
                 (pid, proc::pidfd_open(pid)?, false)
             }
             StartMethod::Forkserver => {
-                let (pid, pidfd) = forkserver::start_child(&theirs)?;
+                let (pid, pidfd) = forkserver::start_child(&exe, &theirs)?;
                 (pid, pidfd, true)
             }
         };

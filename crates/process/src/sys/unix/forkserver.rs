@@ -26,17 +26,17 @@ static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
 
 /// Ask the forkserver (started on first use) for a child running on `boot`; returns its pid and
 /// a pidfd.
-pub(crate) fn start_child(boot: &OwnedFd) -> io::Result<(u32, OwnedFd)> {
+pub(crate) fn start_child(exe: &std::path::Path, boot: &OwnedFd) -> io::Result<(u32, OwnedFd)> {
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = boot;
+        let _ = (exe, boot);
         return Err(proc::unsupported());
     }
     #[allow(unreachable_code)]
     let mut guard = CLIENT.lock();
     for attempt in 0..2 {
         if guard.is_none() {
-            *guard = Some(launch()?);
+            *guard = Some(launch(exe)?);
         }
         let sock = &guard.as_ref().expect("launched above").sock;
         let res = super::send_with_fds(sock.as_fd(), b"F", &[boot.as_raw_fd()]).and_then(|()| {
@@ -66,10 +66,9 @@ pub(crate) fn forget_client() {
     }
 }
 
-fn launch() -> io::Result<Client> {
+fn launch(exe: &std::path::Path) -> io::Result<Client> {
     let (ours, theirs) = super::socketpair()?;
-    let exe = std::env::current_exe()?;
-    let pid = proc::spawn_exe(&exe, proc::FORKSERVER_ENV, &theirs)?;
+    let pid = proc::spawn_exe(exe, proc::FORKSERVER_ENV, &theirs)?;
     tracing::debug!(pid, "forkserver started");
     Ok(Client { sock: ours })
 }
