@@ -10,6 +10,7 @@
 //! | `connection.Listener` / `Client` / `wait` | [`connection::Listener`], [`connection::Client`], [`connection::wait`] |
 //! | `get_context`, `set_start_method` | [`get_context`], [`set_start_method`] |
 //! | `current_process`, `parent_process`, `active_children`, `cpu_count` | same names |
+//! | `Pool(4).map(f, xs)` | [`Pool::new(4)?.map(f, xs)`](Pool::map) |
 //! | `if __name__ == '__main__':` | `#[multiproc::main]` or [`init()`](init) |
 //!
 //! ```no_run
@@ -37,6 +38,15 @@ pub use multiproc_process::{
     parent_process, pipe, set_executable, set_start_method, test_support, Connection, Context,
     Error, ParentProcess, Process, ProcessInfo, StartMethod,
 };
+
+pub use multiproc_pool::{AsyncResult, Pool, PoolBuilder, PoolError, ThreadPool};
+
+/// Python's `multiprocessing.pool`: the pool types, plus the iterator of `imap`.
+pub mod pool {
+    pub use multiproc_pool::{
+        AsyncResult, Data, IMapIter, Pool, PoolBuilder, PoolError, ThreadPool,
+    };
+}
 
 /// The pickle layer: encoding, framing, function identity, handle transfer.
 pub use multiproc_pickle as pickle;

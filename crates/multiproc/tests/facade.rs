@@ -8,10 +8,11 @@ use std::time::Duration;
 use multiproc::connection::{
     wait, Address, Client, Connection, Listener, RawWaitHandle, ToAddress, Waitable,
 };
+use multiproc::pool::{Data, IMapIter};
 use multiproc::{
     active_children, cpu_count, current_process, get_context, get_start_method, init,
-    parent_process, pickle, pipe, Context, Error, ParentProcess, Pipe, Process, ProcessInfo,
-    StartMethod,
+    parent_process, pickle, pipe, AsyncResult, Context, Error, ParentProcess, Pipe, Pool,
+    PoolBuilder, PoolError, Process, ProcessInfo, StartMethod, ThreadPool,
 };
 
 fn child(conn: Connection) {
@@ -59,6 +60,27 @@ fn every_reexport_is_reachable() {
         Ok(()) | Err(Error::StartMethodAlreadySet)
     ));
     multiproc::set_executable(std::env::current_exe().unwrap());
+}
+
+fn triple(x: i32) -> i32 {
+    x * 3
+}
+
+fn takes_data<T: Data>(_: &T) {}
+
+#[test]
+fn pool_reexports() {
+    let builder: PoolBuilder = Pool::builder().processes(2);
+    let pool: Pool = builder.build().unwrap();
+    let r: AsyncResult<i32> = pool.apply_async(triple, 2).unwrap();
+    assert_eq!(r.get(None).unwrap(), 6);
+    let it: IMapIter<'_, i32, i32, _> = pool.imap(triple, 0..3, 1).unwrap();
+    assert_eq!(it.map(Result::unwrap).collect::<Vec<_>>(), [0, 3, 6]);
+    pool.close();
+    assert!(matches!(pool.apply(triple, 1), Err(PoolError::Closed)));
+    let tp = ThreadPool::new(1).unwrap();
+    assert_eq!(tp.map(triple, [1, 2]).unwrap(), [3, 6]);
+    takes_data(&1u8);
 }
 
 #[multiproc::main]
