@@ -173,7 +173,7 @@ pub fn init() {
         }
         if let Some(fd) = take_env_fd(proc::FORKSERVER_ENV) {
             sys::ignore_sigpipe();
-            sys::forkserver::serve(fd, child_main_after_fork, report_exit)
+            sys::forkserver::serve(fd, forkserver_child, report_exit)
         }
         sys::at_exit(at_exit);
     });
@@ -193,12 +193,34 @@ extern "C" fn at_exit() {
 }
 
 /// Entry of a forked child (fork start method, or a forkserver child).
-pub(crate) fn child_main_after_fork(boot: OwnedFd) -> ! {
+/// Entry of a child forked by the forkserver: it reads its job from the socket.
+fn forkserver_child(boot: OwnedFd) -> ! {
+    child_main_after_fork(boot, None)
+}
+
+/// Entry of a forked child. The fork start method hands over the job it already holds (encoded
+/// job and inherited handles); a forkserver child reads it from the socket like a spawned one.
+pub(crate) fn child_main_after_fork(
+    boot: OwnedFd,
+    job: Option<(Vec<u8>, Vec<multiproc_pickle::OsHandle>)>,
+) -> ! {
     crate::process::forget_inherited_children();
     sys::neutralize_inherited();
     sys::forkserver::forget_client();
     COUNTER.store(0, Ordering::Relaxed);
-    child_main(boot)
+    match job {
+        Some((bytes, handles)) => match multiproc_pickle::decode::<Job>(&bytes) {
+            Ok(job) => run_job(boot, job, handles),
+            Err(e) => refuse(&boot, format!("cannot read the task from the parent: {e}")),
+        },
+        None => child_main(boot),
+    }
+}
+
+fn refuse(boot: &OwnedFd, msg: String) -> ! {
+    tracing::error!("multiproc child: {msg}");
+    report(boot, &Report::Refused(msg));
+    sys::exit_now(1)
 }
 
 fn report(boot: &OwnedFd, r: &Report) {
@@ -236,18 +258,16 @@ thread_local! {
 }
 
 fn child_main(boot: OwnedFd) -> ! {
+    match read_job(&boot) {
+        Ok((job, handles)) => run_job(boot, job, handles),
+        Err(Error::Eof) => sys::exit_now(1), // the parent went away before sending the job
+        Err(e) => refuse(&boot, format!("cannot read the task from the parent: {e}")),
+    }
+}
+
+fn run_job(boot: OwnedFd, job: Job, handles: Vec<multiproc_pickle::OsHandle>) -> ! {
     // Our own children are joined when the task calls `std::process::exit` too.
     sys::at_exit(at_exit);
-    let (job, handles) = match read_job(&boot) {
-        Ok(j) => j,
-        Err(Error::Eof) => sys::exit_now(1), // the parent went away before sending the job
-        Err(e) => {
-            let msg = format!("cannot read the task from the parent: {e}");
-            tracing::error!("multiproc child: {msg}");
-            report(&boot, &Report::Refused(msg));
-            sys::exit_now(1)
-        }
-    };
     let boot = Arc::new(boot);
     *ME.lock() = Some(Arc::new(ChildCtx {
         info: ProcessInfo {

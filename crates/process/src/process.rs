@@ -203,7 +203,7 @@ impl Process {
     }
 
     fn launch(&self, pack: Packer) -> Result<Running, Error> {
-        let (call, handles) = pack()?;
+        let (call, mut handles) = pack()?;
         if handles.len() > MAX_HANDLES {
             return Err(Error::Io(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -230,7 +230,7 @@ impl Process {
             parent_pid: me.pid,
             parent_name: me.name,
         };
-        let payload = multiproc_pickle::encode(&job)?;
+        let mut payload = multiproc_pickle::encode(&job)?;
         if payload.len() > i32::MAX as usize {
             return Err(PickleError::TooLarge {
                 size: payload.len() as u64,
@@ -255,10 +255,15 @@ impl Process {
             StartMethod::Fork => {
                 let ours_raw = sys::raw(sys::borrow(&ours));
                 let theirs_raw = sys::raw(sys::borrow(&theirs));
+                // A forked child already holds the job and the handles (its copies of our
+                // descriptors): nothing needs to cross the socket.
+                let job = std::mem::take(&mut payload);
+                let inherited = std::mem::take(&mut handles);
                 let child = move || {
                     sys::close_raw(ours_raw);
                     // SAFETY: the child's copy of `theirs` belongs to the child alone.
-                    bootstrap::child_main_after_fork(unsafe { sys::adopt(theirs_raw) })
+                    let boot = unsafe { sys::adopt(theirs_raw) };
+                    bootstrap::child_main_after_fork(boot, Some((job, inherited)))
                 };
                 // SAFETY: documented hazard of the fork method; the child only runs the job and
                 // ends the process (child_main_after_fork never returns).
@@ -271,10 +276,14 @@ impl Process {
             }
         };
         drop(theirs);
-        let (h, hn) = multiproc_pickle::frame::encode_header(payload.len());
-        let raw: Vec<_> = handles.iter().map(|h| sys::raw(sys::borrow(h))).collect();
-        let sent = sys::send_with_fds(sys::borrow(&ours), &h[..hn], &raw)
-            .and_then(|()| sys::write_all_vectored(sys::borrow(&ours), &[&payload]));
+        let sent = if method == StartMethod::Fork {
+            Ok(())
+        } else {
+            let (h, hn) = multiproc_pickle::frame::encode_header(payload.len());
+            let raw: Vec<_> = handles.iter().map(|h| sys::raw(sys::borrow(h))).collect();
+            sys::send_with_fds(sys::borrow(&ours), &h[..hn], &raw)
+                .and_then(|()| sys::write_all_vectored(sys::borrow(&ours), &[&payload]))
+        };
         if let Err(e) = sent {
             // The child died before taking its job (it reports why on stderr); its exit code
             // will tell. Not an error of `start`, as in Python.

@@ -3,7 +3,10 @@
 use std::io;
 use std::os::windows::io::OwnedHandle;
 
-pub(crate) fn start_child(_exe: &std::path::Path, _boot: &OwnedHandle) -> io::Result<(u32, OwnedHandle)> {
+pub(crate) fn start_child(
+    _exe: &std::path::Path,
+    _boot: &OwnedHandle,
+) -> io::Result<(u32, OwnedHandle)> {
     Err(super::unsupported())
 }
 
