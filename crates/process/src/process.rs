@@ -242,9 +242,10 @@ impl Process {
             // Checked before anything starts, so no child is left behind unreaped.
             return Err(Error::Io(proc::unsupported()));
         }
-        let exe = match self.inner.executable.lock().clone() {
-            Some(p) => p,
-            None => crate::context::executable()?,
+        let exe = match (method, self.inner.executable.lock().clone()) {
+            (_, Some(p)) => p,
+            (StartMethod::Fork, None) => PathBuf::new(), // a fork runs no executable
+            (_, None) => crate::context::executable()?,
         };
         let (ours, theirs) = sys::socketpair()?;
         let (pid, pidfd, via_forkserver) = match method {
