@@ -1,4 +1,6 @@
 //! Integration tests of multiproc-pool: real worker processes, crashing, hanging and panicking.
+//! (Unix only: the tests kill workers with signals.)
+#![cfg(unix)]
 
 multiproc_process::test_support!();
 

@@ -58,7 +58,7 @@ pub(crate) fn open(name: &str, create: bool) -> Result<OwnedFd, ShmError> {
             0
         };
     // SAFETY: shm_open with a NUL-terminated name.
-    let raw = unsafe { libc::shm_open(c.as_ptr(), flags, 0o600 as libc::mode_t) };
+    let raw = unsafe { libc::shm_open(c.as_ptr(), flags, 0o600 as libc::c_uint) };
     if raw < 0 {
         let e = io::Error::last_os_error();
         return Err(match e.raw_os_error() {
