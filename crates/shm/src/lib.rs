@@ -7,6 +7,7 @@
 //! * [`futex`]: wait until a 32-bit word in shared memory changes, and wake waiters.
 //! * [`RawMutex`]: a lock that is one word in shared memory; an uncontended acquire is one
 //!   atomic instruction, and a holder that dies is detected ([`LockResult::OwnerDied`]).
+//! * [`SharedMutex`]: a `RawMutex` that keeps its memory alive, clones, and travels to children.
 //!
 //! ```
 //! use multiproc_shm::Segment;
@@ -21,9 +22,11 @@ pub mod futex;
 mod mutex;
 mod segment;
 mod shared_memory;
+mod shared_mutex;
 mod sys;
 
 pub use error::ShmError;
 pub use mutex::{LockResult, NotLocked, RawMutex};
 pub use segment::Segment;
 pub use shared_memory::SharedMemory;
+pub use shared_mutex::SharedMutex;

@@ -1,0 +1,7 @@
+//! Integration tests of multiproc-sync: primitives and queues shared by real processes.
+#![cfg(unix)]
+
+multiproc_process::test_support!();
+
+mod primitives;
+mod queue;
