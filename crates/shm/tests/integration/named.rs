@@ -1,0 +1,1 @@
+//! Named segments, the resource tracker and ShareableList across processes.

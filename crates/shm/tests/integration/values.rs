@@ -1,0 +1,1 @@
+//! RawValue, RawArray, Value and Array across processes.
