@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Workloads: `spawn_join`, `spawn_join_fork`, `spawn_join_forkserver`, `pipe_rtt`, `pipe_bw`,
-//! `encode` (which prints `encode_vec_u8` and `encode_bytes`). `--only` takes these names.
+//! `encode` (which prints `encode_vec_u8` and `encode_bytes`), and those of each module (`pool`,
+//! ...). `--only` takes these names.
 
 use std::error::Error;
 use std::hint::black_box;
@@ -18,7 +19,9 @@ use std::time::{Duration, Instant};
 use multiproc::pickle::{encode, Bytes};
 use multiproc::{Connection, Process, StartMethod};
 
-type Res<T = ()> = Result<T, Box<dyn Error>>;
+mod pool;
+
+pub(crate) type Res<T = ()> = Result<T, Box<dyn Error>>;
 
 /// Size of the messages of `pipe_bw` and of the buffers of `encode_*`: 4 MiB, as in Python.
 const BIG: usize = 4 << 20;
@@ -45,9 +48,9 @@ fn pong((conn, n): (Connection, usize)) {
     }
 }
 
-struct Opts {
-    quick: bool,
-    only: Vec<String>,
+pub(crate) struct Opts {
+    pub(crate) quick: bool,
+    pub(crate) only: Vec<String>,
 }
 
 impl Opts {
@@ -78,7 +81,7 @@ impl Opts {
         Ok(opts)
     }
 
-    fn want(&self, name: &str) -> bool {
+    pub(crate) fn want(&self, name: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|o| o == name)
     }
 }
@@ -164,6 +167,7 @@ fn run() -> Res {
             "MB/s (encode a 4 MiB pickle::Bytes, median)",
         );
     }
+    pool::run(&opts)?;
     Ok(())
 }
 
@@ -229,7 +233,7 @@ fn ms_per(t: Duration, n: usize) -> f64 {
 }
 
 /// One result line: `NAME\tVALUE\tUNIT`, the value with 6 significant digits (Python's `.6g`).
-fn report(name: &str, value: f64, unit: &str) {
+pub(crate) fn report(name: &str, value: f64, unit: &str) {
     let digits = if value == 0.0 || !value.is_finite() {
         0
     } else {

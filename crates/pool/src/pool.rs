@@ -176,10 +176,10 @@ impl PoolBuilder {
         };
         let mut workers = Vec::with_capacity(n);
         for _ in 0..n {
-            workers.push(Slot {
-                w: Worker::start(&config.kind, config.init.as_ref())?,
-                busy: None,
-            });
+            workers.push(Slot::new(Worker::start(
+                &config.kind,
+                config.init.as_ref(),
+            )?));
         }
         let (wake_rx, wake_tx) =
             multiproc_process::pipe(false).map_err(|e| PoolError::Start(e.to_string()))?;
@@ -211,14 +211,45 @@ impl PoolBuilder {
     }
 }
 
+/// Units a worker may hold at once (one running, the rest waiting in its pipe), so it never
+/// idles for a round trip between two small chunks.
+const DEPTH: usize = 4;
+/// Only units this small are queued behind a running one, and only while the bytes waiting in
+/// a worker's pipe stay under `PIPELINE_BYTES`: well under a pipe's 64 KiB buffer, so writing
+/// to a busy worker never blocks the dispatcher (which must stay free to read results).
+const PIPELINE_BYTES: usize = 32 << 10;
+
 struct Busy {
     unit: Unit,
+    /// Length of the unit's payload, for the pipelining budget.
+    len: usize,
+    /// Set for the running (front) unit when tasks have a timeout.
     deadline: Option<Instant>,
 }
 
 struct Slot {
     w: Worker,
-    busy: Option<Busy>,
+    /// Units sent to this worker, in order: the front one runs, the others wait in its pipe.
+    busy: VecDeque<Busy>,
+}
+
+impl Slot {
+    fn new(w: Worker) -> Slot {
+        Slot {
+            w,
+            busy: VecDeque::new(),
+        }
+    }
+
+    /// Whether `unit` may be sent to this worker now.
+    fn accepts(&self, unit: &Unit, maxtasks: Option<usize>) -> bool {
+        if self.busy.is_empty() {
+            return true;
+        }
+        let queued: usize = self.busy.iter().skip(1).map(|b| b.len).sum();
+        let room = maxtasks.map_or(true, |m| self.w.tasks_done + self.busy.len() < m);
+        room && self.busy.len() < DEPTH && queued + unit.payload.len() <= PIPELINE_BYTES
+    }
 }
 
 struct Dispatcher {
@@ -242,31 +273,54 @@ impl Dispatcher {
     }
 
     fn idle(&self) -> bool {
-        self.workers.iter().all(|s| s.busy.is_none()) && self.shared.st.lock().0.is_empty()
+        self.workers.iter().all(|s| s.busy.is_empty()) && self.shared.st.lock().0.is_empty()
     }
 
-    /// Give pending units to idle workers; returns the pool's state.
+    /// Give pending units to workers with room, one per worker per round so work spreads
+    /// evenly; returns the pool's state.
     fn assign(&mut self) -> RunState {
         let mut st = self.shared.st.lock();
         if st.1 == RunState::Terminated {
             return st.1;
         }
-        for slot in self.workers.iter_mut().filter(|s| s.busy.is_none()) {
-            let Some(mut unit) = st.0.pop_front() else {
+        let maxtasks = self.config.maxtasks;
+        let timeout = self.config.task_timeout;
+        'rounds: loop {
+            let mut sent = false;
+            for slot in self.workers.iter_mut() {
+                let Some(unit) = st.0.front() else {
+                    break 'rounds;
+                };
+                if !slot.accepts(unit, maxtasks) {
+                    continue;
+                }
+                let unit = st.0.pop_front().expect("peeked");
+                match slot.w.conn.send_bytes(&unit.payload) {
+                    Ok(()) => {
+                        // (the payload is kept: if the worker dies before starting the unit,
+                        // it is sent again to another worker)
+                        let len = unit.payload.len();
+                        let deadline = match slot.busy.is_empty() {
+                            true => timeout.map(|t| Instant::now() + t),
+                            false => None,
+                        };
+                        slot.busy.push_back(Busy {
+                            unit,
+                            len,
+                            deadline,
+                        });
+                        sent = true;
+                    }
+                    Err(e) => {
+                        // The worker is gone; its death is handled below and the unit retried.
+                        tracing::debug!("worker unreachable: {e}");
+                        st.0.push_front(unit);
+                        break 'rounds;
+                    }
+                }
+            }
+            if !sent {
                 break;
-            };
-            match slot.w.conn.send_bytes(&unit.payload) {
-                Ok(()) => {
-                    unit.payload = Vec::new();
-                    let deadline = self.config.task_timeout.map(|t| Instant::now() + t);
-                    slot.busy = Some(Busy { unit, deadline });
-                }
-                Err(e) => {
-                    // The worker is gone; its death is handled below and the unit retried.
-                    tracing::debug!("worker unreachable: {e}");
-                    st.0.push_front(unit);
-                    break;
-                }
             }
         }
         st.1
@@ -277,18 +331,19 @@ impl Dispatcher {
         let timeout = self
             .workers
             .iter()
-            .filter_map(|s| s.busy.as_ref().and_then(|b| b.deadline))
+            .filter_map(|s| s.busy.front().and_then(|b| b.deadline))
             .min()
             .map(|d| d.saturating_duration_since(now));
+        // (owner, whether it is the process sentinel) of each waited-on object
         let ready = {
             let mut objs: Vec<&dyn Waitable> = vec![&self.wake_rx];
-            let mut owners = vec![usize::MAX];
+            let mut owners = vec![(usize::MAX, false)];
             for (i, s) in self.workers.iter().enumerate() {
                 objs.push(&s.w.conn);
-                owners.push(i);
+                owners.push((i, false));
                 if let crate::worker::Handle::Process(p) = &s.w.handle {
                     objs.push(p);
-                    owners.push(i);
+                    owners.push((i, true));
                 }
             }
             match wait(&objs, timeout) {
@@ -300,7 +355,7 @@ impl Dispatcher {
                 }
             }
         };
-        if ready.contains(&usize::MAX) {
+        if ready.iter().any(|r| r.0 == usize::MAX) {
             // Drain first, then re-arm: a nudge racing with us either finds the flag still set
             // (and its work is picked up by the `assign` that follows) or sends a fresh byte.
             while self.wake_rx.poll(Some(Duration::ZERO)).unwrap_or(false) {
@@ -311,44 +366,51 @@ impl Dispatcher {
             self.shared.wake_pending.store(false, Ordering::Release);
         }
         for i in 0..self.workers.len() {
-            if ready.contains(&i) {
-                self.handle_worker(i);
+            let conn = ready.contains(&(i, false));
+            let exited = ready.contains(&(i, true));
+            if conn || exited {
+                self.handle_worker(i, exited);
             }
         }
         let now = Instant::now();
         for i in 0..self.workers.len() {
             if self.workers[i]
                 .busy
-                .as_ref()
+                .front()
                 .and_then(|b| b.deadline)
                 .is_some_and(|d| now >= d)
             {
                 let code = self.workers[i].w.kill();
                 tracing::warn!(code, "task timed out; worker killed");
-                if let Some(b) = self.workers[i].busy.take() {
-                    b.unit
-                        .sink
-                        .deliver(b.unit.first, b.unit.n, Err(PoolError::TaskTimeout));
-                }
+                self.fail_front(i, PoolError::TaskTimeout);
                 self.replace(i);
             }
         }
     }
 
-    fn handle_worker(&mut self, i: usize) {
-        let slot = &mut self.workers[i];
-        // A result may be waiting even if the worker has ended since: read it first.
-        if slot.busy.is_some() && slot.w.conn.poll(Some(Duration::ZERO)).unwrap_or(false) {
+    /// Read every reply the worker has sent (several may be buffered), then, if its sentinel
+    /// fired, handle its death.
+    fn handle_worker(&mut self, i: usize, exited: bool) {
+        loop {
+            let slot = &mut self.workers[i];
+            // A result may be waiting even if the worker has ended since: read it first.
+            if slot.busy.is_empty() || !slot.w.conn.poll(Some(Duration::ZERO)).unwrap_or(false) {
+                break;
+            }
             match slot.w.conn.recv_bytes() {
                 Ok(reply) => {
-                    let b = slot.busy.take().expect("checked busy");
+                    let b = slot.busy.pop_front().expect("checked busy");
                     b.unit.sink.deliver(b.unit.first, b.unit.n, Ok(&reply));
                     slot.w.tasks_done += 1;
+                    if let (Some(t), Some(next)) = (self.config.task_timeout, slot.busy.front_mut())
+                    {
+                        next.deadline = Some(Instant::now() + t);
+                    }
                     if self.config.maxtasks.is_some_and(|m| slot.w.tasks_done >= m) {
                         slot.w.retire();
                         self.replace(i);
+                        return;
                     }
-                    return;
                 }
                 Err(_) => {
                     // end of file: the worker died mid-task
@@ -361,27 +423,38 @@ impl Dispatcher {
                 }
             }
         }
-        if let Some(code) = slot.w.ended() {
-            self.fail_and_replace(i, code);
+        if exited {
+            if let Some(code) = self.workers[i].w.ended() {
+                self.fail_and_replace(i, code);
+            }
+        }
+    }
+
+    /// Fail the unit worker `i` was running with `err`; the units waiting behind it never
+    /// started, so they go back to the front of the queue for another worker.
+    fn fail_front(&mut self, i: usize, err: PoolError) {
+        let mut busy = std::mem::take(&mut self.workers[i].busy);
+        if let Some(b) = busy.pop_front() {
+            b.unit.sink.deliver(b.unit.first, b.unit.n, Err(err));
+        }
+        if !busy.is_empty() {
+            let mut st = self.shared.st.lock();
+            for b in busy.into_iter().rev() {
+                st.0.push_front(b.unit);
+            }
         }
     }
 
     fn fail_and_replace(&mut self, i: usize, exitcode: i32) {
         tracing::warn!(exitcode, "pool worker died; replacing it");
-        if let Some(b) = self.workers[i].busy.take() {
-            b.unit.sink.deliver(
-                b.unit.first,
-                b.unit.n,
-                Err(PoolError::WorkerDied { exitcode }),
-            );
-        }
+        self.fail_front(i, PoolError::WorkerDied { exitcode });
         self.replace(i);
     }
 
     fn replace(&mut self, i: usize) {
         match Worker::start(&self.config.kind, self.config.init.as_ref()) {
             Ok(w) => {
-                let old = std::mem::replace(&mut self.workers[i], Slot { w, busy: None });
+                let old = std::mem::replace(&mut self.workers[i], Slot::new(w));
                 drop(old);
                 *self.shared.pids.lock() = self.workers.iter().filter_map(|s| s.w.pid()).collect();
             }
@@ -400,7 +473,7 @@ impl Dispatcher {
     fn terminate(mut self) {
         for s in &mut self.workers {
             s.w.kill();
-            if let Some(b) = s.busy.take() {
+            for b in s.busy.drain(..) {
                 b.unit
                     .sink
                     .deliver(b.unit.first, b.unit.n, Err(PoolError::Terminated));
@@ -728,7 +801,7 @@ impl Pool {
             submitted_items: 0,
             submitted_units: 0,
             yielded: 0,
-            window: (self.size * 2).max(2),
+            window: (self.size * DEPTH * 2).max(2),
             failed: None,
         })
     }
@@ -800,35 +873,50 @@ impl<A, R, I> std::fmt::Debug for IMapIter<'_, A, R, I> {
 impl<A: Data, R: Data, I: Iterator<Item = A>> IMapIter<'_, A, R, I> {
     fn top_up(&mut self) {
         let done = self.sink.st.lock().units_done;
-        while self.submitted_units - done < self.window {
+        let mut batch = Vec::new();
+        let mut items = 0;
+        while self.submitted_units + batch.len() - done < self.window {
             let Some(input) = self.input.as_mut() else {
-                return;
+                break;
             };
             // Reading the input happens here, in the caller's thread: a panic in the
             // iterator propagates to the caller, as an exception would in Python.
             let chunk: Vec<A> = input.by_ref().take(self.chunksize).collect();
             if chunk.is_empty() {
                 self.input = None;
-                return;
+                break;
             }
             let n = chunk.len();
             let sink: Arc<dyn Sink> = self.sink.clone();
-            let unit = chunk_call(self.f, chunk).map(|payload| Unit {
-                first: self.submitted_items,
-                n,
-                payload,
-                sink,
-            });
-            match unit.and_then(|u| self.pool.shared.submit(vec![u])) {
-                Ok(()) => {
-                    self.submitted_items += n;
-                    self.submitted_units += 1;
+            match chunk_call(self.f, chunk) {
+                Ok(payload) => {
+                    batch.push(Unit {
+                        first: self.submitted_items + items,
+                        n,
+                        payload,
+                        sink,
+                    });
+                    items += n;
                 }
                 Err(e) => {
                     self.failed = Some(e);
                     self.input = None;
-                    return;
+                    break;
                 }
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let units = batch.len();
+        match self.pool.shared.submit(batch) {
+            Ok(()) => {
+                self.submitted_items += items;
+                self.submitted_units += units;
+            }
+            Err(e) => {
+                self.failed = Some(e);
+                self.input = None;
             }
         }
     }

@@ -15,16 +15,16 @@ use crate::PoolError;
 
 /// One item's outcome, as the worker reports it.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Outcome {
-    /// The encoded result.
-    Ok(Bytes),
+pub(crate) enum Outcome<R> {
+    /// The result.
+    Ok(R),
     /// The function panicked.
     Panic { message: String, backtrace: String },
     /// The result could not be encoded.
     Unserializable(String),
 }
 
-/// A worker's answer to one chunk: the encoded `Vec<Outcome>`, or why the chunk could not run.
+/// A worker's answer to one chunk: the encoded `Vec<Outcome<R>>`, or why the chunk could not run.
 pub(crate) type Reply = Result<Bytes, String>;
 
 thread_local! {
@@ -58,24 +58,23 @@ fn install_panic_hook() {
     });
 }
 
-/// Run `f` over a chunk, each item isolated: a panic or an unencodable result fails that item only.
+/// Run `f` over a chunk, each item isolated: a panic or an unencodable result fails that item
+/// only. Returns the encoded `Vec<Outcome<R>>`: encoded whole in one pass, and item by item only
+/// when some result cannot be encoded (to tell which).
 pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
     (f, items): (FnRef, Vec<A>),
-) -> Vec<Outcome> {
+) -> Result<Bytes, String> {
     // SAFETY: this function only runs through `Call::invoke`, whose contract (a trusted caller
     // of the same build, fingerprint-checked) guarantees `f` was made from a `fn(A) -> R`.
     let f: fn(A) -> R = unsafe { f.resolve() };
-    items
+    let outcomes: Vec<Outcome<R>> = items
         .into_iter()
         .map(|item| {
             IN_TASK.with(|t| t.set(true));
             let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(item)));
             IN_TASK.with(|t| t.set(false));
             match r {
-                Ok(v) => match encode(&v) {
-                    Ok(b) => Outcome::Ok(Bytes(b)),
-                    Err(e) => Outcome::Unserializable(e.to_string()),
-                },
+                Ok(v) => Outcome::Ok(v),
                 Err(payload) => {
                     let (message, backtrace) = LAST_PANIC
                         .with(|l| l.borrow_mut().take())
@@ -91,7 +90,21 @@ pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
                 }
             }
         })
-        .collect()
+        .collect();
+    if let Ok(b) = encode(&outcomes) {
+        return Ok(Bytes(b));
+    }
+    let outcomes: Vec<Outcome<R>> = outcomes
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Ok(v) => match encode(&v) {
+                Ok(_) => Outcome::Ok(v),
+                Err(e) => Outcome::Unserializable(e.to_string()),
+            },
+            other => other,
+        })
+        .collect();
+    encode(&outcomes).map(Bytes).map_err(|e| e.to_string())
 }
 
 /// Package a chunk of `f` applied to `items`.
@@ -114,11 +127,12 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(
     reply: &[u8],
 ) -> Result<Vec<Result<R, PoolError>>, PoolError> {
     let reply: Reply = decode(reply)?;
-    let outcomes: Vec<Outcome> = decode(&reply.map_err(PoolError::Serialization)?)?;
+    let chunk: Result<Bytes, String> = decode(&reply.map_err(PoolError::Serialization)?)?;
+    let outcomes: Vec<Outcome<R>> = decode(&chunk.map_err(PoolError::Serialization)?)?;
     Ok(outcomes
         .into_iter()
         .map(|o| match o {
-            Outcome::Ok(b) => decode::<R>(&b).map_err(PoolError::from),
+            Outcome::Ok(v) => Ok(v),
             Outcome::Panic { message, backtrace } => Err(PoolError::Panic { message, backtrace }),
             Outcome::Unserializable(e) => Err(PoolError::Serialization(e)),
         })

@@ -267,6 +267,34 @@ fn dying_workers_fail_only_their_task() {
 }
 
 #[test]
+fn units_queued_behind_a_dying_task_are_run_elsewhere() {
+    // One worker holds several small units at once (pipelining): when it dies on one, those
+    // queued behind it never started and must run on its replacement, not fail.
+    let pool = Pool::new(1).unwrap();
+    let out = pool.map_each(crash, 0..20, Some(1)).unwrap();
+    for (i, r) in out.iter().enumerate() {
+        match i {
+            7 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -9 })),
+            8 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -6 })),
+            _ => assert_eq!(*r, Ok(i as u32)),
+        }
+    }
+}
+
+#[test]
+fn a_timeout_on_one_worker_spares_the_units_queued_behind() {
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let out = pool
+        .map_each(sleep_ms, [10, 1_000_000, 20, 30], Some(1))
+        .unwrap();
+    assert_eq!(out, [Ok(10), Err(PoolError::TaskTimeout), Ok(20), Ok(30)]);
+}
+
+#[test]
 fn a_task_that_never_returns_times_out() {
     let pool = Pool::builder()
         .processes(2)
