@@ -43,6 +43,9 @@ pub use multiproc_pool::{AsyncResult, Pool, PoolBuilder, PoolError, ThreadPool};
 
 /// Python's `multiprocessing.pool`: the pool types, plus the iterator of `imap`.
 pub mod pool {
+    /// The text progress bar of `Pool::map_with_bar` (feature `progress-bar`).
+    #[cfg(feature = "progress-bar")]
+    pub use multiproc_pool::ProgressBar;
     pub use multiproc_pool::{
         AsyncResult, Data, IMapIter, Pool, PoolBuilder, PoolError, ThreadPool,
     };

@@ -5,7 +5,8 @@
 //!   `terminate`, `join`; dropping the pool terminates it.
 //! * Beyond Python: a crashed worker fails only its task ([`PoolError::WorkerDied`]) and is
 //!   replaced; per-task timeouts; panics come back with their backtrace; results that cannot be
-//!   serialized fail only their task; `imap` reads its input lazily; progress callbacks.
+//!   serialized fail only their task; `imap` reads its input lazily; progress callbacks, and a
+//!   tqdm-style progress bar with the `progress-bar` feature (`Pool::map_with_bar`).
 //! * [`ThreadPool`]: the same API over threads.
 //!
 //! ```no_run
@@ -19,9 +20,13 @@
 
 mod error;
 mod pool;
+#[cfg(feature = "progress-bar")]
+mod progress;
 mod result;
 mod worker;
 
 pub use error::PoolError;
 pub use pool::{Data, IMapIter, Pool, PoolBuilder, ThreadPool};
+#[cfg(feature = "progress-bar")]
+pub use progress::ProgressBar;
 pub use result::AsyncResult;
