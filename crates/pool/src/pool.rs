@@ -34,12 +34,103 @@ enum RunState {
     Terminated,
 }
 
+/// A worker as submitters see it: where to send units and what it holds. Lives in the shared
+/// state, so a caller can hand a unit straight to a worker with room (no dispatcher hop).
+struct Lane {
+    conn: Arc<Connection>,
+    /// Units sent to this worker, in order: the front one runs, the others wait in its pipe.
+    busy: VecDeque<Busy>,
+    tasks_done: usize,
+    /// False while the worker is being retired or replaced.
+    open: bool,
+}
+
+impl Lane {
+    fn new(conn: Arc<Connection>) -> Lane {
+        Lane {
+            conn,
+            busy: VecDeque::new(),
+            tasks_done: 0,
+            open: true,
+        }
+    }
+
+    /// Whether `unit` may be sent to this worker now.
+    fn accepts(&self, unit: &Unit, maxtasks: Option<usize>) -> bool {
+        if !self.open {
+            return false;
+        }
+        if self.busy.is_empty() {
+            return true;
+        }
+        let queued: usize = self.busy.iter().skip(1).map(|b| b.len).sum();
+        let room = maxtasks.map_or(true, |m| self.tasks_done + self.busy.len() < m);
+        room && self.busy.len() < DEPTH && queued + unit.payload.len() <= PIPELINE_BYTES
+    }
+}
+
+/// The pool state every thread shares, behind one lock.
+struct State {
+    queue: VecDeque<Unit>,
+    run: RunState,
+    lanes: Vec<Lane>,
+}
+
+impl State {
+    /// Give queued units to workers with room, one per worker per round so work spreads
+    /// evenly.
+    fn assign(&mut self, maxtasks: Option<usize>, timeout: Option<Duration>) {
+        'rounds: loop {
+            let mut sent = false;
+            for lane in self.lanes.iter_mut() {
+                let Some(unit) = self.queue.front() else {
+                    break 'rounds;
+                };
+                if !lane.accepts(unit, maxtasks) {
+                    continue;
+                }
+                let unit = self.queue.pop_front().expect("peeked");
+                match lane.conn.send_bytes(&unit.payload) {
+                    Ok(()) => {
+                        // (the payload is kept: if the worker dies before starting the unit,
+                        // it is sent again to another worker)
+                        let len = unit.payload.len();
+                        let deadline = match lane.busy.is_empty() {
+                            true => timeout.map(|t| Instant::now() + t),
+                            false => None,
+                        };
+                        lane.busy.push_back(Busy {
+                            unit,
+                            len,
+                            deadline,
+                        });
+                        sent = true;
+                    }
+                    Err(e) => {
+                        // The worker is gone; the dispatcher sees its death and replaces it.
+                        tracing::debug!("worker unreachable: {e}");
+                        lane.open = false;
+                        self.queue.push_front(unit);
+                    }
+                }
+            }
+            if !sent {
+                break;
+            }
+        }
+    }
+}
+
 struct Shared {
-    st: Mutex<(VecDeque<Unit>, RunState)>,
+    st: Mutex<State>,
     wake: Connection,
     wake_pending: AtomicBool,
     next_job: AtomicU64,
     pids: Mutex<Vec<u32>>,
+    maxtasks: Option<usize>,
+    /// Whether submitters may send to workers themselves. Not with task timeouts: the
+    /// dispatcher must know every deadline when it goes to sleep.
+    direct: bool,
 }
 
 impl Shared {
@@ -50,15 +141,21 @@ impl Shared {
     }
 
     fn submit(&self, units: Vec<Unit>) -> Result<(), PoolError> {
-        {
+        let leftover = {
             let mut st = self.st.lock();
-            match st.1 {
-                RunState::Running => st.0.extend(units),
+            match st.run {
+                RunState::Running => st.queue.extend(units),
                 RunState::Closed => return Err(PoolError::Closed),
                 RunState::Terminated => return Err(PoolError::Terminated),
             }
+            if self.direct {
+                st.assign(self.maxtasks, None);
+            }
+            !st.queue.is_empty()
+        };
+        if leftover {
+            self.nudge();
         }
-        self.nudge();
         Ok(())
     }
 }
@@ -176,19 +273,22 @@ impl PoolBuilder {
         };
         let mut workers = Vec::with_capacity(n);
         for _ in 0..n {
-            workers.push(Slot::new(Worker::start(
-                &config.kind,
-                config.init.as_ref(),
-            )?));
+            workers.push(Worker::start(&config.kind, config.init.as_ref())?);
         }
         let (wake_rx, wake_tx) =
             multiproc_process::pipe(false).map_err(|e| PoolError::Start(e.to_string()))?;
         let shared = Arc::new(Shared {
-            st: Mutex::new((VecDeque::new(), RunState::Running)),
+            st: Mutex::new(State {
+                queue: VecDeque::new(),
+                run: RunState::Running,
+                lanes: workers.iter().map(|w| Lane::new(w.conn.clone())).collect(),
+            }),
             wake: wake_tx,
             wake_pending: AtomicBool::new(false),
             next_job: AtomicU64::new(0),
-            pids: Mutex::new(workers.iter().filter_map(|s| s.w.pid()).collect()),
+            pids: Mutex::new(workers.iter().filter_map(|w| w.pid()).collect()),
+            maxtasks: config.maxtasks,
+            direct: config.task_timeout.is_none(),
         });
         let s2 = shared.clone();
         let dispatcher = std::thread::Builder::new()
@@ -227,121 +327,54 @@ struct Busy {
     deadline: Option<Instant>,
 }
 
-struct Slot {
-    w: Worker,
-    /// Units sent to this worker, in order: the front one runs, the others wait in its pipe.
-    busy: VecDeque<Busy>,
-}
-
-impl Slot {
-    fn new(w: Worker) -> Slot {
-        Slot {
-            w,
-            busy: VecDeque::new(),
-        }
-    }
-
-    /// Whether `unit` may be sent to this worker now.
-    fn accepts(&self, unit: &Unit, maxtasks: Option<usize>) -> bool {
-        if self.busy.is_empty() {
-            return true;
-        }
-        let queued: usize = self.busy.iter().skip(1).map(|b| b.len).sum();
-        let room = maxtasks.map_or(true, |m| self.w.tasks_done + self.busy.len() < m);
-        room && self.busy.len() < DEPTH && queued + unit.payload.len() <= PIPELINE_BYTES
-    }
-}
-
+/// The thread that watches the workers: it reads their replies and delivers them, notices
+/// deaths and timeouts, replaces workers, and assigns what submitters could not.
 struct Dispatcher {
     shared: Arc<Shared>,
     wake_rx: Connection,
     config: Config,
-    workers: Vec<Slot>,
+    workers: Vec<Worker>,
 }
 
 impl Dispatcher {
     fn run(mut self) {
         loop {
-            let state = self.assign();
+            let state = {
+                let mut st = self.shared.st.lock();
+                if st.run != RunState::Terminated {
+                    st.assign(self.config.maxtasks, self.config.task_timeout);
+                }
+                let idle = st.queue.is_empty() && st.lanes.iter().all(|l| l.busy.is_empty());
+                (st.run, idle)
+            };
             match state {
-                RunState::Terminated => return self.terminate(),
-                RunState::Closed if self.idle() => return self.retire_all(),
+                (RunState::Terminated, _) => return self.terminate(),
+                (RunState::Closed, true) => return self.retire_all(),
                 _ => {}
             }
             self.wait_and_handle();
         }
     }
 
-    fn idle(&self) -> bool {
-        self.workers.iter().all(|s| s.busy.is_empty()) && self.shared.st.lock().0.is_empty()
-    }
-
-    /// Give pending units to workers with room, one per worker per round so work spreads
-    /// evenly; returns the pool's state.
-    fn assign(&mut self) -> RunState {
-        let mut st = self.shared.st.lock();
-        if st.1 == RunState::Terminated {
-            return st.1;
-        }
-        let maxtasks = self.config.maxtasks;
-        let timeout = self.config.task_timeout;
-        'rounds: loop {
-            let mut sent = false;
-            for slot in self.workers.iter_mut() {
-                let Some(unit) = st.0.front() else {
-                    break 'rounds;
-                };
-                if !slot.accepts(unit, maxtasks) {
-                    continue;
-                }
-                let unit = st.0.pop_front().expect("peeked");
-                match slot.w.conn.send_bytes(&unit.payload) {
-                    Ok(()) => {
-                        // (the payload is kept: if the worker dies before starting the unit,
-                        // it is sent again to another worker)
-                        let len = unit.payload.len();
-                        let deadline = match slot.busy.is_empty() {
-                            true => timeout.map(|t| Instant::now() + t),
-                            false => None,
-                        };
-                        slot.busy.push_back(Busy {
-                            unit,
-                            len,
-                            deadline,
-                        });
-                        sent = true;
-                    }
-                    Err(e) => {
-                        // The worker is gone; its death is handled below and the unit retried.
-                        tracing::debug!("worker unreachable: {e}");
-                        st.0.push_front(unit);
-                        break 'rounds;
-                    }
-                }
-            }
-            if !sent {
-                break;
-            }
-        }
-        st.1
-    }
-
     fn wait_and_handle(&mut self) {
         let now = Instant::now();
         let timeout = self
-            .workers
+            .shared
+            .st
+            .lock()
+            .lanes
             .iter()
-            .filter_map(|s| s.busy.front().and_then(|b| b.deadline))
+            .filter_map(|l| l.busy.front().and_then(|b| b.deadline))
             .min()
             .map(|d| d.saturating_duration_since(now));
         // (owner, whether it is the process sentinel) of each waited-on object
         let ready = {
             let mut objs: Vec<&dyn Waitable> = vec![&self.wake_rx];
             let mut owners = vec![(usize::MAX, false)];
-            for (i, s) in self.workers.iter().enumerate() {
-                objs.push(&s.w.conn);
+            for (i, w) in self.workers.iter().enumerate() {
+                objs.push(&*w.conn);
                 owners.push((i, false));
-                if let crate::worker::Handle::Process(p) = &s.w.handle {
+                if let crate::worker::Handle::Process(p) = &w.handle {
                     objs.push(p);
                     owners.push((i, true));
                 }
@@ -356,65 +389,85 @@ impl Dispatcher {
             }
         };
         if ready.iter().any(|r| r.0 == usize::MAX) {
-            // Drain first, then re-arm: a nudge racing with us either finds the flag still set
-            // (and its work is picked up by the `assign` that follows) or sends a fresh byte.
-            while self.wake_rx.poll(Some(Duration::ZERO)).unwrap_or(false) {
-                if self.wake_rx.recv_bytes().is_err() {
-                    break;
-                }
-            }
+            // At most one nudge is in the pipe (a nudge writes only when it turns the flag on,
+            // and the flag is turned off only here, after the read). Read it, then re-arm: a
+            // nudge racing with us either finds the flag still set (and its work is picked up
+            // by the `assign` that follows) or sends a fresh byte.
+            let _ = self.wake_rx.recv_bytes();
             self.shared.wake_pending.store(false, Ordering::Release);
         }
         for i in 0..self.workers.len() {
             let conn = ready.contains(&(i, false));
             let exited = ready.contains(&(i, true));
             if conn || exited {
-                self.handle_worker(i, exited);
+                self.handle_worker(i, conn, exited);
             }
         }
         let now = Instant::now();
-        for i in 0..self.workers.len() {
-            if self.workers[i]
-                .busy
-                .front()
-                .and_then(|b| b.deadline)
-                .is_some_and(|d| now >= d)
-            {
-                let code = self.workers[i].w.kill();
-                tracing::warn!(code, "task timed out; worker killed");
-                self.fail_front(i, PoolError::TaskTimeout);
-                self.replace(i);
-            }
+        let expired: Vec<usize> = {
+            let st = self.shared.st.lock();
+            (0..st.lanes.len())
+                .filter(|&i| {
+                    st.lanes[i]
+                        .busy
+                        .front()
+                        .and_then(|b| b.deadline)
+                        .is_some_and(|d| now >= d)
+                })
+                .collect()
+        };
+        for i in expired {
+            let code = self.workers[i].kill();
+            tracing::warn!(code, "task timed out; worker killed");
+            self.fail_front(i, PoolError::TaskTimeout);
+            self.replace(i);
         }
     }
 
     /// Read every reply the worker has sent (several may be buffered), then, if its sentinel
     /// fired, handle its death.
-    fn handle_worker(&mut self, i: usize, exited: bool) {
+    fn handle_worker(&mut self, i: usize, conn_ready: bool, exited: bool) {
+        // When `wait` found the pipe readable, read at once; after that, only while more
+        // replies are due and already there.
+        let mut readable = conn_ready;
         loop {
-            let slot = &mut self.workers[i];
+            let due = !self.shared.st.lock().lanes[i].busy.is_empty();
+            let conn = &self.workers[i].conn;
             // A result may be waiting even if the worker has ended since: read it first.
-            if slot.busy.is_empty() || !slot.w.conn.poll(Some(Duration::ZERO)).unwrap_or(false) {
+            if !due || !(readable || conn.poll(Some(Duration::ZERO)).unwrap_or(false)) {
                 break;
             }
-            match slot.w.conn.recv_bytes() {
+            readable = false;
+            match conn.recv_bytes() {
                 Ok(reply) => {
-                    let b = slot.busy.pop_front().expect("checked busy");
-                    b.unit.sink.deliver(b.unit.first, b.unit.n, Ok(&reply));
-                    slot.w.tasks_done += 1;
-                    if let (Some(t), Some(next)) = (self.config.task_timeout, slot.busy.front_mut())
-                    {
-                        next.deadline = Some(Instant::now() + t);
-                    }
-                    if self.config.maxtasks.is_some_and(|m| slot.w.tasks_done >= m) {
-                        slot.w.retire();
+                    let (done, retire) = {
+                        let mut st = self.shared.st.lock();
+                        let lane = &mut st.lanes[i];
+                        let b = lane.busy.pop_front().expect("checked due");
+                        lane.tasks_done += 1;
+                        if let (Some(t), Some(next)) =
+                            (self.config.task_timeout, lane.busy.front_mut())
+                        {
+                            next.deadline = Some(Instant::now() + t);
+                        }
+                        let retire = self.config.maxtasks.is_some_and(|m| lane.tasks_done >= m);
+                        if retire {
+                            lane.open = false;
+                        }
+                        (b, retire)
+                    };
+                    done.unit
+                        .sink
+                        .deliver(done.unit.first, done.unit.n, Ok(&reply));
+                    if retire {
+                        self.workers[i].retire();
                         self.replace(i);
                         return;
                     }
                 }
                 Err(_) => {
                     // end of file: the worker died mid-task
-                    let code = match &slot.w.handle {
+                    let code = match &self.workers[i].handle {
                         crate::worker::Handle::Process(p) => p.join().unwrap_or(-1),
                         crate::worker::Handle::Thread(_) => 0,
                     };
@@ -424,7 +477,7 @@ impl Dispatcher {
             }
         }
         if exited {
-            if let Some(code) = self.workers[i].w.ended() {
+            if let Some(code) = self.workers[i].ended() {
                 self.fail_and_replace(i, code);
             }
         }
@@ -433,15 +486,19 @@ impl Dispatcher {
     /// Fail the unit worker `i` was running with `err`; the units waiting behind it never
     /// started, so they go back to the front of the queue for another worker.
     fn fail_front(&mut self, i: usize, err: PoolError) {
-        let mut busy = std::mem::take(&mut self.workers[i].busy);
-        if let Some(b) = busy.pop_front() {
-            b.unit.sink.deliver(b.unit.first, b.unit.n, Err(err));
-        }
-        if !busy.is_empty() {
+        let front = {
             let mut st = self.shared.st.lock();
+            let lane = &mut st.lanes[i];
+            lane.open = false;
+            let mut busy = std::mem::take(&mut lane.busy);
+            let front = busy.pop_front();
             for b in busy.into_iter().rev() {
-                st.0.push_front(b.unit);
+                st.queue.push_front(b.unit);
             }
+            front
+        };
+        if let Some(b) = front {
+            b.unit.sink.deliver(b.unit.first, b.unit.n, Err(err));
         }
     }
 
@@ -454,14 +511,16 @@ impl Dispatcher {
     fn replace(&mut self, i: usize) {
         match Worker::start(&self.config.kind, self.config.init.as_ref()) {
             Ok(w) => {
-                let old = std::mem::replace(&mut self.workers[i], Slot::new(w));
+                let lane = Lane::new(w.conn.clone());
+                let old = std::mem::replace(&mut self.workers[i], w);
+                self.shared.st.lock().lanes[i] = lane;
                 drop(old);
-                *self.shared.pids.lock() = self.workers.iter().filter_map(|s| s.w.pid()).collect();
+                *self.shared.pids.lock() = self.workers.iter().filter_map(|w| w.pid()).collect();
             }
             Err(e) => {
                 tracing::error!("cannot replace a pool worker: {e}");
                 // Fail what is queued rather than hang; the pool keeps trying on later work.
-                let pending: Vec<Unit> = self.shared.st.lock().0.drain(..).collect();
+                let pending: Vec<Unit> = self.shared.st.lock().queue.drain(..).collect();
                 for u in pending {
                     u.sink.deliver(u.first, u.n, Err(e.clone()));
                 }
@@ -471,23 +530,22 @@ impl Dispatcher {
     }
 
     fn terminate(mut self) {
-        for s in &mut self.workers {
-            s.w.kill();
-            for b in s.busy.drain(..) {
-                b.unit
-                    .sink
-                    .deliver(b.unit.first, b.unit.n, Err(PoolError::Terminated));
-            }
+        for w in &mut self.workers {
+            w.kill();
         }
-        let pending: Vec<Unit> = self.shared.st.lock().0.drain(..).collect();
-        for u in pending {
+        let (busy, pending): (Vec<Busy>, Vec<Unit>) = {
+            let mut st = self.shared.st.lock();
+            let busy = st.lanes.iter_mut().flat_map(|l| l.busy.drain(..)).collect();
+            (busy, st.queue.drain(..).collect())
+        };
+        for u in busy.into_iter().map(|b| b.unit).chain(pending) {
             u.sink.deliver(u.first, u.n, Err(PoolError::Terminated));
         }
     }
 
     fn retire_all(mut self) {
-        for s in &mut self.workers {
-            s.w.retire();
+        for w in &mut self.workers {
+            w.retire();
         }
     }
 }
@@ -518,7 +576,7 @@ impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("workers", &self.size)
-            .field("state", &self.shared.st.lock().1)
+            .field("state", &self.shared.st.lock().run)
             .finish()
     }
 }
@@ -619,7 +677,7 @@ impl Pool {
     }
 
     fn check_running(&self) -> Result<(), PoolError> {
-        match self.shared.st.lock().1 {
+        match self.shared.st.lock().run {
             RunState::Running => Ok(()),
             RunState::Closed => Err(PoolError::Closed),
             RunState::Terminated => Err(PoolError::Terminated),
@@ -809,8 +867,8 @@ impl Pool {
     /// Stop accepting tasks; workers leave once the queued work is done. See [`join`](Self::join).
     pub fn close(&self) {
         let mut st = self.shared.st.lock();
-        if st.1 == RunState::Running {
-            st.1 = RunState::Closed;
+        if st.run == RunState::Running {
+            st.run = RunState::Closed;
         }
         drop(st);
         self.shared.nudge();
@@ -819,7 +877,7 @@ impl Pool {
     /// Stop now: kill the workers, fail unfinished tasks with [`PoolError::Terminated`], and
     /// wait until every worker is reaped.
     pub fn terminate(&self) {
-        self.shared.st.lock().1 = RunState::Terminated;
+        self.shared.st.lock().run = RunState::Terminated;
         self.shared.nudge();
         self.join_dispatcher();
     }
@@ -827,7 +885,7 @@ impl Pool {
     /// Wait for the workers to finish after [`close`](Self::close) or
     /// [`terminate`](Self::terminate); [`PoolError::StillRunning`] otherwise.
     pub fn join(&self) -> Result<(), PoolError> {
-        if self.shared.st.lock().1 == RunState::Running {
+        if self.shared.st.lock().run == RunState::Running {
             return Err(PoolError::StillRunning);
         }
         self.join_dispatcher();

@@ -4,7 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use multiproc_pickle::{decode, encode, Bytes, Call, FnRef};
 use multiproc_process::{Connection, Process, StartMethod};
@@ -187,9 +187,8 @@ pub(crate) enum Handle {
 
 /// A running worker, as the dispatcher sees it.
 pub(crate) struct Worker {
-    pub conn: Connection,
+    pub conn: Arc<Connection>,
     pub handle: Handle,
-    pub tasks_done: usize,
 }
 
 impl Worker {
@@ -216,9 +215,8 @@ impl Worker {
             }
         };
         Ok(Worker {
-            conn: ours,
+            conn: Arc::new(ours),
             handle,
-            tasks_done: 0,
         })
     }
 
