@@ -7,7 +7,8 @@
 //!
 //! Sections: exit codes; the three start methods; a `Connection` passed to a child and a
 //! ping-pong timing; parallel Fibonacci; `Listener`/`Client` over TCP with an authkey;
-//! `wait()` over several children with `active_children()`.
+//! `wait()` over several children with `active_children()`; a `Pool` mapping CPU-bound work
+//! and surviving a crashed worker.
 //!
 //! Every target below is a plain `fn` taking one serde argument (a tuple for several), as
 //! `Process::new` requires: it reaches the child as its position in this very binary.
@@ -314,6 +315,65 @@ fn waiting() -> Res {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------
+// 7. Pool
+
+/// Primes below `n`, counted the slow way: a CPU-bound task.
+fn count_primes(n: u64) -> usize {
+    (2..n)
+        .filter(|&k| (2..).take_while(|d| d * d <= k).all(|d| k % d != 0))
+        .count()
+}
+
+/// A task that crashes its worker for one input, as a buggy native library would.
+fn fragile(x: u64) -> u64 {
+    if x == 3 {
+        std::process::abort();
+    }
+    x * x
+}
+
+fn pool() -> Res {
+    section(
+        7,
+        "Pool: map, imap_unordered, apply_async, and a worker that crashes",
+    );
+    let pool = multiproc::Pool::new(multiproc::cpu_count())?;
+    let limits: Vec<u64> = (1..=8).map(|k| k * 20_000).collect();
+    let t = Instant::now();
+    let counts = pool.map(count_primes, limits.clone())?;
+    let pooled = t.elapsed();
+    let t = Instant::now();
+    let sequential: Vec<usize> = limits.iter().map(|&n| count_primes(n)).collect();
+    let sequential_time = t.elapsed();
+    assert_eq!(counts, sequential);
+    println!(
+        "   map(count_primes, 20k..=160k) = {counts:?}\n   pool of {}: {}; sequential: {} ({:.2}x)",
+        pool.processes(),
+        ms(pooled),
+        ms(sequential_time),
+        sequential_time.as_secs_f64() / pooled.as_secs_f64()
+    );
+    let firsts: Vec<u64> = pool
+        .imap_unordered(fragile, [4u64, 5, 6], 1)?
+        .collect::<Result<_, _>>()?;
+    println!("   imap_unordered(fragile, [4, 5, 6]) yielded {firsts:?} (completion order)");
+    let r = pool.apply_async(fragile, 12)?;
+    println!("   apply_async(fragile, 12).get() = {}", r.get(None)?);
+    let outcomes = pool.map_each(fragile, 1..=5, Some(1))?;
+    for (x, o) in (1..=5).zip(&outcomes) {
+        match o {
+            Ok(v) => println!("   fragile({x}) = {v}"),
+            Err(e) => println!("   fragile({x}) failed: {e} (Python's Pool would hang here)"),
+        }
+    }
+    println!(
+        "   the pool replaced its worker and goes on: map(fragile, [7, 8]) = {:?}",
+        pool.map(fragile, [7, 8])?
+    );
+    Ok(())
+}
+
 #[multiproc::main]
 fn main() -> Res {
     let t = Instant::now();
@@ -332,6 +392,7 @@ fn main() -> Res {
     fibonacci()?;
     listener_and_client()?;
     waiting()?;
+    pool()?;
     println!("\ntour done in {}", ms(t.elapsed()));
     Ok(())
 }
