@@ -33,6 +33,22 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PickleError> 
 /// assert!(multiproc_pickle::decode::<u8>(&[1, 2]).is_err());
 /// ```
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PickleError> {
+    decode_borrowed(bytes)
+}
+
+/// [`decode`] for values that borrow from `bytes` (`&[u8]`, `&str`, structs of them): a byte
+/// payload inside a message is read in place instead of copied. [`Bytes`](crate::Bytes)
+/// encodes exactly as `&[u8]` decodes.
+///
+/// ```
+/// use multiproc_pickle::{decode_borrowed, encode, Bytes};
+/// let msg = encode(&(7u8, Bytes(vec![1, 2, 3]))).unwrap();
+/// let (tag, payload): (u8, &[u8]) = decode_borrowed(&msg).unwrap();
+/// assert_eq!((tag, payload), (7, &[1u8, 2, 3][..]));
+/// ```
+pub fn decode_borrowed<'de, T: serde::Deserialize<'de>>(
+    bytes: &'de [u8],
+) -> Result<T, PickleError> {
     let (v, rest) =
         postcard::take_from_bytes(bytes).map_err(|e| PickleError::Decode(e.to_string()))?;
     if !rest.is_empty() {

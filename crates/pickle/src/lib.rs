@@ -24,7 +24,7 @@ mod func;
 pub mod handles;
 
 pub use bytes_impl::{bytes, Bytes};
-pub use codec::{decode, decode_with_handles, encode, encode_with_handles};
+pub use codec::{decode, decode_borrowed, decode_with_handles, encode, encode_with_handles};
 pub use error::PickleError;
 pub use func::{fingerprint, Call, FnRef};
 pub use handles::OsHandle;

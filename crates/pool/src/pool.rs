@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::result::{AsyncResult, Cell, Finish, MapSink, Sink, StreamSink};
-use crate::worker::{chunk_call, Worker, WorkerKind};
+use crate::worker::{chunk_call, Chunk, Worker, WorkerKind};
 use crate::PoolError;
 
 /// What every task argument and result must be: serde both ways, sendable, owned.
@@ -588,16 +588,36 @@ fn default_chunksize(len: usize, workers: usize) -> usize {
     (q + usize::from(r > 0)).max(1)
 }
 
-fn collect_all<R>(v: Vec<Result<R, PoolError>>) -> Result<Vec<R>, PoolError> {
-    v.into_iter().collect()
+fn collect_all<R>(chunks: Vec<Chunk<R>>, total: usize) -> Result<Vec<R>, PoolError> {
+    let mut out = Vec::with_capacity(total);
+    for c in chunks {
+        match c {
+            Chunk::Ok(v) => out.extend(v),
+            Chunk::Each(v) => {
+                for r in v {
+                    out.push(r?);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
-fn keep_each<R>(v: Vec<Result<R, PoolError>>) -> Result<Vec<Result<R, PoolError>>, PoolError> {
-    Ok(v)
+fn keep_each<R>(
+    chunks: Vec<Chunk<R>>,
+    total: usize,
+) -> Result<Vec<Result<R, PoolError>>, PoolError> {
+    let mut out = Vec::with_capacity(total);
+    for c in chunks {
+        out.extend(c.into_results());
+    }
+    Ok(out)
 }
 
-fn first_of<R>(v: Vec<Result<R, PoolError>>) -> Result<R, PoolError> {
-    v.into_iter()
+fn first_of<R>(chunks: Vec<Chunk<R>>, _: usize) -> Result<R, PoolError> {
+    chunks
+        .into_iter()
+        .flat_map(Chunk::into_results)
         .next()
         .unwrap_or(Err(PoolError::Serialization("no result".into())))
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use serde::de::DeserializeOwned;
 
-use crate::worker::decode_reply;
+use crate::worker::{decode_reply, Chunk};
 use crate::PoolError;
 
 /// Where a chunk's outcome goes. Implemented per job kind; the dispatcher only sees this.
@@ -16,28 +16,24 @@ pub(crate) trait Sink: Send + Sync {
     fn deliver(&self, first: usize, n: usize, reply: Result<&[u8], PoolError>);
 }
 
-fn split<R: DeserializeOwned>(
-    n: usize,
-    reply: Result<&[u8], PoolError>,
-) -> Vec<Result<R, PoolError>> {
+fn split<R: DeserializeOwned>(n: usize, reply: Result<&[u8], PoolError>) -> Chunk<R> {
     match reply.and_then(decode_reply::<R>) {
-        Ok(v) if v.len() == n => v,
-        Ok(v) => {
-            let e = PoolError::Serialization(format!(
-                "worker returned {} results for {n} items",
-                v.len()
-            ));
-            (0..n).map(|_| Err(e.clone())).collect()
-        }
-        Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+        Ok(c) if c.len() == n => c,
+        Ok(c) => Chunk::failed(
+            n,
+            &PoolError::Serialization(format!("worker returned {} results for {n} items", c.len())),
+        ),
+        Err(e) => Chunk::failed(n, &e),
     }
 }
 
 type Callback<T> = Box<dyn FnOnce(&T) + Send>;
 type Callbacks<T> = (Option<Callback<T>>, Option<Callback<PoolError>>);
 /// Turns a job's per-item results into what its `AsyncResult` holds.
-pub(crate) type Finish<R, T> = fn(Vec<Result<R, PoolError>>) -> Result<T, PoolError>;
-type Slots<R> = (Vec<Option<Result<R, PoolError>>>, usize);
+/// Its argument: the chunks' results, in input order, and the number of items.
+pub(crate) type Finish<R, T> = fn(Vec<Chunk<R>>, usize) -> Result<T, PoolError>;
+/// Chunks received so far, by their first item; items still missing.
+type Slots<R> = (BTreeMap<usize, Chunk<R>>, usize);
 
 pub(crate) struct Cell<T> {
     value: Mutex<Option<Result<T, PoolError>>>,
@@ -176,6 +172,7 @@ type Progress = Box<dyn Fn(usize, usize) + Send + Sync>;
 /// Collects a whole map into one `Vec`, then completes a `Cell`.
 pub(crate) struct MapSink<R, T> {
     st: Mutex<Slots<R>>,
+    total: usize,
     cell: Arc<Cell<T>>,
     finish: Finish<R, T>,
     progress: Option<Progress>,
@@ -188,15 +185,15 @@ impl<R, T> MapSink<R, T> {
         finish: Finish<R, T>,
         progress: Option<Progress>,
     ) -> Arc<Self> {
-        let slots = (0..total).map(|_| None).collect();
         let s = Arc::new(MapSink {
-            st: Mutex::new((slots, total)),
+            st: Mutex::new((BTreeMap::new(), total)),
+            total,
             cell,
             finish,
             progress,
         });
         if total == 0 {
-            s.cell.set((s.finish)(Vec::new()));
+            s.cell.set((s.finish)(Vec::new(), 0));
         }
         s
     }
@@ -204,27 +201,19 @@ impl<R, T> MapSink<R, T> {
 
 impl<R: DeserializeOwned + Send, T: Send> Sink for MapSink<R, T> {
     fn deliver(&self, first: usize, n: usize, reply: Result<&[u8], PoolError>) {
-        let results = split::<R>(n, reply);
+        let chunk = split::<R>(n, reply);
         let mut st = self.st.lock();
-        let (slots, remaining) = &mut *st;
-        for (i, r) in results.into_iter().enumerate() {
-            if let Some(slot) = slots.get_mut(first + i) {
-                if slot.is_none() {
-                    *remaining -= 1;
-                }
-                *slot = Some(r);
-            }
+        if st.0.insert(first, chunk).is_none() {
+            st.1 -= n;
         }
         let remaining = st.1;
-        let total = st.0.len();
         if let Some(p) = &self.progress {
-            p(total - remaining, total);
+            p(self.total - remaining, self.total);
         }
         if remaining == 0 {
-            let all: Vec<Result<R, PoolError>> =
-                std::mem::take(&mut st.0).into_iter().flatten().collect();
+            let chunks: Vec<Chunk<R>> = std::mem::take(&mut st.0).into_values().collect();
             drop(st);
-            self.cell.set((self.finish)(all));
+            self.cell.set((self.finish)(chunks, self.total));
         }
     }
 }
@@ -258,7 +247,7 @@ impl<R> StreamSink<R> {
 
 impl<R: DeserializeOwned + Send> Sink for StreamSink<R> {
     fn deliver(&self, first: usize, n: usize, reply: Result<&[u8], PoolError>) {
-        let results = split::<R>(n, reply);
+        let results = split::<R>(n, reply).into_results();
         let mut st = self.st.lock();
         for (i, r) in results.into_iter().enumerate() {
             if st.unordered {

@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Once};
 
-use multiproc_pickle::{decode, encode, Bytes, Call, FnRef};
+use multiproc_pickle::{decode, decode_borrowed, encode, Bytes, Call, FnRef};
 use multiproc_process::{Connection, Process, StartMethod};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -58,8 +58,47 @@ fn install_panic_hook() {
     });
 }
 
+/// What a worker sends back for a chunk (decoded by the pool): the plain results when every
+/// item succeeded — the common case, compact on the wire — or one outcome per item.
+#[derive(Debug, Deserialize)]
+pub(crate) enum ChunkOut<R> {
+    AllOk(Vec<R>),
+    Mixed(Vec<Outcome<R>>),
+}
+
+/// The worker's borrowed twin of [`ChunkOut`], with the same encoding.
+#[derive(Serialize)]
+enum ChunkOutRef<'a, R> {
+    AllOk(&'a [R]),
+    Mixed(&'a [Outcome<R>]),
+}
+
+/// Run `f` on one item, catching a panic.
+fn run_one<A, R>(f: fn(A) -> R, item: A) -> Outcome<R> {
+    IN_TASK.with(|t| t.set(true));
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(item)));
+    IN_TASK.with(|t| t.set(false));
+    match r {
+        Ok(v) => Outcome::Ok(v),
+        Err(payload) => {
+            let (message, backtrace) =
+                LAST_PANIC
+                    .with(|l| l.borrow_mut().take())
+                    .unwrap_or_else(|| {
+                        let m = payload
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "Box<dyn Any>".into());
+                        (m, String::new())
+                    });
+            Outcome::Panic { message, backtrace }
+        }
+    }
+}
+
 /// Run `f` over a chunk, each item isolated: a panic or an unencodable result fails that item
-/// only. Returns the encoded `Vec<Outcome<R>>`: encoded whole in one pass, and item by item only
+/// only. Returns the encoded [`ChunkOut`]: encoded whole in one pass, and item by item only
 /// when some result cannot be encoded (to tell which).
 pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
     (f, items): (FnRef, Vec<A>),
@@ -67,31 +106,28 @@ pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
     // SAFETY: this function only runs through `Call::invoke`, whose contract (a trusted caller
     // of the same build, fingerprint-checked) guarantees `f` was made from a `fn(A) -> R`.
     let f: fn(A) -> R = unsafe { f.resolve() };
-    let outcomes: Vec<Outcome<R>> = items
-        .into_iter()
-        .map(|item| {
-            IN_TASK.with(|t| t.set(true));
-            let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(item)));
-            IN_TASK.with(|t| t.set(false));
-            match r {
-                Ok(v) => Outcome::Ok(v),
-                Err(payload) => {
-                    let (message, backtrace) = LAST_PANIC
-                        .with(|l| l.borrow_mut().take())
-                        .unwrap_or_else(|| {
-                            let m = payload
-                                .downcast_ref::<&str>()
-                                .map(|s| s.to_string())
-                                .or_else(|| payload.downcast_ref::<String>().cloned())
-                                .unwrap_or_else(|| "Box<dyn Any>".into());
-                            (m, String::new())
-                        });
-                    Outcome::Panic { message, backtrace }
-                }
+    let mut oks: Vec<R> = Vec::with_capacity(items.len());
+    let mut mixed: Option<Vec<Outcome<R>>> = None;
+    for item in items {
+        match (&mut mixed, run_one(f, item)) {
+            (None, Outcome::Ok(v)) => oks.push(v),
+            (None, failed) => {
+                let mut m: Vec<Outcome<R>> = oks.drain(..).map(Outcome::Ok).collect();
+                m.push(failed);
+                mixed = Some(m);
             }
-        })
-        .collect();
-    if let Ok(b) = encode(&outcomes) {
+            (Some(m), o) => m.push(o),
+        }
+    }
+    let outcomes = match mixed {
+        None => match encode(&ChunkOutRef::AllOk(&oks)) {
+            Ok(b) => return Ok(Bytes(b)),
+            // Some result cannot be encoded: find which, one by one.
+            Err(_) => oks.into_iter().map(Outcome::Ok).collect(),
+        },
+        Some(m) => m,
+    };
+    if let Ok(b) = encode(&ChunkOutRef::Mixed(&outcomes)) {
         return Ok(Bytes(b));
     }
     let outcomes: Vec<Outcome<R>> = outcomes
@@ -104,7 +140,9 @@ pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
             other => other,
         })
         .collect();
-    encode(&outcomes).map(Bytes).map_err(|e| e.to_string())
+    encode(&ChunkOutRef::Mixed(&outcomes))
+        .map(Bytes)
+        .map_err(|e| e.to_string())
 }
 
 /// Package a chunk of `f` applied to `items`.
@@ -122,21 +160,57 @@ where
     Ok(encode(&call)?)
 }
 
-/// Decode a worker's reply into per-item results.
-pub(crate) fn decode_reply<R: DeserializeOwned>(
-    reply: &[u8],
-) -> Result<Vec<Result<R, PoolError>>, PoolError> {
-    let reply: Reply = decode(reply)?;
-    let chunk: Result<Bytes, String> = decode(&reply.map_err(PoolError::Serialization)?)?;
-    let outcomes: Vec<Outcome<R>> = decode(&chunk.map_err(PoolError::Serialization)?)?;
-    Ok(outcomes
-        .into_iter()
-        .map(|o| match o {
-            Outcome::Ok(v) => Ok(v),
-            Outcome::Panic { message, backtrace } => Err(PoolError::Panic { message, backtrace }),
-            Outcome::Unserializable(e) => Err(PoolError::Serialization(e)),
-        })
-        .collect())
+/// A chunk's results as the pool keeps them.
+pub(crate) enum Chunk<R> {
+    /// Every item succeeded.
+    Ok(Vec<R>),
+    /// One outcome per item.
+    Each(Vec<Result<R, PoolError>>),
+}
+
+impl<R> Chunk<R> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Chunk::Ok(v) => v.len(),
+            Chunk::Each(v) => v.len(),
+        }
+    }
+
+    /// One error for each of `n` items.
+    pub(crate) fn failed(n: usize, e: &PoolError) -> Chunk<R> {
+        Chunk::Each((0..n).map(|_| Err(e.clone())).collect())
+    }
+
+    /// Per-item results.
+    pub(crate) fn into_results(self) -> Vec<Result<R, PoolError>> {
+        match self {
+            Chunk::Ok(v) => v.into_iter().map(Ok).collect(),
+            Chunk::Each(v) => v,
+        }
+    }
+}
+
+/// Decode a worker's reply.
+pub(crate) fn decode_reply<R: DeserializeOwned>(reply: &[u8]) -> Result<Chunk<R>, PoolError> {
+    // (the two envelopes are read in place: only the results themselves are decoded)
+    let reply: Result<&[u8], String> = decode_borrowed(reply)?;
+    let chunk: Result<&[u8], String> = decode_borrowed(reply.map_err(PoolError::Serialization)?)?;
+    let out: ChunkOut<R> = decode(chunk.map_err(PoolError::Serialization)?)?;
+    Ok(match out {
+        ChunkOut::AllOk(v) => Chunk::Ok(v),
+        ChunkOut::Mixed(outcomes) => Chunk::Each(
+            outcomes
+                .into_iter()
+                .map(|o| match o {
+                    Outcome::Ok(v) => Ok(v),
+                    Outcome::Panic { message, backtrace } => {
+                        Err(PoolError::Panic { message, backtrace })
+                    }
+                    Outcome::Unserializable(e) => Err(PoolError::Serialization(e)),
+                })
+                .collect(),
+        ),
+    })
 }
 
 /// The loop every worker runs: initializer, then chunks until the pool hangs up.
