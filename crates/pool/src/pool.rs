@@ -78,10 +78,11 @@ struct State {
 
 impl State {
     /// Give queued units to workers with room, one per worker per round so work spreads
-    /// evenly.
+    /// evenly; each worker gets its share in one write.
     fn assign(&mut self, maxtasks: Option<usize>, timeout: Option<Duration>) {
+        let before: Vec<usize> = self.lanes.iter().map(|l| l.busy.len()).collect();
         'rounds: loop {
-            let mut sent = false;
+            let mut took = false;
             for lane in self.lanes.iter_mut() {
                 let Some(unit) = self.queue.front() else {
                     break 'rounds;
@@ -90,32 +91,42 @@ impl State {
                     continue;
                 }
                 let unit = self.queue.pop_front().expect("peeked");
-                match lane.conn.send_bytes(&unit.payload) {
-                    Ok(()) => {
-                        // (the payload is kept: if the worker dies before starting the unit,
-                        // it is sent again to another worker)
-                        let len = unit.payload.len();
-                        let deadline = match lane.busy.is_empty() {
-                            true => timeout.map(|t| Instant::now() + t),
-                            false => None,
-                        };
-                        lane.busy.push_back(Busy {
-                            unit,
-                            len,
-                            deadline,
-                        });
-                        sent = true;
-                    }
-                    Err(e) => {
-                        // The worker is gone; the dispatcher sees its death and replaces it.
-                        tracing::debug!("worker unreachable: {e}");
-                        lane.open = false;
-                        self.queue.push_front(unit);
-                    }
-                }
+                // (the payload is kept: if the worker dies before starting the unit, it is
+                // sent again to another worker)
+                let len = unit.payload.len();
+                let deadline = match lane.busy.is_empty() {
+                    true => timeout.map(|t| Instant::now() + t),
+                    false => None,
+                };
+                lane.busy.push_back(Busy {
+                    unit,
+                    len,
+                    deadline,
+                });
+                took = true;
             }
-            if !sent {
+            if !took {
                 break;
+            }
+        }
+        for (lane, old) in self.lanes.iter_mut().zip(before) {
+            if lane.busy.len() == old {
+                continue;
+            }
+            let payloads: Vec<&[u8]> = lane
+                .busy
+                .iter()
+                .skip(old)
+                .map(|b| &b.unit.payload[..])
+                .collect();
+            if let Err(e) = lane.conn.send_bytes_many(&payloads) {
+                // The worker is gone; the dispatcher sees its death and replaces it. What it
+                // did not get goes back to the queue, in order.
+                tracing::debug!("worker unreachable: {e}");
+                lane.open = false;
+                for b in lane.busy.drain(old..).rev() {
+                    self.queue.push_front(b.unit);
+                }
             }
         }
     }
@@ -271,6 +282,7 @@ impl PoolBuilder {
             maxtasks: self.maxtasks,
             task_timeout: self.task_timeout,
         };
+        crate::worker::install_panic_hook();
         let mut workers = Vec::with_capacity(n);
         for _ in 0..n {
             workers.push(Worker::start(&config.kind, config.init.as_ref())?);
@@ -951,6 +963,10 @@ impl<A, R, I> std::fmt::Debug for IMapIter<'_, A, R, I> {
 impl<A: Data, R: Data, I: Iterator<Item = A>> IMapIter<'_, A, R, I> {
     fn top_up(&mut self) {
         let done = self.sink.st.lock().units_done;
+        // Refill only once half the window is free: fewer, larger submissions.
+        if self.submitted_units - done > self.window / 2 {
+            return;
+        }
         let mut batch = Vec::new();
         let mut items = 0;
         while self.submitted_units + batch.len() - done < self.window {

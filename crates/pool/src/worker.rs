@@ -33,8 +33,10 @@ thread_local! {
 }
 
 /// Install (once per process) a panic hook that records panics of pool tasks for the parent
-/// instead of printing them; other panics go to the previous hook.
-fn install_panic_hook() {
+/// instead of printing them; other panics go to the previous hook. The pool installs it in the
+/// parent before starting workers, so forked workers inherit it (taking the hook lock in a
+/// forked child could deadlock on a lock another parent thread held at the fork).
+pub(crate) fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let prev = std::panic::take_hook();
@@ -227,6 +229,8 @@ fn serve(conn: &Connection, init: Option<&[u8]>) {
             Err(e) => tracing::error!("undecodable pool initializer: {e}"),
         }
     }
+    // Each reply goes out at once, before the next unit starts: when a worker dies, the unit
+    // at the front of its lane is the one it was running (the pool relies on that).
     while let Ok(bytes) = conn.recv_bytes() {
         let reply: Reply = match decode::<Call>(&bytes) {
             // SAFETY: chunks come from our parent pool over a private pipe.

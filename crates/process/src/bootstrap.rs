@@ -6,7 +6,7 @@
 //! file on its end exactly when the parent is gone ([`ParentProcess::is_alive`]).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -165,6 +165,10 @@ pub fn parent_process() -> Option<ParentProcess> {
 pub fn init() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        // Before any thread exists: forked children inherit the hook and never have to take
+        // the panic-hook lock themselves (another thread of the parent may hold it at the
+        // moment of the fork, and then it stays locked forever in the child).
+        install_panic_hook();
         if let Some(fd) = take_env_fd(proc::BOOTSTRAP_ENV) {
             // `init` may run before Rust's runtime set-up (from `test_support!`): make a write
             // to a closed pipe an error, not a fatal signal, as in any Rust `main`.
@@ -257,6 +261,36 @@ thread_local! {
     static PANIC: std::cell::RefCell<Option<(String, String)>> = const { std::cell::RefCell::new(None) };
 }
 
+/// Set in a child once its task runs: from then on the panic hook records panics (message and
+/// backtrace) for the report to the parent, then prints them as usual.
+static IN_JOB: AtomicBool = AtomicBool::new(false);
+
+/// Install (once per process, inherited by forked children) the hook that records a task's
+/// panic; in a process that is not running a task it only calls the previous hook.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_JOB.load(Ordering::Acquire) {
+                let payload = info.payload();
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "Box<dyn Any>".into());
+                let at = info
+                    .location()
+                    .map(|l| format!("at {}:{}:{}\n", l.file(), l.line(), l.column()))
+                    .unwrap_or_default();
+                let bt = std::backtrace::Backtrace::capture();
+                PANIC.with(|p| *p.borrow_mut() = Some((msg, format!("{at}{bt}"))));
+            }
+            default_hook(info);
+        }));
+    });
+}
+
 fn child_main(boot: OwnedFd) -> ! {
     match read_job(&boot) {
         Ok((job, handles)) => run_job(boot, job, handles),
@@ -286,22 +320,8 @@ fn run_job(boot: OwnedFd, job: Job, handles: Vec<multiproc_pickle::OsHandle>) ->
         report(&boot, &Report::Refused(msg));
         sys::exit_now(1)
     }
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "Box<dyn Any>".into());
-        let at = info
-            .location()
-            .map(|l| format!("at {}:{}:{}\n", l.file(), l.line(), l.column()))
-            .unwrap_or_default();
-        let bt = std::backtrace::Backtrace::capture();
-        PANIC.with(|p| *p.borrow_mut() = Some((msg, format!("{at}{bt}"))));
-        default_hook(info);
-    }));
+    install_panic_hook();
+    IN_JOB.store(true, Ordering::Release);
     // SAFETY: the job came from our parent over a private socket, and its build was checked.
     let outcome =
         std::panic::catch_unwind(AssertUnwindSafe(|| unsafe { job.call.invoke(handles) }));
