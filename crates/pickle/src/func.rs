@@ -43,6 +43,32 @@ impl FnRef {
         }
     }
 
+    /// The identity of a function without arguments (a barrier's action, say).
+    ///
+    /// ```
+    /// use multiproc_pickle::FnRef;
+    /// fn hello() {}
+    /// let r = FnRef::of_action(hello);
+    /// // SAFETY: resolved in the same process, made by `of_action`.
+    /// let f: fn() = unsafe { r.resolve_action() };
+    /// f();
+    /// ```
+    pub fn of_action(f: fn()) -> FnRef {
+        FnRef {
+            offset: f as usize as i64 - anchor_addr(),
+        }
+    }
+
+    /// Turn an identity made by [`FnRef::of_action`] back into the function.
+    ///
+    /// # Safety
+    /// As for [`resolve`](Self::resolve): made by `of_action`, in the same build.
+    pub unsafe fn resolve_action(self) -> fn() {
+        let addr = (anchor_addr() + self.offset) as usize as *const ();
+        // SAFETY: the caller guarantees that `addr` is the address of a `fn()` of this binary.
+        unsafe { std::mem::transmute::<*const (), fn()>(addr) }
+    }
+
     fn of_entry(f: Entry) -> FnRef {
         FnRef {
             offset: f as usize as i64 - anchor_addr(),

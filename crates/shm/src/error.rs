@@ -34,6 +34,31 @@ pub enum ShmError {
     /// A size of zero (or too large for this platform).
     #[error("invalid size {0}")]
     InvalidSize(usize),
+    /// An element index past the end of a shared array.
+    #[error("index {index} is out of range for a shared array of {len} elements")]
+    IndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The array's length.
+        len: usize,
+    },
+    /// A slice whose length does not match the shared array's part it is copied to or from.
+    #[error("length mismatch: expected {expected} elements, got {got}")]
+    LengthMismatch {
+        /// The length needed.
+        expected: usize,
+        /// The length given.
+        got: usize,
+    },
+    /// Data that cannot be placed at this address: its alignment is larger than the
+    /// segment's (a page), or an offset received from elsewhere is not aligned.
+    #[error("offset {offset} is not aligned to {align} bytes")]
+    Misaligned {
+        /// Offset of the data in its segment.
+        offset: usize,
+        /// The alignment needed.
+        align: usize,
+    },
     /// The operation is not available on this platform yet.
     #[error("{0} is not supported on this platform yet")]
     Unsupported(&'static str),

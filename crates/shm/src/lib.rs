@@ -30,3 +30,13 @@ pub use mutex::{LockResult, NotLocked, RawMutex};
 pub use segment::Segment;
 pub use shared_memory::SharedMemory;
 pub use shared_mutex::SharedMutex;
+
+/// Whether process `pid` still runs (a zombie counts as ended): how waiters on shared memory
+/// tell that a peer holding something died.
+///
+/// ```
+/// assert!(multiproc_shm::process_alive(std::process::id()));
+/// ```
+pub fn process_alive(pid: u32) -> bool {
+    sys::pid_alive(pid)
+}

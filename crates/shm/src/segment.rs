@@ -53,6 +53,19 @@ impl Segment {
         Ok(Segment { map, file })
     }
 
+    /// A second handle on the same memory (a duplicate of the OS handle, mapped again): to give
+    /// one to each of several children.
+    ///
+    /// ```
+    /// let a = multiproc_shm::Segment::new(8).unwrap();
+    /// let b = a.try_clone().unwrap();
+    /// a.write(0, b"x").unwrap();
+    /// assert_eq!(b.read(0, 1).unwrap(), b"x");
+    /// ```
+    pub fn try_clone(&self) -> Result<Segment, ShmError> {
+        Segment::from_handle(self.file.try_clone()?.into(), self.len())
+    }
+
     /// The length in bytes.
     pub fn len(&self) -> usize {
         self.map.len()

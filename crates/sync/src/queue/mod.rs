@@ -1,1 +1,364 @@
-//! Queues between processes.
+//! Queues between processes: a byte ring in shared memory, one lock for producers and one for
+//! consumers, spin-then-futex waiting. A busy queue makes no system call per message.
+
+mod ring;
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use multiproc_pickle::{decode, encode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use thiserror::Error;
+
+use ring::Ring;
+
+/// Bytes of ring a queue gets unless told otherwise: 8 MiB of shared memory, touched only as
+/// it is used. A message larger than the ring still passes, streamed through it.
+pub const DEFAULT_CAPACITY: usize = 8 << 20;
+
+/// Why a queue operation failed.
+///
+/// ```
+/// use multiproc_sync::{Queue, QueueError};
+/// let q: Queue<u32> = Queue::new().unwrap();
+/// assert_eq!(q.get_nowait(), Err(QueueError::Empty));
+/// ```
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// Nothing to get (now, or within the timeout): Python's `queue.Empty`.
+    #[error("the queue is empty")]
+    Empty,
+    /// No room (now, or within the timeout): Python's `queue.Full`.
+    #[error("the queue is full")]
+    Full,
+    /// The queue was closed (and, for `get`, nothing is left in it).
+    #[error("the queue is closed")]
+    Closed,
+    /// The value could not be serialized (nothing was put).
+    #[error("cannot serialize the value: {0}")]
+    Encode(String),
+    /// A message could not be decoded as the queue's type (it was taken off the queue).
+    #[error("cannot decode a message: {0}")]
+    Decode(String),
+    /// A process died in the middle of writing a message: the queue's contents cannot be
+    /// trusted any more.
+    #[error("the queue is broken: {0}")]
+    Broken(String),
+    /// `task_done` called more times than items were put.
+    #[error("task_done() called too many times")]
+    TooManyTaskDone,
+    /// Creating the shared memory failed, or an argument was out of range.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A failed `put`: the error, and the value given back.
+#[derive(Debug, Error)]
+#[error("{error}")]
+pub struct PutError<T> {
+    /// Why it failed.
+    pub error: QueueError,
+    /// The value that was not put.
+    pub value: T,
+}
+
+/// Python's `multiprocessing.Queue`: many producers and many consumers in any processes, FIFO
+/// per producer, with an optional `maxsize` in items.
+///
+/// Values are serde types, serialized in the caller of `put` (a value that cannot be serialized
+/// fails there, not in a background thread) straight into shared memory: a producer may exit as
+/// soon as `put` returns, and nothing is lost (no "joining processes that use queues" deadlock).
+/// `qsize`, `empty` and `full` are exact. `put` waits only for `maxsize`, or when the ring (8
+/// MiB by default) is full; `get` waits for a message. [`close`](Self::close) closes the queue
+/// for every process: later `put`s fail, `get`s drain what is left and then fail.
+///
+/// Clones share the queue; pass it to a child process as (part of) its arguments.
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc_sync::{Queue, QueueError};
+/// let q = Queue::with_maxsize(2).unwrap();
+/// q.put("a".to_string()).unwrap();
+/// q.put("b".to_string()).unwrap();
+/// let full = q.put_nowait("c".to_string()).unwrap_err();
+/// assert_eq!((full.error, full.value.as_str()), (QueueError::Full, "c"));
+/// assert_eq!(q.qsize(), 2);
+/// assert_eq!(q.get().unwrap(), "a");
+/// assert_eq!(q.get_timeout(Duration::from_millis(5)).unwrap(), "b");
+/// assert!(q.empty());
+/// ```
+pub struct Queue<T> {
+    ring: Ring,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            ring: self.ring.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("qsize", &self.ring.items())
+            .field("maxsize", &self.ring.maxsize())
+            .finish()
+    }
+}
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.ring.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Queue {
+            ring: Ring::deserialize(d)?,
+            _t: PhantomData,
+        })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// An unbounded queue.
+    pub fn new() -> Result<Queue<T>, QueueError> {
+        Queue::with_capacity(0, DEFAULT_CAPACITY)
+    }
+
+    /// A queue of at most `maxsize` items (0: unbounded, as in Python).
+    pub fn with_maxsize(maxsize: u32) -> Result<Queue<T>, QueueError> {
+        Queue::with_capacity(maxsize, DEFAULT_CAPACITY)
+    }
+
+    /// A queue of at most `maxsize` items (0: unbounded) over a ring of `ring_bytes` bytes of
+    /// shared memory (at least 4 KiB).
+    pub fn with_capacity(maxsize: u32, ring_bytes: usize) -> Result<Queue<T>, QueueError> {
+        Ok(Queue {
+            ring: Ring::new(maxsize, ring_bytes)?,
+            _t: PhantomData,
+        })
+    }
+
+    fn put_inner(
+        &self,
+        value: T,
+        block: bool,
+        timeout: Option<Duration>,
+    ) -> Result<(), PutError<T>> {
+        let bytes = match encode(&value) {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(PutError {
+                    error: QueueError::Encode(e.to_string()),
+                    value,
+                })
+            }
+        };
+        match self.ring.push(&bytes, block, timeout) {
+            Ok(()) => Ok(()),
+            Err(error) => Err(PutError { error, value }),
+        }
+    }
+
+    /// Put `value`, waiting as long as it takes for room.
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_inner(value, true, None)
+    }
+
+    /// Put `value`, waiting at most `timeout` for room ([`QueueError::Full`] after that).
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_inner(value, true, Some(timeout))
+    }
+
+    /// Put `value` only if there is room now: Python's `put_nowait`.
+    pub fn put_nowait(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_inner(value, false, None)
+    }
+
+    fn get_inner(&self, block: bool, timeout: Option<Duration>) -> Result<T, QueueError> {
+        let bytes = self.ring.pop(block, timeout)?;
+        decode(&bytes).map_err(|e| QueueError::Decode(e.to_string()))
+    }
+
+    /// Take the oldest item, waiting as long as it takes.
+    pub fn get(&self) -> Result<T, QueueError> {
+        self.get_inner(true, None)
+    }
+
+    /// Take the oldest item, waiting at most `timeout` ([`QueueError::Empty`] after that).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
+        self.get_inner(true, Some(timeout))
+    }
+
+    /// Take the oldest item only if there is one now: Python's `get_nowait`.
+    pub fn get_nowait(&self) -> Result<T, QueueError> {
+        self.get_inner(false, None)
+    }
+
+    /// The number of items in the queue (exact: put and not yet taken).
+    pub fn qsize(&self) -> usize {
+        self.ring.items() as usize
+    }
+
+    /// Whether the queue holds no item.
+    pub fn empty(&self) -> bool {
+        self.ring.items() == 0
+    }
+
+    /// Whether the queue holds `maxsize` items.
+    pub fn full(&self) -> bool {
+        let max = self.ring.maxsize();
+        max > 0 && self.ring.items() >= max
+    }
+
+    /// Close the queue, for every process: later `put`s fail with [`QueueError::Closed`];
+    /// `get`s return what is left, then fail with it. Waiting callers wake up.
+    pub fn close(&self) {
+        self.ring.close();
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.ring.is_closed()
+    }
+}
+
+/// Python's `multiprocessing.SimpleQueue`: an unbounded [`Queue`] with only `put`, `get`,
+/// `empty` and `close`.
+///
+/// ```
+/// let q = multiproc_sync::SimpleQueue::new().unwrap();
+/// q.put(7u8).unwrap();
+/// assert_eq!(q.get().unwrap(), 7);
+/// assert!(q.empty());
+/// ```
+pub struct SimpleQueue<T>(Queue<T>);
+
+impl<T> Clone for SimpleQueue<T> {
+    fn clone(&self) -> Self {
+        SimpleQueue(self.0.clone())
+    }
+}
+
+impl<T> std::fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SimpleQueue").field(&self.0).finish()
+    }
+}
+
+impl<T> Serialize for SimpleQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Queue::deserialize(d).map(SimpleQueue)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    /// A new queue.
+    pub fn new() -> Result<SimpleQueue<T>, QueueError> {
+        Queue::new().map(SimpleQueue)
+    }
+
+    /// See [`Queue::put`].
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.0.put(value)
+    }
+
+    /// See [`Queue::get`].
+    pub fn get(&self) -> Result<T, QueueError> {
+        self.0.get()
+    }
+
+    /// See [`Queue::empty`].
+    pub fn empty(&self) -> bool {
+        self.0.empty()
+    }
+
+    /// See [`Queue::close`].
+    pub fn close(&self) {
+        self.0.close()
+    }
+}
+
+/// Python's `multiprocessing.JoinableQueue`: a [`Queue`] (it derefs to one) that counts
+/// unfinished tasks. Every `put` adds one; consumers call [`task_done`](Self::task_done) for each item they finished;
+/// [`join`](Self::join) waits until none is left.
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc_sync::{JoinableQueue, QueueError};
+/// let q = JoinableQueue::new().unwrap();
+/// q.put(1u32).unwrap();
+/// assert!(!q.join(Some(Duration::from_millis(5)))); // one unfinished
+/// assert_eq!(q.get().unwrap(), 1);
+/// q.task_done().unwrap();
+/// assert!(q.join(None));
+/// assert_eq!(q.task_done(), Err(QueueError::TooManyTaskDone));
+/// ```
+pub struct JoinableQueue<T>(Queue<T>);
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue(self.0.clone())
+    }
+}
+
+impl<T> std::fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("JoinableQueue").field(&self.0).finish()
+    }
+}
+
+impl<T> Serialize for JoinableQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Queue::deserialize(d).map(JoinableQueue)
+    }
+}
+
+impl<T> std::ops::Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.0
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// An unbounded joinable queue.
+    pub fn new() -> Result<JoinableQueue<T>, QueueError> {
+        Queue::new().map(JoinableQueue)
+    }
+
+    /// A joinable queue of at most `maxsize` items.
+    pub fn with_maxsize(maxsize: u32) -> Result<JoinableQueue<T>, QueueError> {
+        Queue::with_maxsize(maxsize).map(JoinableQueue)
+    }
+
+    /// Mark one item taken with `get` as finished.
+    pub fn task_done(&self) -> Result<(), QueueError> {
+        self.0.ring.task_done()
+    }
+
+    /// Wait until every item put has been marked done, at most `timeout`; whether it happened.
+    pub fn join(&self, timeout: Option<Duration>) -> bool {
+        self.0.ring.join(timeout)
+    }
+}

@@ -1,0 +1,288 @@
+//! `Lock` and `RLock`.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use multiproc_shm::{LockResult, RawMutex, SharedMutex};
+use serde::{Deserialize, Serialize};
+
+use super::shared::{Shared, State};
+use crate::SyncError;
+
+/// Python's `multiprocessing.Lock`: a non-recursive lock shared by processes.
+///
+/// One word in shared memory: an uncontended `acquire` + `release` is two atomic instructions.
+/// Any process (or thread) may release it, as in Python. Beyond Python: when a process dies
+/// holding it, the next acquirer gets [`LockResult::OwnerDied`] — the lock is theirs, and what it
+/// protected may be half-updated, like a poisoned `std::sync::Mutex` — instead of waiting forever.
+///
+/// Clones share the lock; pass it to a child process as (part of) its arguments.
+///
+/// ```
+/// use multiproc_sync::{Lock, LockResult};
+/// let lock = Lock::new().unwrap();
+/// {
+///     let guard = lock.lock();
+///     assert!(!guard.owner_died());
+///     assert_eq!(lock.try_acquire(), LockResult::TimedOut);
+/// } // released here
+/// assert_eq!(lock.acquire(None), LockResult::Acquired);
+/// lock.release().unwrap();
+/// ```
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Lock {
+    m: SharedMutex,
+}
+
+impl Lock {
+    /// A new unlocked lock.
+    pub fn new() -> Result<Lock, SyncError> {
+        Ok(Lock {
+            m: SharedMutex::new()?,
+        })
+    }
+
+    /// Acquire, waiting at most `timeout` (`None`: as long as it takes). Python's
+    /// `acquire(block=True, timeout=...)`.
+    pub fn acquire(&self, timeout: Option<Duration>) -> LockResult {
+        self.m.lock(timeout)
+    }
+
+    /// Acquire only if free now: Python's `acquire(block=False)`.
+    pub fn try_acquire(&self) -> LockResult {
+        self.m.try_lock()
+    }
+
+    /// Release; [`SyncError::NotLocked`] if it is not held.
+    pub fn release(&self) -> Result<(), SyncError> {
+        self.m.unlock().map_err(|_| SyncError::NotLocked)
+    }
+
+    /// Acquire (waiting as long as it takes) and release when the guard drops: Python's
+    /// `with lock:`.
+    pub fn lock(&self) -> LockGuard<'_> {
+        let r = self.acquire(None);
+        LockGuard {
+            lock: self,
+            died: r == LockResult::OwnerDied,
+        }
+    }
+
+    /// [`lock`](Self::lock) with a timeout: `None` if it expired.
+    pub fn lock_timeout(&self, timeout: Duration) -> Option<LockGuard<'_>> {
+        match self.acquire(Some(timeout)) {
+            LockResult::TimedOut => None,
+            r => Some(LockGuard {
+                lock: self,
+                died: r == LockResult::OwnerDied,
+            }),
+        }
+    }
+
+    /// Whether some process holds it now.
+    pub fn is_locked(&self) -> bool {
+        self.m.is_locked()
+    }
+
+    /// The underlying shared mutex (to share it as the lock of a shared value).
+    pub fn as_shared_mutex(&self) -> &SharedMutex {
+        &self.m
+    }
+}
+
+impl From<Lock> for SharedMutex {
+    fn from(l: Lock) -> SharedMutex {
+        l.m
+    }
+}
+
+impl From<&Lock> for SharedMutex {
+    fn from(l: &Lock) -> SharedMutex {
+        l.m.clone()
+    }
+}
+
+/// Holds a [`Lock`]; releases it when dropped.
+#[derive(Debug)]
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+    died: bool,
+}
+
+impl LockGuard<'_> {
+    /// Whether the previous holder died holding the lock.
+    pub fn owner_died(&self) -> bool {
+        self.died
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lock.release();
+    }
+}
+
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct RLockState {
+    m: AtomicU32,
+    count: AtomicU32,
+    owner: AtomicU64,
+}
+
+// SAFETY: repr(C), atomics only, alignment 8.
+unsafe impl State for RLockState {}
+
+thread_local! {
+    static THREAD_NO: Cell<u32> = const { Cell::new(0) };
+}
+
+/// This thread's identity across processes: pid in the high half, a per-process thread number
+/// in the low half (the pid is read each time, so a forked child is a different owner).
+pub(crate) fn thread_id() -> u64 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = THREAD_NO.with(|c| {
+        if c.get() == 0 {
+            c.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        c.get()
+    });
+    (u64::from(std::process::id()) << 32) | u64::from(n)
+}
+
+/// Python's `multiprocessing.RLock`: a recursive lock, owned by one thread of one process at a
+/// time, which may acquire it again; it is free once released as many times.
+///
+/// Releasing an `RLock` this thread does not hold is [`SyncError::NotOwner`]. A holder's death
+/// is reported as for [`Lock`].
+///
+/// ```
+/// use multiproc_sync::{LockResult, RLock, SyncError};
+/// let r = RLock::new().unwrap();
+/// assert_eq!(r.acquire(None), LockResult::Acquired);
+/// assert_eq!(r.acquire(None), LockResult::Acquired); // again, same thread
+/// r.release().unwrap();
+/// r.release().unwrap();
+/// assert_eq!(r.release(), Err(SyncError::NotOwner));
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RLock {
+    st: Shared<RLockState>,
+}
+
+impl std::fmt::Debug for RLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RLock")
+            .field("count", &self.st.get().count.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl RLock {
+    /// A new unlocked recursive lock.
+    pub fn new() -> Result<RLock, SyncError> {
+        Ok(RLock { st: Shared::new()? })
+    }
+
+    fn raw(&self) -> &RawMutex {
+        let st = self.st.get();
+        // SAFETY: `m` is an aligned AtomicU32 in shared memory that lives as long as `self`, and
+        // is only ever used as a mutex word.
+        unsafe { RawMutex::from_ptr(&st.m as *const AtomicU32 as *mut u8) }
+    }
+
+    /// Acquire (again, if this thread holds it), waiting at most `timeout`.
+    pub fn acquire(&self, timeout: Option<Duration>) -> LockResult {
+        let st = self.st.get();
+        let me = thread_id();
+        if st.owner.load(Ordering::Relaxed) == me {
+            st.count.fetch_add(1, Ordering::Relaxed);
+            return LockResult::Acquired;
+        }
+        let r = self.raw().lock(timeout);
+        if r.acquired() {
+            st.owner.store(me, Ordering::Relaxed);
+            st.count.store(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Acquire only if free now (or already ours).
+    pub fn try_acquire(&self) -> LockResult {
+        self.acquire(Some(Duration::ZERO))
+    }
+
+    /// Release once; [`SyncError::NotOwner`] if this thread does not hold it.
+    pub fn release(&self) -> Result<(), SyncError> {
+        let st = self.st.get();
+        if st.owner.load(Ordering::Relaxed) != thread_id() {
+            return Err(SyncError::NotOwner);
+        }
+        let c = st.count.load(Ordering::Relaxed);
+        if c > 1 {
+            st.count.store(c - 1, Ordering::Relaxed);
+            return Ok(());
+        }
+        st.count.store(0, Ordering::Relaxed);
+        st.owner.store(0, Ordering::Relaxed);
+        self.raw().unlock().map_err(|_| SyncError::NotLocked)
+    }
+
+    /// Whether this thread holds it.
+    pub fn is_owned(&self) -> bool {
+        self.st.get().owner.load(Ordering::Relaxed) == thread_id()
+    }
+
+    /// Release completely, returning the recursion depth (for `Condition::wait`).
+    pub(crate) fn release_all(&self) -> Result<u32, SyncError> {
+        if !self.is_owned() {
+            return Err(SyncError::NotOwner);
+        }
+        let st = self.st.get();
+        let c = st.count.swap(0, Ordering::Relaxed);
+        st.owner.store(0, Ordering::Relaxed);
+        self.raw().unlock().map_err(|_| SyncError::NotLocked)?;
+        Ok(c)
+    }
+
+    /// Take the lock back at depth `count` (after `release_all`).
+    pub(crate) fn acquire_restore(&self, count: u32) -> LockResult {
+        let r = self.raw().lock(None);
+        let st = self.st.get();
+        st.owner.store(thread_id(), Ordering::Relaxed);
+        st.count.store(count, Ordering::Relaxed);
+        r
+    }
+
+    /// Acquire and release when the guard drops: `with rlock:`.
+    pub fn lock(&self) -> RLockGuard<'_> {
+        let r = self.acquire(None);
+        RLockGuard {
+            lock: self,
+            died: r == LockResult::OwnerDied,
+        }
+    }
+}
+
+/// Holds an [`RLock`] once; releases it when dropped.
+#[derive(Debug)]
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+    died: bool,
+}
+
+impl RLockGuard<'_> {
+    /// Whether the previous holder died holding the lock.
+    pub fn owner_died(&self) -> bool {
+        self.died
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lock.release();
+    }
+}
