@@ -20,11 +20,13 @@ use multiproc::pickle::{encode, Bytes};
 use multiproc::{Connection, Process, StartMethod};
 
 mod pool;
+mod sync;
+mod values;
 
 pub(crate) type Res<T = ()> = Result<T, Box<dyn Error>>;
 
 /// Size of the messages of `pipe_bw` and of the buffers of `encode_*`: 4 MiB, as in Python.
-const BIG: usize = 4 << 20;
+pub(crate) const BIG: usize = 4 << 20;
 
 fn main() {
     multiproc::init();
@@ -168,6 +170,8 @@ fn run() -> Res {
         );
     }
     pool::run(&opts)?;
+    sync::run(&opts)?;
+    values::run(&opts)?;
     Ok(())
 }
 

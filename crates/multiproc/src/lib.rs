@@ -11,6 +11,9 @@
 //! | `get_context`, `set_start_method` | [`get_context`], [`set_start_method`] |
 //! | `current_process`, `parent_process`, `active_children`, `cpu_count` | same names |
 //! | `Pool(4).map(f, xs)` | [`Pool::new(4)?.map(f, xs)`](Pool::map) |
+//! | `Lock()`, `RLock()`, `Semaphore(n)`, `Condition()`, `Event()`, `Barrier(n)` | [`Lock::new()`](Lock::new), [`RLock::new()`](RLock::new), ... |
+//! | `Queue(maxsize)`, `SimpleQueue()`, `JoinableQueue()` | [`Queue::with_maxsize`], [`SimpleQueue::new`], [`JoinableQueue::new`] |
+//! | `shared_memory.SharedMemory(name, create, size)` | [`shared_memory::SharedMemory::create`] / [`attach`](shared_memory::SharedMemory::attach) |
 //! | `if __name__ == '__main__':` | `#[multiproc::main]` or [`init()`](init) |
 //!
 //! ```no_run
@@ -50,6 +53,20 @@ pub mod pool {
         AsyncResult, Data, IMapIter, Pool, PoolBuilder, PoolError, ThreadPool,
     };
 }
+
+pub use multiproc_sync::{
+    Barrier, BoundedSemaphore, Condition, Event, JoinableQueue, Lock, LockGuard, LockResult,
+    PutError, Queue, QueueError, RLock, RLockGuard, Semaphore, SimpleQueue, SyncError,
+};
+
+/// Python's `multiprocessing.shared_memory`: named blocks of shared memory.
+pub mod shared_memory {
+    pub use multiproc_shm::{SharedMemory, ShmError};
+}
+
+/// The shared-memory layer under the locks and queues: anonymous segments, futex wait/wake,
+/// one-word mutexes.
+pub use multiproc_shm as shm;
 
 /// The pickle layer: encoding, framing, function identity, handle transfer.
 pub use multiproc_pickle as pickle;

@@ -83,6 +83,55 @@ fn pool_reexports() {
     takes_data(&1u8);
 }
 
+fn bump_all((lock, queue): (multiproc::Lock, multiproc::Queue<u32>)) {
+    let _g = lock.lock();
+    queue.put(7).unwrap();
+}
+
+#[test]
+fn sync_and_shm_reexports() {
+    use multiproc::shared_memory::{SharedMemory, ShmError};
+    use multiproc::{
+        Barrier, BoundedSemaphore, Condition, Event, JoinableQueue, Lock, LockGuard, LockResult,
+        PutError, Queue, QueueError, RLock, RLockGuard, Semaphore, SimpleQueue, SyncError,
+    };
+    let lock = Lock::new().unwrap();
+    let q: Queue<u32> = Queue::new().unwrap();
+    let p = Process::new(bump_all, (lock.clone(), q.clone()));
+    p.start().unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(7));
+    assert_eq!(p.join().unwrap(), 0);
+    let g: LockGuard<'_> = lock.lock();
+    assert_eq!(lock.try_acquire(), LockResult::TimedOut);
+    drop(g);
+    let r = RLock::new().unwrap();
+    let _rg: RLockGuard<'_> = r.lock();
+    assert!(Semaphore::new(1).unwrap().try_acquire());
+    assert_eq!(
+        BoundedSemaphore::new(0).unwrap().release(),
+        Err(SyncError::TooManyReleases)
+    );
+    assert!(!Event::new().unwrap().is_set());
+    assert!(Condition::new().unwrap().notify(1).is_err());
+    assert_eq!(Barrier::new(1).unwrap().wait(None), Ok(0));
+    let sq: SimpleQueue<u8> = SimpleQueue::new().unwrap();
+    assert!(sq.empty());
+    let jq: JoinableQueue<u8> = JoinableQueue::new().unwrap();
+    assert!(jq.join(None));
+    let full: Queue<u8> = Queue::with_maxsize(1).unwrap();
+    full.put(1).unwrap();
+    let e: PutError<u8> = full.put_nowait(2).unwrap_err();
+    assert_eq!(e.error, QueueError::Full);
+    let shm = SharedMemory::create(None, 64).unwrap();
+    assert!(matches!(
+        SharedMemory::attach("mp-no-such-block"),
+        Err(ShmError::NotFound(_))
+    ));
+    let seg = multiproc::shm::Segment::new(8).unwrap();
+    assert_eq!(seg.len(), 8);
+    drop(shm);
+}
+
 #[multiproc::main]
 #[allow(dead_code)]
 fn main_with_attribute_compiles() {}

@@ -8,6 +8,10 @@
 //! * [`RawMutex`]: a lock that is one word in shared memory; an uncontended acquire is one
 //!   atomic instruction, and a holder that dies is detected ([`LockResult::OwnerDied`]).
 //! * [`SharedMutex`]: a `RawMutex` that keeps its memory alive, clones, and travels to children.
+//! * [`RawValue`] / [`RawArray`]: plain data (any [`bytemuck::Pod`] type) in shared memory, no
+//!   lock — Python's `RawValue`/`RawArray`, i.e. `Value`/`Array` with `lock=False`.
+//! * [`Value`] / [`Array`]: the same with a lock, Python's `multiprocessing.Value`/`Array`;
+//!   `lock()` gives a guard that dereferences to the data.
 //!
 //! ```
 //! use multiproc_shm::Segment;
@@ -20,16 +24,20 @@
 mod error;
 pub mod futex;
 mod mutex;
+mod raw_value;
 mod segment;
 mod shared_memory;
 mod shared_mutex;
 mod sys;
+mod value;
 
 pub use error::ShmError;
 pub use mutex::{LockResult, NotLocked, RawMutex};
+pub use raw_value::{HasAtomic, RawArray, RawValue};
 pub use segment::Segment;
 pub use shared_memory::SharedMemory;
 pub use shared_mutex::SharedMutex;
+pub use value::{Array, ArrayGuard, Value, ValueGuard};
 
 /// Whether process `pid` still runs (a zombie counts as ended): how waiters on shared memory
 /// tell that a peer holding something died.

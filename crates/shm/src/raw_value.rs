@@ -537,9 +537,7 @@ impl<T: Pod> RawArray<T> {
     fn write_copy(&self, start: usize, src: &[T]) {
         debug_assert!(start + src.len() <= self.len);
         // SAFETY: as in `read_copy`; no references to the shared bytes exist.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.as_ptr().add(start), src.len())
-        }
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.as_ptr().add(start), src.len()) }
     }
 }
 
@@ -713,7 +711,11 @@ mod tests {
         let (bytes, handles) = multiproc_pickle::encode_with_handles(&a).unwrap();
         let b: RawArray<u16> = multiproc_pickle::decode_with_handles(&bytes, handles).unwrap();
         b.set(0, 100).unwrap();
-        assert_eq!(a.to_vec(), [100, 2, 3], "a second mapping of the same memory");
+        assert_eq!(
+            a.to_vec(),
+            [100, 2, 3],
+            "a second mapping of the same memory"
+        );
         let v = RawValue::new(5u64).unwrap();
         let (bytes, handles) = multiproc_pickle::encode_with_handles(&v).unwrap();
         let w: RawValue<u64> = multiproc_pickle::decode_with_handles(&bytes, handles).unwrap();

@@ -168,6 +168,20 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
+    /// Put a copy of `*value` (it is serialized; the caller keeps the original), waiting as
+    /// long as it takes for room.
+    ///
+    /// ```
+    /// let q = multiproc_sync::Queue::new().unwrap();
+    /// let big = vec![7u8; 1000];
+    /// q.put_ref(&big).unwrap();
+    /// assert_eq!(q.get().unwrap(), big);
+    /// ```
+    pub fn put_ref(&self, value: &T) -> Result<(), QueueError> {
+        let bytes = encode(value).map_err(|e| QueueError::Encode(e.to_string()))?;
+        self.ring.push(&bytes, true, None)
+    }
+
     /// Put `value`, waiting as long as it takes for room.
     pub fn put(&self, value: T) -> Result<(), PutError<T>> {
         self.put_inner(value, true, None)
@@ -184,8 +198,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_inner(&self, block: bool, timeout: Option<Duration>) -> Result<T, QueueError> {
-        let bytes = self.ring.pop(block, timeout)?;
-        decode(&bytes).map_err(|e| QueueError::Decode(e.to_string()))
+        self.ring
+            .pop_with(block, timeout, |bytes| decode(bytes))?
+            .map_err(|e| QueueError::Decode(e.to_string()))
     }
 
     /// Take the oldest item, waiting as long as it takes.

@@ -162,9 +162,26 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     }
 }
 
-/// This process's id.
+/// This process's id, cached: a lock operation needs it, and `getpid` is a system call. A
+/// `fork` handler clears the cache in the child (every fork, ours or anyone's).
 pub(crate) fn getpid() -> u32 {
-    std::process::id()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    extern "C" fn forget() {
+        PID.store(0, Ordering::Relaxed);
+    }
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic (async-signal-safe).
+        unsafe { libc::pthread_atfork(None, None, Some(forget)) };
+    });
+    let pid = std::process::id();
+    PID.store(pid, Ordering::Relaxed);
+    pid
 }
 
 /// Whether a process `pid` exists (a zombie counts as existing). One system call.
