@@ -9,8 +9,10 @@
 //! ```
 //!
 //! Workloads: `spawn_join`, `spawn_join_fork`, `spawn_join_forkserver`, `pipe_rtt`, `pipe_bw`,
-//! `encode` (which prints `encode_vec_u8` and `encode_bytes`), and those of each module (`pool`,
-//! ...). `--only` takes these names.
+//! `encode` (which prints `encode_vec_u8` and `encode_bytes`); `pool_start`, `map_tiny`,
+//! `map_chunk1`, `imap_unordered`, `apply_async_rtt`, `map_cpu` (module `pool`);
+//! `lock_uncontended`, `queue_small`, `queue_big`, `shm_fill` (module `sync`);
+//! `value_contended`, `array_fill` (module `values`). `--only` takes these names.
 
 use std::error::Error;
 use std::hint::black_box;

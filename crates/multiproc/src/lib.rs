@@ -13,6 +13,7 @@
 //! | `Pool(4).map(f, xs)` | [`Pool::new(4)?.map(f, xs)`](Pool::map) |
 //! | `Lock()`, `RLock()`, `Semaphore(n)`, `Condition()`, `Event()`, `Barrier(n)` | [`Lock::new()`](Lock::new), [`RLock::new()`](RLock::new), ... |
 //! | `Queue(maxsize)`, `SimpleQueue()`, `JoinableQueue()` | [`Queue::with_maxsize`], [`SimpleQueue::new`], [`JoinableQueue::new`] |
+//! | `Value('q', 0)`, `Array('d', 10)`, `RawValue`, `RawArray` | [`Value::new(0i64)`](Value::new), [`Array::<f64>::new(10)`](Array::new), [`RawValue`], [`RawArray`] |
 //! | `shared_memory.SharedMemory(name, create, size)` | [`shared_memory::SharedMemory::create`] / [`attach`](shared_memory::SharedMemory::attach) |
 //! | `if __name__ == '__main__':` | `#[multiproc::main]` or [`init()`](init) |
 //!
@@ -62,6 +63,16 @@ pub use multiproc_sync::{
 /// Python's `multiprocessing.shared_memory`: named blocks of shared memory.
 pub mod shared_memory {
     pub use multiproc_shm::{SharedMemory, ShmError};
+}
+
+pub use multiproc_shm::{Array, RawArray, RawValue, Value};
+
+/// Python's `multiprocessing.sharedctypes`: plain data in shared memory, with a lock
+/// (`Value`, `Array`) or without (`RawValue`, `RawArray`).
+pub mod sharedctypes {
+    pub use multiproc_shm::{
+        Array, ArrayGuard, HasAtomic, RawArray, RawValue, SharedMutex, ShmError, Value, ValueGuard,
+    };
 }
 
 /// The shared-memory layer under the locks and queues: anonymous segments, futex wait/wake,

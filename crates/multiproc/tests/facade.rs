@@ -132,6 +132,31 @@ fn sync_and_shm_reexports() {
     drop(shm);
 }
 
+#[test]
+fn sharedctypes_reexports() {
+    use multiproc::sharedctypes::{ArrayGuard, HasAtomic, SharedMutex, ShmError, ValueGuard};
+    use multiproc::{Array, RawArray, RawValue, Value};
+    fn atomic_ok<T: HasAtomic>() {}
+    atomic_ok::<u64>();
+    let v = Value::new(1i64).unwrap();
+    {
+        let mut g: ValueGuard<'_, i64> = v.lock();
+        *g += 1;
+    }
+    assert_eq!(v.get(), 2);
+    let a = Array::<f64>::new(3).unwrap();
+    {
+        let mut g: ArrayGuard<'_, f64> = a.lock();
+        g[1] = 2.5;
+    }
+    assert_eq!(a.to_vec(), [0.0, 2.5, 0.0]);
+    let _: &SharedMutex = a.get_lock();
+    let rv = RawValue::new(7u32).unwrap();
+    assert_eq!(rv.get(), 7);
+    let ra = RawArray::<u8>::new(2).unwrap();
+    assert!(matches!(ra.get(5), Err(ShmError::IndexOutOfRange { .. })));
+}
+
 #[multiproc::main]
 #[allow(dead_code)]
 fn main_with_attribute_compiles() {}
