@@ -8,7 +8,8 @@
 //! Sections: exit codes; the three start methods; a `Connection` passed to a child and a
 //! ping-pong timing; parallel Fibonacci; `Listener`/`Client` over TCP with an authkey;
 //! `wait()` over several children with `active_children()`; a `Pool` mapping CPU-bound work
-//! and surviving a crashed worker.
+//! and surviving a crashed worker; a `Queue` feeding workers that add into a shared `Value`, and
+//! a `Lock` whose holder is killed.
 //!
 //! Every target below is a plain `fn` taking one serde argument (a tuple for several), as
 //! `Process::new` requires: it reaches the child as its position in this very binary.
@@ -374,6 +375,67 @@ fn pool() -> Res {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------
+// 8. Locks, queues and shared values
+
+/// A worker of the queue pipeline: squares what it gets until `None`, adds to a shared total.
+fn squarer_worker((jobs, total): (multiproc::Queue<Option<u64>>, multiproc::Value<u64>)) {
+    while let Ok(Some(x)) = jobs.get() {
+        *total.lock() += x * x;
+    }
+}
+
+/// Takes the lock and never lets go: killed while holding it.
+fn hold_forever((lock, ready): (multiproc::Lock, multiproc::Event)) {
+    let _g = lock.lock();
+    ready.set();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+fn shared_state() -> Res {
+    section(8, "Locks, queues and shared values");
+    let jobs: multiproc::Queue<Option<u64>> = multiproc::Queue::with_maxsize(1000)?;
+    let total = multiproc::Value::new(0u64)?;
+    let workers: Vec<Process> = (0..3)
+        .map(|_| Process::new(squarer_worker, (jobs.clone(), total.clone())))
+        .collect();
+    let t = Instant::now();
+    for w in &workers {
+        w.start()?;
+    }
+    let n = 100_000u64;
+    for x in 0..n {
+        jobs.put(Some(x)).map_err(|e| e.error)?;
+    }
+    for _ in &workers {
+        jobs.put(None).map_err(|e| e.error)?;
+    }
+    for w in &workers {
+        w.join()?;
+    }
+    let expected: u64 = (0..n).map(|x| x * x).sum();
+    println!(
+        "   3 processes squared {n} numbers from a Queue into a shared Value: {} (expected {expected}) in {}",
+        total.get(),
+        ms(t.elapsed())
+    );
+    let lock = multiproc::Lock::new()?;
+    let ready = multiproc::Event::new()?;
+    let holder = Process::new(hold_forever, (lock.clone(), ready.clone()));
+    holder.start()?;
+    ready.wait(Some(Duration::from_secs(20)));
+    holder.kill()?;
+    holder.join()?;
+    let t = Instant::now();
+    let r = lock.acquire(Some(Duration::from_secs(5)));
+    println!(
+        "   a process killed while holding a Lock: the next acquire returns {r:?} after {} (CPython would wait forever)",
+        ms(t.elapsed())
+    );
+    lock.release()?;
+    Ok(())
+}
+
 #[multiproc::main]
 fn main() -> Res {
     let t = Instant::now();
@@ -393,6 +455,7 @@ fn main() -> Res {
     listener_and_client()?;
     waiting()?;
     pool()?;
+    shared_state()?;
     println!("\ntour done in {}", ms(t.elapsed()));
     Ok(())
 }

@@ -141,8 +141,19 @@ impl RawMutex {
             }
         }
         let deadline = timeout.map(|t| Instant::now() + t);
+        // Before the first sleep: is the holder already gone? (Then no need to wait a slice.)
+        let mut checked = false;
         loop {
             let c = self.state.load(Ordering::Relaxed);
+            if !checked && c != 0 {
+                checked = true;
+                if !sys::pid_alive(c & !WAITERS) {
+                    if let Some(r) = self.take_over(c) {
+                        return r;
+                    }
+                    continue;
+                }
+            }
             if c == 0 {
                 // Others may be sleeping: keep the flag so our release wakes one of them.
                 if self
