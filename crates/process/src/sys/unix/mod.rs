@@ -300,13 +300,6 @@ pub(crate) fn recv_with_fds(
     Ok(fds)
 }
 
-/// Clear close-on-exec on `fd` (used in a child between fork and exec).
-pub(crate) fn clear_cloexec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor the caller owns; async-signal-safe.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) })?;
-    Ok(())
-}
-
 /// The raw number of a handle, for `wait()` and the bootstrap environment variable.
 pub(crate) fn raw(fd: BorrowedFd<'_>) -> RawWait {
     fd.as_raw_fd()
