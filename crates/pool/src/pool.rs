@@ -330,6 +330,8 @@ const DEPTH: usize = 4;
 /// a worker's pipe stay under `PIPELINE_BYTES`: well under a pipe's 64 KiB buffer, so writing
 /// to a busy worker never blocks the dispatcher (which must stay free to read results).
 const PIPELINE_BYTES: usize = 32 << 10;
+/// How long the dispatcher polls for replies before it sleeps, while workers hold work.
+const DISPATCH_SPIN: Duration = Duration::from_micros(20);
 
 struct Busy {
     unit: Unit,
@@ -391,7 +393,30 @@ impl Dispatcher {
                     owners.push((i, true));
                 }
             }
-            match wait(&objs, timeout) {
+            // While work is out, look again for a moment before sleeping: replies of small
+            // tasks come back within microseconds, and a sleeping dispatcher costs a wake-up.
+            let busy = self
+                .shared
+                .st
+                .lock()
+                .lanes
+                .iter()
+                .any(|l| !l.busy.is_empty());
+            let mut got = Ok(Vec::new());
+            if busy {
+                let start = Instant::now();
+                while start.elapsed() < DISPATCH_SPIN {
+                    got = wait(&objs, Some(Duration::ZERO));
+                    if !matches!(&got, Ok(r) if r.is_empty()) {
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+            if matches!(&got, Ok(r) if r.is_empty()) {
+                got = wait(&objs, timeout);
+            }
+            match got {
                 Ok(r) => r.into_iter().map(|k| owners[k]).collect::<Vec<_>>(),
                 Err(e) => {
                     tracing::error!("pool wait failed: {e}");
