@@ -141,13 +141,15 @@ impl RawMutex {
             }
         }
         let deadline = timeout.map(|t| Instant::now() + t);
-        // Before the first sleep: is the holder already gone? (Then no need to wait a slice.)
+        // Before the first sleep: is the holder already gone and reaped? (Then no need to wait
+        // a slice. One cheap system call; a zombie holder is caught by the checks between
+        // slices, which read its state.)
         let mut checked = false;
         loop {
             let c = self.state.load(Ordering::Relaxed);
             if !checked && c != 0 {
                 checked = true;
-                if !sys::pid_alive(c & !WAITERS) {
+                if !sys::pid_exists(c & !WAITERS) {
                     if let Some(r) = self.take_over(c) {
                         return r;
                     }
