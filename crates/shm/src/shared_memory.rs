@@ -109,6 +109,7 @@ impl SharedMemory {
                     let seg = Segment::from_handle(fd, size).inspect_err(|_| {
                         let _ = sys::unlink(&os_name(&n));
                     })?;
+                    sys::tracker_register(&os_name(&n));
                     tracing::debug!(name = %n, size, "created shared memory");
                     return Ok(SharedMemory {
                         name: n,
@@ -161,11 +162,17 @@ impl SharedMemory {
     /// process may call it (as in Python); calling it twice is [`ShmError::NotFound`].
     pub fn unlink(&self) -> Result<(), ShmError> {
         self.unlinked.store(true, Ordering::Relaxed);
+        if self.owner {
+            sys::tracker_forget(&os_name(&self.name));
+        }
         sys::unlink(&os_name(&self.name))
     }
 
     /// Give up ownership: the segment outlives this handle until someone calls `unlink`.
     pub fn persist(mut self) -> SharedMemory {
+        if self.owner {
+            sys::tracker_forget(&os_name(&self.name));
+        }
         self.owner = false;
         self
     }
@@ -189,6 +196,7 @@ impl Deref for SharedMemory {
 impl Drop for SharedMemory {
     fn drop(&mut self) {
         if self.owner && !self.unlinked.load(Ordering::Relaxed) {
+            sys::tracker_forget(&os_name(&self.name));
             if let Err(e) = sys::unlink(&os_name(&self.name)) {
                 tracing::debug!(name = %self.name, "unlink on drop: {e}");
             }

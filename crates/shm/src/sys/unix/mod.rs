@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use crate::ShmError;
 
+mod tracker;
+pub(crate) use tracker::{forget as tracker_forget, register as tracker_register};
+
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r == -1 {
         Err(io::Error::last_os_error())

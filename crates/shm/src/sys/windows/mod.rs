@@ -56,3 +56,9 @@ pub(crate) fn pid_alive(_pid: u32) -> bool {
 pub(crate) fn pid_exists(_pid: u32) -> bool {
     true
 }
+
+/// Named segments vanish with their last handle on Windows: nothing to track.
+pub(crate) fn tracker_register(_os_name: &str) {}
+
+/// See [`tracker_register`].
+pub(crate) fn tracker_forget(_os_name: &str) {}
