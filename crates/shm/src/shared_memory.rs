@@ -129,7 +129,10 @@ impl SharedMemory {
     pub fn attach(name: &str) -> Result<SharedMemory, ShmError> {
         let n = name.strip_prefix('/').unwrap_or(name);
         validate(n).map_err(|_| ShmError::NotFound(name.into()))?;
-        let fd = sys::open(&os_name(n), false)?;
+        let fd = sys::open(&os_name(n), false).map_err(|e| match e {
+            ShmError::NotFound(_) => ShmError::NotFound(n.into()),
+            e => e,
+        })?;
         let size = sys::size_of(&fd)?;
         if size == 0 {
             return Err(ShmError::InvalidSize(0));
