@@ -62,7 +62,7 @@ pub use multiproc_sync::{
 
 /// Python's `multiprocessing.shared_memory`: named blocks of shared memory.
 pub mod shared_memory {
-    pub use multiproc_shm::{SharedMemory, ShmError};
+    pub use multiproc_shm::{Item, ShareableList, SharedMemory, ShmError};
 }
 
 pub use multiproc_shm::{Array, RawArray, RawValue, Value};

@@ -122,6 +122,9 @@ fn sync_and_shm_reexports() {
     full.put(1).unwrap();
     let e: PutError<u8> = full.put_nowait(2).unwrap_err();
     assert_eq!(e.error, QueueError::Full);
+    use multiproc::shared_memory::{Item, ShareableList};
+    let sl = ShareableList::new(None, &[Item::Int(1), "two".into()]).unwrap();
+    assert_eq!(sl.get(-1).unwrap(), Item::Str("two".into()));
     let shm = SharedMemory::create(None, 64).unwrap();
     assert!(matches!(
         SharedMemory::attach("mp-no-such-block"),

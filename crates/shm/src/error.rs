@@ -59,6 +59,20 @@ pub enum ShmError {
         /// The alignment needed.
         align: usize,
     },
+    /// A `ShareableList` str/bytes value longer than its slot.
+    #[error("a value of {len} bytes does not fit its slot of {capacity} bytes")]
+    ItemTooLarge {
+        /// The value's encoded length.
+        len: usize,
+        /// The slot's capacity.
+        capacity: usize,
+    },
+    /// `ShareableList::index` of a value the list does not hold.
+    #[error("value not in the list")]
+    NotInList,
+    /// A segment that does not hold what it should (attached to the wrong name?).
+    #[error("malformed shared data: {0}")]
+    Corrupt(String),
     /// The operation is not available on this platform yet.
     #[error("{0} is not supported on this platform yet")]
     Unsupported(&'static str),

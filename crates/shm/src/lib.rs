@@ -10,6 +10,8 @@
 //! * [`SharedMutex`]: a `RawMutex` that keeps its memory alive, clones, and travels to children.
 //! * [`RawValue`] / [`RawArray`]: plain data (any [`bytemuck::Pod`] type) in shared memory, no
 //!   lock — Python's `RawValue`/`RawArray`, i.e. `Value`/`Array` with `lock=False`.
+//! * [`ShareableList`]: Python's fixed-length list of ints, floats, bools, `None`s, strs and
+//!   bytes in a named block, in CPython's exact layout.
 //! * [`Value`] / [`Array`]: the same with a lock, Python's `multiprocessing.Value`/`Array`;
 //!   `lock()` gives a guard that dereferences to the data.
 //!
@@ -26,6 +28,7 @@ pub mod futex;
 mod mutex;
 mod raw_value;
 mod segment;
+mod shareable_list;
 mod shared_memory;
 mod shared_mutex;
 mod sys;
@@ -35,6 +38,7 @@ pub use error::ShmError;
 pub use mutex::{LockResult, NotLocked, RawMutex};
 pub use raw_value::{HasAtomic, RawArray, RawValue};
 pub use segment::Segment;
+pub use shareable_list::{Item, ShareableList};
 pub use shared_memory::SharedMemory;
 pub use shared_mutex::SharedMutex;
 pub use value::{Array, ArrayGuard, Value, ValueGuard};

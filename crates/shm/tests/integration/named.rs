@@ -105,3 +105,112 @@ fn a_child_attaches_by_name_under_every_start_method() {
         Err(ShmError::NotFound(_))
     ));
 }
+
+fn bump_list(sl: multiproc_shm::ShareableList) {
+    let multiproc_shm::Item::Int(n) = sl.get(0).unwrap() else {
+        panic!("item 0 is not an int")
+    };
+    sl.set(0, (n + 1).into()).unwrap();
+    sl.set(-1, "from the child".into()).unwrap();
+}
+
+#[test]
+fn shareable_list_round_trip_across_processes() {
+    use multiproc_shm::{Item, ShareableList};
+    for m in [
+        StartMethod::Spawn,
+        StartMethod::Fork,
+        StartMethod::Forkserver,
+    ] {
+        let sl =
+            ShareableList::new(None, &[Item::Int(41), Item::None, "x".repeat(20).into()]).unwrap();
+        let p = Process::new(bump_list, ShareableList::attach(sl.shm().name()).unwrap())
+            .start_method(m);
+        p.start().unwrap();
+        assert_eq!(p.join().unwrap(), 0, "{m:?}");
+        assert_eq!(
+            sl.to_vec(),
+            [Item::Int(42), Item::None, "from the child".into()],
+            "{m:?}"
+        );
+    }
+}
+
+fn python3(script: &str) -> Option<String> {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Python's own tracker (3.11) would unlink a block it merely attached to: unregister it.
+const PY_PRELUDE: &str = "from multiprocessing import shared_memory, resource_tracker\n";
+
+#[test]
+fn shareable_list_interoperates_with_cpython() {
+    use multiproc_shm::{Item, ShareableList};
+    // Rust creates, Python reads and writes.
+    let sl = ShareableList::new(
+        Some(&unique("slrs")),
+        &[
+            Item::Int(7),
+            Item::Float(1.5),
+            Item::Bool(true),
+            Item::None,
+            "héllo".into(),
+            Item::Bytes(b"raw".to_vec()),
+        ],
+    )
+    .unwrap();
+    let script = format!(
+        "{PY_PRELUDE}sl = shared_memory.ShareableList(name={name:?})\n\
+         resource_tracker.unregister(sl.shm._name, 'shared_memory')\n\
+         print(list(sl))\n\
+         sl[0] = 99; sl[4] = 'hi'; sl[3] = 2.25\n",
+        name = sl.shm().name()
+    );
+    let Some(seen) = python3(&script) else {
+        eprintln!("python3 not found: skipping the CPython half");
+        return;
+    };
+    assert_eq!(seen, "[7, 1.5, True, None, 'héllo', b'raw']");
+    assert_eq!(sl.get(0).unwrap(), Item::Int(99));
+    assert_eq!(sl.get(4).unwrap(), Item::Str("hi".into()));
+    assert_eq!(sl.get(3).unwrap(), Item::Float(2.25));
+
+    // Python creates (and leaves it behind), Rust reads and writes.
+    let name = unique("slpy");
+    let script = format!(
+        "{PY_PRELUDE}sl = shared_memory.ShareableList([1, -2.5, False, None, 'py text', b'\\x01\\x02'], name={name:?})\n\
+         resource_tracker.unregister(sl.shm._name, 'shared_memory')\n\
+         print(sl.format)\n"
+    );
+    let fmt = python3(&script).expect("python3 ran above");
+    let theirs = ShareableList::attach(&name).unwrap();
+    assert_eq!(theirs.format_string(), fmt);
+    assert_eq!(
+        theirs.to_vec(),
+        [
+            Item::Int(1),
+            Item::Float(-2.5),
+            Item::Bool(false),
+            Item::None,
+            "py text".into(),
+            Item::Bytes(vec![1, 2]),
+        ]
+    );
+    theirs.set(1, Item::Int(5)).unwrap();
+    let script = format!(
+        "{PY_PRELUDE}sl = shared_memory.ShareableList(name={name:?})\n\
+         resource_tracker.unregister(sl.shm._name, 'shared_memory')\n\
+         print(sl[1]); sl.shm.unlink()\n"
+    );
+    assert_eq!(python3(&script).expect("python3 ran above"), "5");
+}
