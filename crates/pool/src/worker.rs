@@ -5,7 +5,6 @@
 use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Once};
-use std::time::Duration;
 
 use multiproc_pickle::{decode, decode_borrowed, encode, Bytes, Call, FnRef};
 use multiproc_process::{Connection, Process, StartMethod};
@@ -232,14 +231,9 @@ fn serve(conn: &Connection, init: Option<&[u8]>) {
     }
     // Each reply goes out at once, before the next unit starts: when a worker dies, the unit
     // at the front of its lane is the one it was running (the pool relies on that).
-    loop {
-        // Between tasks, look for the next one for a moment before sleeping in `read`: a pool
-        // fed task after task then never pays a wake-up.
-        let start = std::time::Instant::now();
-        while start.elapsed() < IDLE_SPIN && !conn.poll(Some(Duration::ZERO)).unwrap_or(true) {
-            std::hint::spin_loop();
-        }
-        let Ok(bytes) = conn.recv_bytes() else { break };
+    // (`recv_bytes` looks for the next task for a moment before it blocks, so a pool fed task
+    // after task does not pay a wake-up per task.)
+    while let Ok(bytes) = conn.recv_bytes() {
         let reply: Reply = match decode::<Call>(&bytes) {
             // SAFETY: chunks come from our parent pool over a private pipe.
             Ok(call) => unsafe { call.invoke(Vec::new()) }
@@ -253,9 +247,6 @@ fn serve(conn: &Connection, init: Option<&[u8]>) {
         }
     }
 }
-
-/// How long an idle worker polls for its next task before it blocks.
-const IDLE_SPIN: Duration = Duration::from_micros(30);
 
 /// Entry of a pool worker process.
 fn process_worker((conn, init): (Connection, Option<Bytes>)) {
