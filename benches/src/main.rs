@@ -12,7 +12,9 @@
 //! `encode` (which prints `encode_vec_u8` and `encode_bytes`); `pool_start`, `map_tiny`,
 //! `map_chunk1`, `imap_unordered`, `apply_async_rtt`, `map_cpu` (module `pool`);
 //! `lock_uncontended`, `queue_small`, `queue_big`, `shm_fill` (module `sync`);
-//! `value_contended`, `array_fill` (module `values`). `--only` takes these names.
+//! `value_contended`, `array_fill` (module `values`); `procspawn_pool_start`,
+//! `procspawn_apply_async_rtt`, `procspawn_map_chunk1` (procspawn's pool, module
+//! `procspawn_cmp`). `--only` takes these names.
 
 use std::error::Error;
 use std::hint::black_box;
@@ -22,6 +24,7 @@ use multiproc::pickle::{encode, Bytes};
 use multiproc::{Connection, Process, StartMethod};
 
 mod pool;
+mod procspawn_cmp;
 mod sync;
 mod values;
 
@@ -32,6 +35,8 @@ pub(crate) const BIG: usize = 4 << 20;
 
 fn main() {
     multiproc::init();
+    // procspawn's children run their job here and exit (ours already did, in `init`)
+    procspawn::init();
     if let Err(e) = run() {
         eprintln!("multiproc-bench: {e}");
         std::process::exit(1);
@@ -172,6 +177,7 @@ fn run() -> Res {
         );
     }
     pool::run(&opts)?;
+    procspawn_cmp::run(&opts)?;
     sync::run(&opts)?;
     values::run(&opts)?;
     Ok(())

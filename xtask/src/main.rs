@@ -432,6 +432,17 @@ const ROWS: &[Row] = &[
     },
 ];
 
+/// Our pool workloads next to procspawn's pool on the same ones: (label, ours, procspawn's).
+const VS_PROCSPAWN: &[(&str, &str, &str)] = &[
+    ("pool_start", "pool_start", "procspawn_pool_start"),
+    (
+        "apply_async_rtt",
+        "apply_async_rtt",
+        "procspawn_apply_async_rtt",
+    ),
+    ("map_chunk1", "map_chunk1", "procspawn_map_chunk1"),
+];
+
 /// The shared benchmark directory: `<root>/../shared/bench`.
 fn shared_bench_dir() -> Res<PathBuf> {
     let root = root();
@@ -672,6 +683,22 @@ fn render_table(
             "\nforkserver first start (launch + first child + join): {} ms",
             fmt_value(f.value)
         );
+    }
+    let mut vs = String::new();
+    for (label, mine, theirs) in VS_PROCSPAWN {
+        if let (Some(o), Some(p)) = (ours.get(*mine), ours.get(*theirs)) {
+            let x = better(o, p).map_or_else(dash, |x| format!("{x:.2}x"));
+            let _ = writeln!(
+                vs,
+                "  {label:<16} ours {:>10}  procspawn {:>10}  {}  -> ours {x}",
+                fmt_value(o.value),
+                fmt_value(p.value),
+                short_unit(&o.unit),
+            );
+        }
+    }
+    if !vs.is_empty() {
+        let _ = write!(out, "\nvs procspawn's process pool (same run):\n{vs}");
     }
     let _ = write!(
         out,
