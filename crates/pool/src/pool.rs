@@ -311,6 +311,7 @@ impl PoolBuilder {
                     wake_rx,
                     config,
                     workers,
+                    to_wake: Vec::new(),
                 }
                 .run()
             })
@@ -348,6 +349,8 @@ struct Dispatcher {
     wake_rx: Connection,
     config: Config,
     workers: Vec<Worker>,
+    /// Sinks that got results in this cycle: their consumers are woken once, at its end.
+    to_wake: Vec<Arc<dyn Sink>>,
 }
 
 impl Dispatcher {
@@ -440,6 +443,9 @@ impl Dispatcher {
                 self.handle_worker(i, conn, exited);
             }
         }
+        for sink in self.to_wake.drain(..) {
+            sink.wake();
+        }
         let now = Instant::now();
         let expired: Vec<usize> = {
             let st = self.shared.st.lock();
@@ -495,7 +501,10 @@ impl Dispatcher {
                     };
                     done.unit
                         .sink
-                        .deliver(done.unit.first, done.unit.n, Ok(&reply));
+                        .deliver_quiet(done.unit.first, done.unit.n, Ok(&reply));
+                    if !self.to_wake.iter().any(|w| Arc::ptr_eq(w, &done.unit.sink)) {
+                        self.to_wake.push(done.unit.sink.clone());
+                    }
                     if retire {
                         self.workers[i].retire();
                         self.replace(i);

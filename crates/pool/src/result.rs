@@ -14,6 +14,15 @@ use crate::PoolError;
 pub(crate) trait Sink: Send + Sync {
     /// Results for items `first..first + n` (the worker's encoded reply), or one error for all.
     fn deliver(&self, first: usize, n: usize, reply: Result<&[u8], PoolError>);
+
+    /// [`deliver`](Self::deliver) without waking a waiting consumer yet: the dispatcher calls
+    /// [`wake`](Self::wake) once it has read every reply that is there (one wake-up for several).
+    fn deliver_quiet(&self, first: usize, n: usize, reply: Result<&[u8], PoolError>) {
+        self.deliver(first, n, reply)
+    }
+
+    /// Wake a consumer waiting for what `deliver_quiet` brought.
+    fn wake(&self) {}
 }
 
 fn split<R: DeserializeOwned>(n: usize, reply: Result<&[u8], PoolError>) -> Chunk<R> {
@@ -247,6 +256,15 @@ impl<R> StreamSink<R> {
 
 impl<R: DeserializeOwned + Send> Sink for StreamSink<R> {
     fn deliver(&self, first: usize, n: usize, reply: Result<&[u8], PoolError>) {
+        self.deliver_quiet(first, n, reply);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        self.cv.notify_all();
+    }
+
+    fn deliver_quiet(&self, first: usize, n: usize, reply: Result<&[u8], PoolError>) {
         let results = split::<R>(n, reply).into_results();
         let mut st = self.st.lock();
         for (i, r) in results.into_iter().enumerate() {
@@ -257,6 +275,5 @@ impl<R: DeserializeOwned + Send> Sink for StreamSink<R> {
             }
         }
         st.units_done += 1;
-        self.cv.notify_all();
     }
 }
