@@ -27,6 +27,9 @@ use super::QueueError;
 
 /// Offset of the ring in the segment (the header has the first page).
 const HEADER: usize = 4096;
+/// The largest message a queue carries (as a `Connection` by default): 1 GiB.
+const MAX_MESSAGE: u64 = multiproc_pickle::frame::DEFAULT_MAX_MESSAGE;
+
 /// A length that marks the rest of the ring as unused: the next frame starts at its beginning.
 const SKIP: u64 = u64::MAX;
 
@@ -276,6 +279,12 @@ impl Ring {
         if self.is_closed() {
             return Err(QueueError::Closed);
         }
+        if msg.len() as u64 > MAX_MESSAGE {
+            return Err(QueueError::Encode(format!(
+                "a message of {} bytes is over the limit of {MAX_MESSAGE}",
+                msg.len()
+            )));
+        }
         // 1. the producer lock: one producer at a time writes frames
         let plock = Self::lock_of(&p.plock);
         let got = match left(deadline) {
@@ -485,6 +494,15 @@ impl Ring {
             self.copy_out(head, &mut len);
             let len = u64::from_le_bytes(len);
             if len != SKIP {
+                if len > MAX_MESSAGE {
+                    // Only a process scribbling over the ring can write this: refuse to trust
+                    // anything after it rather than allocate its size.
+                    h.m.0.broken.store(1, Ordering::SeqCst);
+                    self.wake_everyone();
+                    return Err(QueueError::Broken(format!(
+                        "a frame claims {len} bytes: the ring was overwritten"
+                    )));
+                }
                 break (head, len);
             }
             c.head.store(head + (cap - head % cap), Ordering::SeqCst);
@@ -647,6 +665,22 @@ mod tests {
         let reader = std::thread::spawn(move || r2.pop_with(true, None, |b| b.to_vec()).unwrap());
         r.push(&big, true, None).unwrap();
         assert_eq!(reader.join().unwrap(), big);
+    }
+
+    #[test]
+    fn a_scribbled_length_is_a_broken_queue_not_an_allocation() {
+        let r = Ring::new(0, 4096).unwrap();
+        r.push(b"fine", false, None).unwrap();
+        // another process writes garbage over the frame's length word
+        r.copy_in(0, &u64::MAX.wrapping_sub(1).to_le_bytes());
+        assert!(matches!(
+            r.pop_with(false, None, |b| b.len()),
+            Err(QueueError::Broken(_))
+        ));
+        assert!(matches!(
+            r.push(b"x", false, None),
+            Err(QueueError::Broken(_))
+        ));
     }
 
     #[test]
