@@ -52,3 +52,13 @@ pub use value::{Array, ArrayGuard, Value, ValueGuard};
 pub fn process_alive(pid: u32) -> bool {
     sys::pid_alive(pid)
 }
+
+/// This process's id, without a system call after the first (the cache is cleared in forked
+/// children): what the locks write into their word, and what re-entrant locks compare.
+///
+/// ```
+/// assert_eq!(multiproc_shm::current_pid(), std::process::id());
+/// ```
+pub fn current_pid() -> u32 {
+    sys::getpid()
+}

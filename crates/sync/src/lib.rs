@@ -8,6 +8,7 @@
 
 mod primitives;
 mod queue;
+mod word;
 
 pub use primitives::*;
 pub use queue::*;

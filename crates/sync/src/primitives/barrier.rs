@@ -4,11 +4,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use multiproc_pickle::FnRef;
-use multiproc_shm::{futex, RawMutex};
+use multiproc_shm::futex;
 use serde::{Deserialize, Serialize};
 
 use super::shared::{Shared, State};
-use super::Deadline;
+use crate::word::{raw_mutex, Deadline, Held};
 use crate::SyncError;
 
 #[repr(C)]
@@ -30,14 +30,6 @@ pub(crate) struct BarrierState {
 
 // SAFETY: repr(C), atomics only.
 unsafe impl State for BarrierState {}
-
-struct Guard<'a>(&'a RawMutex);
-
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
-}
 
 /// Python's `multiprocessing.Barrier`: `parties` processes (or threads) wait until all have
 /// arrived, then all go on.
@@ -105,13 +97,9 @@ impl Barrier {
         self
     }
 
-    fn lock(&self) -> Guard<'_> {
-        let st = self.st.get();
-        // SAFETY: `m` is an aligned word of shared memory used only as a mutex.
-        let m = unsafe { RawMutex::from_ptr(&st.m as *const AtomicU32 as *mut u8) };
-        // A holder that died inside these few instructions left consistent counters.
-        let _ = m.lock(None);
-        Guard(m)
+    /// The internal mutex (it guards a few instructions on the counters).
+    fn lock(&self) -> Held<'_> {
+        Held::lock(raw_mutex(&self.st.get().m))
     }
 
     fn bump(&self) {

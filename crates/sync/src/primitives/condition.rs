@@ -3,11 +3,12 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use multiproc_shm::{futex, LockResult, RawMutex};
+use multiproc_shm::{futex, LockResult};
 use serde::{Deserialize, Serialize};
 
 use super::shared::{Shared, State};
-use super::{Deadline, Lock, RLock};
+use super::{Lock, RLock};
+use crate::word::{raw_mutex, Deadline, Held};
 use crate::SyncError;
 
 #[repr(C)]
@@ -26,15 +27,10 @@ pub(crate) struct CondState {
 // SAFETY: repr(C), atomics only.
 unsafe impl State for CondState {}
 
-/// Runs `f` under the condition's internal mutex. A holder that died inside these few
-/// instructions left the counters consistent enough to go on (`OwnerDied` is accepted).
+/// Runs `f` under the condition's internal mutex.
 fn guarded<T>(st: &CondState, f: impl FnOnce() -> T) -> T {
-    // SAFETY: `m` is an aligned word of shared memory used only as a mutex.
-    let m = unsafe { RawMutex::from_ptr(&st.m as *const AtomicU32 as *mut u8) };
-    let _ = m.lock(None);
-    let r = f();
-    let _ = m.unlock();
-    r
+    let _held = Held::lock(raw_mutex(&st.m));
+    f()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

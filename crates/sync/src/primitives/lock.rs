@@ -8,6 +8,7 @@ use multiproc_shm::{LockResult, RawMutex, SharedMutex};
 use serde::{Deserialize, Serialize};
 
 use super::shared::{Shared, State};
+use crate::word::raw_mutex;
 use crate::SyncError;
 
 /// Python's `multiprocessing.Lock`: a non-recursive lock shared by processes.
@@ -140,7 +141,8 @@ thread_local! {
 }
 
 /// This thread's identity across processes: pid in the high half, a per-process thread number
-/// in the low half (the pid is read each time, so a forked child is a different owner).
+/// in the low half (the pid is read each time, from a cache a fork clears, so a forked child is
+/// a different owner).
 pub(crate) fn thread_id() -> u64 {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let n = THREAD_NO.with(|c| {
@@ -149,7 +151,7 @@ pub(crate) fn thread_id() -> u64 {
         }
         c.get()
     });
-    (u64::from(std::process::id()) << 32) | u64::from(n)
+    (u64::from(multiproc_shm::current_pid()) << 32) | u64::from(n)
 }
 
 /// Python's `multiprocessing.RLock`: a recursive lock, owned by one thread of one process at a
@@ -187,10 +189,7 @@ impl RLock {
     }
 
     fn raw(&self) -> &RawMutex {
-        let st = self.st.get();
-        // SAFETY: `m` is an aligned AtomicU32 in shared memory that lives as long as `self`, and
-        // is only ever used as a mutex word.
-        unsafe { RawMutex::from_ptr(&st.m as *const AtomicU32 as *mut u8) }
+        raw_mutex(&self.st.get().m)
     }
 
     /// Acquire (again, if this thread holds it), waiting at most `timeout`.

@@ -7,7 +7,7 @@ use multiproc_shm::futex;
 use serde::{Deserialize, Serialize};
 
 use super::shared::{Shared, State};
-use super::Deadline;
+use crate::word::Deadline;
 use crate::SyncError;
 
 const SPINS: u32 = 64;

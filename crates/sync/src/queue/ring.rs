@@ -20,10 +20,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use multiproc_shm::{futex, process_alive, LockResult, RawMutex, Segment};
+use multiproc_shm::{futex, process_alive, LockResult, Segment};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::QueueError;
+use crate::word::{raw_mutex, Deadline, Held};
 
 /// Offset of the ring in the segment (the header has the first page).
 const HEADER: usize = 4096;
@@ -112,24 +113,6 @@ pub(super) struct Ring {
     seg: Arc<Segment>,
 }
 
-struct Unlock<'a>(&'a RawMutex);
-
-impl Drop for Unlock<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
-}
-
-fn left(deadline: Option<Instant>) -> Option<Option<Duration>> {
-    match deadline {
-        None => Some(None),
-        Some(d) => {
-            let now = Instant::now();
-            (now < d).then(|| Some(d - now))
-        }
-    }
-}
-
 /// Sleep on `seq` (which was `seen`) for at most `left` and one slice.
 fn sleep_on(seq: &AtomicU32, waiters: &AtomicU32, seen: u32, left: Option<Duration>) {
     waiters.fetch_add(1, Ordering::SeqCst);
@@ -187,11 +170,6 @@ impl Ring {
 
     fn cap(&self) -> u64 {
         self.h().m.0.capacity.load(Ordering::Relaxed)
-    }
-
-    fn lock_of(word: &AtomicU32) -> &RawMutex {
-        // SAFETY: an aligned word of the header, used only as a mutex.
-        unsafe { RawMutex::from_ptr(word as *const AtomicU32 as *mut u8) }
     }
 
     /// Items put and not yet taken.
@@ -271,9 +249,9 @@ impl Ring {
         let h = self.h();
         let (p, c, w) = (&h.p.0, &h.c.0, &h.w.0);
         let deadline = if block {
-            timeout.map(|t| Instant::now() + t)
+            Deadline::after(timeout)
         } else {
-            Some(Instant::now())
+            Deadline::now()
         };
         self.check_broken()?;
         if self.is_closed() {
@@ -286,8 +264,8 @@ impl Ring {
             )));
         }
         // 1. the producer lock: one producer at a time writes frames
-        let plock = Self::lock_of(&p.plock);
-        let got = match left(deadline) {
+        let plock = raw_mutex(&p.plock);
+        let got = match deadline.left() {
             Some(l) => plock.lock(l),
             None => plock.try_lock(),
         };
@@ -301,7 +279,7 @@ impl Ring {
             }
             _ => {}
         }
-        let _unlock = Unlock(plock);
+        let _held = Held(plock);
         // 2. an item slot (maxsize)
         let max = u64::from(h.m.0.maxsize.load(Ordering::Relaxed));
         let puts = p.puts.load(Ordering::Relaxed);
@@ -315,7 +293,7 @@ impl Ring {
                 if self.is_closed() {
                     return Err(QueueError::Closed);
                 }
-                let Some(l) = left(deadline) else {
+                let Some(l) = deadline.left() else {
                     return Err(QueueError::Full);
                 };
                 sleep_on(&c.slot_seq, &w.slot, seen, l);
@@ -359,7 +337,7 @@ impl Ring {
             bump(&p.data_seq, &w.data);
             let mut rest = msg;
             while !rest.is_empty() {
-                let free = self.wait_space(pos, 1, None)?;
+                let free = self.wait_space(pos, 1, Deadline::NEVER)?;
                 let n = (free as usize).min(rest.len());
                 self.copy_in(pos, &rest[..n]);
                 pos += n as u64;
@@ -368,7 +346,7 @@ impl Ring {
                 bump(&p.data_seq, &w.data);
             }
             let end = tail + frame;
-            self.wait_space(pos, end - pos, None)?; // the padding
+            self.wait_space(pos, end - pos, Deadline::NEVER)?; // the padding
             p.tail.store(end, Ordering::SeqCst);
             p.write_end.store(0, Ordering::SeqCst);
         }
@@ -377,12 +355,7 @@ impl Ring {
     }
 
     /// Wait until `need` bytes are free after `pos`; the free bytes.
-    fn wait_space(
-        &self,
-        pos: u64,
-        need: u64,
-        deadline: Option<Instant>,
-    ) -> Result<u64, QueueError> {
+    fn wait_space(&self, pos: u64, need: u64, deadline: Deadline) -> Result<u64, QueueError> {
         let h = self.h();
         let cap = self.cap();
         let seen = h.p.0.head_seen.load(Ordering::Relaxed);
@@ -403,7 +376,7 @@ impl Ring {
                 return Ok(free());
             }
             self.check_broken()?;
-            let Some(l) = left(deadline) else {
+            let Some(l) = deadline.left() else {
                 return Err(QueueError::Full);
             };
             sleep_on(&h.c.0.space_seq, &h.w.0.space, seq, l);
@@ -411,13 +384,13 @@ impl Ring {
     }
 
     /// Wait until the ring holds `need` bytes after `pos` (published by producers).
-    /// `deadline: None` waits as long as a producer is alive to write them. With `idle_ok`, a
+    /// `Deadline::NEVER` waits as long as a producer is alive to write them. With `idle_ok`, a
     /// closed queue with nothing in it ends the wait with `Closed`.
     fn wait_data(
         &self,
         pos: u64,
         need: u64,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         idle_ok: bool,
     ) -> Result<u64, QueueError> {
         let h = self.h();
@@ -442,11 +415,11 @@ impl Ring {
             if idle_ok && self.is_closed() && self.items() == 0 {
                 return Err(QueueError::Closed);
             }
-            let Some(l) = left(deadline) else {
+            let Some(l) = deadline.left() else {
                 return Err(QueueError::Empty);
             };
             // A producer that died half-way through a frame will never finish it.
-            let plock = Self::lock_of(&h.p.0.plock);
+            let plock = raw_mutex(&h.p.0.plock);
             if let Some(pid) = plock.owner() {
                 if h.p.0.write_end.load(Ordering::SeqCst) != 0 && !process_alive(pid) {
                     h.m.0.broken.store(1, Ordering::SeqCst);
@@ -469,20 +442,20 @@ impl Ring {
         let h = self.h();
         let (c, w) = (&h.c.0, &h.w.0);
         let deadline = if block {
-            timeout.map(|t| Instant::now() + t)
+            Deadline::after(timeout)
         } else {
-            Some(Instant::now())
+            Deadline::now()
         };
         self.check_broken()?;
-        let clock = Self::lock_of(&c.clock);
-        let got = match left(deadline) {
+        let clock = raw_mutex(&c.clock);
+        let got = match deadline.left() {
             Some(l) => clock.lock(l),
             None => clock.try_lock(),
         };
         if got == LockResult::TimedOut {
             return Err(QueueError::Empty);
         }
-        let _unlock = Unlock(clock);
+        let _held = Held(clock);
         if got == LockResult::OwnerDied {
             self.recover_reader()?;
         }
@@ -512,7 +485,7 @@ impl Ring {
         let at = (head + 8) % cap;
         if at + len <= cap
             && self
-                .wait_data(head, end - head, Some(Instant::now()), false)
+                .wait_data(head, end - head, Deadline::now(), false)
                 .is_ok()
         {
             // Whole, in one piece: read it in place.
@@ -538,7 +511,7 @@ impl Ring {
         let mut filled = 0usize;
         // The frame has begun: read it to its end, however long its producer takes.
         while filled < out.len() {
-            let have = self.wait_data(pos, 1, None, false)?;
+            let have = self.wait_data(pos, 1, Deadline::NEVER, false)?;
             let n = (have as usize).min(out.len() - filled);
             self.copy_out(pos, &mut out[filled..filled + n]);
             filled += n;
@@ -549,7 +522,7 @@ impl Ring {
                 bump(&c.space_seq, &w.space);
             }
         }
-        self.wait_data(pos, end - pos, None, false)?; // the padding
+        self.wait_data(pos, end - pos, Deadline::NEVER, false)?; // the padding
         self.finish_frame(end);
         Ok(f(&out))
     }
@@ -579,7 +552,7 @@ impl Ring {
         }
         tracing::warn!("a queue consumer died while reading a message; the message is lost");
         let head = c.head.load(Ordering::SeqCst);
-        self.wait_data(head, end - head, None, false)?;
+        self.wait_data(head, end - head, Deadline::NEVER, false)?;
         self.finish_frame(end);
         Ok(())
     }
@@ -599,13 +572,13 @@ impl Ring {
 
     pub(super) fn join(&self, timeout: Option<Duration>) -> bool {
         let h = self.h();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = Deadline::after(timeout);
         loop {
             let seen = h.m.0.done_seq.load(Ordering::SeqCst);
             if h.p.0.unfinished.load(Ordering::SeqCst) == 0 {
                 return true;
             }
-            let Some(l) = left(deadline) else {
+            let Some(l) = deadline.left() else {
                 return false;
             };
             sleep_on(&h.m.0.done_seq, &h.w.0.done, seen, l);
