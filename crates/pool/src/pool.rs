@@ -375,15 +375,16 @@ impl Dispatcher {
 
     fn wait_and_handle(&mut self) {
         let now = Instant::now();
-        let timeout = self
-            .shared
-            .st
-            .lock()
-            .lanes
-            .iter()
-            .filter_map(|l| l.busy.front().and_then(|b| b.deadline))
-            .min()
-            .map(|d| d.saturating_duration_since(now));
+        let (timeout, busy) = {
+            let st = self.shared.st.lock();
+            let timeout = st
+                .lanes
+                .iter()
+                .filter_map(|l| l.busy.front().and_then(|b| b.deadline))
+                .min()
+                .map(|d| d.saturating_duration_since(now));
+            (timeout, st.lanes.iter().any(|l| !l.busy.is_empty()))
+        };
         // (owner, whether it is the process sentinel) of each waited-on object
         let ready = {
             let mut objs: Vec<&dyn Waitable> = vec![&self.wake_rx];
@@ -398,13 +399,6 @@ impl Dispatcher {
             }
             // While work is out, look again for a moment before sleeping: replies of small
             // tasks come back within microseconds, and a sleeping dispatcher costs a wake-up.
-            let busy = self
-                .shared
-                .st
-                .lock()
-                .lanes
-                .iter()
-                .any(|l| !l.busy.is_empty());
             let mut got = Ok(Vec::new());
             if busy {
                 let start = Instant::now();
