@@ -56,8 +56,8 @@ pub mod pool {
 }
 
 pub use multiproc_sync::{
-    Barrier, BoundedSemaphore, Condition, Event, JoinableQueue, Lock, LockGuard, LockResult,
-    PutError, Queue, QueueError, RLock, RLockGuard, Semaphore, SimpleQueue, SyncError,
+    Barrier, BoundedSemaphore, ByteQueue, Condition, Event, JoinableQueue, Lock, LockGuard,
+    LockResult, PutError, Queue, QueueError, RLock, RLockGuard, Semaphore, SimpleQueue, SyncError,
 };
 
 /// Python's `multiprocessing.shared_memory`: named blocks of shared memory.

@@ -19,6 +19,7 @@
 //! ```
 
 mod error;
+mod inbox;
 mod pool;
 #[cfg(feature = "progress-bar")]
 mod progress;

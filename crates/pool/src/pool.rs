@@ -1,17 +1,19 @@
 //! `Pool` and `ThreadPool`: the dispatcher, the builder, and the mapping calls.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use multiproc_pickle::{encode, Call};
-use multiproc_process::{wait, Connection, StartMethod, Waitable};
+use multiproc_process::{Connection, StartMethod};
+use multiproc_sync::{ByteQueue, QueueError};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::inbox::{self, Kind};
 use crate::result::{AsyncResult, Cell, Finish, MapSink, Sink, StreamSink};
 use crate::worker::{chunk_call, Chunk, Worker, WorkerKind};
 use crate::PoolError;
@@ -40,6 +42,12 @@ struct Lane {
     conn: Arc<Connection>,
     /// Units sent to this worker, in order: the front one runs, the others wait in its pipe.
     busy: VecDeque<Busy>,
+    /// When the front unit started (about: when it was sent, or its predecessor answered).
+    front_since: Instant,
+    /// The units this worker may hold (see `MAX_DEPTH`), from the time its units take.
+    depth: usize,
+    /// A moving average of that time, in nanoseconds (0: none measured yet).
+    unit_nanos: u64,
     tasks_done: usize,
     /// False while the worker is being retired or replaced.
     open: bool,
@@ -50,6 +58,9 @@ impl Lane {
         Lane {
             conn,
             busy: VecDeque::new(),
+            front_since: Instant::now(),
+            depth: START_DEPTH,
+            unit_nanos: 0,
             tasks_done: 0,
             open: true,
         }
@@ -65,7 +76,20 @@ impl Lane {
         }
         let queued: usize = self.busy.iter().skip(1).map(|b| b.len).sum();
         let room = maxtasks.map_or(true, |m| self.tasks_done + self.busy.len() < m);
-        room && self.busy.len() < DEPTH && queued + unit.payload.len() <= PIPELINE_BYTES
+        room && self.busy.len() < self.depth && queued + unit.payload.len() <= PIPELINE_BYTES
+    }
+
+    /// The front unit was answered: take its time into the average, and start the next one's.
+    fn front_done(&mut self) {
+        let now = Instant::now();
+        let took = now.saturating_duration_since(self.front_since).as_nanos() as u64;
+        self.front_since = now;
+        self.unit_nanos = match self.unit_nanos {
+            0 => took.max(1),
+            avg => (avg - avg / 8 + took / 8).max(1),
+        };
+        let fits = QUEUED_WORK.as_nanos() as u64 / self.unit_nanos;
+        self.depth = (fits as usize).clamp(2, MAX_DEPTH);
     }
 }
 
@@ -95,7 +119,10 @@ impl State {
                 // sent again to another worker)
                 let len = unit.payload.len();
                 let deadline = match lane.busy.is_empty() {
-                    true => timeout.map(|t| Instant::now() + t),
+                    true => {
+                        lane.front_since = Instant::now();
+                        timeout.map(|t| lane.front_since + t)
+                    }
                     false => None,
                 };
                 lane.busy.push_back(Busy {
@@ -134,9 +161,10 @@ impl State {
 
 struct Shared {
     st: Mutex<State>,
-    wake: Connection,
+    /// Where workers reply and submitters nudge; the dispatcher waits on it alone.
+    inbox: ByteQueue,
+    /// Whether a nudge is in the inbox and not yet read: at most one is.
     wake_pending: AtomicBool,
-    next_job: AtomicU64,
     pids: Mutex<Vec<u32>>,
     maxtasks: Option<usize>,
     /// Whether submitters may send to workers themselves. Not with task timeouts: the
@@ -147,7 +175,9 @@ struct Shared {
 impl Shared {
     fn nudge(&self) {
         if !self.wake_pending.swap(true, Ordering::AcqRel) {
-            let _ = self.wake.send_bytes(b"");
+            if let Err(e) = self.inbox.put_parts(&[&inbox::header(Kind::Nudge, 0)]) {
+                tracing::error!("cannot wake the pool's dispatcher: {e}");
+            }
         }
     }
 
@@ -283,21 +313,24 @@ impl PoolBuilder {
             task_timeout: self.task_timeout,
         };
         crate::worker::install_panic_hook();
+        let inbox = inbox::new()?;
         let mut workers = Vec::with_capacity(n);
-        for _ in 0..n {
-            workers.push(Worker::start(&config.kind, config.init.as_ref())?);
+        for id in 0..n as u64 {
+            workers.push(Worker::start(
+                &config.kind,
+                config.init.as_ref(),
+                &inbox,
+                id,
+            )?);
         }
-        let (wake_rx, wake_tx) =
-            multiproc_process::pipe(false).map_err(|e| PoolError::Start(e.to_string()))?;
         let shared = Arc::new(Shared {
             st: Mutex::new(State {
                 queue: VecDeque::new(),
                 run: RunState::Running,
                 lanes: workers.iter().map(|w| Lane::new(w.conn.clone())).collect(),
             }),
-            wake: wake_tx,
+            inbox,
             wake_pending: AtomicBool::new(false),
-            next_job: AtomicU64::new(0),
             pids: Mutex::new(workers.iter().filter_map(|w| w.pid()).collect()),
             maxtasks: config.maxtasks,
             direct: config.task_timeout.is_none(),
@@ -308,10 +341,11 @@ impl PoolBuilder {
             .spawn(move || {
                 Dispatcher {
                     shared: s2,
-                    wake_rx,
                     config,
                     workers,
+                    next_id: n as u64,
                     to_wake: Vec::new(),
+                    last_check: Instant::now(),
                 }
                 .run()
             })
@@ -325,14 +359,21 @@ impl PoolBuilder {
 }
 
 /// Units a worker may hold at once (one running, the rest waiting in its pipe), so it never
-/// idles for a round trip between two small chunks.
-const DEPTH: usize = 4;
+/// idles for a round trip between two small chunks: at most `MAX_DEPTH`, and only as many as
+/// it runs in about `QUEUED_WORK` (units queued behind a long one would wait while another
+/// worker idles). `START_DEPTH` until a unit's time is known.
+const MAX_DEPTH: usize = 64;
+const START_DEPTH: usize = 4;
+const QUEUED_WORK: Duration = Duration::from_millis(2);
 /// Only units this small are queued behind a running one, and only while the bytes waiting in
 /// a worker's pipe stay under `PIPELINE_BYTES`: well under a pipe's 64 KiB buffer, so writing
 /// to a busy worker never blocks the dispatcher (which must stay free to read results).
 const PIPELINE_BYTES: usize = 32 << 10;
-/// How long the dispatcher polls for replies before it sleeps, while workers hold work.
-const DISPATCH_SPIN: Duration = Duration::from_micros(20);
+/// While workers hold work, the dispatcher looks at least this often whether one has died (a
+/// dead worker sends nothing: its death is seen here). An idle pool sleeps until nudged.
+const LIVENESS_CHECK: Duration = Duration::from_millis(20);
+/// Inbox messages handled in one cycle at most, so deadlines and deaths are looked at between.
+const DRAIN_MAX: usize = 256;
 
 struct Busy {
     unit: Unit,
@@ -342,15 +383,18 @@ struct Busy {
     deadline: Option<Instant>,
 }
 
-/// The thread that watches the workers: it reads their replies and delivers them, notices
-/// deaths and timeouts, replaces workers, and assigns what submitters could not.
+/// The thread that watches the workers: it reads their replies from the inbox and delivers
+/// them, notices deaths and timeouts, replaces workers, and assigns what submitters could not.
 struct Dispatcher {
     shared: Arc<Shared>,
-    wake_rx: Connection,
     config: Config,
     workers: Vec<Worker>,
+    /// The id the next started worker gets.
+    next_id: u64,
     /// Sinks that got results in this cycle: their consumers are woken once, at its end.
     to_wake: Vec<Arc<dyn Sink>>,
+    /// When the workers were last checked for deaths.
+    last_check: Instant,
 }
 
 impl Dispatcher {
@@ -367,75 +411,45 @@ impl Dispatcher {
             match state {
                 (RunState::Terminated, _) => return self.terminate(),
                 (RunState::Closed, true) => return self.retire_all(),
-                _ => {}
+                (_, idle) => self.wait_and_handle(idle),
             }
-            self.wait_and_handle();
         }
     }
 
-    fn wait_and_handle(&mut self) {
+    fn wait_and_handle(&mut self, idle: bool) {
         let now = Instant::now();
-        let (timeout, busy) = {
+        let deadline = {
             let st = self.shared.st.lock();
-            let timeout = st
-                .lanes
+            st.lanes
                 .iter()
                 .filter_map(|l| l.busy.front().and_then(|b| b.deadline))
                 .min()
-                .map(|d| d.saturating_duration_since(now));
-            (timeout, st.lanes.iter().any(|l| !l.busy.is_empty()))
         };
-        // (owner, whether it is the process sentinel) of each waited-on object
-        let ready = {
-            let mut objs: Vec<&dyn Waitable> = vec![&self.wake_rx];
-            let mut owners = vec![(usize::MAX, false)];
-            for (i, w) in self.workers.iter().enumerate() {
-                objs.push(&*w.conn);
-                owners.push((i, false));
-                if let crate::worker::Handle::Process(p) = &w.handle {
-                    objs.push(p);
-                    owners.push((i, true));
-                }
-            }
-            // While work is out, look again for a moment before sleeping: replies of small
-            // tasks come back within microseconds, and a sleeping dispatcher costs a wake-up.
-            let mut got = Ok(Vec::new());
-            if busy {
-                let start = Instant::now();
-                while start.elapsed() < DISPATCH_SPIN {
-                    got = wait(&objs, Some(Duration::ZERO));
-                    if !matches!(&got, Ok(r) if r.is_empty()) {
-                        break;
-                    }
-                    std::hint::spin_loop();
-                }
-            }
-            if matches!(&got, Ok(r) if r.is_empty()) {
-                got = wait(&objs, timeout);
-            }
-            match got {
-                Ok(r) => r.into_iter().map(|k| owners[k]).collect::<Vec<_>>(),
-                Err(e) => {
-                    tracing::error!("pool wait failed: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                    Vec::new()
-                }
-            }
-        };
-        if ready.iter().any(|r| r.0 == usize::MAX) {
-            // At most one nudge is in the pipe (a nudge writes only when it turns the flag on,
-            // and the flag is turned off only here, after the read). Read it, then re-arm: a
-            // nudge racing with us either finds the flag still set (and its work is picked up
-            // by the `assign` that follows) or sends a fresh byte.
-            let _ = self.wake_rx.recv_bytes();
-            self.shared.wake_pending.store(false, Ordering::Release);
+        let mut timeout = deadline.map(|d| d.saturating_duration_since(now));
+        if !idle {
+            let check = LIVENESS_CHECK.saturating_sub(self.last_check.elapsed());
+            timeout = Some(timeout.map_or(check, |t| t.min(check)));
         }
-        for i in 0..self.workers.len() {
-            let conn = ready.contains(&(i, false));
-            let exited = ready.contains(&(i, true));
-            if conn || exited {
-                self.handle_worker(i, conn, exited);
-            }
+        // Wait for one message, then take what else is there without waiting. While workers
+        // hold work, a reply is due within microseconds: spin a moment before sleeping. An idle
+        // pool sleeps at once, leaving the CPU to the threads about to submit.
+        let shared = self.shared.clone();
+        let mut got = match idle {
+            false => shared.inbox.get_with(timeout, |m| self.on_message(m)),
+            true => shared
+                .inbox
+                .get_with_sleeping(timeout, |m| self.on_message(m)),
+        };
+        let mut n = 1;
+        while got.is_ok() && n < DRAIN_MAX {
+            got = shared.inbox.try_get_with(|m| self.on_message(m));
+            n += 1;
+        }
+        if let Err(e @ (QueueError::Broken(_) | QueueError::Closed)) = got {
+            // Only memory corruption gets here (inbox messages fit the ring whole): stop
+            // rather than hang, failing what is out.
+            tracing::error!("the pool's inbox failed: {e}");
+            self.shared.st.lock().run = RunState::Terminated;
         }
         for sink in self.to_wake.drain(..) {
             sink.wake();
@@ -459,67 +473,95 @@ impl Dispatcher {
             self.fail_front(i, PoolError::TaskTimeout);
             self.replace(i);
         }
+        if !idle && self.last_check.elapsed() >= LIVENESS_CHECK {
+            self.check_deaths();
+        }
     }
 
-    /// Read every reply the worker has sent (several may be buffered), then, if its sentinel
-    /// fired, handle its death.
-    fn handle_worker(&mut self, i: usize, conn_ready: bool, exited: bool) {
-        // When `wait` found the pipe readable, read at once; after that, only while more
-        // replies are due and already there.
-        let mut readable = conn_ready;
-        loop {
-            let due = !self.shared.st.lock().lanes[i].busy.is_empty();
-            let conn = &self.workers[i].conn;
-            // A result may be waiting even if the worker has ended since: read it first.
-            if !due || !(readable || conn.poll(Some(Duration::ZERO)).unwrap_or(false)) {
-                break;
+    /// Replace every worker that has ended, failing the unit it was running.
+    fn check_deaths(&mut self) {
+        self.last_check = Instant::now();
+        for i in 0..self.workers.len() {
+            let Some(code) = self.workers[i].ended() else {
+                continue;
+            };
+            // What it replied before dying is in the inbox, ahead of anything it could not
+            // send: deliver that first, so the unit failed is the one it was running.
+            let id = self.workers[i].id;
+            let shared = self.shared.clone();
+            while shared.inbox.try_get_with(|m| self.on_message(m)).is_ok() {}
+            if self.workers[i].id == id {
+                self.fail_and_replace(i, code);
             }
-            readable = false;
-            match conn.recv_bytes() {
-                Ok(reply) => {
-                    let (done, retire) = {
-                        let mut st = self.shared.st.lock();
-                        let lane = &mut st.lanes[i];
-                        let b = lane.busy.pop_front().expect("checked due");
-                        lane.tasks_done += 1;
-                        if let (Some(t), Some(next)) =
-                            (self.config.task_timeout, lane.busy.front_mut())
-                        {
-                            next.deadline = Some(Instant::now() + t);
-                        }
-                        let retire = self.config.maxtasks.is_some_and(|m| lane.tasks_done >= m);
-                        if retire {
-                            lane.open = false;
-                        }
-                        (b, retire)
-                    };
-                    done.unit
-                        .sink
-                        .deliver_quiet(done.unit.first, done.unit.n, Ok(&reply));
-                    if !self.to_wake.iter().any(|w| Arc::ptr_eq(w, &done.unit.sink)) {
-                        self.to_wake.push(done.unit.sink.clone());
-                    }
-                    if retire {
-                        self.workers[i].retire();
-                        self.replace(i);
-                        return;
-                    }
-                }
+        }
+        for sink in self.to_wake.drain(..) {
+            sink.wake();
+        }
+    }
+
+    /// Handle one inbox message.
+    fn on_message(&mut self, msg: &[u8]) {
+        let Some((kind, id, body)) = inbox::parse(msg) else {
+            tracing::error!("malformed message in the pool's inbox; dropped");
+            return;
+        };
+        if kind == Kind::Nudge {
+            // At most one nudge is in the inbox (a nudge is sent only when it turns the flag
+            // on): re-arm. A nudge racing with us either found the flag still set, and its work
+            // is picked up by the `assign` that follows this cycle, or sends a fresh one.
+            self.shared.wake_pending.store(false, Ordering::Release);
+            return;
+        }
+        // A message from a worker since replaced (killed for a timeout) is stale: its unit
+        // has already failed.
+        let Some(i) = self.workers.iter().position(|w| w.id == id) else {
+            return;
+        };
+        match kind {
+            Kind::Reply => self.on_reply(i, body),
+            _ => match self.workers[i].conn.recv_bytes() {
+                Ok(reply) => self.on_reply(i, &reply),
                 Err(_) => {
-                    // end of file: the worker died mid-task
+                    // end of file: the worker died while sending its reply
                     let code = match &self.workers[i].handle {
                         crate::worker::Handle::Process(p) => p.join().unwrap_or(-1),
                         crate::worker::Handle::Thread(_) => 0,
                     };
                     self.fail_and_replace(i, code);
-                    return;
                 }
-            }
+            },
         }
-        if exited {
-            if let Some(code) = self.workers[i].ended() {
-                self.fail_and_replace(i, code);
+    }
+
+    /// Worker `i` answered the oldest unit it holds with `reply`.
+    fn on_reply(&mut self, i: usize, reply: &[u8]) {
+        let (done, retire) = {
+            let mut st = self.shared.st.lock();
+            let lane = &mut st.lanes[i];
+            let Some(b) = lane.busy.pop_front() else {
+                tracing::error!("a pool worker replied to a unit it was not given; ignored");
+                return;
+            };
+            lane.tasks_done += 1;
+            lane.front_done();
+            if let (Some(t), Some(next)) = (self.config.task_timeout, lane.busy.front_mut()) {
+                next.deadline = Some(lane.front_since + t);
             }
+            let retire = self.config.maxtasks.is_some_and(|m| lane.tasks_done >= m);
+            if retire {
+                lane.open = false;
+            }
+            (b, retire)
+        };
+        done.unit
+            .sink
+            .deliver_quiet(done.unit.first, done.unit.n, Ok(reply));
+        if !self.to_wake.iter().any(|w| Arc::ptr_eq(w, &done.unit.sink)) {
+            self.to_wake.push(done.unit.sink.clone());
+        }
+        if retire {
+            self.workers[i].retire();
+            self.replace(i);
         }
     }
 
@@ -549,7 +591,15 @@ impl Dispatcher {
     }
 
     fn replace(&mut self, i: usize) {
-        match Worker::start(&self.config.kind, self.config.init.as_ref()) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let started = Worker::start(
+            &self.config.kind,
+            self.config.init.as_ref(),
+            &self.shared.inbox,
+            id,
+        );
+        match started {
             Ok(w) => {
                 let lane = Lane::new(w.conn.clone());
                 let old = std::mem::replace(&mut self.workers[i], w);
@@ -877,8 +927,8 @@ impl Pool {
     }
 
     /// Lazily apply `f` over `items`, yielding results in input order as they become ready.
-    /// The input is read only a bounded distance ahead of the results consumed (a few chunks
-    /// per worker), so an endless iterator works.
+    /// The input is read only a bounded distance ahead of the results consumed (at most 128
+    /// chunks per worker, and about 16 MiB of encoded chunks), so an endless iterator works.
     pub fn imap<A: Data, R: Data, I: IntoIterator<Item = A>>(
         &self,
         f: fn(A) -> R,
@@ -909,7 +959,6 @@ impl Pool {
             return Err(PoolError::InvalidArgument("chunksize must be at least 1"));
         }
         self.check_running()?;
-        let _ = self.shared.next_job.fetch_add(1, Ordering::Relaxed);
         Ok(IMapIter {
             pool: self,
             f,
@@ -917,9 +966,9 @@ impl Pool {
             chunksize,
             sink: StreamSink::new(unordered),
             submitted_items: 0,
-            submitted_units: 0,
+            submitted_bytes: 0,
             yielded: 0,
-            window: (self.size * DEPTH * 2).max(2),
+            window: self.size * MAX_DEPTH * 2,
             failed: None,
         })
     }
@@ -973,11 +1022,16 @@ pub struct IMapIter<'p, A, R, I> {
     chunksize: usize,
     sink: Arc<StreamSink<R>>,
     submitted_items: usize,
-    submitted_units: usize,
+    /// Encoded bytes of the units submitted (for the look-ahead's byte budget).
+    submitted_bytes: usize,
     yielded: usize,
+    /// Units read ahead at most.
     window: usize,
     failed: Option<PoolError>,
 }
+
+/// Encoded input an `imap` reads ahead at most (about: units of the average size so far).
+const LOOKAHEAD_BYTES: usize = 16 << 20;
 
 impl<A, R, I> std::fmt::Debug for IMapIter<'_, A, R, I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -989,15 +1043,24 @@ impl<A, R, I> std::fmt::Debug for IMapIter<'_, A, R, I> {
 }
 
 impl<A: Data, R: Data, I: Iterator<Item = A>> IMapIter<'_, A, R, I> {
+    /// Whether the look-ahead (items read and not yet yielded) is under `1/div` of its bounds
+    /// with `items` more items of `bytes` more bytes read.
+    fn under(&self, div: usize, items: usize, bytes: usize) -> bool {
+        let all = self.submitted_items + items;
+        let ahead = all - self.yielded;
+        let avg = (self.submitted_bytes + bytes).checked_div(all).unwrap_or(0);
+        ahead * div < self.window * self.chunksize && ahead * avg * div < LOOKAHEAD_BYTES
+    }
+
     fn top_up(&mut self) {
-        let done = self.sink.st.lock().units_done;
         // Refill only once half the window is free: fewer, larger submissions.
-        if self.submitted_units - done > self.window / 2 {
+        if !self.under(2, 0, 0) {
             return;
         }
         let mut batch = Vec::new();
         let mut items = 0;
-        while self.submitted_units + batch.len() - done < self.window {
+        let mut bytes = 0;
+        while self.under(1, items, bytes) {
             let Some(input) = self.input.as_mut() else {
                 break;
             };
@@ -1012,6 +1075,7 @@ impl<A: Data, R: Data, I: Iterator<Item = A>> IMapIter<'_, A, R, I> {
             let sink: Arc<dyn Sink> = self.sink.clone();
             match chunk_call(self.f, chunk) {
                 Ok(payload) => {
+                    bytes += payload.len();
                     batch.push(Unit {
                         first: self.submitted_items + items,
                         n,
@@ -1030,11 +1094,10 @@ impl<A: Data, R: Data, I: Iterator<Item = A>> IMapIter<'_, A, R, I> {
         if batch.is_empty() {
             return;
         }
-        let units = batch.len();
         match self.pool.shared.submit(batch) {
             Ok(()) => {
                 self.submitted_items += items;
-                self.submitted_units += units;
+                self.submitted_bytes += bytes;
             }
             Err(e) => {
                 self.failed = Some(e);

@@ -236,7 +236,6 @@ pub(crate) struct StreamSink<R> {
 pub(crate) struct StreamState<R> {
     pub ordered: BTreeMap<usize, Result<R, PoolError>>,
     pub arrived: VecDeque<Result<R, PoolError>>,
-    pub units_done: usize,
     pub unordered: bool,
 }
 
@@ -246,7 +245,6 @@ impl<R> StreamSink<R> {
             st: Mutex::new(StreamState {
                 ordered: BTreeMap::new(),
                 arrived: VecDeque::new(),
-                units_done: 0,
                 unordered,
             }),
             cv: Condvar::new(),
@@ -274,6 +272,5 @@ impl<R: DeserializeOwned + Send> Sink for StreamSink<R> {
                 st.ordered.insert(first + i, r);
             }
         }
-        st.units_done += 1;
     }
 }

@@ -8,9 +8,11 @@ use std::sync::{Arc, Once};
 
 use multiproc_pickle::{decode, decode_borrowed, encode, Bytes, Call, FnRef};
 use multiproc_process::{Connection, Process, StartMethod};
+use multiproc_sync::ByteQueue;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::inbox::{header, Kind, INLINE_MAX};
 use crate::PoolError;
 
 /// One item's outcome, as the worker reports it.
@@ -215,8 +217,9 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(reply: &[u8]) -> Result<Chunk<R>
     })
 }
 
-/// The loop every worker runs: initializer, then chunks until the pool hangs up.
-fn serve(conn: &Connection, init: Option<&[u8]>) {
+/// The loop every worker runs: initializer, then chunks until the pool hangs up. Chunks come
+/// on the worker's pipe; replies go to the pool's inbox (the pipe only for a large one).
+fn serve(conn: &Connection, init: Option<&[u8]>, inbox: &ByteQueue, id: u64) {
     install_panic_hook();
     if let Some(init) = init {
         match decode::<Call>(init) {
@@ -232,7 +235,8 @@ fn serve(conn: &Connection, init: Option<&[u8]>) {
     // Each reply goes out at once, before the next unit starts: when a worker dies, the unit
     // at the front of its lane is the one it was running (the pool relies on that).
     // (`recv_bytes` looks for the next task for a moment before it blocks, so a pool fed task
-    // after task does not pay a wake-up per task.)
+    // after task does not pay a wake-up per task.) The pipe's end of file tells the worker to
+    // leave, also when the pool process died.
     while let Ok(bytes) = conn.recv_bytes() {
         let reply: Reply = match decode::<Call>(&bytes) {
             // SAFETY: chunks come from our parent pool over a private pipe.
@@ -242,15 +246,30 @@ fn serve(conn: &Connection, init: Option<&[u8]>) {
             Err(e) => Err(e.to_string()),
         };
         let Ok(out) = encode(&reply) else { break };
-        if conn.send_bytes(&out).is_err() {
+        let sent = if out.len() <= INLINE_MAX {
+            inbox
+                .put_parts(&[&header(Kind::Reply, id), &out])
+                .map_err(|e| e.to_string())
+        } else {
+            // (marker first: the dispatcher reads the pipe once it sees it)
+            inbox
+                .put_parts(&[&header(Kind::OnPipe, id)])
+                .map_err(|e| e.to_string())
+                .and_then(|()| conn.send_bytes(&out).map_err(|e| e.to_string()))
+        };
+        if let Err(e) = sent {
+            tracing::debug!("pool worker cannot reply: {e}");
             break;
         }
     }
 }
 
+/// What a worker process gets: its pipe, the encoded initializer, the inbox, its id.
+type WorkerArgs = (Connection, Option<Bytes>, ByteQueue, u64);
+
 /// Entry of a pool worker process.
-fn process_worker((conn, init): (Connection, Option<Bytes>)) {
-    serve(&conn, init.as_deref().map(|v| v.as_slice()));
+fn process_worker((conn, init, inbox, id): WorkerArgs) {
+    serve(&conn, init.as_deref().map(|v| v.as_slice()), &inbox, id);
 }
 
 /// How a worker runs: the one seam between the dispatcher and where work happens. Local
@@ -267,18 +286,25 @@ pub(crate) enum Handle {
 
 /// A running worker, as the dispatcher sees it.
 pub(crate) struct Worker {
+    /// Unique in the pool: tells its inbox messages from those of the worker it replaced.
+    pub id: u64,
     pub conn: Arc<Connection>,
     pub handle: Handle,
 }
 
 impl Worker {
-    pub fn start(kind: &WorkerKind, init: Option<&Vec<u8>>) -> Result<Worker, PoolError> {
+    pub fn start(
+        kind: &WorkerKind,
+        init: Option<&Vec<u8>>,
+        inbox: &ByteQueue,
+        id: u64,
+    ) -> Result<Worker, PoolError> {
         let (ours, theirs) =
             multiproc_process::pipe(true).map_err(|e| PoolError::Start(e.to_string()))?;
         let handle = match kind {
             WorkerKind::Process(method) => {
-                let mut p =
-                    Process::new(process_worker, (theirs, init.cloned().map(Bytes))).daemon(true);
+                let args: WorkerArgs = (theirs, init.cloned().map(Bytes), inbox.clone(), id);
+                let mut p = Process::new(process_worker, args).daemon(true);
                 if let Some(m) = method {
                     p = p.start_method(*m);
                 }
@@ -287,14 +313,16 @@ impl Worker {
             }
             WorkerKind::Thread => {
                 let init = init.cloned();
+                let inbox = inbox.clone();
                 let h = std::thread::Builder::new()
                     .name("multiproc-threadpool-worker".into())
-                    .spawn(move || serve(&theirs, init.as_deref()))
+                    .spawn(move || serve(&theirs, init.as_deref(), &inbox, id))
                     .map_err(|e| PoolError::Start(e.to_string()))?;
                 Handle::Thread(Some(h))
             }
         };
         Ok(Worker {
+            id,
             conn: Arc::new(ours),
             handle,
         })

@@ -159,6 +159,50 @@ fn input_iterator_panic_propagates_to_the_caller() {
     assert_eq!(pool.apply(square, 2).unwrap(), 4);
 }
 
+/// A result twice the size of the argument, different from it: what crosses must be whole.
+fn grow(v: Vec<u8>) -> Vec<u8> {
+    v.iter().rev().chain(v.iter()).map(|b| b ^ 0x5a).collect()
+}
+
+#[test]
+fn large_arguments_and_results_cross_whole() {
+    // sizes around every threshold: replies inline in the shared inbox, on the worker's pipe
+    // (over 64 KiB), and larger than the whole inbox (1 MiB) and a pipe's buffer
+    let sizes = [0usize, 100, 40_000, 70_000, 600_000, 3 << 20, 5];
+    let inputs: Vec<Vec<u8>> = sizes
+        .iter()
+        .map(|&n| (0..n).map(|i| (i * 7 + n) as u8).collect())
+        .collect();
+    let want: Vec<Vec<u8>> = inputs.iter().cloned().map(grow).collect();
+    let pool = Pool::new(2).unwrap();
+    assert!(pool.map_chunked(grow, inputs.clone(), 1).unwrap() == want);
+    let mut got: Vec<Vec<u8>> = pool
+        .imap_unordered(grow, inputs.clone(), 1)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    got.sort_by_key(Vec::len);
+    let mut sorted = want.clone();
+    sorted.sort_by_key(Vec::len);
+    assert!(got == sorted);
+    let threads = ThreadPool::new(2).unwrap();
+    assert!(threads.map_chunked(grow, inputs, 2).unwrap() == want);
+}
+
+#[test]
+fn a_worker_killed_while_idle_is_replaced_when_work_comes() {
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.map(square, 0..10u64).unwrap().len(), 10);
+    let victim = pool.pids()[0];
+    // SAFETY: a plain libc call on a pid of our own pool worker.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(50));
+    let want: Vec<u64> = (0..1000u64).map(square).collect();
+    assert_eq!(pool.map_chunked(square, 0..1000u64, 3).unwrap(), want);
+    assert_eq!(pool.apply(square, 12).unwrap(), 144);
+    assert!(!pool.pids().contains(&victim));
+}
+
 #[test]
 fn imap_reads_its_input_lazily() {
     let pool = Pool::new(2).unwrap();
@@ -171,8 +215,10 @@ fn imap_reads_its_input_lazily() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(first, (0..10).map(square).collect::<Vec<_>>());
+    // (an endless input: reading it whole would never return; the look-ahead is at most 128
+    // chunks per worker)
     assert!(
-        pulled.get() < 100,
+        pulled.get() <= 10 + 2 * 128 * 2,
         "read {} items ahead of 10 consumed",
         pulled.get()
     );

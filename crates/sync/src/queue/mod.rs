@@ -162,7 +162,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 })
             }
         };
-        match self.ring.push(&bytes, block, timeout) {
+        match self.ring.push(&[&bytes], block, timeout) {
             Ok(()) => Ok(()),
             Err(error) => Err(PutError { error, value }),
         }
@@ -179,7 +179,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     pub fn put_ref(&self, value: &T) -> Result<(), QueueError> {
         let bytes = encode(value).map_err(|e| QueueError::Encode(e.to_string()))?;
-        self.ring.push(&bytes, true, None)
+        self.ring.push(&[&bytes], true, None)
     }
 
     /// Put `value`, waiting as long as it takes for room.
@@ -199,7 +199,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn get_inner(&self, block: bool, timeout: Option<Duration>) -> Result<T, QueueError> {
         self.ring
-            .pop_with(block, timeout, |bytes| decode(bytes))?
+            .pop_with(block, true, timeout, |bytes| decode(bytes))?
             .map_err(|e| QueueError::Decode(e.to_string()))
     }
 
@@ -375,5 +375,101 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// Wait until every item put has been marked done, at most `timeout`; whether it happened.
     pub fn join(&self, timeout: Option<Duration>) -> bool {
         self.0.ring.join(timeout)
+    }
+}
+
+/// The ring under [`Queue`], carrying byte messages as they are: for callers that frame their
+/// own messages (the pool's result channel is one) and want to read them in place.
+///
+/// Same guarantees as [`Queue`] (many producers and consumers in any processes, FIFO per
+/// producer, a producer killed mid-message breaks the queue instead of tearing a message), with
+/// no `maxsize`. A message may be given in parts, written as one.
+///
+/// ```
+/// use std::time::Duration;
+/// let q = multiproc_sync::ByteQueue::with_capacity(64 << 10).unwrap();
+/// q.put_parts(&[b"head:", b"body"]).unwrap();
+/// let len = q.get_with(Some(Duration::from_secs(1)), |bytes| {
+///     assert_eq!(bytes, b"head:body");
+///     bytes.len()
+/// });
+/// assert_eq!(len, Ok(9));
+/// assert_eq!(q.try_get_with(|b| b.len()), Err(multiproc_sync::QueueError::Empty));
+/// ```
+#[derive(Clone)]
+pub struct ByteQueue {
+    ring: Ring,
+}
+
+impl std::fmt::Debug for ByteQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByteQueue")
+            .field("qsize", &self.ring.items())
+            .finish()
+    }
+}
+
+impl Serialize for ByteQueue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.ring.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteQueue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(ByteQueue {
+            ring: Ring::deserialize(d)?,
+        })
+    }
+}
+
+impl ByteQueue {
+    /// A queue over a ring of `ring_bytes` bytes of shared memory (at least 4 KiB); larger
+    /// messages still pass, streamed through it while a consumer reads.
+    pub fn with_capacity(ring_bytes: usize) -> Result<ByteQueue, QueueError> {
+        Ok(ByteQueue {
+            ring: Ring::new(0, ring_bytes)?,
+        })
+    }
+
+    /// Put one message made of `parts`, waiting as long as it takes for room.
+    pub fn put_parts(&self, parts: &[&[u8]]) -> Result<(), QueueError> {
+        self.ring.push(parts, true, None)
+    }
+
+    /// Take the oldest message, waiting at most `timeout` (`None`: as long as it takes), and
+    /// hand its bytes to `f` (in place in shared memory when they lie there in one piece).
+    /// A wait spins a moment before it sleeps: a busy queue makes no system call.
+    pub fn get_with<R>(
+        &self,
+        timeout: Option<Duration>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, QueueError> {
+        self.ring.pop_with(true, true, timeout, f)
+    }
+
+    /// [`get_with`](Self::get_with) that sleeps at once when there is nothing to take: for a
+    /// consumer that expects a long wait and would only take a CPU from others by spinning.
+    pub fn get_with_sleeping<R>(
+        &self,
+        timeout: Option<Duration>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, QueueError> {
+        self.ring.pop_with(true, false, timeout, f)
+    }
+
+    /// [`get_with`](Self::get_with) only if a message is there now.
+    pub fn try_get_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, QueueError> {
+        self.ring.pop_with(false, false, None, f)
+    }
+
+    /// Messages put and not yet taken.
+    pub fn qsize(&self) -> usize {
+        self.ring.items() as usize
+    }
+
+    /// Close the queue for every process (see [`Queue::close`]).
+    pub fn close(&self) {
+        self.ring.close();
     }
 }

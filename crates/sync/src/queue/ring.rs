@@ -239,10 +239,11 @@ impl Ring {
         }
     }
 
-    /// Append one frame. `block: false` fails at once where it would wait.
+    /// Append one frame: the concatenation of `parts`. `block: false` fails at once where it
+    /// would wait.
     pub(super) fn push(
         &self,
-        msg: &[u8],
+        parts: &[&[u8]],
         block: bool,
         timeout: Option<Duration>,
     ) -> Result<(), QueueError> {
@@ -257,10 +258,10 @@ impl Ring {
         if self.is_closed() {
             return Err(QueueError::Closed);
         }
-        if msg.len() as u64 > MAX_MESSAGE {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len as u64 > MAX_MESSAGE {
             return Err(QueueError::Encode(format!(
-                "a message of {} bytes is over the limit of {MAX_MESSAGE}",
-                msg.len()
+                "a message of {len} bytes is over the limit of {MAX_MESSAGE}"
             )));
         }
         // 1. the producer lock: one producer at a time writes frames
@@ -287,7 +288,7 @@ impl Ring {
             loop {
                 let seen = c.slot_seq.load(Ordering::SeqCst);
                 let room = || puts - c.gets.load(Ordering::SeqCst) < max;
-                if room() || spin_until(room) {
+                if room() || (deadline.left().is_some() && spin_until(room)) {
                     break;
                 }
                 if self.is_closed() {
@@ -301,7 +302,7 @@ impl Ring {
         }
         // 3. the frame
         let cap = self.cap();
-        let frame = frame_len(msg.len() as u64);
+        let frame = frame_len(len as u64);
         let mut tail = p.tail.load(Ordering::Relaxed);
         if frame <= cap {
             // Wait for room for the whole frame, then write and publish it at once. A frame
@@ -318,8 +319,12 @@ impl Ring {
                 self.copy_in(tail, &SKIP.to_le_bytes());
                 tail += skip;
             }
-            self.copy_in(tail, &(msg.len() as u64).to_le_bytes());
-            self.copy_in(tail + 8, msg);
+            self.copy_in(tail, &(len as u64).to_le_bytes());
+            let mut at = tail + 8;
+            for part in parts {
+                self.copy_in(at, part);
+                at += part.len() as u64;
+            }
             // (counted before anyone can take it, so `task_done` never runs ahead)
             p.unfinished.fetch_add(1, Ordering::SeqCst);
             p.puts.store(puts + 1, Ordering::SeqCst);
@@ -331,11 +336,19 @@ impl Ring {
             p.write_end.store(tail + frame, Ordering::SeqCst);
             p.unfinished.fetch_add(1, Ordering::SeqCst);
             p.puts.store(puts + 1, Ordering::SeqCst);
-            self.copy_in(tail, &(msg.len() as u64).to_le_bytes());
+            self.copy_in(tail, &(len as u64).to_le_bytes());
             let mut pos = tail + 8;
             p.tail.store(pos, Ordering::SeqCst);
             bump(&p.data_seq, &w.data);
-            let mut rest = msg;
+            // (rare: a message this large comes in one part, or is joined here)
+            let joined;
+            let mut rest: &[u8] = match parts {
+                [one] => one,
+                _ => {
+                    joined = parts.concat();
+                    &joined
+                }
+            };
             while !rest.is_empty() {
                 let free = self.wait_space(pos, 1, Deadline::NEVER)?;
                 let n = (free as usize).min(rest.len());
@@ -368,7 +381,8 @@ impl Ring {
             cap - (pos - head)
         };
         loop {
-            if free() >= need || spin_until(|| free() >= need) {
+            // (a call that may not wait does not spin either)
+            if free() >= need || (deadline.left().is_some() && spin_until(|| free() >= need)) {
                 return Ok(free());
             }
             let seq = h.c.0.space_seq.load(Ordering::SeqCst);
@@ -385,13 +399,15 @@ impl Ring {
 
     /// Wait until the ring holds `need` bytes after `pos` (published by producers).
     /// `Deadline::NEVER` waits as long as a producer is alive to write them. With `idle_ok`, a
-    /// closed queue with nothing in it ends the wait with `Closed`.
+    /// closed queue with nothing in it ends the wait with `Closed`. Without `spin`, sleep at
+    /// once instead of spinning first.
     fn wait_data(
         &self,
         pos: u64,
         need: u64,
         deadline: Deadline,
         idle_ok: bool,
+        spin: bool,
     ) -> Result<u64, QueueError> {
         let h = self.h();
         let seen = h.c.0.tail_seen.load(Ordering::Relaxed);
@@ -404,7 +420,9 @@ impl Ring {
             tail - pos
         };
         loop {
-            if have() >= need || spin_until(|| have() >= need) {
+            if have() >= need
+                || (spin && deadline.left().is_some() && spin_until(|| have() >= need))
+            {
                 return Ok(have());
             }
             let seq = h.p.0.data_seq.load(Ordering::SeqCst);
@@ -432,10 +450,12 @@ impl Ring {
     }
 
     /// Take one frame and hand its bytes to `f` (in place in the ring when it lies there in
-    /// one piece, else from a copy). `block: false` fails at once where it would wait.
+    /// one piece, else from a copy). `block: false` fails at once where it would wait; with
+    /// `spin: false`, a wait for the frame sleeps at once.
     pub(super) fn pop_with<R>(
         &self,
         block: bool,
+        spin: bool,
         timeout: Option<Duration>,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, QueueError> {
@@ -462,7 +482,7 @@ impl Ring {
         let cap = self.cap();
         let (head, len) = loop {
             let head = c.head.load(Ordering::Relaxed);
-            self.wait_data(head, 8, deadline, true)?;
+            self.wait_data(head, 8, deadline, true, spin)?;
             let mut len = [0u8; 8];
             self.copy_out(head, &mut len);
             let len = u64::from_le_bytes(len);
@@ -485,7 +505,7 @@ impl Ring {
         let at = (head + 8) % cap;
         if at + len <= cap
             && self
-                .wait_data(head, end - head, Deadline::now(), false)
+                .wait_data(head, end - head, Deadline::now(), false, true)
                 .is_ok()
         {
             // Whole, in one piece: read it in place.
@@ -511,7 +531,7 @@ impl Ring {
         let mut filled = 0usize;
         // The frame has begun: read it to its end, however long its producer takes.
         while filled < out.len() {
-            let have = self.wait_data(pos, 1, Deadline::NEVER, false)?;
+            let have = self.wait_data(pos, 1, Deadline::NEVER, false, true)?;
             let n = (have as usize).min(out.len() - filled);
             self.copy_out(pos, &mut out[filled..filled + n]);
             filled += n;
@@ -522,7 +542,7 @@ impl Ring {
                 bump(&c.space_seq, &w.space);
             }
         }
-        self.wait_data(pos, end - pos, Deadline::NEVER, false)?; // the padding
+        self.wait_data(pos, end - pos, Deadline::NEVER, false, true)?; // the padding
         self.finish_frame(end);
         Ok(f(&out))
     }
@@ -552,7 +572,7 @@ impl Ring {
         }
         tracing::warn!("a queue consumer died while reading a message; the message is lost");
         let head = c.head.load(Ordering::SeqCst);
-        self.wait_data(head, end - head, Deadline::NEVER, false)?;
+        self.wait_data(head, end - head, Deadline::NEVER, false, true)?;
         self.finish_frame(end);
         Ok(())
     }
@@ -611,7 +631,7 @@ mod tests {
     use super::*;
 
     fn pop(r: &Ring) -> Vec<u8> {
-        r.pop_with(false, None, |b| b.to_vec()).unwrap()
+        r.pop_with(false, true, None, |b| b.to_vec()).unwrap()
     }
 
     #[test]
@@ -621,10 +641,10 @@ mod tests {
         for round in 0..200u32 {
             let n = (round as usize * 397) % 3000;
             let msg: Vec<u8> = (0..n).map(|i| (i as u32 ^ round) as u8).collect();
-            r.push(&msg, false, None).unwrap();
+            r.push(&[&msg], false, None).unwrap();
             if round % 3 == 0 {
                 let other = vec![round as u8; 10];
-                r.push(&other, false, None).unwrap();
+                r.push(&[&other], false, None).unwrap();
                 assert_eq!(pop(&r), msg);
                 assert_eq!(pop(&r), other);
             } else {
@@ -635,23 +655,24 @@ mod tests {
         // larger than the ring: needs a reader at the same time
         let big: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
         let r2 = r.clone();
-        let reader = std::thread::spawn(move || r2.pop_with(true, None, |b| b.to_vec()).unwrap());
-        r.push(&big, true, None).unwrap();
+        let reader =
+            std::thread::spawn(move || r2.pop_with(true, true, None, |b| b.to_vec()).unwrap());
+        r.push(&[&big], true, None).unwrap();
         assert_eq!(reader.join().unwrap(), big);
     }
 
     #[test]
     fn a_scribbled_length_is_a_broken_queue_not_an_allocation() {
         let r = Ring::new(0, 4096).unwrap();
-        r.push(b"fine", false, None).unwrap();
+        r.push(&[b"fine"], false, None).unwrap();
         // another process writes garbage over the frame's length word
         r.copy_in(0, &u64::MAX.wrapping_sub(1).to_le_bytes());
         assert!(matches!(
-            r.pop_with(false, None, |b| b.len()),
+            r.pop_with(false, true, None, |b| b.len()),
             Err(QueueError::Broken(_))
         ));
         assert!(matches!(
-            r.push(b"x", false, None),
+            r.push(&[b"x"], false, None),
             Err(QueueError::Broken(_))
         ));
     }
@@ -659,15 +680,15 @@ mod tests {
     #[test]
     fn a_full_ring_times_out_and_an_empty_one_too() {
         let r = Ring::new(0, 4096).unwrap();
-        r.push(&[1; 3000], false, None).unwrap();
-        assert_eq!(r.push(&[2; 3000], false, None), Err(QueueError::Full));
+        r.push(&[&[1; 3000]], false, None).unwrap();
+        assert_eq!(r.push(&[&[2; 3000]], false, None), Err(QueueError::Full));
         assert_eq!(
-            r.push(&[2; 3000], true, Some(Duration::from_millis(20))),
+            r.push(&[&[2; 3000]], true, Some(Duration::from_millis(20))),
             Err(QueueError::Full)
         );
         assert_eq!(pop(&r), vec![1; 3000]);
         assert_eq!(
-            r.pop_with(true, Some(Duration::from_millis(20)), |b| b.len()),
+            r.pop_with(true, true, Some(Duration::from_millis(20)), |b| b.len()),
             Err(QueueError::Empty)
         );
     }
