@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::inbox::{self, Kind};
 use crate::result::{AsyncResult, Cell, Finish, MapSink, Sink, StreamSink};
-use crate::worker::{chunk_call, Chunk, Worker, WorkerKind};
+use crate::worker::{chunk_call, Chunk, Stop, Worker, WorkerKind};
 use crate::PoolError;
 
 /// What every task argument and result must be: serde both ways, sendable, owned.
@@ -620,8 +620,12 @@ impl Dispatcher {
     }
 
     fn terminate(mut self) {
+        // (signal all, then wait for all: the workers die in parallel)
+        for w in &self.workers {
+            w.stop(Stop::Kill);
+        }
         for w in &mut self.workers {
-            w.kill();
+            w.reap(Stop::Kill);
         }
         let (busy, pending): (Vec<Busy>, Vec<Unit>) = {
             let mut st = self.shared.st.lock();
@@ -634,8 +638,11 @@ impl Dispatcher {
     }
 
     fn retire_all(mut self) {
+        for w in &self.workers {
+            w.stop(Stop::Retire);
+        }
         for w in &mut self.workers {
-            w.retire();
+            w.reap(Stop::Retire);
         }
     }
 }

@@ -284,6 +284,15 @@ pub(crate) enum Handle {
     Thread(Option<std::thread::JoinHandle<()>>),
 }
 
+/// How a worker is stopped.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Stop {
+    /// Killed at once (a thread is only hung up on).
+    Kill,
+    /// Hung up on: it leaves after its current unit.
+    Retire,
+}
+
 /// A running worker, as the dispatcher sees it.
 pub(crate) struct Worker {
     /// Unique in the pool: tells its inbox messages from those of the worker it replaced.
@@ -330,26 +339,36 @@ impl Worker {
 
     /// Kill (processes) and reap; returns the exit code (0 for threads).
     pub fn kill(&mut self) -> i32 {
-        self.conn.close();
-        match &mut self.handle {
-            Handle::Process(p) => {
-                let _ = p.kill();
-                p.join().unwrap_or(-9)
-            }
-            Handle::Thread(h) => {
-                // A thread cannot be killed; closing its pipe makes it leave after its task.
-                drop(h.take());
-                0
-            }
-        }
+        self.stop(Stop::Kill);
+        self.reap(Stop::Kill)
     }
 
     /// Ask the worker to leave (end of file on its pipe) and reap it.
     pub fn retire(&mut self) -> i32 {
+        self.stop(Stop::Retire);
+        self.reap(Stop::Retire)
+    }
+
+    /// The first half of [`kill`](Self::kill) or [`retire`](Self::retire), which does not
+    /// wait: to stop many workers at once, then [`reap`](Self::reap) them.
+    pub fn stop(&self, how: Stop) {
         self.conn.close();
-        match &mut self.handle {
-            Handle::Process(p) => p.join().unwrap_or(-1),
-            Handle::Thread(h) => {
+        if let (Stop::Kill, Handle::Process(p)) = (how, &self.handle) {
+            let _ = p.kill();
+        }
+    }
+
+    /// The second half: wait for the worker to end; its exit code (0 for threads). A thread
+    /// cannot be killed: a killed one leaves after its task and is not waited for.
+    pub fn reap(&mut self, how: Stop) -> i32 {
+        match (&mut self.handle, how) {
+            (Handle::Process(p), Stop::Kill) => p.join().unwrap_or(-9),
+            (Handle::Process(p), Stop::Retire) => p.join().unwrap_or(-1),
+            (Handle::Thread(h), Stop::Kill) => {
+                drop(h.take());
+                0
+            }
+            (Handle::Thread(h), Stop::Retire) => {
                 if let Some(h) = h.take() {
                     let _ = h.join();
                 }
