@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 use crate::sys;
 
 const WAITERS: u32 = 1 << 31;
-/// How long a waiter sleeps before checking whether the holder still lives.
+/// How long a waiter sleeps before checking whether the holder still lives: `FIRST_CHECK`
+/// after it starts waiting, then twice as long each time, up to `LIVENESS_CHECK`. (A holder
+/// killed right after we began to wait — a pool terminating its workers, say — is noticed
+/// within a millisecond; a long wait costs a wake-up every 50 ms.)
+const FIRST_CHECK: Duration = Duration::from_millis(1);
 const LIVENESS_CHECK: Duration = Duration::from_millis(50);
 const SPINS: u32 = 100;
 
@@ -145,6 +149,7 @@ impl RawMutex {
         // a slice. One cheap system call; a zombie holder is caught by the checks between
         // slices, which read its state.)
         let mut checked = false;
+        let mut slice = FIRST_CHECK;
         loop {
             let c = self.state.load(Ordering::Relaxed);
             if !checked && c != 0 {
@@ -181,11 +186,12 @@ impl RawMutex {
                     if now >= d {
                         return LockResult::TimedOut;
                     }
-                    (d - now).min(LIVENESS_CHECK)
+                    (d - now).min(slice)
                 }
-                None => LIVENESS_CHECK,
+                None => slice,
             };
             if !sys::futex_wait(&self.state, c | WAITERS, Some(left)) {
+                slice = (slice * 2).min(LIVENESS_CHECK);
                 // Slept a full slice: is the holder still there?
                 let now = self.state.load(Ordering::Relaxed);
                 if now != 0 && !sys::pid_alive(now & !WAITERS) {

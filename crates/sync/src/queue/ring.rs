@@ -280,7 +280,7 @@ impl Ring {
             }
             _ => {}
         }
-        let _held = Held(plock);
+        let held = Held(plock);
         // 2. an item slot (maxsize)
         let max = u64::from(h.m.0.maxsize.load(Ordering::Relaxed));
         let puts = p.puts.load(Ordering::Relaxed);
@@ -363,6 +363,9 @@ impl Ring {
             p.tail.store(end, Ordering::SeqCst);
             p.write_end.store(0, Ordering::SeqCst);
         }
+        // Release before waking consumers: a wake-up is a system call, and the lock should not
+        // be held through it (nor through the preemption that may follow).
+        drop(held);
         bump(&p.data_seq, &w.data);
         Ok(())
     }
