@@ -748,28 +748,39 @@ impl Pool {
         self.shared.pids.lock().clone()
     }
 
-    fn units<A: Data, R: Data>(
+    /// Encode `items` in chunks and submit them as they are made — the first batch as soon
+    /// as there is a chunk per worker, then batches twice as large each time — so the workers
+    /// start while the rest is encoded, with few submissions.
+    fn submit_chunks<A: Data, R: Data>(
         &self,
         f: fn(A) -> R,
         items: Vec<A>,
         chunksize: usize,
         sink: Arc<dyn Sink>,
-    ) -> Result<Vec<Unit>, PoolError> {
-        let mut units = Vec::with_capacity(items.len().div_ceil(chunksize));
+    ) -> Result<(), PoolError> {
+        let mut batch = Vec::new();
+        let mut flush_at = self.size;
         let mut first = 0;
         let mut it = items.into_iter().peekable();
         while it.peek().is_some() {
             let chunk: Vec<A> = it.by_ref().take(chunksize).collect();
             let n = chunk.len();
-            units.push(Unit {
+            batch.push(Unit {
                 first,
                 n,
                 payload: chunk_call(f, chunk)?,
                 sink: sink.clone(),
             });
             first += n;
+            if batch.len() >= flush_at {
+                self.shared.submit(std::mem::take(&mut batch))?;
+                flush_at *= 2;
+            }
         }
-        Ok(units)
+        if !batch.is_empty() {
+            self.shared.submit(batch)?;
+        }
+        Ok(())
     }
 
     fn map_into<A: Data, R: Data, T: Send + 'static>(
@@ -788,8 +799,7 @@ impl Pool {
         };
         self.check_running()?;
         let sink = MapSink::new(items.len(), cell.clone(), finish, progress);
-        let units = self.units(f, items, chunksize, sink)?;
-        self.shared.submit(units)?;
+        self.submit_chunks(f, items, chunksize, sink)?;
         Ok(AsyncResult::new(cell))
     }
 
