@@ -1,9 +1,9 @@
 //! Wait until a 32-bit word in shared memory changes; wake those waiting on it.
 //!
 //! On Linux this is the futex system call in its *shared* form, so the word may live in memory
-//! mapped by several processes. Callers spin in user space first and call [`wait`] only when
-//! they must sleep; a [`wake`] with nobody waiting costs one system call, which callers avoid by
-//! keeping a "someone waits" flag (see [`RawMutex`](crate::RawMutex)).
+//! mapped by several processes. Callers call [`wait`] only when they must sleep; a [`wake`] with
+//! nobody waiting costs one system call, which callers avoid by keeping a "someone waits" flag
+//! (see [`RawMutex`](crate::RawMutex)).
 //!
 //! ```
 //! use std::sync::atomic::{AtomicU32, Ordering};
