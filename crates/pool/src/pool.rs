@@ -945,7 +945,8 @@ impl Pool {
 
     /// Lazily apply `f` over `items`, yielding results in input order as they become ready.
     /// The input is read only a bounded distance ahead of the results consumed (at most 128
-    /// chunks per worker, and about 16 MiB of encoded chunks), so an endless iterator works.
+    /// chunks per worker, and past two chunks per worker, about 16 MiB of encoded chunks), so
+    /// an endless iterator works.
     pub fn imap<A: Data, R: Data, I: IntoIterator<Item = A>>(
         &self,
         f: fn(A) -> R,
@@ -1065,6 +1066,10 @@ impl<A: Data, R: Data, I: Iterator<Item = A>> IMapIter<'_, A, R, I> {
     fn under(&self, div: usize, items: usize, bytes: usize) -> bool {
         let all = self.submitted_items + items;
         let ahead = all - self.yielded;
+        // Two chunks per worker are always allowed, however large: every worker busy.
+        if ahead * div < 2 * self.pool.size * self.chunksize {
+            return true;
+        }
         let avg = (self.submitted_bytes + bytes).checked_div(all).unwrap_or(0);
         ahead * div < self.window * self.chunksize && ahead * avg * div < LOOKAHEAD_BYTES
     }

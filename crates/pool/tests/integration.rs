@@ -224,6 +224,30 @@ fn imap_reads_its_input_lazily() {
     );
 }
 
+fn byte_len(b: multiproc_pickle::Bytes) -> usize {
+    b.0.len()
+}
+
+#[test]
+fn imap_of_large_items_keeps_every_worker_busy_within_a_byte_budget() {
+    let pool = Pool::new(2).unwrap();
+    let pulled = Cell::new(0usize);
+    let big = 9 << 20;
+    let input = (0..100).map(|_| {
+        pulled.set(pulled.get() + 1);
+        multiproc_pickle::Bytes(vec![7u8; big])
+    });
+    let mut it = pool.imap(byte_len, input, 1).unwrap();
+    assert_eq!(it.next().unwrap().unwrap(), big);
+    // two chunks per worker are read ahead whatever their size; beyond that, ~16 MiB
+    assert!(
+        (4..=5).contains(&pulled.get()),
+        "read {} items of 9 MiB for one consumed",
+        pulled.get()
+    );
+    assert_eq!(it.map(Result::unwrap).filter(|&n| n == big).count(), 99);
+}
+
 #[test]
 fn get_with_timeout_then_success_and_callbacks() {
     let pool = Pool::new(1).unwrap();
