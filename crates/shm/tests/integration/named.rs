@@ -55,6 +55,39 @@ fn a_creator_killed_with_sigkill_leaves_no_segment_behind() {
     }
 }
 
+fn sleep_long(_: ()) {
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// Create `name`, fork a child that lives on and never touches shared memory, report the
+/// child's pid, then wait to be killed.
+fn create_fork_and_hang((name, ready): (String, Connection)) {
+    let s = SharedMemory::create(Some(&name), 4096).unwrap();
+    s.write(0, b"orphan").unwrap();
+    let child = Process::new(sleep_long, ()).start_method(StartMethod::Fork);
+    child.start().unwrap();
+    ready.send(&child.pid().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_forked_child_living_on_does_not_delay_the_clean_up_of_its_killed_parent() {
+    let name = unique("forkedlives");
+    let (here, there) = pipe(true).unwrap();
+    let p = Process::new(create_fork_and_hang, (name.clone(), there));
+    p.start().unwrap();
+    let child: u32 = here.recv().unwrap();
+    p.kill().unwrap();
+    assert_eq!(p.join().unwrap(), -9);
+    let gone = gone_within(&name, Duration::from_secs(10));
+    // SAFETY: a plain kill of the grandchild we were told about (orphaned now).
+    unsafe { libc::kill(child as i32, libc::SIGKILL) };
+    assert!(
+        gone,
+        "the tracker waited for the forked child holding a copy of its pipe"
+    );
+}
+
 fn create_and_persist(name: String) {
     let s = SharedMemory::create(Some(&name), 4096).unwrap();
     s.write(0, b"kept").unwrap();

@@ -6,9 +6,9 @@
 //! close-on-exec). Creating a segment writes `register name`, unlinking or persisting it writes
 //! `forget name`: fixed 33-byte records, atomic on a pipe. When every write end is gone — this
 //! process ended, however it ended — the tracker reads end of file, unlinks what is still
-//! registered, and exits. A forked child that creates segments closes its copy of the parent's
-//! pipe and starts a tracker of its own. (A forked child that never creates one keeps the copy
-//! until it ends, delaying its parent's clean-up that long.)
+//! registered, and exits. A forked child closes its copy of the parent's write end at once (a
+//! `pthread_atfork` handler), so its parent's tracker never waits for it; if it creates segments
+//! it starts a tracker of its own.
 //!
 //! Between `fork` and its exit the tracker runs only async-signal-safe calls (`read`, `close`,
 //! `dup2`, `open`, `shm_unlink`, `signal`, `_exit`) on memory allocated before the fork: it is
@@ -16,6 +16,8 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Once;
 
 use parking_lot::Mutex;
 
@@ -36,6 +38,19 @@ struct Tracker {
 
 static TRACKER: Mutex<Option<Tracker>> = Mutex::new(None);
 
+/// The write end of this process's tracker pipe (-1: none), for the fork handler, which closes
+/// it in every forked child and sets it to -1 there.
+static PIPE_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn close_in_child() {
+    let fd = PIPE_FD.swap(-1, Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: close is async-signal-safe; the descriptor is the child's copy of the write
+        // end (see `send` for who owns it afterwards).
+        unsafe { libc::close(fd) };
+    }
+}
+
 /// Track `os_name` (`/name`) for this process.
 pub(crate) fn register(os_name: &str) {
     send(REGISTER, os_name);
@@ -55,7 +70,14 @@ fn send(op: u8, os_name: &str) {
     let me = super::getpid();
     if g.as_ref().is_some_and(|t| t.pid != me) {
         // A forked child: its parent's tracker must not wait for us, and ours must watch us.
-        *g = None;
+        if let Some(fd) = g.take().and_then(|t| t.pipe) {
+            if PIPE_FD.load(Ordering::Relaxed) == fd.as_raw_fd() {
+                drop(fd); // forked without the handlers: close our copy here
+            } else {
+                // The fork handler closed it already; the number may be another file's now.
+                std::mem::forget(fd);
+            }
+        }
     }
     if g.is_none() {
         if op == FORGET {
@@ -63,6 +85,13 @@ fn send(op: u8, os_name: &str) {
         }
         match start() {
             Ok(fd) => {
+                static AT_FORK: Once = Once::new();
+                AT_FORK.call_once(|| {
+                    // SAFETY: registers a handler that only swaps an atomic and closes a
+                    // descriptor (async-signal-safe).
+                    unsafe { libc::pthread_atfork(None, None, Some(close_in_child)) };
+                });
+                PIPE_FD.store(fd.as_raw_fd(), Ordering::Relaxed);
                 *g = Some(Tracker {
                     pipe: Some(fd),
                     registered: 0,
