@@ -66,7 +66,9 @@ pub(crate) fn run(opts: &Opts) -> Res {
         report(
             "array_fill",
             size as f64 / t.as_secs_f64() / 1e6,
-            &format!("MB/s (child fills shared Array, incl. start, ok={ok})"),
+            &format!(
+                "MB/s (child fills shared Array, incl. start; pages backed at creation, as CPython's are zero-filled; ok={ok})"
+            ),
         );
     }
     Ok(())

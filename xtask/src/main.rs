@@ -649,7 +649,9 @@ fn render_table(
          \x20 limits: limits.c (spawn: posix_spawn /bin/true + wait; fork, forkserver: fork+exit+wait)\n\
          \x20 forkserver: ours is warm (its launch is timed apart); CPython's includes the launch\n\
          \x20 pipe_*: ours starts timing once the echo child answered; CPython's times from\n\
-         \x20   p.start(), so its figure includes the child's start-up spread over the round trips\n\n",
+         \x20   p.start(), so its figure includes the child's start-up spread over the round trips\n\
+         \x20 array_fill: both back the array's pages when it is created (CPython zero-fills it),\n\
+         \x20   outside the timing; the shm_fill limit allocates them in the child, so >1 is possible\n\n",
     );
     for (i, r) in rows.iter().enumerate() {
         let mut line = String::new();

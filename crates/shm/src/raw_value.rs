@@ -314,7 +314,9 @@ pub struct RawArray<T: Pod> {
 }
 
 impl<T: Pod> RawArray<T> {
-    /// `len` zero elements in a segment of their own.
+    /// `len` zero elements in a segment of their own. Its memory is backed now, in one system
+    /// call (as CPython zero-fills a new array), so no process that uses it later pays a page
+    /// allocation per page.
     ///
     /// ```
     /// let a = multiproc_shm::RawArray::<f32>::new(3).unwrap();
@@ -322,6 +324,7 @@ impl<T: Pod> RawArray<T> {
     /// ```
     pub fn new(len: usize) -> Result<RawArray<T>, ShmError> {
         let seg = Arc::new(Segment::new(bytes_for::<T>(len)?.max(1))?);
+        seg.populate();
         RawArray::in_segment(seg, 0, len)
     }
 

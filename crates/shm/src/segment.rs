@@ -53,6 +53,13 @@ impl Segment {
         Ok(Segment { map, file })
     }
 
+    /// Back every page now, in one system call, rather than one fault at a time at first
+    /// touch (best effort: kernels before 5.14, and other systems, fault as usual).
+    pub(crate) fn populate(&self) {
+        #[cfg(target_os = "linux")]
+        let _ = self.map.advise(memmap2::Advice::PopulateWrite);
+    }
+
     /// A second handle on the same memory (a duplicate of the OS handle, mapped again): to give
     /// one to each of several children.
     ///

@@ -487,7 +487,8 @@ pub struct Array<T: Pod> {
 }
 
 impl<T: Pod> Array<T> {
-    /// `len` zero elements, with their lock beside them in one segment.
+    /// `len` zero elements, with their lock beside them in one segment. Its memory is backed
+    /// now, as [`RawArray::new`]'s is.
     ///
     /// ```
     /// let a = multiproc_shm::Array::<i32>::new(3).unwrap();
@@ -499,6 +500,7 @@ impl<T: Pod> Array<T> {
             .checked_add(bytes_for::<T>(len)?)
             .ok_or(ShmError::InvalidSize(len))?;
         let seg = Arc::new(Segment::new(total)?);
+        seg.populate();
         let lock = SharedMutex::in_segment(seg.clone(), 0)?;
         let raw = RawArray::in_segment(seg, off, len)?;
         Ok(Array {
