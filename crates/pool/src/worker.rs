@@ -1,6 +1,7 @@
 //! The worker side: what runs in a pool process (or pool thread), and the one seam through which
-//! the dispatcher starts workers. A worker is anything reachable through a [`Connection`]:
-//! it receives encoded [`Call`]s, one per chunk, and answers each with one [`Reply`].
+//! the dispatcher starts workers. A worker is anything reachable through a [`Connection`] that
+//! can put into the pool's inbox: it receives encoded [`Call`]s, one per chunk, on the
+//! connection, and answers each with one [`Reply`] in the inbox (see `inbox`).
 
 use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
