@@ -696,7 +696,16 @@ fn default_chunksize(len: usize, workers: usize) -> usize {
 }
 
 fn collect_all<R>(chunks: Vec<Chunk<R>>, total: usize) -> Result<Vec<R>, PoolError> {
-    let mut out = Vec::with_capacity(total);
+    let mut chunks = chunks.into_iter().peekable();
+    // The first chunk's results become the front of the whole: growing them moves pages (a
+    // large allocation is remapped) instead of copying them into fresh memory.
+    let mut out = match chunks.next_if(|c| matches!(c, Chunk::Ok(_))) {
+        Some(Chunk::Ok(mut v)) => {
+            v.reserve_exact(total.saturating_sub(v.len()));
+            v
+        }
+        _ => Vec::with_capacity(total),
+    };
     for c in chunks {
         match c {
             Chunk::Ok(v) => out.extend(v),
