@@ -204,6 +204,23 @@ fn a_worker_killed_while_idle_is_replaced_when_work_comes() {
 }
 
 #[test]
+fn many_workers_replying_at_once_lose_nothing() {
+    // every reply of every worker goes through the one inbox: threads of one process and
+    // processes contend for it
+    let want: Vec<u64> = (0..10_000u64).map(square).collect();
+    let threads = ThreadPool::new(8).unwrap();
+    assert_eq!(threads.map_chunked(square, 0..10_000u64, 1).unwrap(), want);
+    let procs = Pool::new(6).unwrap();
+    let mut got: Vec<u64> = procs
+        .imap_unordered(square, 0..10_000u64, 1)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, want);
+}
+
+#[test]
 fn imap_reads_its_input_lazily() {
     let pool = Pool::new(2).unwrap();
     let pulled = Cell::new(0usize);
