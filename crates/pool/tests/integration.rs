@@ -190,6 +190,24 @@ fn large_arguments_and_results_cross_whole() {
 }
 
 #[test]
+fn a_worker_killed_while_idle_is_reaped_and_replaced_without_work() {
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    let victim = pool.pids()[1];
+    // SAFETY: a plain libc call on a pid of our own pool worker.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let t = Instant::now();
+    while pool.pids().contains(&victim) && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pids = pool.pids();
+    assert!(!pids.contains(&victim), "the dead worker was not replaced");
+    assert_eq!(pids.len(), 2);
+    assert!(!process_exists(victim), "the dead worker was not reaped");
+    assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
+}
+
+#[test]
 fn a_worker_killed_while_idle_is_replaced_when_work_comes() {
     let pool = Pool::new(2).unwrap();
     assert_eq!(pool.map(square, 0..10u64).unwrap().len(), 10);
