@@ -161,6 +161,32 @@ impl Call {
         A: Serialize + DeserializeOwned,
         R: Serialize,
     {
+        Call::new_encoding_as(f, args)
+    }
+
+    /// [`new`](Self::new) with the arguments in any form that encodes as an `A` does (a slice
+    /// for a `Vec`, a tuple of references for a tuple), so they need not be copied into an `A`
+    /// first. Arguments that do not encode as an `A` fail when the call runs, with a decode
+    /// error.
+    ///
+    /// ```
+    /// use multiproc_pickle::{decode, Call};
+    /// fn total(v: Vec<u32>) -> u32 { v.iter().sum() }
+    /// let data = [1u32, 2, 3, 4];
+    /// let (call, handles) = Call::new_encoding_as(total, &data[1..]).unwrap();
+    /// // SAFETY: made by this very process.
+    /// let out = unsafe { call.invoke(handles) }.unwrap();
+    /// assert_eq!(decode::<u32>(&out).unwrap(), 9);
+    /// ```
+    pub fn new_encoding_as<A, R, S>(
+        f: fn(A) -> R,
+        args: &S,
+    ) -> Result<(Call, Vec<OsHandle>), PickleError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize,
+        S: Serialize + ?Sized,
+    {
         let (bytes, handles) = crate::encode_with_handles(args)?;
         let call = Call {
             fingerprint: fingerprint(),

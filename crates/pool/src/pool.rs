@@ -48,6 +48,8 @@ struct Lane {
     depth: usize,
     /// A moving average of that time, in nanoseconds (0: none measured yet).
     unit_nanos: u64,
+    /// Bytes that may wait in the worker's pipe behind its running unit (see `MAX_QUEUED_BYTES`).
+    queue_bytes: usize,
     tasks_done: usize,
     /// False while the worker is being retired or replaced.
     open: bool,
@@ -55,7 +57,11 @@ struct Lane {
 
 impl Lane {
     fn new(conn: Arc<Connection>) -> Lane {
+        let queue_bytes = conn
+            .send_buffer_size()
+            .map_or(UNKNOWN_QUEUED_BYTES, |n| (n / 2).min(MAX_QUEUED_BYTES));
         Lane {
+            queue_bytes,
             conn,
             busy: VecDeque::new(),
             front_since: Instant::now(),
@@ -76,7 +82,7 @@ impl Lane {
         }
         let queued: usize = self.busy.iter().skip(1).map(|b| b.len).sum();
         let room = maxtasks.map_or(true, |m| self.tasks_done + self.busy.len() < m);
-        room && self.busy.len() < self.depth && queued + unit.payload.len() <= PIPELINE_BYTES
+        room && self.busy.len() < self.depth && queued + unit.payload.len() <= self.queue_bytes
     }
 
     /// The front unit was answered: take its time into the average, and start the next one's.
@@ -370,10 +376,14 @@ impl PoolBuilder {
 const MAX_DEPTH: usize = 64;
 const START_DEPTH: usize = 4;
 const QUEUED_WORK: Duration = Duration::from_millis(2);
-/// Only units this small are queued behind a running one, and only while the bytes waiting in
-/// a worker's pipe stay under `PIPELINE_BYTES`: well under a pipe's 64 KiB buffer, so writing
-/// to a busy worker never blocks the dispatcher (which must stay free to read results).
-const PIPELINE_BYTES: usize = 32 << 10;
+/// Units are queued behind a running one only while the bytes waiting in the worker's pipe stay
+/// under half the pipe's buffer (as the kernel reports it; at most `MAX_QUEUED_BYTES`,
+/// `UNKNOWN_QUEUED_BYTES` if it cannot tell), so writing to a busy worker never blocks whoever
+/// writes: a blocked writer holding the pool's lock would keep the dispatcher from draining
+/// the inbox, which a worker may be waiting on. (Pipes are 1 MiB where the kernel allows, but
+/// a user over the kernel's pipe-memory limit gets 8 KiB ones.)
+const MAX_QUEUED_BYTES: usize = 512 << 10;
+const UNKNOWN_QUEUED_BYTES: usize = 32 << 10;
 /// While workers hold work, the dispatcher looks at least this often whether one has died (a
 /// dead worker sends nothing: its death is seen here); an idle pool, at `IDLE_CHECK` (as
 /// CPython's pool does), so a worker killed while idle is replaced and reaped without waiting
@@ -782,9 +792,7 @@ impl Pool {
         let mut batch = Vec::new();
         let mut flush_at = self.size;
         let mut first = 0;
-        let mut it = items.into_iter().peekable();
-        while it.peek().is_some() {
-            let chunk: Vec<A> = it.by_ref().take(chunksize).collect();
+        for chunk in items.chunks(chunksize) {
             let n = chunk.len();
             batch.push(Unit {
                 first,
@@ -1116,7 +1124,7 @@ impl<A: Data, R: Data, I: Iterator<Item = A>> IMapIter<'_, A, R, I> {
             }
             let n = chunk.len();
             let sink: Arc<dyn Sink> = self.sink.clone();
-            match chunk_call(self.f, chunk) {
+            match chunk_call(self.f, &chunk) {
                 Ok(payload) => {
                     bytes += payload.len();
                     batch.push(Unit {

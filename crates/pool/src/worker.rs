@@ -150,13 +150,14 @@ pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
         .map_err(|e| e.to_string())
 }
 
-/// Package a chunk of `f` applied to `items`.
-pub(crate) fn chunk_call<A, R>(f: fn(A) -> R, items: Vec<A>) -> Result<Vec<u8>, PoolError>
+/// Package a chunk of `f` applied to `items` (encoded from the slice: it arrives as the
+/// `Vec<A>` that `run_chunk` takes).
+pub(crate) fn chunk_call<A, R>(f: fn(A) -> R, items: &[A]) -> Result<Vec<u8>, PoolError>
 where
     A: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
 {
-    let (call, handles) = Call::new(run_chunk::<A, R>, &(FnRef::of(f), items))?;
+    let (call, handles) = Call::new_encoding_as(run_chunk::<A, R>, &(FnRef::of(f), items))?;
     if !handles.is_empty() {
         return Err(PoolError::Serialization(
             "pool task arguments cannot carry OS handles".into(),

@@ -221,6 +221,21 @@ impl Connection {
         self.r.lock().fd.is_none() && self.w.lock().is_none()
     }
 
+    /// The kernel's buffer for what this end sends, in bytes (a pipe's capacity, or a socket's
+    /// send buffer as the kernel reports it); `None` for a receive-only end, a closed one, or
+    /// where it cannot be known. While the peer reads nothing, sends totalling well under this
+    /// do not block (a socket's usable share is smaller than its reported size).
+    ///
+    /// ```
+    /// let (rx, tx) = multiproc_process::pipe(false).unwrap();
+    /// assert!(tx.send_buffer_size().unwrap() >= 4096);
+    /// assert_eq!(rx.send_buffer_size(), None);
+    /// ```
+    pub fn send_buffer_size(&self) -> Option<usize> {
+        let w = self.w.lock();
+        sys::send_buffer_size(sys::borrow(w.as_ref()?))
+    }
+
     /// The largest message this end will send or accept (default 1 GiB).
     pub fn max_message_size(&self) -> u64 {
         self.max.load(Ordering::Relaxed)

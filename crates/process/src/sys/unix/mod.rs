@@ -48,6 +48,32 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
+/// The kernel buffer of the sending end `fd`, in bytes: a pipe's capacity, or a socket's
+/// send buffer as the kernel reports it. `None` if neither can be read.
+pub(crate) fn send_buffer_size(fd: BorrowedFd<'_>) -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: F_GETPIPE_SZ on a descriptor we borrow; fails harmlessly on a non-pipe.
+        let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        if n > 0 {
+            return Some(n as usize);
+        }
+    }
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt of an int-sized option into `v`, whose size `len` states.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (r == 0 && v > 0).then_some(v as usize)
+}
+
 /// A connected pair of Unix stream sockets, both close-on-exec.
 pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];

@@ -21,6 +21,10 @@ pub(crate) fn pipe() -> io::Result<(OwnedHandle, OwnedHandle)> {
     Err(unsupported())
 }
 
+pub(crate) fn send_buffer_size(_h: Borrowed<'_>) -> Option<usize> {
+    None
+}
+
 pub(crate) fn socketpair() -> io::Result<(OwnedHandle, OwnedHandle)> {
     Err(unsupported())
 }
