@@ -1,6 +1,6 @@
 //! Python's `multiprocessing.Pool`, in Rust, and a pool that never hangs.
 //!
-//! * [`Pool`]: `apply`, `apply_async` (with callbacks), `map`, `map_async`, `imap`,
+//! * [`Pool`]: `apply`, `apply_async` and `map_async` (with callbacks), `map`, `imap`,
 //!   `imap_unordered`, `starmap`, `starmap_async`, chunk sizes as in Python, `close`,
 //!   `terminate`, `join`; dropping the pool terminates it.
 //! * Beyond Python: a crashed worker fails only its task ([`PoolError::WorkerDied`]) and is

@@ -906,6 +906,41 @@ impl Pool {
         )
     }
 
+    /// [`map_async`](Self::map_async) with Python's `callback` (called with all the results,
+    /// in order) and `error_callback` (called with the first failed task's error), run on the
+    /// pool's result thread before the result becomes ready. Also Python's `starmap_async` with
+    /// callbacks: a tuple is the argument.
+    ///
+    /// ```no_run
+    /// use std::sync::mpsc;
+    /// fn double(x: i32) -> i32 { 2 * x }
+    /// let pool = multiproc_pool::Pool::new(2).unwrap();
+    /// let (tx, rx) = mpsc::channel();
+    /// let r = pool
+    ///     .map_async_with(double, 1..=3, None, move |v: &Vec<i32>| tx.send(v.iter().sum::<i32>()).unwrap(), |_| {})
+    ///     .unwrap();
+    /// assert_eq!(r.get(None).unwrap(), [2, 4, 6]);
+    /// assert_eq!(rx.recv().unwrap(), 12);
+    /// ```
+    pub fn map_async_with<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        callback: impl FnOnce(&Vec<R>) + Send + 'static,
+        error_callback: impl FnOnce(&PoolError) + Send + 'static,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError> {
+        let cell = Cell::new(Some(Box::new(callback)), Some(Box::new(error_callback)));
+        self.map_into(
+            f,
+            items.into_iter().collect(),
+            chunksize,
+            cell,
+            collect_all,
+            None,
+        )
+    }
+
     /// Apply `f` to every item and keep every task's own outcome: one failure does not hide
     /// the other results (the crash-resistant way to map).
     pub fn map_each<A: Data, R: Data>(

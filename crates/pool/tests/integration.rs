@@ -321,6 +321,33 @@ fn get_with_timeout_then_success_and_callbacks() {
     let mut seen = seen.lock().unwrap().clone();
     seen.sort();
     assert_eq!(seen, ["err task panicked: unlucky 13", "ok 25"]);
+
+    // map_async's callbacks: all results in order, or the first error
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (s1, s2, s3) = (seen.clone(), seen.clone(), seen.clone());
+    let all = pool
+        .map_async_with(
+            square,
+            1..=4u64,
+            Some(1),
+            move |v: &Vec<u64>| s1.lock().unwrap().push(format!("ok {v:?}")),
+            move |e| s2.lock().unwrap().push(format!("never {e}")),
+        )
+        .unwrap();
+    let failing = pool
+        .map_async_with(
+            fail_on_13,
+            10..=14u32,
+            Some(2),
+            |_| {},
+            move |e| s3.lock().unwrap().push(format!("err {e}")),
+        )
+        .unwrap();
+    assert_eq!(all.get(None).unwrap(), [1, 4, 9, 16]);
+    assert!(failing.get(None).is_err());
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, ["err task panicked: unlucky 13", "ok [1, 4, 9, 16]"]);
 }
 
 #[test]
