@@ -781,23 +781,30 @@ impl Pool {
 
     /// Encode `items` in chunks and submit them as they are made — the first batch as soon
     /// as there is a chunk per worker, then batches twice as large each time — so the workers
-    /// start while the rest is encoded, with few submissions.
+    /// start while the rest is encoded, with few submissions. Items are read straight from
+    /// the iterator into one reused chunk buffer. The number of items submitted.
     fn submit_chunks<A: Data, R: Data>(
         &self,
         f: fn(A) -> R,
-        items: Vec<A>,
+        mut items: impl Iterator<Item = A>,
         chunksize: usize,
         sink: Arc<dyn Sink>,
-    ) -> Result<(), PoolError> {
+    ) -> Result<usize, PoolError> {
         let mut batch = Vec::new();
         let mut flush_at = self.size;
         let mut first = 0;
-        for chunk in items.chunks(chunksize) {
+        let mut chunk: Vec<A> = Vec::new();
+        loop {
+            chunk.clear();
+            chunk.extend(items.by_ref().take(chunksize));
+            if chunk.is_empty() {
+                break;
+            }
             let n = chunk.len();
             batch.push(Unit {
                 first,
                 n,
-                payload: chunk_call(f, chunk)?,
+                payload: chunk_call(f, &chunk)?,
                 sink: sink.clone(),
             });
             first += n;
@@ -809,27 +816,58 @@ impl Pool {
         if !batch.is_empty() {
             self.shared.submit(batch)?;
         }
-        Ok(())
+        Ok(first)
     }
 
+    /// Submit a map of `f` over `items`; its result, made by `finish`, completes `cell`.
+    /// Python's default chunk size needs the number of items: an iterator that knows it
+    /// exactly (a range, a `Vec`) is read as chunks are encoded, any other is collected first,
+    /// as Python makes a list of it.
     fn map_into<A: Data, R: Data, T: Send + 'static>(
         &self,
         f: fn(A) -> R,
-        items: Vec<A>,
+        items: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
         cell: Arc<Cell<T>>,
         finish: Finish<R, T>,
         progress: Option<Box<dyn Fn(usize, usize) + Send + Sync>>,
     ) -> Result<AsyncResult<T>, PoolError> {
-        let chunksize = match chunksize {
-            Some(0) => return Err(PoolError::InvalidArgument("chunksize must be at least 1")),
-            Some(c) => c,
-            None => default_chunksize(items.len(), self.size),
-        };
+        if chunksize == Some(0) {
+            return Err(PoolError::InvalidArgument("chunksize must be at least 1"));
+        }
         self.check_running()?;
-        let sink = MapSink::new(items.len(), cell.clone(), finish, progress);
-        self.submit_chunks(f, items, chunksize, sink)?;
+        let items = items.into_iter();
+        match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => {
+                self.map_from(f, items, lo, chunksize, &cell, finish, progress)?
+            }
+            _ => {
+                let v: Vec<A> = items.collect();
+                let n = v.len();
+                self.map_from(f, v.into_iter(), n, chunksize, &cell, finish, progress)?
+            }
+        }
         Ok(AsyncResult::new(cell))
+    }
+
+    /// [`map_into`](Self::map_into) for about `len` items (a wrong count only changes the
+    /// chunk size: the map completes with the items there were).
+    #[allow(clippy::too_many_arguments)]
+    fn map_from<A: Data, R: Data, T: Send + 'static>(
+        &self,
+        f: fn(A) -> R,
+        items: impl Iterator<Item = A>,
+        len: usize,
+        chunksize: Option<usize>,
+        cell: &Arc<Cell<T>>,
+        finish: Finish<R, T>,
+        progress: Option<Box<dyn Fn(usize, usize) + Send + Sync>>,
+    ) -> Result<(), PoolError> {
+        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(len, self.size));
+        let sink = MapSink::new(len, cell.clone(), finish, progress);
+        let n = self.submit_chunks(f, items, chunksize, sink.clone())?;
+        sink.submitted(n);
+        Ok(())
     }
 
     fn check_running(&self) -> Result<(), PoolError> {
@@ -898,7 +936,7 @@ impl Pool {
     ) -> Result<AsyncResult<Vec<R>>, PoolError> {
         self.map_into(
             f,
-            items.into_iter().collect(),
+            items,
             chunksize,
             Cell::new(None, None),
             collect_all,
@@ -931,14 +969,7 @@ impl Pool {
         error_callback: impl FnOnce(&PoolError) + Send + 'static,
     ) -> Result<AsyncResult<Vec<R>>, PoolError> {
         let cell = Cell::new(Some(Box::new(callback)), Some(Box::new(error_callback)));
-        self.map_into(
-            f,
-            items.into_iter().collect(),
-            chunksize,
-            cell,
-            collect_all,
-            None,
-        )
+        self.map_into(f, items, chunksize, cell, collect_all, None)
     }
 
     /// Apply `f` to every item and keep every task's own outcome: one failure does not hide
@@ -949,15 +980,8 @@ impl Pool {
         items: impl IntoIterator<Item = A>,
         chunksize: Option<usize>,
     ) -> Result<Vec<Result<R, PoolError>>, PoolError> {
-        self.map_into(
-            f,
-            items.into_iter().collect(),
-            chunksize,
-            Cell::new(None, None),
-            keep_each,
-            None,
-        )?
-        .get(None)
+        self.map_into(f, items, chunksize, Cell::new(None, None), keep_each, None)?
+            .get(None)
     }
 
     /// [`map`](Self::map) that reports progress: `progress(done, total)` is called on the
@@ -969,7 +993,6 @@ impl Pool {
         chunksize: Option<usize>,
         progress: impl Fn(usize, usize) + Send + Sync + 'static,
     ) -> Result<Vec<R>, PoolError> {
-        let items: Vec<A> = items.into_iter().collect();
         self.map_into(
             f,
             items,

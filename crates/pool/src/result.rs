@@ -41,8 +41,14 @@ type Callbacks<T> = (Option<Callback<T>>, Option<Callback<PoolError>>);
 /// Turns a job's per-item results into what its `AsyncResult` holds.
 /// Its argument: the chunks' results, in input order, and the number of items.
 pub(crate) type Finish<R, T> = fn(Vec<Chunk<R>>, usize) -> Result<T, PoolError>;
-/// Chunks received so far, by their first item; items still missing.
-type Slots<R> = (BTreeMap<usize, Chunk<R>>, usize);
+/// A map's chunks received so far, by their first item, and how many items they hold; the
+/// number of items submitted, once submission is over (until then the map cannot complete,
+/// however many chunks are in).
+struct Slots<R> {
+    chunks: BTreeMap<usize, Chunk<R>>,
+    done: usize,
+    total: Option<usize>,
+}
 
 pub(crate) struct Cell<T> {
     value: Mutex<Option<Result<T, PoolError>>>,
@@ -178,33 +184,54 @@ impl<T> AsyncResult<T> {
 
 type Progress = Box<dyn Fn(usize, usize) + Send + Sync>;
 
-/// Collects a whole map into one `Vec`, then completes a `Cell`.
+/// Collects a whole map into one `Vec`, then completes a `Cell`. Chunks are delivered while
+/// the map is still being submitted; [`submitted`](Self::submitted) says how many items there
+/// are in all.
 pub(crate) struct MapSink<R, T> {
     st: Mutex<Slots<R>>,
-    total: usize,
+    /// The number of items expected, for progress reports before submission is over.
+    hint: usize,
     cell: Arc<Cell<T>>,
     finish: Finish<R, T>,
     progress: Option<Progress>,
 }
 
 impl<R, T> MapSink<R, T> {
+    /// A sink for about `hint` items.
     pub(crate) fn new(
-        total: usize,
+        hint: usize,
         cell: Arc<Cell<T>>,
         finish: Finish<R, T>,
         progress: Option<Progress>,
     ) -> Arc<Self> {
-        let s = Arc::new(MapSink {
-            st: Mutex::new((BTreeMap::new(), total)),
-            total,
+        Arc::new(MapSink {
+            st: Mutex::new(Slots {
+                chunks: BTreeMap::new(),
+                done: 0,
+                total: None,
+            }),
+            hint,
             cell,
             finish,
             progress,
-        });
-        if total == 0 {
-            s.cell.set((s.finish)(Vec::new(), 0));
+        })
+    }
+
+    /// Submission is over: `total` items were submitted.
+    pub(crate) fn submitted(&self, total: usize) {
+        let mut st = self.st.lock();
+        st.total = Some(total);
+        self.complete_if_done(st);
+    }
+
+    fn complete_if_done(&self, mut st: parking_lot::MutexGuard<'_, Slots<R>>) {
+        if st.total != Some(st.done) {
+            return;
         }
-        s
+        let chunks: Vec<Chunk<R>> = std::mem::take(&mut st.chunks).into_values().collect();
+        let total = st.done;
+        drop(st);
+        self.cell.set((self.finish)(chunks, total));
     }
 }
 
@@ -212,18 +239,13 @@ impl<R: DeserializeOwned + Send, T: Send> Sink for MapSink<R, T> {
     fn deliver(&self, first: usize, n: usize, reply: Result<&[u8], PoolError>) {
         let chunk = split::<R>(n, reply);
         let mut st = self.st.lock();
-        if st.0.insert(first, chunk).is_none() {
-            st.1 -= n;
+        if st.chunks.insert(first, chunk).is_none() {
+            st.done += n;
         }
-        let remaining = st.1;
         if let Some(p) = &self.progress {
-            p(self.total - remaining, self.total);
+            p(st.done, st.total.unwrap_or(self.hint).max(st.done));
         }
-        if remaining == 0 {
-            let chunks: Vec<Chunk<R>> = std::mem::take(&mut st.0).into_values().collect();
-            drop(st);
-            self.cell.set((self.finish)(chunks, self.total));
-        }
+        self.complete_if_done(st);
     }
 }
 

@@ -128,6 +128,33 @@ fn mapping_calls_equal_a_sequential_map() {
     assert_eq!(pool.apply(square, 12).unwrap(), 144);
 }
 
+/// An iterator whose exact size hint is wrong (a bug the pool must survive, not trust).
+struct Liar {
+    left: u64,
+    claims: usize,
+}
+
+impl Iterator for Liar {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        self.left = self.left.checked_sub(1)?;
+        Some(self.left)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.claims, Some(self.claims))
+    }
+}
+
+#[test]
+fn an_input_that_lies_about_its_length_is_mapped_whole() {
+    let pool = Pool::new(2).unwrap();
+    for (has, claims) in [(5, 1000), (1000, 5), (0, 7), (7, 0)] {
+        let got = pool.map(square, Liar { left: has, claims }).unwrap();
+        let want: Vec<u64> = (0..has).rev().map(square).collect();
+        assert_eq!(got, want, "{has} items claiming {claims}");
+    }
+}
+
 #[test]
 fn an_error_propagates_and_the_others_complete() {
     let pool = Pool::new(2).unwrap();
