@@ -1072,6 +1072,7 @@ impl Pool {
             sink: StreamSink::new(unordered),
             submitted_items: 0,
             submitted_bytes: 0,
+            chunk: Vec::new(),
             yielded: 0,
             window: self.size * MAX_DEPTH * 2,
             failed: None,
@@ -1132,6 +1133,8 @@ pub struct IMapIter<'p, A, R, I> {
     yielded: usize,
     /// Units read ahead at most.
     window: usize,
+    /// The chunk being read from the input (one buffer, reused).
+    chunk: Vec<A>,
     failed: Option<PoolError>,
 }
 
@@ -1175,14 +1178,15 @@ impl<A: Data, R: Data, I: Iterator<Item = A>> IMapIter<'_, A, R, I> {
             };
             // Reading the input happens here, in the caller's thread: a panic in the
             // iterator propagates to the caller, as an exception would in Python.
-            let chunk: Vec<A> = input.by_ref().take(self.chunksize).collect();
-            if chunk.is_empty() {
+            self.chunk.clear();
+            self.chunk.extend(input.by_ref().take(self.chunksize));
+            if self.chunk.is_empty() {
                 self.input = None;
                 break;
             }
-            let n = chunk.len();
+            let n = self.chunk.len();
             let sink: Arc<dyn Sink> = self.sink.clone();
-            match chunk_call(self.f, &chunk) {
+            match chunk_call(self.f, &self.chunk) {
                 Ok(payload) => {
                     bytes += payload.len();
                     batch.push(Unit {
