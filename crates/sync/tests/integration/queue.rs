@@ -245,3 +245,51 @@ fn a_consumer_killed_while_waiting_does_not_hang_the_others() {
     q.put(5).unwrap();
     assert_eq!(q.get_timeout(Duration::from_secs(10)), Ok(5));
 }
+
+/// Put `n` messages `[id][i][filler...]`, each given in three parts.
+fn put_parts((q, id, n): (multiproc_sync::ByteQueue, u8, u32)) {
+    for i in 0..n {
+        let filler = vec![id; (i % 300) as usize];
+        q.put_parts(&[&[id], &i.to_le_bytes(), &filler]).unwrap();
+    }
+}
+
+#[test]
+fn byte_queue_messages_in_parts_cross_processes_whole_and_in_order() {
+    let q = multiproc_sync::ByteQueue::with_capacity(16 << 10).unwrap();
+    let n = 20_000u32;
+    let ps: Vec<Process> = [StartMethod::Spawn, StartMethod::Fork]
+        .into_iter()
+        .enumerate()
+        .map(|(id, m)| Process::new(put_parts, (q.clone(), id as u8, n)).start_method(m))
+        .collect();
+    for p in &ps {
+        p.start().unwrap();
+    }
+    let mut next = [0u32; 2];
+    for _ in 0..2 * n {
+        let (id, i) = q
+            .get_with(Some(Duration::from_secs(20)), |m| {
+                let id = m[0];
+                let i = u32::from_le_bytes(m[1..5].try_into().unwrap());
+                assert_eq!(m.len(), 5 + (i % 300) as usize);
+                assert!(m[5..].iter().all(|&b| b == id), "a torn message");
+                (id as usize, i)
+            })
+            .unwrap();
+        assert_eq!(i, next[id], "producer {id} out of order");
+        next[id] += 1;
+    }
+    for p in &ps {
+        assert_eq!(p.join().unwrap(), 0);
+    }
+    assert_eq!(q.qsize(), 0);
+    let t = Instant::now();
+    assert_eq!(
+        q.get_with_sleeping(Some(Duration::from_millis(30)), |m| m.len()),
+        Err(QueueError::Empty)
+    );
+    assert!(t.elapsed() >= Duration::from_millis(30));
+    q.close();
+    assert_eq!(q.try_get_with(|m| m.len()), Err(QueueError::Closed));
+}
