@@ -443,10 +443,9 @@ impl Dispatcher {
                 .filter_map(|l| l.busy.front().and_then(|b| b.deadline))
                 .min()
         };
-        let mut timeout = deadline.map(|d| d.saturating_duration_since(now));
         let every = if idle { IDLE_CHECK } else { LIVENESS_CHECK };
         let check = every.saturating_sub(self.last_check.elapsed());
-        timeout = Some(timeout.map_or(check, |t| t.min(check)));
+        let timeout = Some(deadline.map_or(check, |d| d.saturating_duration_since(now).min(check)));
         // Wait for one message, then take what else is there without waiting. While workers
         // hold work, a reply is due within microseconds: spin a moment before sleeping. An idle
         // pool sleeps at once, leaving the CPU to the threads about to submit.
@@ -503,6 +502,7 @@ impl Dispatcher {
     /// Replace every worker that has ended, failing the unit it was running.
     fn check_deaths(&mut self) {
         self.last_check = Instant::now();
+        let shared = self.shared.clone();
         for i in 0..self.workers.len() {
             let Some(code) = self.workers[i].ended() else {
                 continue;
@@ -510,7 +510,6 @@ impl Dispatcher {
             // What it replied before dying is in the inbox, ahead of anything it could not
             // send: deliver that first, so the unit failed is the one it was running.
             let id = self.workers[i].id;
-            let shared = self.shared.clone();
             while shared.inbox.try_get_with(|m| self.on_message(m)).is_ok() {}
             if self.workers[i].id == id {
                 self.fail_and_replace(i, code);
@@ -545,10 +544,7 @@ impl Dispatcher {
                 Ok(reply) => self.on_reply(i, &reply),
                 Err(_) => {
                     // end of file: the worker died while sending its reply
-                    let code = match &self.workers[i].handle {
-                        crate::worker::Handle::Process(p) => p.join().unwrap_or(-1),
-                        crate::worker::Handle::Thread(_) => 0,
-                    };
+                    let code = self.workers[i].reap(Stop::Retire);
                     self.fail_and_replace(i, code);
                 }
             },

@@ -47,12 +47,7 @@ pub(crate) fn install_panic_hook() {
             if !IN_TASK.with(Cell::get) {
                 return prev(info);
             }
-            let p = info.payload();
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "Box<dyn Any>".into());
+            let msg = panic_text(info.payload());
             let at = info
                 .location()
                 .map(|l| format!("at {}:{}:{}\n", l.file(), l.line(), l.column()))
@@ -61,6 +56,15 @@ pub(crate) fn install_panic_hook() {
             LAST_PANIC.with(|l| *l.borrow_mut() = Some((msg, format!("{at}{bt}"))));
         }));
     });
+}
+
+/// A panic payload's message (`panic!` gives a `&str` or a `String`).
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "Box<dyn Any>".into())
 }
 
 /// What a worker sends back for a chunk (decoded by the pool): the plain results when every
@@ -86,17 +90,9 @@ fn run_one<A, R>(f: fn(A) -> R, item: A) -> Outcome<R> {
     match r {
         Ok(v) => Outcome::Ok(v),
         Err(payload) => {
-            let (message, backtrace) =
-                LAST_PANIC
-                    .with(|l| l.borrow_mut().take())
-                    .unwrap_or_else(|| {
-                        let m = payload
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| payload.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "Box<dyn Any>".into());
-                        (m, String::new())
-                    });
+            let (message, backtrace) = LAST_PANIC
+                .with(|l| l.borrow_mut().take())
+                .unwrap_or_else(|| (panic_text(&*payload), String::new()));
             Outcome::Panic { message, backtrace }
         }
     }
