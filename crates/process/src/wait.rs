@@ -22,9 +22,13 @@ pub trait Waitable {
     fn wait_handle(&self) -> Option<RawWaitHandle>;
 }
 
-/// Wait until at least one object is ready or `timeout` passes; returns the indices of the
-/// ready ones (empty on timeout), like `multiprocessing.connection.wait`. A closed object
-/// counts as ready, so a loop over `wait` never blocks on it forever.
+/// Wait until at least one object is ready or `timeout` passes; returns the indices of
+/// **every** ready object, in order (empty on timeout), like `multiprocessing.connection.wait`.
+/// A closed object counts as ready, so a loop over `wait` never blocks on it forever.
+///
+/// When some objects are ready without asking the OS (a message already read ahead, a process
+/// already reaped), the others are still polled, with a zero timeout: a loop that serves what
+/// `wait` returns never starves an object behind one that is always ready.
 ///
 /// ```
 /// use std::time::Duration;
@@ -34,7 +38,8 @@ pub trait Waitable {
 /// assert!(wait(&[&b, &d], Some(Duration::from_millis(5))).unwrap().is_empty());
 /// c.send_bytes(b"x").unwrap();
 /// assert_eq!(wait(&[&b, &d], None).unwrap(), [1]);
-/// # drop(a);
+/// a.send_bytes(b"y").unwrap();
+/// assert_eq!(wait(&[&b, &d], None).unwrap(), [0, 1]);
 /// ```
 pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>, Error> {
     let mut ready: Vec<usize> = Vec::new();
@@ -46,15 +51,24 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
             Some(h) => handles.push((i, h)),
         }
     }
-    if !ready.is_empty() || handles.is_empty() {
+    if handles.is_empty() {
         return Ok(ready);
     }
+    // Something is ready already: only look at the rest, never block on them.
+    let timeout = if ready.is_empty() {
+        timeout
+    } else {
+        Some(Duration::ZERO)
+    };
     let raw: Vec<sys::RawWait> = handles.iter().map(|&(_, h)| h).collect();
     let flags = sys::poll_readable(&raw, timeout)?;
-    Ok(handles
-        .iter()
-        .zip(flags)
-        .filter(|(_, f)| *f)
-        .map(|(&(i, _), _)| i)
-        .collect())
+    ready.extend(
+        handles
+            .iter()
+            .zip(flags)
+            .filter(|(_, f)| *f)
+            .map(|(&(i, _), _)| i),
+    );
+    ready.sort_unstable();
+    Ok(ready)
 }

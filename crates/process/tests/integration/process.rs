@@ -333,3 +333,30 @@ fn unserializable_argument_fails_at_start() {
     let p = Process::new(takes_bad, Bad(1));
     assert!(matches!(p.start(), Err(Error::Pickle(_))));
 }
+
+#[test]
+fn wait_returns_every_ready_object_not_only_the_buffered_ones() {
+    // `b` reads ahead: two messages arrive in one read, one is left in its buffer.
+    let (a, b) = pipe(true).unwrap();
+    let (c, d) = pipe(true).unwrap();
+    a.send_bytes(b"one").unwrap();
+    a.send_bytes(b"two").unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"one");
+    c.send_bytes(b"three").unwrap();
+    let t = Some(Duration::from_secs(10));
+    assert_eq!(wait(&[&b, &d], t).unwrap(), [0, 1]);
+    assert_eq!(wait(&[&d, &b], t).unwrap(), [0, 1]);
+    // A reaped process (ready without asking the OS) beside a readable pipe.
+    let p = Process::new(unit, ());
+    p.start().unwrap();
+    assert_eq!(
+        p.join_timeout(Some(Duration::from_secs(30))).unwrap(),
+        Some(0)
+    );
+    assert_eq!(wait(&[&p as &dyn Waitable, &d], t).unwrap(), [0, 1]);
+    assert_eq!(b.recv_bytes().unwrap(), b"two");
+    assert_eq!(d.recv_bytes().unwrap(), b"three");
+    assert!(wait(&[&b, &d], Some(Duration::from_millis(20)))
+        .unwrap()
+        .is_empty());
+}
