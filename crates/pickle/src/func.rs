@@ -3,7 +3,7 @@
 use crate::{decode_with_handles, encode, Bytes, OsHandle, PickleError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The anchor all offsets are measured from. Never inlined, so it has one address per binary.
 #[inline(never)]
@@ -89,14 +89,20 @@ impl FnRef {
 }
 
 /// A number that differs between builds of a binary: its size and modification time, and the
-/// version of this crate. Computed once per process (one `stat`).
+/// version of this crate. Computed once per process (one `stat`; two threads asking at once
+/// may both compute it, and the first answer stays). Lock-free, unlike a `OnceLock`, so a child
+/// forked while another thread was computing it never waits for that thread.
 ///
 /// ```
 /// assert_eq!(multiproc_pickle::fingerprint(), multiproc_pickle::fingerprint());
 /// ```
 pub fn fingerprint() -> u64 {
-    static FP: OnceLock<u64> = OnceLock::new();
-    *FP.get_or_init(|| {
+    static FP: AtomicU64 = AtomicU64::new(0); // 0: not computed yet
+    let known = FP.load(Ordering::Acquire);
+    if known != 0 {
+        return known;
+    }
+    let h = {
         // FNV-1a over the identifying facts: stable across processes, no allocation-order effects.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let mut eat = |bytes: &[u8]| {
@@ -117,8 +123,12 @@ pub fn fingerprint() -> u64 {
             }
             Err(e) => tracing::warn!("cannot stat the current executable for its fingerprint: {e}"),
         }
-        h
-    })
+        h.max(1)
+    };
+    match FP.compare_exchange(0, h, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => h,
+        Err(first) => first,
+    }
 }
 
 type Entry = fn(FnRef, &[u8], Vec<OsHandle>) -> Result<Vec<u8>, PickleError>;

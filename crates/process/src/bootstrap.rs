@@ -11,9 +11,9 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use multiproc_pickle::{Call, OsHandle as OwnedFd};
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::per_process::PerProcess;
 use crate::sys::{self, proc};
 use crate::{Connection, Error, StartMethod};
 
@@ -61,7 +61,10 @@ struct ChildCtx {
     boot: Arc<OwnedFd>,
 }
 
-static ME: Mutex<Option<Arc<ChildCtx>>> = Mutex::new(None);
+/// Who this process is, once its job is read. A process forked by someone else keeps its
+/// parent's identity (if it was not being written at the fork), as in Python.
+static ME: PerProcess<Option<Arc<ChildCtx>>> =
+    PerProcess::new(|parents| parents.and_then(|me| me.clone()));
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 pub(crate) fn next_identity() -> Vec<u32> {

@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::per_process::PerProcess;
 use crate::{Connection, Error, Process};
 
 /// How a child process comes to life.
@@ -14,8 +16,9 @@ use crate::{Connection, Error, Process};
 /// * `Spawn` (the default everywhere): re-execute the current binary, which runs the task
 ///   instead of `main` (see [`init`](crate::init)). Safe in a multi-threaded parent.
 /// * `Fork` (Unix): copy the parent. Fastest, but only the forking thread exists in the child:
-///   a lock another thread held at that moment stays locked forever there. Use it only from a
-///   parent that has not started threads.
+///   a lock another thread held at that moment stays locked forever there. multiproc's own
+///   state is safe to fork with threads; yours may not be: use it only from a parent whose
+///   other threads hold no lock the child needs.
 /// * `Forkserver` (Unix): a single-threaded helper, spawned on first use, forks children on
 ///   request. Near-fork start-up without fork's thread hazards.
 ///
@@ -75,8 +78,17 @@ impl FromStr for StartMethod {
     }
 }
 
-static METHOD: Mutex<Option<StartMethod>> = Mutex::new(None);
-static EXECUTABLE: Mutex<Option<PathBuf>> = Mutex::new(None);
+/// The global start method: 0 until set, then 1 + its position in `StartMethod` (lock-free,
+/// so a forked child never waits for it).
+static METHOD: AtomicU8 = AtomicU8::new(0);
+static EXECUTABLE: PerProcess<Option<PathBuf>> =
+    PerProcess::new(|parents| parents.and_then(|p| p.clone()));
+
+const METHODS: [StartMethod; 3] = [
+    StartMethod::Spawn,
+    StartMethod::Fork,
+    StartMethod::Forkserver,
+];
 
 /// Choose the start method for processes that do not name one. Like Python, a second call is an
 /// error ([`Error::StartMethodAlreadySet`]); contexts are the way to mix methods.
@@ -91,17 +103,23 @@ pub fn set_start_method(method: StartMethod) -> Result<(), Error> {
     if !StartMethod::available().contains(&method) {
         return Err(Error::StartMethodUnavailable(method));
     }
-    let mut m = METHOD.lock();
-    if m.is_some() {
-        return Err(Error::StartMethodAlreadySet);
-    }
-    *m = Some(method);
-    Ok(())
+    let code = METHODS
+        .iter()
+        .position(|&m| m == method)
+        .expect("every method is listed") as u8
+        + 1;
+    METHOD
+        .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+        .map(drop)
+        .map_err(|_| Error::StartMethodAlreadySet)
 }
 
 /// The start method used by processes that do not name one (spawn unless set).
 pub fn get_start_method() -> StartMethod {
-    METHOD.lock().unwrap_or(StartMethod::Spawn)
+    match METHOD.load(Ordering::Acquire) {
+        0 => StartMethod::Spawn,
+        code => METHODS[usize::from(code) - 1],
+    }
 }
 
 /// Use `path` instead of the current executable for spawned children (Python's

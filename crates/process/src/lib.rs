@@ -35,6 +35,7 @@ mod connection;
 mod context;
 mod error;
 mod listener;
+mod per_process;
 mod process;
 mod sys;
 mod wait;

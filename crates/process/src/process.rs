@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::bootstrap::{self, Job, Report};
+use crate::per_process::PerProcess;
 use crate::sys::{self, forkserver, proc};
 use crate::{Connection, Error, StartMethod, Waitable};
 
@@ -96,7 +97,13 @@ impl std::fmt::Debug for Process {
     }
 }
 
-static CHILDREN: Mutex<Vec<Process>> = Mutex::new(Vec::new());
+/// The children this process started. A forked child starts with none: the parent's are
+/// dropped (closing its copies of their descriptors, so their parent-death detection still
+/// works) when they were not locked at the fork, and left alone otherwise.
+static CHILDREN: PerProcess<Vec<Process>> = PerProcess::new(|parents| {
+    drop(parents.map(std::mem::take));
+    Vec::new()
+});
 
 impl Process {
     /// A process that will run `target(args)` once [started](Self::start).
@@ -493,11 +500,10 @@ pub(crate) fn shutdown_children() {
 }
 
 /// In a forked child: the parent's children are not ours. Dropping them closes our copies of
-/// their descriptors (so, e.g., their parent-death detection still works).
+/// their descriptors (so, e.g., their parent-death detection still works); the first use of the
+/// registry in this process does it.
 pub(crate) fn forget_inherited_children() {
-    if let Some(mut c) = CHILDREN.try_lock() {
-        c.clear();
-    }
+    drop(CHILDREN.lock());
 }
 
 /// Logical CPUs this process may use: the affinity mask and cgroup CPU quota are honoured

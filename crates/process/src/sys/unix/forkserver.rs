@@ -14,15 +14,19 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use parking_lot::Mutex;
-
 use super::proc;
+use crate::per_process::PerProcess;
 
 struct Client {
     sock: OwnedFd,
 }
 
-static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
+/// The connection to this process's forkserver. A forked child never shares its parent's: it
+/// starts with none (dropping its copy of the parent's socket if that was not in use at the fork).
+static CLIENT: PerProcess<Option<Client>> = PerProcess::new(|parents| {
+    drop(parents.and_then(Option::take));
+    None
+});
 
 /// Ask the forkserver (started on first use) for a child running on `boot`; returns its pid and
 /// a pidfd.
@@ -59,11 +63,10 @@ pub(crate) fn start_child(exe: &std::path::Path, boot: &OwnedFd) -> io::Result<(
     unreachable!("the loop returns on its second attempt")
 }
 
-/// Forget the client connection (in a forked child, which must not share the parent's).
+/// Forget the client connection (in a forked child, which must not share the parent's): the
+/// first use of it in this process does it.
 pub(crate) fn forget_client() {
-    if let Some(mut g) = CLIENT.try_lock() {
-        *g = None;
-    }
+    drop(CLIENT.lock());
 }
 
 fn launch(exe: &std::path::Path) -> io::Result<Client> {

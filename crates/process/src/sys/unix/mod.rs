@@ -5,6 +5,7 @@ pub(crate) mod proc;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Raw handle that `wait()` can poll.
@@ -435,17 +436,58 @@ pub(crate) fn close_raw(fd: RawFd) {
 /// Descriptors of live connections. A forked child inherits every descriptor of its parent,
 /// including the parent's ends of its pipes, and would then never see end of file on its own
 /// ends; `neutralize_inherited` fixes that in the child.
-static INHERITABLE: parking_lot::Mutex<Vec<RawFd>> = parking_lot::Mutex::new(Vec::new());
+///
+/// A set of descriptor numbers, one bit each, in chunks of 2^16 numbers made on first use and
+/// never freed: lock-free, so a child forked while another thread was adding or removing a
+/// descriptor reads it without waiting for a lock nobody would release.
+static INHERITABLE: [AtomicPtr<FdChunk>; FD_CHUNKS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; FD_CHUNKS];
+const FD_CHUNK_BITS: usize = 1 << 16;
+/// Chunks for every non-negative `c_int` (2^31 numbers).
+const FD_CHUNKS: usize = 1 << 15;
+struct FdChunk([AtomicU64; FD_CHUNK_BITS / 64]);
+
+/// The word and bit of `fd` in its chunk, and the chunk (made if `create`).
+fn fd_bit(fd: RawFd, create: bool) -> Option<(&'static AtomicU64, u64)> {
+    let n = usize::try_from(fd).ok()?;
+    let cell = &INHERITABLE[n / FD_CHUNK_BITS];
+    let mut chunk = cell.load(Ordering::Acquire);
+    if chunk.is_null() {
+        if !create {
+            return None;
+        }
+        let fresh = Box::into_raw(Box::new(FdChunk(std::array::from_fn(|_| {
+            AtomicU64::new(0)
+        }))));
+        chunk = match cell.compare_exchange(
+            std::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => fresh,
+            Err(theirs) => {
+                // SAFETY: `fresh` was never shared.
+                drop(unsafe { Box::from_raw(fresh) });
+                theirs
+            }
+        };
+    }
+    // SAFETY: chunks come from `Box::into_raw` above and are never freed.
+    let chunk = unsafe { &*chunk };
+    let i = n % FD_CHUNK_BITS;
+    Some((&chunk.0[i / 64], 1 << (i % 64)))
+}
 
 pub(crate) fn track_inheritable(fd: BorrowedFd<'_>) {
-    INHERITABLE.lock().push(fd.as_raw_fd());
+    if let Some((word, bit)) = fd_bit(fd.as_raw_fd(), true) {
+        word.fetch_or(bit, Ordering::AcqRel);
+    }
 }
 
 pub(crate) fn untrack_inheritable(fd: BorrowedFd<'_>) {
-    let raw = fd.as_raw_fd();
-    let mut v = INHERITABLE.lock();
-    if let Some(i) = v.iter().position(|&f| f == raw) {
-        v.swap_remove(i);
+    if let Some((word, bit)) = fd_bit(fd.as_raw_fd(), false) {
+        word.fetch_and(!bit, Ordering::AcqRel);
     }
 }
 
@@ -454,19 +496,27 @@ pub(crate) fn untrack_inheritable(fd: BorrowedFd<'_>) {
 /// opened later under the same number), but the parent's pipes and sockets are released.
 /// Connections the child needs arrive as its arguments, as new descriptors.
 pub(crate) fn neutralize_inherited() {
-    let Some(mut fds) = INHERITABLE.try_lock() else {
-        return;
-    };
     let Ok((dead_r, dead_w)) = pipe() else { return };
     drop(dead_w);
-    for &fd in fds.iter() {
-        // SAFETY: dup2 onto a descriptor number this process already owns (keeps it taken).
-        unsafe {
-            libc::dup2(dead_r.as_raw_fd(), fd);
+    for (c, cell) in INHERITABLE.iter().enumerate() {
+        // SAFETY: chunks come from `Box::into_raw` in `fd_bit` and are never freed.
+        let Some(chunk) = (unsafe { cell.load(Ordering::Acquire).as_ref() }) else {
+            continue;
+        };
+        for (w, word) in chunk.0.iter().enumerate() {
+            let mut bits = word.swap(0, Ordering::AcqRel);
+            while bits != 0 {
+                let fd = (c * FD_CHUNK_BITS + w * 64 + bits.trailing_zeros() as usize) as RawFd;
+                bits &= bits - 1;
+                // SAFETY: dup2 onto a descriptor number this process already owns (keeps it
+                // taken).
+                unsafe {
+                    libc::dup2(dead_r.as_raw_fd(), fd);
+                }
+                let _ = set_cloexec(fd);
+            }
         }
-        let _ = set_cloexec(fd);
     }
-    fds.clear();
 }
 
 /// Make writes to a closed pipe fail with `EPIPE` instead of killing the process.

@@ -115,8 +115,14 @@ pub(crate) fn spawn_exe(exe: &Path, env_var: &str, fd: &OwnedFd) -> io::Result<u
 /// In a multi-threaded parent the child may only rely on what survives `fork` (see the
 /// start-method docs); `child` must end the process itself.
 pub(crate) unsafe fn fork(child: impl FnOnce()) -> io::Result<u32> {
+    // Rust's stdout and stderr locks are held across the fork, so the child gets them unheld:
+    // it flushes both before it exits, and another thread printing at the instant of the fork
+    // would otherwise hold them for ever there.
+    let (out, err) = (std::io::stdout().lock(), std::io::stderr().lock());
     // SAFETY: fork has no preconditions; the caller accepts the multi-threading caveats.
-    match unsafe { libc::fork() } {
+    let pid = unsafe { libc::fork() };
+    drop((err, out));
+    match pid {
         -1 => Err(io::Error::last_os_error()),
         0 => {
             child();

@@ -168,9 +168,11 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
 /// This process's id, cached: a lock operation needs it, and `getpid` is a system call. A
 /// `fork` handler clears the cache in the child (every fork, ours or anyone's).
 pub(crate) fn getpid() -> u32 {
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
     static PID: AtomicU32 = AtomicU32::new(0);
-    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    /// 0: no handler yet, 1: being registered, 2: registered. Not a `Once`: a child forked
+    /// while another thread ran it would wait for it for ever.
+    static AT_FORK: AtomicU8 = AtomicU8::new(0);
     extern "C" fn forget() {
         PID.store(0, Ordering::Relaxed);
     }
@@ -178,12 +180,19 @@ pub(crate) fn getpid() -> u32 {
     if pid != 0 {
         return pid;
     }
-    AT_FORK.call_once(|| {
+    if AT_FORK
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
         // SAFETY: registers a handler that only stores to an atomic (async-signal-safe).
         unsafe { libc::pthread_atfork(None, None, Some(forget)) };
-    });
+        AT_FORK.store(2, Ordering::Release);
+    }
     let pid = std::process::id();
-    PID.store(pid, Ordering::Relaxed);
+    // Cached only once the handler that clears the cache in a forked child is in place.
+    if AT_FORK.load(Ordering::Acquire) == 2 {
+        PID.store(pid, Ordering::Relaxed);
+    }
     pid
 }
 

@@ -8,7 +8,9 @@
 //! process ended, however it ended — the tracker reads end of file, unlinks what is still
 //! registered, and exits. A forked child closes its copy of the parent's write end at once (a
 //! `pthread_atfork` handler), so its parent's tracker never waits for it; if it creates segments
-//! it starts a tracker of its own.
+//! it starts a tracker of its own. The tracker's state lives in a slot tagged with the pid that
+//! made it: a forked child makes its own slot and never takes its parent's lock, which another
+//! thread may have held at the instant of the fork (it would stay held for ever in the child).
 //!
 //! Between `fork` and its exit the tracker runs only async-signal-safe calls (`read`, `close`,
 //! `dup2`, `open`, `shm_unlink`, `signal`, `_exit`) on memory allocated before the fork: it is
@@ -16,8 +18,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 
 use parking_lot::Mutex;
 
@@ -32,11 +33,45 @@ const FORGET: u8 = b'F';
 struct Tracker {
     pipe: Option<OwnedFd>,
     registered: usize,
-    /// The process this tracker serves: a forked child gets its own.
-    pid: u32,
 }
 
-static TRACKER: Mutex<Option<Tracker>> = Mutex::new(None);
+/// One process's tracker (`None` until its first segment).
+struct Slot {
+    /// The process this slot serves: a forked child makes its own.
+    pid: u32,
+    tracker: Mutex<Option<Tracker>>,
+}
+
+/// This process's slot. Slots are never freed (a child leaves its parent's alone: its lock may
+/// be held by a thread that does not exist in the child), so a loaded pointer stays valid.
+static SLOT: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
+
+/// This process's tracker state, made on first use in each process.
+fn slot() -> &'static Mutex<Option<Tracker>> {
+    let me = super::getpid();
+    let mut cur = SLOT.load(Ordering::Acquire);
+    loop {
+        // SAFETY: non-null slots come from `Box::into_raw` below and are never freed.
+        if let Some(s) = unsafe { cur.as_ref() } {
+            if s.pid == me {
+                return &s.tracker;
+            }
+        }
+        let fresh = Box::into_raw(Box::new(Slot {
+            pid: me,
+            tracker: Mutex::new(None),
+        }));
+        match SLOT.compare_exchange(cur, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            // SAFETY: just installed; never freed.
+            Ok(_) => return unsafe { &(*fresh).tracker },
+            Err(now) => {
+                // SAFETY: `fresh` was never shared.
+                drop(unsafe { Box::from_raw(fresh) });
+                cur = now;
+            }
+        }
+    }
+}
 
 /// The write end of this process's tracker pipe (-1: none), for the fork handler, which closes
 /// it in every forked child and sets it to -1 there.
@@ -66,36 +101,26 @@ fn send(op: u8, os_name: &str) {
     if bytes.len() >= NAME {
         return; // cannot happen: names are validated to 30 bytes
     }
-    let mut g = TRACKER.lock();
-    let me = super::getpid();
-    if g.as_ref().is_some_and(|t| t.pid != me) {
-        // A forked child: its parent's tracker must not wait for us, and ours must watch us.
-        if let Some(fd) = g.take().and_then(|t| t.pipe) {
-            if PIPE_FD.load(Ordering::Relaxed) == fd.as_raw_fd() {
-                drop(fd); // forked without the handlers: close our copy here
-            } else {
-                // The fork handler closed it already; the number may be another file's now.
-                std::mem::forget(fd);
-            }
-        }
-    }
+    let mut g = slot().lock();
     if g.is_none() {
         if op == FORGET {
             return;
         }
+        // The handler goes in before the pipe exists, so no child forked later keeps our write
+        // end (which would delay our clean-up until that child ends). Not a `Once`: a child
+        // forked while another thread ran it would wait for it for ever.
+        static AT_FORK: AtomicBool = AtomicBool::new(false);
+        if !AT_FORK.swap(true, Ordering::AcqRel) {
+            // SAFETY: registers a handler that only swaps an atomic and closes a descriptor
+            // (async-signal-safe).
+            unsafe { libc::pthread_atfork(None, None, Some(close_in_child)) };
+        }
         match start() {
             Ok(fd) => {
-                static AT_FORK: Once = Once::new();
-                AT_FORK.call_once(|| {
-                    // SAFETY: registers a handler that only swaps an atomic and closes a
-                    // descriptor (async-signal-safe).
-                    unsafe { libc::pthread_atfork(None, None, Some(close_in_child)) };
-                });
                 PIPE_FD.store(fd.as_raw_fd(), Ordering::Relaxed);
                 *g = Some(Tracker {
                     pipe: Some(fd),
                     registered: 0,
-                    pid: me,
                 })
             }
             Err(e) => {
@@ -103,7 +128,6 @@ fn send(op: u8, os_name: &str) {
                 *g = Some(Tracker {
                     pipe: None,
                     registered: 0,
-                    pid: me,
                 });
                 return;
             }
