@@ -1,3 +1,6 @@
+use std::cell::Cell;
+
+use crate::depth::{Budget, Limited};
 use crate::handles::{Ctx, CtxGuard, OsHandle, REFUSED};
 use crate::PickleError;
 use serde::de::DeserializeOwned;
@@ -62,7 +65,15 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PickleError> 
     to_vec(value).map_err(map_encode)
 }
 
-/// Deserialize a value written by [`encode`]. Trailing bytes are an error.
+/// How deeply values may nest when decoding, unless told otherwise: 128 levels, as
+/// `serde_json` allows. Each sequence, tuple, struct, map, enum, `Some` and newtype struct opens
+/// one level, so a recursive type such as `enum Tree { Leaf, Node(Box<Tree>) }` cannot make a
+/// peer's bytes recurse until the stack overflows. Use [`decode_with_max_depth`] (or
+/// `Connection::set_max_depth` in multiproc) for data that legitimately nests deeper.
+pub const DEFAULT_MAX_DEPTH: usize = 128;
+
+/// Deserialize a value written by [`encode`]. Trailing bytes are an error, and so is nesting
+/// deeper than [`DEFAULT_MAX_DEPTH`] ([`PickleError::TooDeep`]).
 ///
 /// ```
 /// let v: Vec<u16> = multiproc_pickle::decode(&multiproc_pickle::encode(&vec![1u16, 2]).unwrap()).unwrap();
@@ -70,7 +81,26 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PickleError> 
 /// assert!(multiproc_pickle::decode::<u8>(&[1, 2]).is_err());
 /// ```
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PickleError> {
-    decode_borrowed(bytes)
+    decode_borrowed_with_max_depth(bytes, DEFAULT_MAX_DEPTH)
+}
+
+/// [`decode`] with another nesting limit than [`DEFAULT_MAX_DEPTH`]: a value that nests deeper
+/// than `max_depth` levels is a [`PickleError::TooDeep`] error, whatever the bytes say.
+///
+/// ```
+/// use multiproc_pickle::{decode_with_max_depth, encode, PickleError};
+/// let deep = encode(&Some(Some(Some(1u8)))).unwrap();
+/// assert_eq!(decode_with_max_depth::<Option<Option<Option<u8>>>>(&deep, 3).unwrap(), Some(Some(Some(1))));
+/// assert!(matches!(
+///     decode_with_max_depth::<Option<Option<Option<u8>>>>(&deep, 2),
+///     Err(PickleError::TooDeep { max: 2 })
+/// ));
+/// ```
+pub fn decode_with_max_depth<T: DeserializeOwned>(
+    bytes: &[u8],
+    max_depth: usize,
+) -> Result<T, PickleError> {
+    decode_borrowed_with_max_depth(bytes, max_depth)
 }
 
 /// [`decode`] for values that borrow from `bytes` (`&[u8]`, `&str`, structs of them): a byte
@@ -86,8 +116,38 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PickleError> {
 pub fn decode_borrowed<'de, T: serde::Deserialize<'de>>(
     bytes: &'de [u8],
 ) -> Result<T, PickleError> {
-    let (v, rest) =
-        postcard::take_from_bytes(bytes).map_err(|e| PickleError::Decode(e.to_string()))?;
+    decode_borrowed_with_max_depth(bytes, DEFAULT_MAX_DEPTH)
+}
+
+/// [`decode_borrowed`] with another nesting limit than [`DEFAULT_MAX_DEPTH`].
+///
+/// ```
+/// use multiproc_pickle::{decode_borrowed_with_max_depth, encode};
+/// let msg = encode(&(1u8, (2u8, (3u8,)))).unwrap();
+/// let v: (u8, (u8, (u8,))) = decode_borrowed_with_max_depth(&msg, 3).unwrap();
+/// assert_eq!(v, (1, (2, (3,))));
+/// assert!(decode_borrowed_with_max_depth::<(u8, (u8, (u8,)))>(&msg, 2).is_err());
+/// ```
+pub fn decode_borrowed_with_max_depth<'de, T: serde::Deserialize<'de>>(
+    bytes: &'de [u8],
+    max_depth: usize,
+) -> Result<T, PickleError> {
+    let tripped = Cell::new(false);
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let v = T::deserialize(Limited {
+        de: &mut de,
+        budget: Budget::new(max_depth, &tripped),
+    })
+    .map_err(|e| {
+        if tripped.get() {
+            PickleError::TooDeep { max: max_depth }
+        } else {
+            PickleError::Decode(e.to_string())
+        }
+    })?;
+    let rest = de
+        .finalize()
+        .map_err(|e| PickleError::Decode(e.to_string()))?;
     if !rest.is_empty() {
         return Err(PickleError::Decode(format!(
             "{} trailing bytes",
@@ -117,7 +177,8 @@ pub fn encode_with_handles<T: Serialize + ?Sized>(
 }
 
 /// Deserialize a value written by [`encode_with_handles`], giving it the handles that travelled
-/// beside the bytes. Handles the value does not claim are closed.
+/// beside the bytes. Handles the value does not claim are closed. Nesting is limited to
+/// [`DEFAULT_MAX_DEPTH`], as in [`decode`].
 ///
 /// ```
 /// let (bytes, handles) = multiproc_pickle::encode_with_handles(&7u8).unwrap();
@@ -168,5 +229,97 @@ mod tests {
                 .collect();
             let _ = decode::<(String, Vec<u32>, Option<u64>)>(&bytes);
         }
+    }
+
+    #[derive(serde::Deserialize, serde::Serialize, Debug, PartialEq)]
+    enum Tree {
+        Leaf,
+        Node(Box<Tree>),
+    }
+
+    /// The bytes of a `Tree` nested `depth` levels deep: variant 1 (`Node`) `depth` times,
+    /// then variant 0 (`Leaf`).
+    fn tree_bytes(depth: usize) -> Vec<u8> {
+        let mut b = vec![1u8; depth];
+        b.push(0);
+        b
+    }
+
+    fn tree(depth: usize) -> Tree {
+        (0..depth).fold(Tree::Leaf, |t, _| Tree::Node(Box::new(t)))
+    }
+
+    fn in_thread<R: Send + 'static>(stack: usize, f: impl FnOnce() -> R + Send + 'static) -> R {
+        std::thread::Builder::new()
+            .stack_size(stack)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn deep_nesting_is_a_typed_error_not_a_stack_overflow() {
+        let bytes = tree_bytes(100_000);
+        // the default test-thread stack (2 MiB), and a small one
+        for stack in [2 << 20, 256 << 10] {
+            let b = bytes.clone();
+            let r = in_thread(stack, move || decode::<Tree>(&b));
+            assert!(
+                matches!(r, Err(PickleError::TooDeep { max: DEFAULT_MAX_DEPTH })),
+                "{r:?}"
+            );
+            let b = bytes.clone();
+            let r = in_thread(stack, move || decode_with_handles::<Tree>(&b, Vec::new()));
+            assert!(matches!(r, Err(PickleError::TooDeep { .. })), "{r:?}");
+        }
+        // sequences, options and structs count too
+        let r = in_thread(256 << 10, move || {
+            #[derive(serde::Deserialize, Debug)]
+            #[allow(dead_code)]
+            struct Rose(Vec<Rose>);
+            decode::<Rose>(&[1u8; 100_000])
+        });
+        assert!(matches!(r, Err(PickleError::TooDeep { .. })), "{r:?}");
+        let r = in_thread(256 << 10, move || {
+            #[derive(serde::Deserialize, Debug)]
+            #[allow(dead_code)]
+            struct List(u8, Option<Box<List>>);
+            let bytes: Vec<u8> = std::iter::repeat([7u8, 1]).take(50_000).flatten().collect();
+            decode::<List>(&bytes)
+        });
+        assert!(matches!(r, Err(PickleError::TooDeep { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn nesting_within_the_limit_decodes() {
+        // a Tree opens one level per node (its enum), plus one for the leaf
+        let within = tree(DEFAULT_MAX_DEPTH - 1);
+        assert_eq!(encode(&within).unwrap(), tree_bytes(DEFAULT_MAX_DEPTH - 1));
+        assert_eq!(decode::<Tree>(&encode(&within).unwrap()).unwrap(), within);
+        assert!(matches!(
+            decode::<Tree>(&tree_bytes(DEFAULT_MAX_DEPTH)),
+            Err(PickleError::TooDeep { .. })
+        ));
+        // a deeper limit, where the caller knows its data (and its stack) allow it
+        let r = in_thread(64 << 20, || {
+            let deep = tree(5_000);
+            let back = decode_with_max_depth::<Tree>(&encode(&deep).unwrap(), 6_000);
+            let ok = back.as_ref().map(|b| *b == deep).unwrap_or(false);
+            // dropping a 5000-deep Box chain recurses too; do it here, on the big stack
+            drop((deep, back));
+            ok
+        });
+        assert!(r);
+        assert!(matches!(
+            decode_with_max_depth::<Tree>(&tree_bytes(10), 5),
+            Err(PickleError::TooDeep { max: 5 })
+        ));
+        assert_eq!(
+            decode_with_max_depth::<Tree>(&tree_bytes(0), 0).ok(),
+            None,
+            "even a leaf is an enum: one level"
+        );
+        assert_eq!(decode_with_max_depth::<u64>(&[5], 0).unwrap(), 5);
     }
 }

@@ -24,6 +24,20 @@ pub enum PickleError {
         /// The configured maximum.
         max: u64,
     },
+    /// The bytes describe a value nested deeper than the decoding limit (see
+    /// [`DEFAULT_MAX_DEPTH`](crate::DEFAULT_MAX_DEPTH)); decoding stopped there instead of
+    /// recursing further.
+    #[error("value nested deeper than the limit of {max} levels")]
+    TooDeep {
+        /// The nesting limit that was in force.
+        max: usize,
+    },
+    /// A buffer for an incoming message could not be allocated.
+    #[error("cannot allocate {size} bytes for an incoming message")]
+    OutOfMemory {
+        /// How many bytes the buffer needed.
+        size: u64,
+    },
     /// A frame header was invalid (for example a negative length).
     #[error("malformed frame header: {0}")]
     BadFrame(String),

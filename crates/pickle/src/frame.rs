@@ -76,6 +76,43 @@ pub fn check_size(size: u64, max: u64) -> Result<usize, PickleError> {
     }
 }
 
+/// The first buffer of an incoming message is at most this large (64 KiB); it then doubles as
+/// bytes arrive (see [`reserve_next`]).
+pub const GROW_FROM: usize = 64 * 1024;
+
+/// Make room in `buf` for more of a `total`-byte message of which `buf` holds the first
+/// `buf.len()` bytes, and return how many bytes may be read into its spare capacity now (at
+/// least one while the message is incomplete).
+///
+/// The buffer grows with what has arrived, never with what a header announced: to 64 KiB
+/// first, then by doubling, never beyond `total`. So a peer that announces 1 GiB and sends
+/// nothing costs nothing, a peer has to send half of what we hold before we hold more, and a
+/// real large message still costs an amortized O(n) copying. An allocation that fails is
+/// [`PickleError::OutOfMemory`], not an abort.
+///
+/// ```
+/// use multiproc_pickle::frame::{reserve_next, GROW_FROM};
+/// let mut buf = Vec::new();
+/// let room = reserve_next(&mut buf, 1 << 30).unwrap();
+/// assert_eq!(room, GROW_FROM);
+/// assert!(buf.capacity() < 1 << 20);
+/// buf.resize(GROW_FROM, 0); // as if those bytes arrived
+/// assert_eq!(reserve_next(&mut buf, 1 << 30).unwrap(), GROW_FROM); // doubled
+/// ```
+pub fn reserve_next(buf: &mut Vec<u8>, total: usize) -> Result<usize, PickleError> {
+    let missing = total.saturating_sub(buf.len());
+    let spare = buf.capacity() - buf.len();
+    if spare > 0 || missing == 0 {
+        return Ok(spare.min(missing));
+    }
+    let grow = missing.min(buf.len().max(GROW_FROM));
+    buf.try_reserve_exact(grow)
+        .map_err(|_| PickleError::OutOfMemory {
+            size: (buf.len() + grow) as u64,
+        })?;
+    Ok(grow)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +133,30 @@ mod tests {
             u64::from_be_bytes(h[4..12].try_into().unwrap()),
             i32::MAX as u64 + 1
         );
+    }
+
+    #[test]
+    fn buffers_grow_with_what_arrives() {
+        let total = 1 << 30;
+        let mut buf = Vec::new();
+        let mut reads = 0;
+        while buf.len() < 10 << 20 {
+            let room = reserve_next(&mut buf, total).unwrap();
+            assert!(room > 0);
+            // never more than twice what arrived, plus the first 64 KiB
+            assert!(buf.capacity() <= 2 * buf.len() + GROW_FROM);
+            // bytes arrive in odd-sized pieces
+            let got = room.min(40_000);
+            buf.resize(buf.len() + got, 0);
+            reads += 1;
+        }
+        assert!(buf.capacity() < total / 8);
+        assert!(reads > 0);
+        // the last step stops exactly at the message's size
+        let mut small = vec![0u8; 100];
+        assert_eq!(reserve_next(&mut small, 150).unwrap(), 50);
+        assert_eq!(small.capacity(), 150);
+        small.resize(150, 0);
+        assert_eq!(reserve_next(&mut small, 150).unwrap(), 0);
     }
 }

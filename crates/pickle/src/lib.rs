@@ -1,6 +1,7 @@
 //! The pickle layer of multiproc: how values, functions and OS handles cross a process boundary.
 //!
-//! * [`encode`] / [`decode`]: serde values as compact postcard bytes, with typed errors.
+//! * [`encode`] / [`decode`]: serde values as compact postcard bytes, with typed errors and a
+//!   bound on how deeply a decoded value nests ([`DEFAULT_MAX_DEPTH`]).
 //! * [`frame`]: the length-prefixed frame format every multiproc connection speaks (the same
 //!   bytes as CPython's `multiprocessing.connection`), with a configurable maximum size.
 //! * [`Bytes`] and [`bytes`]: the fast path for byte payloads (one `memcpy` instead of one
@@ -18,13 +19,17 @@
 
 mod bytes_impl;
 mod codec;
+mod depth;
 mod error;
 pub mod frame;
 mod func;
 pub mod handles;
 
 pub use bytes_impl::{bytes, Bytes};
-pub use codec::{decode, decode_borrowed, decode_with_handles, encode, encode_with_handles};
+pub use codec::{
+    decode, decode_borrowed, decode_borrowed_with_max_depth, decode_with_handles,
+    decode_with_max_depth, encode, encode_with_handles, DEFAULT_MAX_DEPTH,
+};
 pub use error::PickleError;
 pub use func::{fingerprint, Call, FnRef};
 pub use handles::OsHandle;

@@ -1,6 +1,6 @@
 //! `Connection`: framed messages over a pipe or socket, as in `multiprocessing.connection`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use multiproc_pickle::frame::{self, Prefix};
@@ -71,6 +71,12 @@ impl ReadSide {
         &self.buf[s..s + n]
     }
 
+    /// Mark the stream unusable (part of a frame stays unread) and hand back the error.
+    fn break_on(&mut self, e: PickleError) -> Error {
+        self.broken = Some(e.to_string());
+        e.into()
+    }
+
     fn recv_frame(&mut self, max: u64) -> Result<Vec<u8>, Error> {
         if let Some(why) = &self.broken {
             return Err(PickleError::BadFrame(format!(
@@ -94,16 +100,21 @@ impl ReadSide {
             }
         };
         let n = frame::check_size(size, max).inspect_err(|e| self.broken = Some(e.to_string()))?;
-        let mut out = Vec::with_capacity(n);
+        // The message's vector grows as its bytes arrive (`frame::reserve_next`), so a header
+        // announcing 1 GiB reserves nothing until the peer actually sends that much.
+        let mut out = Vec::new();
         let have = self.buffered().len().min(n);
+        out.try_reserve_exact(have.max(n.min(frame::GROW_FROM)))
+            .map_err(|_| self.break_on(PickleError::OutOfMemory { size: n as u64 }))?;
         let s = self.start;
         out.extend_from_slice(&self.buf[s..s + have]);
         self.take(have);
         while out.len() < n {
+            let room = frame::reserve_next(&mut out, n).map_err(|e| self.break_on(e))?;
             let want = n - out.len();
             if want >= READ_BUF / 2 {
                 let fd = self.fd.as_ref().ok_or(Error::Closed)?;
-                if sys::read_into_spare(sys::borrow(fd), &mut out, want)? == 0 {
+                if sys::read_into_spare(sys::borrow(fd), &mut out, room)? == 0 {
                     self.broken = Some("end of file inside a message".into());
                     return Err(Error::Eof);
                 }
@@ -144,6 +155,7 @@ pub struct Connection {
     readable: bool,
     writable: bool,
     max: AtomicU64,
+    max_depth: AtomicUsize,
 }
 
 impl std::fmt::Debug for Connection {
@@ -203,6 +215,7 @@ impl Connection {
             }),
             w: Mutex::new(write),
             max: AtomicU64::new(frame::DEFAULT_MAX_MESSAGE),
+            max_depth: AtomicUsize::new(multiproc_pickle::DEFAULT_MAX_DEPTH),
         }
     }
 
@@ -253,6 +266,35 @@ impl Connection {
     /// ```
     pub fn set_max_message_size(&self, max: u64) {
         self.max.store(max, Ordering::Relaxed);
+    }
+
+    /// How deeply a value received with [`recv`](Self::recv) may nest (default
+    /// [`DEFAULT_MAX_DEPTH`](multiproc_pickle::DEFAULT_MAX_DEPTH), 128 levels).
+    pub fn max_depth(&self) -> usize {
+        self.max_depth.load(Ordering::Relaxed)
+    }
+
+    /// Change how deeply a value received with [`recv`](Self::recv) may nest. Each sequence,
+    /// tuple, struct, map, enum, `Some` and newtype struct opens one level; a message nested
+    /// deeper is a [`PickleError::TooDeep`] error (that message is dropped, the connection stays
+    /// usable), so a peer cannot make decoding recurse until the stack overflows. Raise it only
+    /// for data that nests deeper and a stack that can hold it.
+    ///
+    /// ```
+    /// use multiproc_process::Error;
+    /// use multiproc_pickle::PickleError;
+    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// b.set_max_depth(2);
+    /// a.send(&Some(Some(Some(1u8)))).unwrap();
+    /// assert!(matches!(
+    ///     b.recv::<Option<Option<Option<u8>>>>(),
+    ///     Err(Error::Pickle(PickleError::TooDeep { max: 2 }))
+    /// ));
+    /// a.send(&Some(Some(1u8))).unwrap();
+    /// assert_eq!(b.recv::<Option<Option<u8>>>().unwrap(), Some(Some(1)));
+    /// ```
+    pub fn set_max_depth(&self, max_depth: usize) {
+        self.max_depth.store(max_depth, Ordering::Relaxed);
     }
 
     /// Send one message of raw bytes (one `writev` of header and payload where the OS allows).
@@ -344,9 +386,13 @@ impl Connection {
         self.send_bytes(&multiproc_pickle::encode(value)?)
     }
 
-    /// Receive a serde value sent with [`send`](Self::send).
+    /// Receive a serde value sent with [`send`](Self::send). A message that does not decode as a
+    /// `T`, or nests deeper than [`max_depth`](Self::max_depth), is an error for that message.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        Ok(multiproc_pickle::decode(&self.recv_bytes()?)?)
+        Ok(multiproc_pickle::decode_with_max_depth(
+            &self.recv_bytes()?,
+            self.max_depth(),
+        )?)
     }
 
     /// Whether a message (or end of file) is ready to be received, waiting up to `timeout`
@@ -425,7 +471,7 @@ impl<'de> Deserialize<'de> for HandleOwned {
 }
 
 /// A connection serializes as its handles (moved through the process-start transfer) and any
-/// bytes already read ahead, so a receiver continues exactly where this end stopped. Outside a
+/// bytes already read ahead and its limits, so a receiver continues exactly where this end stopped. Outside a
 /// transfer it refuses ([`PickleError::HandleOutsideTransfer`]).
 impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -436,6 +482,7 @@ impl Serialize for Connection {
             w.as_ref().map(HandleRef),
             Bytes(r.buffered().to_vec()),
             self.max_message_size(),
+            self.max_depth(),
         );
         wire.serialize(s)
     }
@@ -443,11 +490,12 @@ impl Serialize for Connection {
 
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (r, w, buffered, max) =
-            <(Option<HandleOwned>, Option<HandleOwned>, Bytes, u64)>::deserialize(d)?;
+        let (r, w, buffered, max, max_depth) =
+            <(Option<HandleOwned>, Option<HandleOwned>, Bytes, u64, usize)>::deserialize(d)?;
         let c = Connection::from_handles(r.map(|h| h.0), w.map(|h| h.0));
         c.r.lock().buf = buffered.0;
         c.set_max_message_size(max);
+        c.set_max_depth(max_depth);
         Ok(c)
     }
 }
@@ -530,5 +578,157 @@ mod tests {
             x.send(&a),
             Err(Error::Pickle(PickleError::HandleOutsideTransfer))
         ));
+    }
+
+    /// This process's address-space size (`VmSize`), in bytes.
+    fn vm_size() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb << 10
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn an_announced_size_reserves_nothing_until_bytes_arrive() {
+        // four peers announce 1 GiB each and send a few bytes, then stall
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut writers = Vec::new();
+        for _ in 0..4 {
+            let (r, w) = sys::pipe().unwrap();
+            let c = Connection::from_handles(Some(r), None);
+            writers.push(w);
+            let done = done_tx.clone();
+            std::thread::spawn(move || {
+                let _ = done.send(c.recv_bytes());
+            });
+        }
+        // the readers now block on empty pipes: their threads (stacks, malloc arenas) exist
+        std::thread::sleep(Duration::from_millis(200));
+        let before = vm_size();
+        for w in &writers {
+            sys::write_all_vectored(sys::borrow(w), &[&[0x40, 0, 0, 0], b"a few bytes"]).unwrap();
+        }
+        // let every reader take the header and block for the rest
+        std::thread::sleep(Duration::from_millis(300));
+        let grown = vm_size().saturating_sub(before);
+        assert!(grown < 64 << 20, "address space grew by {grown} bytes");
+        drop(writers);
+        for _ in 0..4 {
+            let r = done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert!(matches!(r, Err(Error::Eof)), "{r:?}");
+        }
+    }
+
+    const OOM_CHILD: &str = "MULTIPROC_TEST_OOM_CHILD";
+
+    /// Under a 1 GiB address-space limit, a peer streams a 4 GiB message: the receiver's buffer
+    /// cannot grow that far, which must be a typed error on that connection while another
+    /// connection keeps working.
+    fn receive_under_a_memory_limit() {
+        let (r, w) = sys::pipe().unwrap();
+        let big = Connection::from_handles(Some(r), None);
+        big.set_max_message_size(8 << 30);
+        let writer = std::thread::spawn(move || {
+            let chunk = vec![7u8; 1 << 20];
+            let mut bufs: Vec<&[u8]> = vec![&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0, 0, 0, 0]];
+            for _ in 0..4096 {
+                bufs.push(&chunk);
+                if sys::write_all_vectored(sys::borrow(&w), &bufs).is_err() {
+                    return; // the reader gave up on this connection
+                }
+                bufs.clear();
+            }
+        });
+        let r = big.recv_bytes();
+        assert!(
+            matches!(r, Err(Error::Pickle(PickleError::OutOfMemory { .. }))),
+            "{r:?}"
+        );
+        assert!(matches!(
+            big.recv_bytes(),
+            Err(Error::Pickle(PickleError::BadFrame(_)))
+        ));
+        drop(big);
+        writer.join().unwrap();
+        let (a, b) = pipe(true).unwrap();
+        a.send_bytes(b"still serving").unwrap();
+        assert_eq!(b.recv_bytes().unwrap(), b"still serving");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn allocation_failure_is_a_typed_error_not_an_abort() {
+        if std::env::var_os(OOM_CHILD).is_some() {
+            receive_under_a_memory_limit();
+            return;
+        }
+        // run this same test again in a child whose address space is limited to 1 GiB
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"ulimit -v 1048576 && exec "$0" --exact --test-threads 1 "$1""#)
+            .arg(exe)
+            .arg("connection::tests::allocation_failure_is_a_typed_error_not_an_abort")
+            .env(OOM_CHILD, "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the memory-limited child did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{:?}: {text}", out.status);
+        assert!(text.contains("1 passed"), "{text}");
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    enum Tree {
+        Leaf,
+        Node(Box<Tree>),
+    }
+
+    #[test]
+    fn deep_values_are_refused_and_the_connection_stays_usable() {
+        let (a, b) = pipe(true).unwrap();
+        let mut deep = vec![1u8; 100_000];
+        deep.push(0);
+        a.send_bytes(&deep).unwrap();
+        let r = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || {
+                let r = b.recv::<Tree>();
+                (r, b)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let (r, b) = r;
+        assert!(
+            matches!(
+                r,
+                Err(Error::Pickle(PickleError::TooDeep {
+                    max: multiproc_pickle::DEFAULT_MAX_DEPTH
+                }))
+            ),
+            "{r:?}"
+        );
+        a.send(&Tree::Node(Box::new(Tree::Leaf))).unwrap();
+        assert_eq!(b.recv::<Tree>().unwrap(), Tree::Node(Box::new(Tree::Leaf)));
+        b.set_max_depth(1);
+        a.send(&Tree::Node(Box::new(Tree::Leaf))).unwrap();
+        assert!(matches!(
+            b.recv::<Tree>(),
+            Err(Error::Pickle(PickleError::TooDeep { max: 1 }))
+        ));
+        assert_eq!(b.max_depth(), 1);
     }
 }
