@@ -13,7 +13,7 @@ use crate::dispatcher::Dispatcher;
 use crate::inbox;
 use crate::pool::{Data, Pool};
 use crate::scheduler::{Lane, RunState, Shared, State};
-use crate::worker::{Worker, WorkerKind};
+use crate::worker::{Crew, Worker, WorkerKind};
 use crate::PoolError;
 
 /// What the dispatcher needs to start and watch workers.
@@ -130,9 +130,11 @@ impl PoolBuilder {
         };
         crate::worker::install_panic_hook();
         let inbox = inbox::new()?;
-        let mut workers = Vec::with_capacity(n);
+        // (if a start fails, or the dispatcher thread cannot start, the crew's drop kills and
+        // reaps the workers started so far: no zombies)
+        let mut workers = Crew(Vec::with_capacity(n));
         for id in 0..n as u64 {
-            workers.push(Worker::start(
+            workers.0.push(Worker::start(
                 &config.kind,
                 config.init.as_ref(),
                 &inbox,
@@ -144,6 +146,7 @@ impl PoolBuilder {
                 queue: VecDeque::new(),
                 run: RunState::Running,
                 lanes: workers
+                    .0
                     .iter()
                     .map(|w| Lane::new(w.conn.clone(), w.control.clone()))
                     .collect(),
@@ -151,7 +154,7 @@ impl PoolBuilder {
             inbox,
             wake_pending: AtomicBool::new(false),
             idle_sleep: AtomicBool::new(false),
-            pids: Mutex::new(workers.iter().filter_map(|w| w.pid()).collect()),
+            pids: Mutex::new(workers.0.iter().filter_map(|w| w.pid()).collect()),
             maxtasks: config.maxtasks,
             direct: config.task_timeout.is_none(),
         });
@@ -162,7 +165,7 @@ impl PoolBuilder {
                 Dispatcher {
                     shared: s2,
                     config,
-                    workers,
+                    workers: std::mem::take(&mut workers.0),
                     next_id: n as u64,
                     to_wake: Vec::new(),
                     last_check: Instant::now(),

@@ -478,3 +478,18 @@ impl Worker {
         }
     }
 }
+
+/// Workers started together that nobody watches yet: dropped, they are killed and reaped
+/// (all signalled first, then all waited for, so they die in parallel).
+pub(crate) struct Crew(pub Vec<Worker>);
+
+impl Drop for Crew {
+    fn drop(&mut self) {
+        for w in &self.0 {
+            w.stop(Stop::Kill);
+        }
+        for w in &mut self.0 {
+            w.reap(Stop::Kill);
+        }
+    }
+}

@@ -732,3 +732,93 @@ fn imap_of_a_chunk_with_a_crash_yields_every_other_result() {
         }
     }
 }
+
+// ---- a pool whose start fails leaves no zombies ----
+
+/// The pids of this process's children (from `/proc`, zombies included).
+fn children_of_self() -> Vec<u32> {
+    let me = std::process::id();
+    let mut kids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(me) {
+            kids.push(pid);
+        }
+    }
+    kids
+}
+
+fn set_nofile(soft: libc::rlim_t, hard: libc::rlim_t) {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+}
+
+/// Runs in a child of the test (so the descriptor limit and the children are its own): starts
+/// a pool of 6 under a descriptor limit raised one by one, so that starts fail at every worker
+/// in turn, and checks after each failure that no worker started before the failing one is
+/// left, alive or zombie. (The failing start itself may leave its child behind: a `Process`
+/// whose start fails after its child exists does not reap it, which is not the pool's to fix;
+/// so at most one new child per failure is allowed, and it is not counted again.)
+fn start_fails_partway(_: ()) {
+    drop(Pool::new(1).unwrap()); // whatever helpers a pool starts once are up now
+    let mut known = children_of_self();
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    let mut failures = 0;
+    for extra in 0..500 {
+        let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as libc::rlim_t;
+        set_nofile(open + extra, lim.rlim_max);
+        let started = Pool::builder().processes(6).build();
+        set_nofile(lim.rlim_cur, lim.rlim_max);
+        match started {
+            Err(_) => {
+                failures += 1;
+                let left: Vec<u32> = children_of_self()
+                    .into_iter()
+                    .filter(|p| !known.contains(p))
+                    .collect();
+                assert!(left.len() <= 1, "limit +{extra}: workers left: {left:?}");
+                known.extend(left);
+            }
+            Ok(pool) => {
+                drop(pool);
+                assert!(failures > 6, "only {failures} failed starts");
+                return;
+            }
+        }
+    }
+    panic!("no pool started under any limit");
+}
+
+#[test]
+fn a_pool_whose_start_fails_leaves_no_zombies() {
+    let p = multiproc_process::Process::new(start_fails_partway, ());
+    p.start().unwrap();
+    let code = p.join_timeout(Some(Duration::from_secs(120))).unwrap();
+    if code.is_none() {
+        let _ = p.kill();
+        let _ = p.join_timeout(Some(Duration::from_secs(10)));
+    }
+    assert_eq!(code, Some(0), "the child's checks failed (see its stderr)");
+}
