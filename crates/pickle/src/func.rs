@@ -207,6 +207,19 @@ impl Call {
         Ok((call, handles))
     }
 
+    /// The encoded arguments (as `encode_with_handles` wrote them), so a caller that knows
+    /// their type can decode them without running the call.
+    ///
+    /// ```
+    /// use multiproc_pickle::{decode, Call};
+    /// fn add((a, b): (i32, i32)) -> i32 { a + b }
+    /// let (call, _) = Call::new(add, &(2, 3)).unwrap();
+    /// assert_eq!(decode::<(i32, i32)>(call.args()).unwrap(), (2, 3));
+    /// ```
+    pub fn args(&self) -> &[u8] {
+        &self.args.0
+    }
+
     /// Check that this call was made by the same build as the running binary.
     pub fn check_build(&self) -> Result<(), PickleError> {
         let actual = fingerprint();

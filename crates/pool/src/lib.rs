@@ -3,9 +3,10 @@
 //! * [`Pool`]: `apply`, `apply_async` and `map_async` (with callbacks), `map`, `imap`,
 //!   `imap_unordered`, `starmap`, `starmap_async`, chunk sizes as in Python, `close`,
 //!   `terminate`, `join`; dropping the pool terminates it.
-//! * Beyond Python: a crashed worker fails only its task ([`PoolError::WorkerDied`]) and is
-//!   replaced; per-task timeouts; panics come back with their backtrace; results that cannot be
-//!   serialized fail only their task; `imap` reads its input lazily; progress callbacks, and a
+//! * Beyond Python: a crashed worker fails only the task it was running
+//!   ([`PoolError::WorkerDied`]), even within a chunk (the chunk's other items run again
+//!   elsewhere), and is replaced; per-task timeouts; panics come back with their backtrace;
+//!   results that cannot be serialized fail only their task; `imap` reads its input lazily; progress callbacks, and a
 //!   tqdm-style progress bar with the `progress-bar` feature (`Pool::map_with_bar`).
 //! * [`ThreadPool`]: the same API over threads.
 //!
@@ -18,16 +19,23 @@
 //! println!("completed {} computations", results.len());
 //! ```
 
+mod builder;
+mod control;
+mod dispatcher;
 mod error;
+mod imap;
 mod inbox;
 mod pool;
 #[cfg(feature = "progress-bar")]
 mod progress;
 mod result;
+mod scheduler;
 mod worker;
 
+pub use builder::PoolBuilder;
 pub use error::PoolError;
-pub use pool::{Data, IMapIter, Pool, PoolBuilder, ThreadPool};
+pub use imap::IMapIter;
+pub use pool::{Data, Pool, ThreadPool};
 #[cfg(feature = "progress-bar")]
 pub use progress::ProgressBar;
 pub use result::AsyncResult;

@@ -13,6 +13,7 @@ use multiproc_sync::ByteQueue;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::control::{Control, Running};
 use crate::inbox::{header, Kind, INLINE_MAX};
 use crate::PoolError;
 
@@ -33,6 +34,8 @@ pub(crate) type Reply = Result<Bytes, String>;
 thread_local! {
     static IN_TASK: Cell<bool> = const { Cell::new(false) };
     static LAST_PANIC: RefCell<Option<(String, String)>> = const { RefCell::new(None) };
+    /// In a worker: its control block and the number of the unit it runs (for `run_chunk`).
+    static RUNNING: RefCell<Option<Running>> = const { RefCell::new(None) };
 }
 
 /// Install (once per process) a panic hook that records panics of pool tasks for the parent
@@ -107,9 +110,15 @@ pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
     // SAFETY: this function only runs through `Call::invoke`, whose contract (a trusted caller
     // of the same build, fingerprint-checked) guarantees `f` was made from a `fn(A) -> R`.
     let f: fn(A) -> R = unsafe { f.resolve() };
-    let mut oks: Vec<R> = Vec::with_capacity(items.len());
+    let n = items.len();
+    let mut oks: Vec<R> = Vec::with_capacity(n);
     let mut mixed: Option<Vec<Outcome<R>>> = None;
-    for item in items {
+    // (which item runs goes to the control block, for the pool to read if this process dies)
+    let running = RUNNING.with(|r| r.borrow().as_ref().map(|r| (r.control.clone(), r.message)));
+    for (i, item) in items.into_iter().enumerate() {
+        if let Some((c, m)) = &running {
+            c.mark(*m, i as u32);
+        }
         match (&mut mixed, run_one(f, item)) {
             (None, Outcome::Ok(v)) => oks.push(v),
             (None, failed) => {
@@ -119,6 +128,9 @@ pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
             }
             (Some(m), o) => m.push(o),
         }
+    }
+    if let Some((c, m)) = &running {
+        c.mark(*m, n as u32);
     }
     let outcomes = match mixed {
         None => match encode(&ChunkOutRef::AllOk(&oks)) {
@@ -153,13 +165,47 @@ where
     A: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
 {
-    let (call, handles) = Call::new_encoding_as(run_chunk::<A, R>, &(FnRef::of(f), items))?;
+    encode_chunk::<A, R>(FnRef::of(f), items)
+}
+
+fn encode_chunk<A, R>(f: FnRef, items: &[A]) -> Result<Vec<u8>, PoolError>
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    let (call, handles) = Call::new_encoding_as(run_chunk::<A, R>, &(f, items))?;
     if !handles.is_empty() {
         return Err(PoolError::Serialization(
             "pool task arguments cannot carry OS handles".into(),
         ));
     }
     Ok(encode(&call)?)
+}
+
+/// Re-encodes ranges `(first, n)` of the items of an encoded chunk, each as a chunk of its own
+/// (after a worker died running it: the pool's side knows only bytes, this knows the types).
+pub(crate) type Resplit = fn(&[u8], &[(usize, usize)]) -> Result<Vec<Vec<u8>>, PoolError>;
+
+/// The [`Resplit`] of chunks of `fn(A) -> R`.
+pub(crate) fn resplit<A, R>(
+    payload: &[u8],
+    ranges: &[(usize, usize)],
+) -> Result<Vec<Vec<u8>>, PoolError>
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    let call: Call = decode(payload)?;
+    let (f, items): (FnRef, Vec<A>) = decode(call.args())?;
+    ranges
+        .iter()
+        .map(|&(first, n)| {
+            let part = items
+                .get(first..first + n)
+                .ok_or(PoolError::InvalidArgument("a chunk's range is outside it"))?;
+            encode_chunk::<A, R>(f, part)
+        })
+        .collect()
 }
 
 /// A chunk's results as the pool keeps them.
@@ -217,7 +263,7 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(reply: &[u8]) -> Result<Chunk<R>
 
 /// The loop every worker runs: initializer, then chunks until the pool hangs up. Chunks come
 /// on the worker's pipe; replies go to the pool's inbox (the pipe only for a large one).
-fn serve(conn: &Connection, init: Option<&[u8]>, inbox: &ByteQueue, id: u64) {
+fn serve(conn: &Connection, init: Option<&[u8]>, inbox: &ByteQueue, id: u64, control: Control) {
     install_panic_hook();
     if let Some(init) = init {
         match decode::<Call>(init) {
@@ -231,11 +277,30 @@ fn serve(conn: &Connection, init: Option<&[u8]>, inbox: &ByteQueue, id: u64) {
         }
     }
     // Each reply goes out at once, before the next unit starts: when a worker dies, the unit
-    // at the front of its lane is the one it was running (the pool relies on that).
+    // at the front of its lane is the one it was running, unless it had not claimed it yet
+    // (the pool relies on that, and reads the control block to tell).
     // (`recv_bytes` looks for the next task for a moment before it blocks, so a pool fed task
     // after task does not pay a wake-up per task.) The pipe's end of file tells the worker to
     // leave, also when the pool process died.
+    // Units are numbered as they arrive; one the pool took back (see `control`) is skipped.
+    let mut next: u32 = 0;
+    RUNNING.with(|r| {
+        *r.borrow_mut() = Some(Running {
+            control: control.clone(),
+            message: 0,
+        })
+    });
     while let Ok(bytes) = conn.recv_bytes() {
+        let m = next;
+        next = next.wrapping_add(1);
+        if !control.claim(m) {
+            continue;
+        }
+        RUNNING.with(|r| {
+            if let Some(r) = r.borrow_mut().as_mut() {
+                r.message = m;
+            }
+        });
         let reply: Reply = match decode::<Call>(&bytes) {
             // SAFETY: chunks come from our parent pool over a private pipe.
             Ok(call) => unsafe { call.invoke(Vec::new()) }
@@ -262,12 +327,19 @@ fn serve(conn: &Connection, init: Option<&[u8]>, inbox: &ByteQueue, id: u64) {
     }
 }
 
-/// What a worker process gets: its pipe, the encoded initializer, the inbox, its id.
-type WorkerArgs = (Connection, Option<Bytes>, ByteQueue, u64);
+/// What a worker process gets: its pipe, the encoded initializer, the inbox, its id, its
+/// control block.
+type WorkerArgs = (Connection, Option<Bytes>, ByteQueue, u64, Control);
 
 /// Entry of a pool worker process.
-fn process_worker((conn, init, inbox, id): WorkerArgs) {
-    serve(&conn, init.as_deref().map(|v| v.as_slice()), &inbox, id);
+fn process_worker((conn, init, inbox, id, control): WorkerArgs) {
+    serve(
+        &conn,
+        init.as_deref().map(|v| v.as_slice()),
+        &inbox,
+        id,
+        control,
+    );
 }
 
 /// How a worker runs: the one seam between the dispatcher and where work happens. Local
@@ -296,6 +368,7 @@ pub(crate) struct Worker {
     /// Unique in the pool: tells its inbox messages from those of the worker it replaced.
     pub id: u64,
     pub conn: Arc<Connection>,
+    pub control: Control,
     pub handle: Handle,
 }
 
@@ -308,9 +381,16 @@ impl Worker {
     ) -> Result<Worker, PoolError> {
         let (ours, theirs) =
             multiproc_process::pipe(true).map_err(|e| PoolError::Start(e.to_string()))?;
+        let control = Control::new()?;
         let handle = match kind {
             WorkerKind::Process(method) => {
-                let args: WorkerArgs = (theirs, init.cloned().map(Bytes), inbox.clone(), id);
+                let args: WorkerArgs = (
+                    theirs,
+                    init.cloned().map(Bytes),
+                    inbox.clone(),
+                    id,
+                    control.clone(),
+                );
                 let mut p = Process::new(process_worker, args).daemon(true);
                 if let Some(m) = method {
                     p = p.start_method(*m);
@@ -321,9 +401,10 @@ impl Worker {
             WorkerKind::Thread => {
                 let init = init.cloned();
                 let inbox = inbox.clone();
+                let c = control.clone();
                 let h = std::thread::Builder::new()
                     .name("multiproc-threadpool-worker".into())
-                    .spawn(move || serve(&theirs, init.as_deref(), &inbox, id))
+                    .spawn(move || serve(&theirs, init.as_deref(), &inbox, id, c))
                     .map_err(|e| PoolError::Start(e.to_string()))?;
                 Handle::Thread(Some(h))
             }
@@ -331,6 +412,7 @@ impl Worker {
         Ok(Worker {
             id,
             conn: Arc::new(ours),
+            control,
             handle,
         })
     }
@@ -393,6 +475,21 @@ impl Worker {
         match &self.handle {
             Handle::Process(p) => p.pid(),
             Handle::Thread(_) => None,
+        }
+    }
+}
+
+/// Workers started together that nobody watches yet: dropped, they are killed and reaped
+/// (all signalled first, then all waited for, so they die in parallel).
+pub(crate) struct Crew(pub Vec<Worker>);
+
+impl Drop for Crew {
+    fn drop(&mut self) {
+        for w in &self.0 {
+            w.stop(Stop::Kill);
+        }
+        for w in &mut self.0 {
+            w.reap(Stop::Kill);
         }
     }
 }

@@ -582,3 +582,243 @@ fn progress_is_reported() {
     assert_eq!(calls.len(), 10);
     assert_eq!(*calls.last().unwrap(), (40, 40));
 }
+
+// ---- scheduling: work goes to idle workers first ----
+
+#[test]
+fn lone_tasks_go_to_idle_workers_first() {
+    // Four `apply_async` of a 500 ms nap on four workers run side by side: each lone unit goes
+    // to an idle worker instead of queueing behind the first one (which took 2 s).
+    let pool = Pool::new(4).unwrap();
+    pool.map_chunked(square, 0..8, 1).unwrap(); // every worker up
+    let t = Instant::now();
+    let rs: Vec<_> = (0..4)
+        .map(|_| pool.apply_async(sleep_ms, 500).unwrap())
+        .collect();
+    for r in rs {
+        assert_eq!(r.get(Some(Duration::from_secs(30))).unwrap(), 500);
+    }
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(900),
+        "4 naps of 500 ms on 4 workers took {took:?}"
+    );
+}
+
+#[test]
+fn a_short_task_after_a_long_one_does_not_wait_for_it() {
+    let pool = Pool::new(2).unwrap();
+    pool.map_chunked(square, 0..4, 1).unwrap();
+    let long = pool.apply_async(sleep_ms, 3000).unwrap();
+    let t = Instant::now();
+    let short = pool.apply_async(sleep_ms, 10).unwrap();
+    assert_eq!(short.get(Some(Duration::from_secs(30))).unwrap(), 10);
+    let took = t.elapsed();
+    assert!(!long.ready(), "the long task should still run");
+    assert!(
+        took < Duration::from_millis(1500),
+        "a 10 ms task behind a 3 s one took {took:?}"
+    );
+    assert_eq!(long.get(Some(Duration::from_secs(30))).unwrap(), 3000);
+}
+
+#[test]
+fn units_queued_behind_a_long_task_are_taken_back_by_an_idle_worker() {
+    // A 3 s task, then twenty 20 ms ones, chunksize 1, on two workers: the first worker gets
+    // a few short units pipelined behind the long one before anyone knows it is long. Once
+    // the other worker has nothing left, it takes them back: every short task is done long
+    // before the long one.
+    let pool = Pool::new(2).unwrap();
+    pool.map_chunked(square, 0..4, 1).unwrap();
+    let mut items = vec![3000u64];
+    items.extend(std::iter::repeat(20).take(20));
+    let t = Instant::now();
+    let mut order = Vec::new();
+    for r in pool.imap_unordered(sleep_ms, items, 1).unwrap() {
+        order.push((r.unwrap(), t.elapsed()));
+    }
+    assert_eq!(order.len(), 21);
+    let (last, _) = order[20];
+    assert_eq!(last, 3000, "the long task finishes last: {order:?}");
+    let (_, short_done) = order[19];
+    assert!(
+        short_done < Duration::from_millis(2000),
+        "the short tasks should not wait for the long one: {order:?}"
+    );
+}
+
+// ---- a crash costs its task, not its chunk ----
+
+fn segfault_at_12345(x: u32) -> u32 {
+    if x == 12_345 {
+        // SAFETY: a plain libc call raising SIGSEGV in ourselves, as a bad pointer would.
+        unsafe {
+            libc::raise(libc::SIGSEGV);
+        }
+    }
+    x
+}
+
+/// Two killers close together (one chunk of the default size holds both).
+fn kill_at_12345_and_abort_at_12400(x: u32) -> u32 {
+    match x {
+        // SAFETY: a plain libc call killing ourselves, to simulate an OOM kill.
+        12_345 => unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        },
+        12_400 => std::process::abort(),
+        _ => {}
+    }
+    x
+}
+
+#[test]
+fn a_crash_in_a_default_chunk_fails_only_its_item() {
+    // 20 000 items on 2 workers: default chunks of 2 500. Before, the whole chunk failed.
+    let pool = Pool::new(2).unwrap();
+    let out = pool.map_each(segfault_at_12345, 0..20_000, None).unwrap();
+    assert_eq!(out.len(), 20_000);
+    for (i, r) in out.iter().enumerate() {
+        match i {
+            12_345 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -11 })),
+            _ => assert_eq!(*r, Ok(i as u32), "item {i}"),
+        }
+    }
+    // `map` reports that one error; the pool goes on
+    assert_eq!(
+        pool.map(segfault_at_12345, 12_000..13_000),
+        Err(PoolError::WorkerDied { exitcode: -11 })
+    );
+    assert_eq!(
+        pool.map(square, 0..1000).unwrap(),
+        (0..1000u64).map(square).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn two_killers_in_one_chunk_fail_only_themselves() {
+    for chunk in [None, Some(20_000), Some(60)] {
+        let pool = Pool::new(2).unwrap();
+        let out = pool
+            .map_each(kill_at_12345_and_abort_at_12400, 0..20_000, chunk)
+            .unwrap();
+        for (i, r) in out.iter().enumerate() {
+            match i {
+                12_345 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -9 })),
+                12_400 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -6 })),
+                _ => assert_eq!(*r, Ok(i as u32), "item {i}, chunks {chunk:?}"),
+            }
+        }
+        assert_eq!(
+            pool.map(square, 0..100).unwrap().len(),
+            100,
+            "the pool goes on"
+        );
+    }
+}
+
+#[test]
+fn imap_of_a_chunk_with_a_crash_yields_every_other_result() {
+    let pool = Pool::new(2).unwrap();
+    let out: Vec<Result<u32, PoolError>> = pool
+        .imap(segfault_at_12345, 12_000..13_000, 500)
+        .unwrap()
+        .collect();
+    assert_eq!(out.len(), 1000);
+    for (i, r) in (12_000..).zip(&out) {
+        match i {
+            12_345 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -11 })),
+            _ => assert_eq!(*r, Ok(i)),
+        }
+    }
+}
+
+// ---- a pool whose start fails leaves no zombies ----
+
+/// The pids of this process's children (from `/proc`, zombies included).
+fn children_of_self() -> Vec<u32> {
+    let me = std::process::id();
+    let mut kids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(me) {
+            kids.push(pid);
+        }
+    }
+    kids
+}
+
+fn set_nofile(soft: libc::rlim_t, hard: libc::rlim_t) {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+}
+
+/// Runs in a child of the test (so the descriptor limit and the children are its own): starts
+/// a pool of 6 under a descriptor limit raised one by one, so that starts fail at every worker
+/// in turn, and checks after each failure that no worker started before the failing one is
+/// left, alive or zombie. (The failing start itself may leave its child behind: a `Process`
+/// whose start fails after its child exists does not reap it, which is not the pool's to fix;
+/// so at most one new child per failure is allowed, and it is not counted again.)
+fn start_fails_partway(_: ()) {
+    drop(Pool::new(1).unwrap()); // whatever helpers a pool starts once are up now
+    let mut known = children_of_self();
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    let mut failures = 0;
+    for extra in 0..500 {
+        let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as libc::rlim_t;
+        set_nofile(open + extra, lim.rlim_max);
+        let started = Pool::builder().processes(6).build();
+        set_nofile(lim.rlim_cur, lim.rlim_max);
+        match started {
+            Err(_) => {
+                failures += 1;
+                let left: Vec<u32> = children_of_self()
+                    .into_iter()
+                    .filter(|p| !known.contains(p))
+                    .collect();
+                assert!(left.len() <= 1, "limit +{extra}: workers left: {left:?}");
+                known.extend(left);
+            }
+            Ok(pool) => {
+                drop(pool);
+                assert!(failures > 6, "only {failures} failed starts");
+                return;
+            }
+        }
+    }
+    panic!("no pool started under any limit");
+}
+
+#[test]
+fn a_pool_whose_start_fails_leaves_no_zombies() {
+    let p = multiproc_process::Process::new(start_fails_partway, ());
+    p.start().unwrap();
+    let code = p.join_timeout(Some(Duration::from_secs(120))).unwrap();
+    if code.is_none() {
+        let _ = p.kill();
+        let _ = p.join_timeout(Some(Duration::from_secs(10)));
+    }
+    assert_eq!(code, Some(0), "the child's checks failed (see its stderr)");
+}
