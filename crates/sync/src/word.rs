@@ -11,9 +11,6 @@ use multiproc_shm::RawMutex;
 pub(crate) struct Deadline(Option<Instant>);
 
 impl Deadline {
-    /// No limit.
-    pub(crate) const NEVER: Deadline = Deadline(None);
-
     pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
         Deadline(timeout.map(|t| Instant::now() + t))
     }

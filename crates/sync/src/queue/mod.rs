@@ -1,7 +1,10 @@
 //! Queues between processes: a byte ring in shared memory, one lock for producers and one for
-//! consumers, spin-then-futex waiting. A busy queue makes no system call per message.
+//! consumers, spin-then-futex waiting. A busy queue makes no system call per message. An item
+//! too big for the ring goes in its own memory, handed over a socket pair (`side`).
 
 mod ring;
+mod side;
+mod sys;
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -14,7 +17,8 @@ use thiserror::Error;
 use ring::Ring;
 
 /// Bytes of ring a queue gets unless told otherwise: 8 MiB of shared memory, touched only as
-/// it is used. A message larger than the ring still passes, streamed through it.
+/// it is used. A message larger than the ring (or of 64 KiB or more when the ring has no room
+/// for it) goes in its own shared memory, handed to the consumer beside the ring.
 pub const DEFAULT_CAPACITY: usize = 8 << 20;
 
 /// Why a queue operation failed.
@@ -42,10 +46,19 @@ pub enum QueueError {
     /// A message could not be decoded as the queue's type (it was taken off the queue).
     #[error("cannot decode a message: {0}")]
     Decode(String),
-    /// A process died in the middle of writing a message: the queue's contents cannot be
-    /// trusted any more.
+    /// The ring holds what no producer wrote (a process scribbled over its shared memory):
+    /// the queue's contents cannot be trusted any more.
     #[error("the queue is broken: {0}")]
     Broken(String),
+    /// A system call failed while moving an item that goes beside the ring (creating its
+    /// memory, sending or receiving its descriptor, mapping it): nothing was put or taken.
+    #[error("cannot {op}: {kind}")]
+    System {
+        /// What was being done.
+        op: &'static str,
+        /// The operating system's error.
+        kind: std::io::ErrorKind,
+    },
     /// `task_done` called more times than items were put.
     #[error("task_done() called too many times")]
     TooManyTaskDone,
@@ -69,10 +82,18 @@ pub struct PutError<T> {
 ///
 /// Values are serde types, serialized in the caller of `put` (a value that cannot be serialized
 /// fails there, not in a background thread) straight into shared memory: a producer may exit as
-/// soon as `put` returns, and nothing is lost (no "joining processes that use queues" deadlock).
-/// `qsize`, `empty` and `full` are exact. `put` waits only for `maxsize`, or when the ring (8
-/// MiB by default) is full; `get` waits for a message. [`close`](Self::close) closes the queue
-/// for every process: later `put`s fail, `get`s drain what is left and then fail.
+/// soon as `put` returns, and nothing is lost (no "joining processes that use queues" deadlock),
+/// whatever the size of the item: one larger than the ring goes in its own shared memory, whose
+/// descriptor waits in a socket the queue owns until a consumer takes it. `qsize`, `empty` and
+/// `full` are exact, and stay exact when processes are killed in the middle of `put` or `get`.
+/// `put` waits only for `maxsize`, or when the ring (8 MiB by default) is full of items under
+/// 64 KiB (a larger item goes beside the ring instead of waiting, up to a few hundred such
+/// items in flight); `get` waits for an item. [`close`](Self::close) closes the queue for every
+/// process: later `put`s fail, `get`s drain what is left and then fail.
+///
+/// A consumer killed inside `get` leaves the item for the next one, except in the last
+/// instants of taking an item that went beside the ring: then the item is gone with it, as if
+/// it had been killed just after `get` returned.
 ///
 /// Clones share the queue; pass it to a child process as (part of) its arguments.
 ///
@@ -139,7 +160,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// A queue of at most `maxsize` items (0: unbounded) over a ring of `ring_bytes` bytes of
-    /// shared memory (at least 4 KiB).
+    /// shared memory (at least 4 KiB; rounded down to a power of two, at most 1 GiB).
     pub fn with_capacity(maxsize: u32, ring_bytes: usize) -> Result<Queue<T>, QueueError> {
         Ok(Queue {
             ring: Ring::new(maxsize, ring_bytes)?,
@@ -312,6 +333,12 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
 /// unfinished tasks. Every `put` adds one; consumers call [`task_done`](Self::task_done) for each item they finished;
 /// [`join`](Self::join) waits until none is left.
 ///
+/// The count is derived from what was published (items put, minus `task_done` calls), so a
+/// producer or consumer killed in the middle of a call never adds or removes a task. An item
+/// whose consumer was killed after taking it and before its `task_done` stays unfinished, as
+/// in CPython: nobody finished it, and `join` says so (give `join` a timeout, or have whoever
+/// redoes the work call `task_done`).
+///
 /// ```
 /// use std::time::Duration;
 /// use multiproc_sync::{JoinableQueue, QueueError};
@@ -382,8 +409,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
 /// own messages (the pool's result channel is one) and want to read them in place.
 ///
 /// Same guarantees as [`Queue`] (many producers and consumers in any processes, FIFO per
-/// producer, a producer killed mid-message breaks the queue instead of tearing a message), with
-/// no `maxsize`. A message may be given in parts, written as one.
+/// producer, a process killed mid-message tears nothing and miscounts nothing), with no
+/// `maxsize`. A message may be given in parts, written as one.
 ///
 /// ```
 /// use std::time::Duration;
@@ -424,8 +451,8 @@ impl<'de> Deserialize<'de> for ByteQueue {
 }
 
 impl ByteQueue {
-    /// A queue over a ring of `ring_bytes` bytes of shared memory (at least 4 KiB); larger
-    /// messages still pass, streamed through it while a consumer reads.
+    /// A queue over a ring of `ring_bytes` bytes of shared memory (at least 4 KiB; rounded down
+    /// to a power of two, at most 1 GiB); larger messages still pass, beside the ring.
     pub fn with_capacity(ring_bytes: usize) -> Result<ByteQueue, QueueError> {
         Ok(ByteQueue {
             ring: Ring::new(0, ring_bytes)?,

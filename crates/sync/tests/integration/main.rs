@@ -5,3 +5,5 @@ multiproc_process::test_support!();
 
 mod primitives;
 mod queue;
+mod queue_big;
+mod queue_kills;

@@ -1,0 +1,223 @@
+//! Queues whose producers and consumers are SIGKILLed at random points, hundreds of times:
+//! the counts (`qsize`, free slots, unfinished tasks) must stay those of what was published
+//! and taken.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use multiproc_process::{Process, StartMethod};
+use multiproc_sync::{Event, JoinableQueue, QueueError};
+
+const MAXSIZE: u32 = 16;
+
+/// A small xorshift generator: random kill points without a dependency.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new() -> Rng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        Rng(t | 1)
+    }
+
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+type Args = (JoinableQueue<u64>, Event);
+
+fn put_for_ever((q, started): Args) {
+    started.set();
+    let mut i = 0u64;
+    loop {
+        // (bounded: the test kills us long before)
+        let _ = q.put_timeout(i, Duration::from_secs(30));
+        i += 1;
+    }
+}
+
+fn get_for_ever((q, started): Args) {
+    started.set();
+    loop {
+        let _ = q.get_timeout(Duration::from_secs(30));
+    }
+}
+
+/// Start `f(q)` by fork (fast, so hundreds of kills take seconds), let it run a random moment
+/// (0 to 1 ms) after it started, SIGKILL it and reap it.
+fn kill_at_random(f: fn(Args), q: &JoinableQueue<u64>, rng: &mut Rng) {
+    let started = Event::new().unwrap();
+    let p = Process::new(f, (q.clone(), started.clone())).start_method(StartMethod::Fork);
+    p.start().unwrap();
+    assert!(started.wait(Some(Duration::from_secs(20))));
+    std::thread::sleep(Duration::from_micros(rng.below(1000)));
+    p.kill().unwrap();
+    let code = p.join_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert!(code.is_some(), "a killed child did not end");
+}
+
+/// A thread that takes items (and marks each done) until told to stop; how many it took.
+fn draining_thread(q: &JoinableQueue<u64>, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    let (q, stop) = (q.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            if q.get_timeout(Duration::from_millis(5)).is_ok() {
+                q.task_done().unwrap();
+                n += 1;
+            }
+        }
+        n
+    })
+}
+
+/// `join`, bounded: a helper thread so a hang fails the test instead of stalling it.
+fn join_within(q: &JoinableQueue<u64>, t: Duration) -> bool {
+    let q = q.clone();
+    let h = std::thread::spawn(move || q.join(None));
+    let deadline = Instant::now() + t;
+    while !h.is_finished() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.join().unwrap()
+}
+
+/// The queue is empty and every one of its `MAXSIZE` slots takes an item.
+fn check_empty_and_every_slot_usable(q: &JoinableQueue<u64>) {
+    assert_eq!(q.qsize(), 0, "qsize of an empty queue");
+    assert!(q.empty());
+    assert!(!q.full());
+    assert_eq!(q.get_nowait(), Err(QueueError::Empty));
+    for i in 0..MAXSIZE as u64 {
+        if let Err(e) = q.put_nowait(i) {
+            panic!("slot {i} of {MAXSIZE} refused: {:?}", e.error);
+        }
+    }
+    assert!(q.full());
+    assert_eq!(q.qsize(), MAXSIZE as usize);
+    assert_eq!(q.put_nowait(99).map_err(|e| e.error), Err(QueueError::Full));
+    for i in 0..MAXSIZE as u64 {
+        assert_eq!(q.get_nowait(), Ok(i));
+        q.task_done().unwrap();
+    }
+    assert!(q.empty());
+}
+
+#[test]
+fn producers_killed_inside_put_leave_exact_counts() {
+    let q: JoinableQueue<u64> = JoinableQueue::with_maxsize(MAXSIZE).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain = draining_thread(&q, &stop);
+    let mut rng = Rng::new();
+    for _ in 0..500 {
+        kill_at_random(put_for_ever, &q, &mut rng);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let taken = drain.join().unwrap();
+    while q.get_nowait().is_ok() {
+        q.task_done().unwrap();
+    }
+    assert!(taken > 0, "the producers put nothing");
+    // every item published was taken and marked done: nothing is unfinished
+    assert!(
+        join_within(&q, Duration::from_secs(10)),
+        "join() did not return"
+    );
+    assert_eq!(q.task_done(), Err(QueueError::TooManyTaskDone));
+    check_empty_and_every_slot_usable(&q);
+    assert!(join_within(&q, Duration::from_secs(10)));
+}
+
+#[test]
+fn consumers_killed_inside_get_leave_exact_counts() {
+    let q: JoinableQueue<u64> = JoinableQueue::with_maxsize(MAXSIZE).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (q, stop) = (q.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if q.put_timeout(n, Duration::from_millis(5)).is_ok() {
+                    n += 1;
+                }
+            }
+            n
+        })
+    };
+    let mut rng = Rng::new();
+    for _ in 0..500 {
+        kill_at_random(get_for_ever, &q, &mut rng);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let put = producer.join().unwrap();
+    let mut last = None;
+    while let Ok(x) = q.get_nowait() {
+        assert!(last.is_none_or(|l| l < x), "FIFO");
+        last = Some(x);
+    }
+    assert!(put > 0);
+    check_empty_and_every_slot_usable(&q);
+    // The killed consumers never marked anything done: exactly `put` tasks are unfinished.
+    for i in 0..put {
+        if q.task_done().is_err() {
+            panic!("only {i} of {put} tasks were unfinished");
+        }
+    }
+    assert_eq!(q.task_done(), Err(QueueError::TooManyTaskDone));
+    assert!(
+        join_within(&q, Duration::from_secs(10)),
+        "join() did not return"
+    );
+}
+
+fn get_and_mark_done_for_ever((q, started): Args) {
+    started.set();
+    loop {
+        if q.get_timeout(Duration::from_secs(30)).is_ok() {
+            let _ = q.task_done();
+        }
+    }
+}
+
+#[test]
+fn producers_and_consumers_killed_in_turn_leave_a_usable_queue() {
+    let q: JoinableQueue<u64> = JoinableQueue::with_maxsize(MAXSIZE).unwrap();
+    let mut rng = Rng::new();
+    let mut consumer_kills = 0u64;
+    for round in 0..300 {
+        if round % 2 == 0 {
+            kill_at_random(put_for_ever, &q, &mut rng);
+        } else {
+            kill_at_random(get_and_mark_done_for_ever, &q, &mut rng);
+            consumer_kills += 1;
+        }
+    }
+    while q.get_nowait().is_ok() {
+        q.task_done().unwrap();
+    }
+    check_empty_and_every_slot_usable(&q);
+    // Each killed consumer may have taken one item it never marked done (killed between its
+    // `get` and its `task_done`), no more.
+    let mut unfinished = 0;
+    while q.task_done().is_ok() {
+        unfinished += 1;
+    }
+    assert!(
+        unfinished <= consumer_kills,
+        "{unfinished} unfinished tasks after {consumer_kills} consumer kills"
+    );
+    assert!(
+        join_within(&q, Duration::from_secs(10)),
+        "join() did not return"
+    );
+}
