@@ -2,8 +2,10 @@
 //!
 //! The parent sends the child one [`Job`] over a private socket (the *bootstrap socket*), with
 //! the OS handles of the arguments attached. The child runs it and, on failure, sends back one
-//! [`Report`]. The parent keeps its end open for the child's life, so the child sees end of
-//! file on its end exactly when the parent is gone ([`ParentProcess::is_alive`]).
+//! [`Report`] (bounded in size, so it always fits in the socket's buffer); the parent reads
+//! reports as they come ([`Reports`]), also while it waits for the child to end. The parent
+//! keeps its end open for the child's life, so the child sees end of file on its end exactly
+//! when the parent is gone ([`ParentProcess::is_alive`]); a daemon child dies then.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -15,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::per_process::PerProcess;
 use crate::sys::{self, proc};
-use crate::{Connection, Error, StartMethod};
+use crate::{Error, StartMethod};
 
 /// What a child needs to run its task.
 #[derive(Serialize, Deserialize)]
@@ -32,13 +34,24 @@ pub(crate) struct Job {
 /// What the child (or the forkserver on its behalf) tells the parent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Report {
-    /// The task panicked.
+    /// The task panicked (each text at most [`MAX_PANIC_TEXT`] bytes).
     Panic { message: String, backtrace: String },
     /// The task was not run (different build, undecodable job, ...).
     Refused(String),
-    /// Exit code of a forkserver child (from the forkserver, which reaped it).
-    Exit(i32),
+    /// A forkserver child's own word, just before `_exit`: the code it exits with. The only
+    /// word left when the server died before it could report the child.
+    Exiting(i32),
+    /// Exit status of a forkserver child, from the forkserver, which reaped it.
+    ExitStatus(i32),
 }
+
+/// Longest panic message (and backtrace) a child reports, in bytes; a longer one keeps its
+/// first and last halves with a note of how many bytes were cut between them. Bounded so a
+/// child's whole report fits in the bootstrap socket's buffer: the child never blocks on it.
+pub(crate) const MAX_PANIC_TEXT: usize = 32 * 1024;
+
+/// Largest report frame the parent accepts (a child's reports stay far below it).
+const MAX_REPORT_FRAME: usize = 1 << 20;
 
 /// Who the current process is, as in Python's `current_process()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,10 +212,33 @@ extern "C" fn at_exit() {
     let _ = std::panic::catch_unwind(crate::process::shutdown_children);
 }
 
-/// Entry of a forked child (fork start method, or a forkserver child).
+/// Set in a forkserver child: it tells the parent its exit code itself before it ends, in case
+/// the forkserver (its real parent, which reports its exit status) dies first.
+static REPORT_EXIT: AtomicBool = AtomicBool::new(false);
+
 /// Entry of a child forked by the forkserver: it reads its job from the socket.
 fn forkserver_child(boot: OwnedFd) -> ! {
+    REPORT_EXIT.store(true, Ordering::Relaxed);
     child_main_after_fork(boot, None)
+}
+
+/// End the child with `code`, telling the parent first if the forkserver started us.
+fn leave(boot: &OwnedFd, code: i32) -> ! {
+    if REPORT_EXIT.load(Ordering::Relaxed) {
+        report(boot, &Report::Exiting(code));
+    }
+    sys::exit_now(code)
+}
+
+/// A forkserver child's task called `exit(status)`: say so before the process ends (this runs
+/// after the other exit handlers, which join our own children).
+extern "C" fn report_exit_status(status: i32, _: *mut std::ffi::c_void) {
+    let boot = ME
+        .try_lock()
+        .and_then(|me| me.as_ref().map(|c| c.boot.clone()));
+    if let Some(boot) = boot {
+        report(&boot, &Report::Exiting(status & 0xff));
+    }
 }
 
 /// Entry of a forked child. The fork start method hands over the job it already holds (encoded
@@ -227,18 +263,54 @@ pub(crate) fn child_main_after_fork(
 fn refuse(boot: &OwnedFd, msg: String) -> ! {
     tracing::error!("multiproc child: {msg}");
     report(boot, &Report::Refused(msg));
-    sys::exit_now(1)
+    leave(boot, 1)
 }
 
 fn report(boot: &OwnedFd, r: &Report) {
+    // A daemon child's parent watch must not fire on our own write (see die_with_parent).
+    if DAEMON_WATCH.load(Ordering::Relaxed) {
+        proc::stop_dying_with_parent(sys::borrow(boot));
+    }
     if let Ok(bytes) = multiproc_pickle::encode(r) {
         let (h, n) = multiproc_pickle::frame::encode_header(bytes.len());
         let _ = sys::write_all_vectored(sys::borrow(boot), &[&h[..n], &bytes]);
     }
 }
 
+/// The forkserver reports a reaped child's exit status to the child's parent. Never blocking:
+/// the server serves every other child too.
 fn report_exit(boot: &OwnedFd, code: i32) {
-    report(boot, &Report::Exit(code));
+    if let Ok(bytes) = multiproc_pickle::encode(&Report::ExitStatus(code)) {
+        let (h, n) = multiproc_pickle::frame::encode_header(bytes.len());
+        let frame = [&h[..n], &bytes[..]].concat();
+        if let Err(e) = sys::forkserver::send_nowait(sys::borrow(boot), &frame) {
+            tracing::warn!("forkserver could not report an exit status ({code}): {e}");
+        }
+    }
+}
+
+/// Set once a daemon child arranged to die with its parent.
+static DAEMON_WATCH: AtomicBool = AtomicBool::new(false);
+
+/// Cut `text` to at most about `max` bytes, keeping its head and its tail.
+fn clip(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut head = max / 2;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - max / 2;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{}\n[... {} bytes cut ...]\n{}",
+        &text[..head],
+        tail - head,
+        &text[tail..]
+    )
 }
 
 fn read_job(boot: &OwnedFd) -> Result<(Job, Vec<multiproc_pickle::OsHandle>), Error> {
@@ -297,12 +369,16 @@ fn install_panic_hook() {
 fn child_main(boot: OwnedFd) -> ! {
     match read_job(&boot) {
         Ok((job, handles)) => run_job(boot, job, handles),
-        Err(Error::Eof) => sys::exit_now(1), // the parent went away before sending the job
+        Err(Error::Eof) => leave(&boot, 1), // the parent went away before sending the job
         Err(e) => refuse(&boot, format!("cannot read the task from the parent: {e}")),
     }
 }
 
 fn run_job(boot: OwnedFd, job: Job, handles: Vec<multiproc_pickle::OsHandle>) -> ! {
+    if REPORT_EXIT.load(Ordering::Relaxed) {
+        // Registered first, so it runs last, after our children were joined.
+        proc::at_exit_with_status(report_exit_status);
+    }
     // Our own children are joined when the task calls `std::process::exit` too.
     sys::at_exit(at_exit);
     let boot = Arc::new(boot);
@@ -321,7 +397,10 @@ fn run_job(boot: OwnedFd, job: Job, handles: Vec<multiproc_pickle::OsHandle>) ->
         let msg = e.to_string();
         tracing::error!("multiproc child {}: refusing to run: {msg}", job.name);
         report(&boot, &Report::Refused(msg));
-        sys::exit_now(1)
+        leave(&boot, 1)
+    }
+    if job.daemon {
+        die_with_parent(&boot);
     }
     install_panic_hook();
     IN_JOB.store(true, Ordering::Release);
@@ -340,33 +419,114 @@ fn run_job(boot: OwnedFd, job: Job, handles: Vec<multiproc_pickle::OsHandle>) ->
             let (message, backtrace) = PANIC
                 .with(|p| p.borrow_mut().take())
                 .unwrap_or_else(|| ("unknown panic".into(), String::new()));
+            let message = clip(message, MAX_PANIC_TEXT);
+            let backtrace = clip(backtrace, MAX_PANIC_TEXT);
             report(&boot, &Report::Panic { message, backtrace });
             1
         }
     };
     crate::process::shutdown_children();
-    sys::exit_now(code)
+    leave(&boot, code)
 }
 
-/// Read what a child reported on the parent's end of its bootstrap socket. With `until_exit`,
-/// block until the forkserver's exit report (returned as its code).
-pub(crate) fn read_reports(conn: &Connection, until_exit: bool) -> (Option<Report>, Option<i32>) {
-    let mut failure = None;
-    loop {
-        match conn.recv_bytes() {
-            Ok(bytes) => match multiproc_pickle::decode::<Report>(&bytes) {
-                Ok(Report::Exit(code)) => return (failure, Some(code)),
-                Ok(r) => failure = Some(r),
+/// A daemon child dies as soon as its parent process is gone, however the parent ended.
+fn die_with_parent(boot: &OwnedFd) {
+    match proc::die_with_parent(sys::borrow(boot)) {
+        Ok(()) => DAEMON_WATCH.store(true, Ordering::Relaxed),
+        Err(e) => tracing::warn!("a daemon child cannot watch its parent: {e}"),
+    }
+    // The parent may have died before the watch was set up: then its end is closed already
+    // (the job was read whole, so nothing else is readable).
+    let raw = sys::raw(sys::borrow(boot));
+    if sys::poll_readable(&[raw], Some(Duration::ZERO)).is_ok_and(|r| r[0]) {
+        sys::exit_now(1)
+    }
+}
+
+/// The parent's end of a child's bootstrap socket (non-blocking) and what arrived on it.
+///
+/// Reports are read as they arrive, whenever the parent looks at the child (`join`, `is_alive`,
+/// ...), and once more when it has ended, so a child never waits on its report for a parent
+/// that would only read it after the child's exit.
+pub(crate) struct Reports {
+    fd: Arc<OwnedFd>,
+    buf: Vec<u8>,
+    eof: bool,
+    /// The task's failure (panic or refusal), if one was reported.
+    pub failure: Option<Report>,
+    /// The code a forkserver child said it exits with.
+    pub exiting: Option<i32>,
+    /// The exit status the forkserver reported for its child.
+    pub status: Option<i32>,
+}
+
+impl Reports {
+    pub(crate) fn new(fd: OwnedFd) -> Result<Reports, Error> {
+        sys::set_nonblocking(sys::borrow(&fd))?;
+        // A forked sibling must not keep our end open (see sys::neutralize_inherited).
+        sys::track_inheritable(sys::borrow(&fd));
+        Ok(Reports {
+            fd: Arc::new(fd),
+            buf: Vec::new(),
+            eof: false,
+            failure: None,
+            exiting: None,
+            status: None,
+        })
+    }
+
+    /// The socket, while more may come on it (`None` after end of file).
+    pub(crate) fn handle(&self) -> Option<Arc<OwnedFd>> {
+        (!self.eof).then(|| self.fd.clone())
+    }
+
+    /// Read every report available now, without blocking.
+    pub(crate) fn drain(&mut self) {
+        const CHUNK: usize = 64 * 1024;
+        while !self.eof {
+            match sys::read_into_spare(sys::borrow(&self.fd), &mut self.buf, CHUNK) {
+                Ok(0) => self.eof = true,
+                Ok(_) => self.parse(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    tracing::warn!("undecodable report from a child: {e}");
-                    return (failure, None);
+                    tracing::debug!("bootstrap socket: {e}");
+                    self.eof = true;
                 }
-            },
-            Err(e) if e.is_would_block() && !until_exit => return (failure, None),
-            Err(e) if e.is_would_block() => {
-                let _ = conn.poll(Some(Duration::from_millis(100)));
             }
-            Err(_) => return (failure, None),
         }
+    }
+
+    fn parse(&mut self) {
+        use multiproc_pickle::frame::{parse_prefix, Prefix};
+        let mut at = 0;
+        while self.buf.len() - at >= 4 {
+            let prefix: [u8; 4] = self.buf[at..at + 4].try_into().expect("4 bytes");
+            let n = match parse_prefix(prefix) {
+                Ok(Prefix::Len(n)) if (n as usize) <= MAX_REPORT_FRAME => n as usize,
+                _ => {
+                    tracing::warn!("malformed report from a child; ignoring the rest");
+                    self.eof = true;
+                    self.buf = Vec::new();
+                    return;
+                }
+            };
+            if self.buf.len() - at - 4 < n {
+                break;
+            }
+            match multiproc_pickle::decode::<Report>(&self.buf[at + 4..at + 4 + n]) {
+                Ok(Report::Exiting(code)) => self.exiting = Some(code),
+                Ok(Report::ExitStatus(code)) => self.status = Some(code),
+                Ok(r) => self.failure = Some(r),
+                Err(e) => tracing::warn!("undecodable report from a child: {e}"),
+            }
+            at += 4 + n;
+        }
+        self.buf.drain(..at);
+    }
+}
+
+impl Drop for Reports {
+    fn drop(&mut self) {
+        sys::untrack_inheritable(sys::borrow(&self.fd));
     }
 }

@@ -55,9 +55,3 @@ pub enum Error {
     #[error("cannot close a process while it is still running; join or kill it first")]
     StillRunning,
 }
-
-impl Error {
-    pub(crate) fn is_would_block(&self) -> bool {
-        matches!(self, Error::Io(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-    }
-}

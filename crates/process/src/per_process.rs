@@ -44,6 +44,12 @@ impl<T> PerProcess<T> {
         self.slot().state.lock()
     }
 
+    /// Lock this process's state if no other thread holds it (for exit handlers, which must
+    /// not wait).
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        self.slot().state.try_lock()
+    }
+
     fn slot(&self) -> &Slot<T> {
         let me = crate::sys::getpid();
         let mut cur = self.slot.load(Ordering::Acquire);

@@ -10,13 +10,21 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::bootstrap::{self, Job, Report};
+use crate::bootstrap::{self, Job, Report, Reports};
 use crate::per_process::PerProcess;
 use crate::sys::{self, forkserver, proc};
-use crate::{Connection, Error, StartMethod, Waitable};
+use crate::{Error, StartMethod, Waitable};
 
 /// Most OS handles one child's arguments may carry (Linux's `SCM_MAX_FD`).
 pub(crate) const MAX_HANDLES: usize = 253;
+
+/// The exit code of a forkserver child whose status nobody knows: its server died before it
+/// could report it, and the child did not say (a signal killed it). As in CPython.
+const UNKNOWN_EXIT_CODE: i32 = 255;
+
+/// How long collecting a forkserver child waits for its server's report before it settles for
+/// the child's own word (the server reaps and reports within milliseconds).
+const SERVER_REPORT_WAIT: Duration = Duration::from_secs(5);
 
 type Packer = Box<dyn FnOnce() -> Result<(Call, Vec<OsHandle>), PickleError> + Send>;
 
@@ -24,9 +32,10 @@ struct Running {
     pid: u32,
     /// Readable once the process has ended; signals go through it (never to a recycled pid).
     pidfd: Arc<OsHandle>,
-    /// Parent's end of the bootstrap socket (non-blocking), where reports arrive.
-    boot: Connection,
-    via_forkserver: bool,
+    /// Parent's end of the bootstrap socket, where reports arrive.
+    reports: Reports,
+    /// The forkserver that is the child's real parent (`None`: we are).
+    server: Option<Arc<forkserver::Server>>,
 }
 
 enum State {
@@ -58,7 +67,14 @@ struct Inner {
 ///
 /// Exit codes follow Python: 0 when the target returns, 1 when it panics (the message is kept,
 /// see [`panic_message`](Self::panic_message)), `n` on `std::process::exit(n)`, `-N` when a
-/// signal `N` killed it.
+/// signal `N` killed it. A forkserver child's code comes from the forkserver, which reaps it;
+/// if the forkserver died first, from the child itself, and when neither could tell (a signal
+/// killed the child after its server died, or `exit(n)` where the C library cannot report the
+/// status to an exit handler) it is 255, as in CPython.
+///
+/// A [daemon](Self::daemon) child dies with its parent; any other child keeps running when
+/// its parent dies, as in Python (it can notice with
+/// [`parent_process()`](crate::parent_process)`.is_alive()`).
 ///
 /// ```no_run
 /// use multiproc_process::Process;
@@ -134,7 +150,11 @@ impl Process {
         self
     }
 
-    /// Daemon processes are terminated, not waited for, when the main program exits.
+    /// Daemon processes are terminated, not waited for, when the main program exits, and die
+    /// (SIGKILL) as soon as their parent process ends in any other way, even killed: a daemon
+    /// (a pool worker, say) never outlives its parent, even in the middle of a long task.
+    /// It learns of its parent's end from the bootstrap socket, whose other end only the
+    /// parent holds, so it does not matter which of the parent's threads started it.
     pub fn daemon(self, daemon: bool) -> Self {
         self.inner.daemon.store(daemon, Ordering::Relaxed);
         self
@@ -255,10 +275,10 @@ impl Process {
             (_, None) => crate::context::executable()?,
         };
         let (ours, theirs) = sys::socketpair()?;
-        let (pid, pidfd, via_forkserver) = match method {
+        let (pid, pidfd, server) = match method {
             StartMethod::Spawn => {
                 let pid = proc::spawn_exe(&exe, proc::BOOTSTRAP_ENV, &theirs)?;
-                (pid, proc::pidfd_open(pid)?, false)
+                (pid, proc::pidfd_open(pid)?, None)
             }
             StartMethod::Fork => {
                 let ours_raw = sys::raw(sys::borrow(&ours));
@@ -276,11 +296,11 @@ impl Process {
                 // SAFETY: documented hazard of the fork method; the child only runs the job and
                 // ends the process (child_main_after_fork never returns).
                 let pid = unsafe { proc::fork(child)? };
-                (pid, proc::pidfd_open(pid)?, false)
+                (pid, proc::pidfd_open(pid)?, None)
             }
             StartMethod::Forkserver => {
-                let (pid, pidfd) = forkserver::start_child(&exe, &theirs)?;
-                (pid, pidfd, true)
+                let (pid, pidfd, server) = forkserver::start_child(&exe, &theirs)?;
+                (pid, pidfd, Some(server))
             }
         };
         drop(theirs);
@@ -298,39 +318,54 @@ impl Process {
             tracing::debug!(pid, "could not deliver the job: {e}");
         }
         drop(handles);
-        sys::set_nonblocking(sys::borrow(&ours))?;
+        let reports = Reports::new(ours)?;
         tracing::debug!(pid, ?method, "started child");
         Ok(Running {
             pid,
             pidfd: Arc::new(pidfd),
-            boot: Connection::from_handles(Some(ours), None),
-            via_forkserver,
+            reports,
+            server,
         })
     }
 
     /// Reap the child if it has ended (non-blocking). Returns the exit code if known.
     fn collect(&self) -> Result<Option<i32>, Error> {
         let mut st = self.inner.state.lock();
-        let r = match &*st {
+        let r = match &mut *st {
             State::Created(_) | State::Starting => return Err(Error::NotStarted),
             State::Closed => return Err(Error::ProcessClosed),
             State::Done { code, .. } => return Ok(Some(*code)),
             State::Running(r) => r,
         };
-        let ended =
-            sys::poll_readable(&[sys::raw(sys::borrow(&r.pidfd))], Some(Duration::ZERO))?[0];
+        // One poll looks at both: has the child ended, has it reported something.
+        let pidfd = sys::raw(sys::borrow(&r.pidfd));
+        let ended = match r.reports.handle() {
+            Some(boot) => {
+                let ready = sys::poll_readable(
+                    &[pidfd, sys::raw(sys::borrow(&boot))],
+                    Some(Duration::ZERO),
+                )?;
+                if ready[1] {
+                    r.reports.drain();
+                }
+                ready[0]
+            }
+            None => sys::poll_readable(&[pidfd], Some(Duration::ZERO))?[0],
+        };
         if !ended {
             return Ok(None);
         }
-        let (report, code) = if r.via_forkserver {
-            let (report, code) = bootstrap::read_reports(&r.boot, true);
-            // No exit report means the forkserver itself died; the child is gone too.
-            (report, code.unwrap_or(-libc_sigkill()))
-        } else {
-            let code = proc::waitpid(r.pid, true)?.unwrap_or(-libc_sigkill());
-            (bootstrap::read_reports(&r.boot, false).0, code)
+        let code = match &r.server {
+            Some(server) => forkserver_exit_code(&mut r.reports, server),
+            None => {
+                let code = proc::waitpid(r.pid, true)?.unwrap_or(-libc_sigkill());
+                // Everything the child wrote is in the socket now.
+                r.reports.drain();
+                code
+            }
         };
         let pid = r.pid;
+        let report = r.reports.failure.take();
         *st = State::Done { pid, code, report };
         drop(st);
         CHILDREN
@@ -340,11 +375,17 @@ impl Process {
     }
 
     fn pidfd(&self) -> Result<Option<Arc<OsHandle>>, Error> {
+        Ok(self.handles()?.map(|(pidfd, _)| pidfd))
+    }
+
+    /// The running child's pidfd and, while reports may still come, its bootstrap socket.
+    #[allow(clippy::type_complexity)]
+    fn handles(&self) -> Result<Option<(Arc<OsHandle>, Option<Arc<OsHandle>>)>, Error> {
         match &*self.inner.state.lock() {
             State::Created(_) | State::Starting => Err(Error::NotStarted),
             State::Closed => Err(Error::ProcessClosed),
             State::Done { .. } => Ok(None),
-            State::Running(r) => Ok(Some(r.pidfd.clone())),
+            State::Running(r) => Ok(Some((r.pidfd.clone(), r.reports.handle()))),
         }
     }
 
@@ -368,13 +409,21 @@ impl Process {
     }
 
     /// Wait up to `timeout` (`None`: forever). `Ok(None)` if the child is still running then.
+    ///
+    /// While it waits it reads what the child reports (a panic message, say), so a child
+    /// never waits for its parent to read it.
     pub fn join_timeout(&self, timeout: Option<Duration>) -> Result<Option<i32>, Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            let Some(pidfd) = self.pidfd()? else { break };
+            let Some((pidfd, boot)) = self.handles()? else {
+                break;
+            };
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let ended = sys::poll_readable(&[sys::raw(sys::borrow(&pidfd))], left)?[0];
-            if ended {
+            let mut raw = vec![sys::raw(sys::borrow(&pidfd))];
+            raw.extend(boot.iter().map(|b| sys::raw(sys::borrow(b))));
+            let ready = sys::poll_readable(&raw, left)?;
+            if ready.iter().any(|&r| r) {
+                // Reads the reports, and reaps the child if it has ended.
                 self.collect()?;
             } else if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
@@ -476,6 +525,42 @@ impl Waitable for Process {
 
 fn libc_sigkill() -> i32 {
     proc::SIGKILL
+}
+
+/// The exit code of a forkserver child that has ended. The server reaped it and reports its
+/// status on the child's bootstrap socket; if the server died first, the child's own word
+/// (sent just before `_exit`) stands in, or [`UNKNOWN_EXIT_CODE`] without one. A dead server
+/// is reaped here, so it never lingers as a zombie.
+fn forkserver_exit_code(reports: &mut Reports, server: &forkserver::Server) -> i32 {
+    let deadline = Instant::now() + SERVER_REPORT_WAIT;
+    let server_dead = loop {
+        // Looked at before reading: whatever a dead server said is in the socket already.
+        let dead = server.is_dead();
+        reports.drain();
+        if reports.status.is_some() {
+            break dead;
+        }
+        let Some(boot) = reports.handle() else {
+            break dead; // the server closed its copy without a word
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if dead || left.is_zero() {
+            if !dead {
+                tracing::warn!("the forkserver did not report a child's exit status");
+            }
+            break dead;
+        }
+        let raw = [sys::raw(sys::borrow(&boot)), server.wait_handle()];
+        let _ = sys::poll_readable(&raw, Some(left));
+    };
+    if server_dead {
+        forkserver::reap(server);
+        forkserver::reap_retired();
+    }
+    reports
+        .status
+        .or(reports.exiting)
+        .unwrap_or(UNKNOWN_EXIT_CODE)
 }
 
 /// The children started by this process that are still running; finished ones are reaped.

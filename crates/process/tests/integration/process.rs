@@ -360,3 +360,227 @@ fn wait_returns_every_ready_object_not_only_the_buffered_ones() {
         .unwrap()
         .is_empty());
 }
+
+fn huge_panic(len: usize) {
+    let middle = "x".repeat(len);
+    panic!("HEAD{middle}TAIL");
+}
+
+#[test]
+fn a_huge_panic_message_never_hangs_join() {
+    // Far over a socket's buffer (about 210 KB): the child's report used to block its exit
+    // while the parent read reports only after the exit.
+    for m in METHODS {
+        let p = Process::new(huge_panic, 512 << 10).start_method(m);
+        p.start().unwrap();
+        assert_eq!(
+            p.join_timeout(Some(Duration::from_secs(60))).unwrap(),
+            Some(1),
+            "{m:?}: join hung on a big panic message"
+        );
+        let msg = p.panic_message().expect("the message is reported");
+        assert!(msg.starts_with("HEADxxx"), "{m:?}: head kept");
+        assert!(msg.ends_with("xxxTAIL"), "{m:?}: tail kept");
+        assert!(msg.contains(" bytes cut ...]"), "{m:?}: the cut is said");
+        assert!(msg.len() < 64 * 1024, "{m:?}: {} bytes", msg.len());
+    }
+}
+
+fn assert_big_vectors_equal(n: usize) {
+    let a: Vec<u64> = (0..n as u64).collect();
+    let mut b = a.clone();
+    b[n / 2] = 0;
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_failed_assert_on_big_vectors_is_reported() {
+    for m in METHODS {
+        let p = Process::new(assert_big_vectors_equal, 30_000).start_method(m);
+        p.start().unwrap();
+        assert_eq!(
+            p.join_timeout(Some(Duration::from_secs(60))).unwrap(),
+            Some(1),
+            "{m:?}"
+        );
+        let msg = p.panic_message().unwrap();
+        assert!(msg.starts_with("assertion `left == right` failed"), "{m:?}");
+        assert!(msg.contains("bytes cut"), "{m:?}");
+    }
+}
+
+extern "C" {
+    fn getppid() -> i32;
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Say who our parent is (for a forkserver child: the forkserver), wait for the go, then end
+/// the way `how` says.
+fn tell_parent_then_end((conn, how): (Connection, i32)) {
+    // SAFETY: getppid has no preconditions.
+    conn.send(&unsafe { getppid() }).unwrap();
+    assert!(conn.poll(Some(Duration::from_secs(30))).unwrap());
+    let _ = conn.recv::<()>();
+    std::thread::sleep(Duration::from_millis(300));
+    match how {
+        0 => {}
+        // SAFETY: signalling ourselves.
+        -9 => unsafe {
+            kill(std::process::id() as i32, 9);
+        },
+        n => std::process::exit(n),
+    }
+}
+
+/// Zombie children of this process among `pids`.
+fn zombies_among(pids: &[i32]) -> Vec<i32> {
+    let me = std::process::id().to_string();
+    pids.iter()
+        .copied()
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'
+            let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+            let mut f = rest.split(' ');
+            let (state, ppid) = (f.next(), f.next());
+            state == Some("Z") && ppid == Some(me.as_str())
+        })
+        .collect()
+}
+
+/// In a process of its own (so no other test loses its forkserver): `rounds` times, kill the
+/// forkserver while its child runs, and collect what `join` said. Returns the codes, the dead
+/// servers left as zombies, and the exit code of one more forkserver child afterwards.
+fn kill_forkservers((out, rounds, how): (Connection, usize, i32)) {
+    let mut codes = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..rounds {
+        let (here, there) = pipe(true).unwrap();
+        let p =
+            Process::new(tell_parent_then_end, (there, how)).start_method(StartMethod::Forkserver);
+        p.start().unwrap();
+        assert!(here.poll(Some(Duration::from_secs(30))).unwrap());
+        let server: i32 = here.recv().unwrap();
+        assert_ne!(
+            server,
+            std::process::id() as i32,
+            "the forkserver is the parent"
+        );
+        // SAFETY: plain libc call on a pid that is our own child (the forkserver).
+        assert_eq!(unsafe { kill(server, 9) }, 0);
+        here.send(&()).unwrap();
+        codes.push(p.join_timeout(Some(Duration::from_secs(30))).unwrap());
+        servers.push(server);
+    }
+    let zombies = zombies_among(&servers);
+    let next = Process::new(exit_with, 7).start_method(StartMethod::Forkserver);
+    next.start().unwrap();
+    let next_code = next.join_timeout(Some(Duration::from_secs(30))).unwrap();
+    out.send(&(codes, zombies, next_code)).unwrap();
+}
+
+fn run_forkserver_killer(rounds: usize, how: i32) -> (Vec<Option<i32>>, Vec<i32>, Option<i32>) {
+    let (here, there) = pipe(true).unwrap();
+    let p = Process::new(kill_forkservers, (there, rounds, how)).start_method(StartMethod::Spawn);
+    p.start().unwrap();
+    assert!(
+        here.poll(Some(Duration::from_secs(120))).unwrap(),
+        "the forkserver killer did not finish"
+    );
+    let r = here.recv().unwrap();
+    assert_eq!(
+        p.join_timeout(Some(Duration::from_secs(30))).unwrap(),
+        Some(0)
+    );
+    r
+}
+
+#[test]
+fn a_dead_forkserver_does_not_lie_about_its_children() {
+    let (codes, zombies, next) = run_forkserver_killer(20, 0);
+    assert_eq!(codes, vec![Some(0); 20], "the child's real exit code");
+    assert!(
+        zombies.is_empty(),
+        "dead forkservers left as zombies: {zombies:?}"
+    );
+    assert_eq!(next, Some(7), "the next forkserver child works");
+}
+
+#[test]
+fn a_dead_forkservers_child_that_exits_or_is_killed() {
+    // `exit(n)`: the child says n itself (glibc tells an exit handler the status).
+    let (codes, zombies, next) = run_forkserver_killer(3, 5);
+    if cfg!(target_env = "gnu") {
+        assert_eq!(codes, vec![Some(5); 3]);
+    } else {
+        assert_eq!(codes, vec![Some(255); 3]);
+    }
+    assert!(zombies.is_empty(), "{zombies:?}");
+    assert_eq!(next, Some(7));
+    // Killed by a signal once its server is dead: nobody knows, and join says so (255).
+    let (codes, zombies, _) = run_forkserver_killer(3, -9);
+    assert_eq!(codes, vec![Some(255); 3]);
+    assert!(zombies.is_empty(), "{zombies:?}");
+}
+
+fn tell_pid_then_sleep((conn, ms): (Connection, u64)) {
+    conn.send(&std::process::id()).unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    let _ = conn.send(&"finished");
+}
+
+/// Start a child with `method` (a daemon or not) that tells its pid and sleeps `ms`, then wait
+/// to be killed.
+fn start_and_wait_for_death((conn, method, daemon, ms): (Connection, StartMethod, bool, u64)) {
+    Process::new(tell_pid_then_sleep, (conn, ms))
+        .start_method(method)
+        .daemon(daemon)
+        .start()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn daemon_children_die_with_a_killed_parent_others_live_on() {
+    for m in METHODS {
+        // Started from another thread of the parent, which ends before the parent is killed:
+        // the daemon must outlive the thread and die with the process.
+        let (here, there) = pipe(true).unwrap();
+        let p = std::thread::spawn(move || {
+            let p = Process::new(start_and_wait_for_death, (there, m, true, 30_000));
+            p.start().unwrap();
+            p
+        })
+        .join()
+        .unwrap();
+        assert!(here.poll(Some(Duration::from_secs(30))).unwrap(), "{m:?}");
+        let _daemon_pid: u32 = here.recv().unwrap();
+        p.kill().unwrap();
+        assert_eq!(
+            p.join_timeout(Some(Duration::from_secs(30))).unwrap(),
+            Some(-9)
+        );
+        // The daemon (the only other holder of `there`) dies: end of file, no message.
+        assert!(
+            here.poll(Some(Duration::from_secs(10))).unwrap(),
+            "{m:?}: the daemon outlived its parent"
+        );
+        assert!(matches!(here.recv::<String>(), Err(Error::Eof)), "{m:?}");
+
+        // A non-daemon child keeps running and finishes its task, as in Python.
+        let (here, there) = pipe(true).unwrap();
+        let p = Process::new(start_and_wait_for_death, (there, m, false, 500));
+        p.start().unwrap();
+        assert!(here.poll(Some(Duration::from_secs(30))).unwrap(), "{m:?}");
+        let _pid: u32 = here.recv().unwrap();
+        p.kill().unwrap();
+        assert_eq!(
+            p.join_timeout(Some(Duration::from_secs(30))).unwrap(),
+            Some(-9)
+        );
+        assert!(here.poll(Some(Duration::from_secs(30))).unwrap(), "{m:?}");
+        assert_eq!(here.recv::<String>().unwrap(), "finished", "{m:?}");
+    }
+}

@@ -6,8 +6,13 @@
 //! * reply: the child's pid (4 bytes, little endian) with a pidfd for it attached.
 //!
 //! The forkserver reaps its children (it is their parent) and reports each exit status through
-//! the `on_exit` callback, which writes it down the child's bootstrap socket to the real parent.
+//! the `on_exit` callback, which writes it down the child's bootstrap socket to the real parent
+//! (without blocking: a full socket must never stall the server for its other children).
 //! It leaves when the command socket reaches end of file, i.e. when the client process is gone.
+//!
+//! The forkserver is the client's own (spawned) child: the client keeps a [`Server`] handle on it
+//! (a pidfd), so a parent can tell that the server died (its children's exit statuses died with
+//! it) and reaps a dead server instead of leaving it a zombie.
 
 use std::collections::HashMap;
 use std::io;
@@ -17,8 +22,29 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use super::proc;
 use crate::per_process::PerProcess;
 
+/// The client's handle on a forkserver process (our direct child).
+pub(crate) struct Server {
+    pid: u32,
+    /// Readable once the server has ended.
+    pidfd: OwnedFd,
+}
+
+impl Server {
+    /// The descriptor that becomes readable when the server ends.
+    pub(crate) fn wait_handle(&self) -> RawFd {
+        self.pidfd.as_raw_fd()
+    }
+
+    /// Whether the server has ended.
+    pub(crate) fn is_dead(&self) -> bool {
+        super::poll_readable(&[self.pidfd.as_raw_fd()], Some(std::time::Duration::ZERO))
+            .map_or(true, |r| r[0])
+    }
+}
+
 struct Client {
     sock: OwnedFd,
+    server: std::sync::Arc<Server>,
 }
 
 /// The connection to this process's forkserver. A forked child never shares its parent's: it
@@ -28,9 +54,39 @@ static CLIENT: PerProcess<Option<Client>> = PerProcess::new(|parents| {
     None
 });
 
-/// Ask the forkserver (started on first use) for a child running on `boot`; returns its pid and
-/// a pidfd.
-pub(crate) fn start_child(exe: &std::path::Path, boot: &OwnedFd) -> io::Result<(u32, OwnedFd)> {
+/// Servers that stopped answering and were replaced, not yet reaped. A forked child starts with
+/// none: its parent's servers are not its children.
+static RETIRED: PerProcess<Vec<std::sync::Arc<Server>>> = PerProcess::new(|parents| {
+    drop(parents.map(std::mem::take));
+    Vec::new()
+});
+
+/// Reap every replaced forkserver that has ended (without blocking), so dead servers never
+/// accumulate as zombies. Called on each forkserver start and when a child of a dead server is
+/// collected.
+pub(crate) fn reap_retired() {
+    RETIRED.lock().retain(|s| !reap(s));
+}
+
+/// Reap `server` if it has ended; true once it is reaped (or is not ours to reap).
+pub(crate) fn reap(server: &Server) -> bool {
+    match proc::reap_pidfd(server.pidfd.as_fd()) {
+        Ok(Some(code)) => {
+            tracing::debug!(pid = server.pid, code, "forkserver reaped");
+            true
+        }
+        Ok(None) => false,
+        // ECHILD: already reaped (by another collector) or not our child (a forked process)
+        Err(_) => true,
+    }
+}
+
+/// Ask the forkserver (started on first use) for a child running on `boot`; returns its pid, a
+/// pidfd for it, and the server that is its parent.
+pub(crate) fn start_child(
+    exe: &std::path::Path,
+    boot: &OwnedFd,
+) -> io::Result<(u32, OwnedFd, std::sync::Arc<Server>)> {
     #[cfg(not(target_os = "linux"))]
     {
         let _ = (exe, boot);
@@ -38,24 +94,32 @@ pub(crate) fn start_child(exe: &std::path::Path, boot: &OwnedFd) -> io::Result<(
     }
     #[allow(unreachable_code)]
     let mut guard = CLIENT.lock();
+    reap_retired();
     for attempt in 0..2 {
         if guard.is_none() {
             *guard = Some(launch(exe)?);
         }
-        let sock = &guard.as_ref().expect("launched above").sock;
+        let client = guard.as_ref().expect("launched above");
+        let (sock, server) = (&client.sock, client.server.clone());
         let res = super::send_with_fds(sock.as_fd(), b"F", &[boot.as_raw_fd()]).and_then(|()| {
             let mut pid = [0u8; 4];
             let mut fds = super::recv_with_fds(sock.as_fd(), &mut pid, 1)?;
             let pidfd = fds.pop().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidData, "forkserver sent no pidfd")
             })?;
-            Ok((u32::from_le_bytes(pid), pidfd))
+            Ok((u32::from_le_bytes(pid), pidfd, server))
         });
         match res {
             Ok(r) => return Ok(r),
             Err(e) if attempt == 0 => {
                 tracing::warn!("forkserver unreachable ({e}); starting a new one");
-                *guard = None;
+                if let Some(old) = guard.take() {
+                    // Closing our end makes a live but confused server leave too.
+                    drop(old.sock);
+                    if !reap(&old.server) {
+                        RETIRED.lock().push(old.server);
+                    }
+                }
             }
             Err(e) => return Err(e),
         }
@@ -64,16 +128,30 @@ pub(crate) fn start_child(exe: &std::path::Path, boot: &OwnedFd) -> io::Result<(
 }
 
 /// Forget the client connection (in a forked child, which must not share the parent's): the
-/// first use of it in this process does it.
+/// first use of each in this process does it. The replaced servers are not the child's to reap
+/// either.
 pub(crate) fn forget_client() {
     drop(CLIENT.lock());
+    drop(RETIRED.lock());
 }
 
 fn launch(exe: &std::path::Path) -> io::Result<Client> {
     let (ours, theirs) = super::socketpair()?;
     let pid = proc::spawn_exe(exe, proc::FORKSERVER_ENV, &theirs)?;
+    let pidfd = match proc::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // Without a handle we could never reap it: do it now.
+            drop(ours);
+            let _ = proc::waitpid(pid, true);
+            return Err(e);
+        }
+    };
     tracing::debug!(pid, "forkserver started");
-    Ok(Client { sock: ours })
+    Ok(Client {
+        sock: ours,
+        server: std::sync::Arc::new(Server { pid, pidfd }),
+    })
 }
 
 static SIGCHLD_PIPE: AtomicI32 = AtomicI32::new(-1);
@@ -167,5 +245,29 @@ pub(crate) fn serve(sock: OwnedFd, child_main: fn(OwnedFd) -> !, on_exit: fn(&Ow
                 }
             }
         }
+    }
+}
+
+/// Send `data` on a socket in one call without blocking (and without SIGPIPE); an exit report
+/// of the server must never wait for a reader. Sending less than all of it is an error.
+pub(crate) fn send_nowait(sock: std::os::fd::BorrowedFd<'_>, data: &[u8]) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    #[cfg(not(target_os = "linux"))]
+    let flags = libc::MSG_DONTWAIT;
+    loop {
+        // SAFETY: `data` is valid for `data.len()` bytes of reads.
+        let n = unsafe { libc::send(sock.as_raw_fd(), data.as_ptr().cast(), data.len(), flags) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n as usize != data.len() {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        return Ok(());
     }
 }

@@ -232,3 +232,137 @@ pub(crate) fn default_signals() {
         libc::signal(libc::SIGCHLD, libc::SIG_DFL);
     }
 }
+
+/// Reap the process behind `pidfd` if it has ended (it must be our child): `Ok(None)` while it
+/// runs. With a pidfd, so a recycled pid can never be reaped by mistake.
+#[cfg(target_os = "linux")]
+pub(crate) fn reap_pidfd(pidfd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
+    loop {
+        // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid on a pidfd we borrow, with a valid out-pointer.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: waitid filled the SIGCHLD fields (or left them zero when nothing ended).
+        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        let code = if info.si_code == libc::CLD_EXITED {
+            status
+        } else {
+            -status
+        };
+        return Ok(Some(code));
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn reap_pidfd(_pidfd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
+    Err(unsupported())
+}
+
+/// Make this process die (SIGKILL) as soon as the peer of `boot`, the parent's end of our
+/// bootstrap socket, is closed: the parent process ended, however it ended, whichever of its
+/// threads started us. Poll `boot` afterwards to catch a parent that died before this call.
+///
+/// On Linux the kernel does it, with no thread of ours: the socket is put in async mode
+/// (`O_ASYNC`) with this process as owner and SIGKILL as the signal, and the kernel raises it
+/// when the peer's close wakes the socket. It also fires on incoming data (the parent sends
+/// nothing after the job) and on write space after a blocked write, hence
+/// `stop_dying_with_parent` before the child writes to the socket. Elsewhere a small thread
+/// waits for end of file on the socket.
+#[cfg(target_os = "linux")]
+pub(crate) fn die_with_parent(boot: BorrowedFd<'_>) -> io::Result<()> {
+    // <linux/fcntl.h>, the same on every architecture; not in the libc crate for glibc.
+    const F_SETSIG: libc::c_int = 10;
+    const F_SETOWN_EX: libc::c_int = 15;
+    const F_OWNER_PID: libc::c_int = 1;
+    #[repr(C)]
+    struct FOwnerEx {
+        kind: libc::c_int,
+        pid: libc::pid_t,
+    }
+    let fd = boot.as_raw_fd();
+    // A process (not thread) owner: the signal reaches us whichever thread is left.
+    let owner = FOwnerEx {
+        kind: F_OWNER_PID,
+        pid: std::process::id() as libc::pid_t,
+    };
+    // SAFETY: fcntl on a descriptor we borrow; F_SETOWN_EX reads one f_owner_ex, F_SETSIG and
+    // F_SETFL take an int.
+    unsafe {
+        super::cvt(libc::fcntl(fd, F_SETOWN_EX, &owner as *const FOwnerEx))?;
+        super::cvt(libc::fcntl(fd, F_SETSIG, libc::SIGKILL))?;
+        let fl = super::cvt(libc::fcntl(fd, libc::F_GETFL))?;
+        super::cvt(libc::fcntl(fd, libc::F_SETFL, fl | libc::O_ASYNC))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn die_with_parent(boot: BorrowedFd<'_>) -> io::Result<()> {
+    let raw = boot.as_raw_fd();
+    std::thread::Builder::new()
+        .name("multiproc-parent-watch".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            // The descriptor lives as long as the process (the bootstrap context holds it).
+            if super::poll_readable(&[raw], None).is_ok() {
+                // SAFETY: signalling ourselves.
+                unsafe {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Undo [`die_with_parent`] before the child writes to its bootstrap socket.
+pub(crate) fn stop_dying_with_parent(boot: BorrowedFd<'_>) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we borrow.
+    unsafe {
+        let fd = boot.as_raw_fd();
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl >= 0 && fl & libc::O_ASYNC != 0 {
+            libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_ASYNC);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = boot; // the watcher thread only fires on end of file, which a write cannot cause
+}
+
+/// Run `f(status)` when the process calls `exit(status)` (after handlers registered later).
+/// Returns false where the C library cannot tell the status to a handler (glibc's `on_exit`).
+pub(crate) fn at_exit_with_status(f: extern "C" fn(i32, *mut std::ffi::c_void)) -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn on_exit(
+                f: extern "C" fn(libc::c_int, *mut libc::c_void),
+                arg: *mut libc::c_void,
+            ) -> libc::c_int;
+        }
+        // SAFETY: registering a plain function; the argument is unused.
+        unsafe { on_exit(f, std::ptr::null_mut()) == 0 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = f;
+        false
+    }
+}

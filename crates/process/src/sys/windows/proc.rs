@@ -34,3 +34,17 @@ pub(crate) fn send_signal(_h: BorrowedHandle<'_>, _sig: i32) -> io::Result<()> {
 pub(crate) fn waitpid(_pid: u32, _block: bool) -> io::Result<Option<i32>> {
     Err(unsupported())
 }
+
+pub(crate) fn reap_pidfd(_h: BorrowedHandle<'_>) -> io::Result<Option<i32>> {
+    Err(unsupported())
+}
+
+pub(crate) fn die_with_parent(_boot: BorrowedHandle<'_>) -> io::Result<()> {
+    Err(unsupported())
+}
+
+pub(crate) fn stop_dying_with_parent(_boot: BorrowedHandle<'_>) {}
+
+pub(crate) fn at_exit_with_status(_f: extern "C" fn(i32, *mut std::ffi::c_void)) -> bool {
+    false
+}
