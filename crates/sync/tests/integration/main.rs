@@ -3,5 +3,6 @@
 
 multiproc_process::test_support!();
 
+mod barrier_fork;
 mod primitives;
 mod queue;
