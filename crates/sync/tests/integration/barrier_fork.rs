@@ -13,19 +13,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::bounded::{JoinBounded, ThreadJoinBounded, BOUND};
 use multiproc_process::{pipe, Connection, Process, StartMethod};
 use multiproc_sync::Barrier;
-
-const BOUND: Duration = Duration::from_secs(30);
-
-fn join_bounded<T>(h: JoinHandle<T>) -> T {
-    let t = Instant::now();
-    while !h.is_finished() {
-        assert!(t.elapsed() < BOUND, "a thread did not end within {BOUND:?}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    h.join().expect("the thread panicked")
-}
 
 fn party((b, report): (Barrier, Connection)) {
     let r = b.wait(Some(BOUND));
@@ -43,7 +33,7 @@ fn busy(stop: Arc<AtomicBool>, which: u32) -> JoinHandle<()> {
                 0 => {
                     let p = Process::new(nothing, ());
                     p.start().unwrap();
-                    assert_eq!(p.join_timeout(Some(BOUND)).unwrap(), Some(0));
+                    assert_eq!(p.join_bounded(), 0);
                 }
                 1 => {
                     let _ = multiproc_process::current_process();
@@ -77,15 +67,13 @@ fn forked_barrier_parties_beside_busy_threads_all_exit_after_abort() {
         }
         b.abort();
         for (p, here) in &parties {
-            let code = p.join_timeout(Some(BOUND)).unwrap();
-            if code.is_none() {
-                let _ = p.kill();
-            }
-            assert_eq!(code, Some(0), "round {round}: a party did not exit");
+            assert_eq!(p.join_bounded(), 0, "round {round}");
             assert!(here.poll(Some(Duration::ZERO)).unwrap());
             assert_eq!(here.recv::<Option<u32>>().unwrap(), None);
         }
     }
     stop.store(true, Ordering::Relaxed);
-    threads.into_iter().for_each(join_bounded);
+    threads
+        .into_iter()
+        .for_each(ThreadJoinBounded::join_bounded);
 }

@@ -4,5 +4,7 @@
 multiproc_process::test_support!();
 
 mod barrier_fork;
+#[path = "../../../process/tests/integration/bounded.rs"]
+mod bounded;
 mod primitives;
 mod queue;
