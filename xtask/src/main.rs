@@ -14,6 +14,11 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the test suite may run once built. Every blocking call in a test has its own bound,
+/// so this is the backstop for a defect no bound covers: CI fails instead of stalling.
+const TEST_DEADLINE: Duration = Duration::from_secs(20 * 60);
 
 /// Targets `cargo xtask ci` and `cargo xtask cross` check besides the host.
 const CROSS_TARGETS: &[&str] = &["x86_64-pc-windows-msvc", "x86_64-apple-darwin"];
@@ -133,6 +138,40 @@ fn run(mut c: Command) -> Res {
     }
 }
 
+/// Run `c` as `run` does, but kill it (and every process it started) if it is still running
+/// after `deadline`.
+fn run_with_deadline(mut c: Command, deadline: Duration) -> Res {
+    let what = describe(&c);
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut c, 0);
+    let mut child = c
+        .spawn()
+        .map_err(|e| format!("could not run `{what}`: {e}"))?;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(format!("`{what}` failed ({status})"))
+            };
+        }
+        if start.elapsed() > deadline {
+            // The whole process group: cargo, the test binary and the children it started.
+            #[cfg(unix)]
+            let _ = cmd("kill", &["-KILL", "--", &format!("-{}", child.id())]).status();
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "`{what}` was still running after {} s and was killed (a hung test: the last \
+                 `Running` line above names its binary)",
+                deadline.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Run `c`, capturing its standard output (standard error goes to ours).
 fn output(mut c: Command) -> Res<String> {
     let what = describe(&c);
@@ -170,7 +209,10 @@ fn ci() -> Res {
         "-D",
         "warnings",
     ]))?;
-    step(cargo_cmd(&["test", "--workspace"]))?;
+    step(cargo_cmd(&["test", "--workspace", "--no-run"]))?;
+    let tests = cargo_cmd(&["test", "--workspace"]);
+    header(&describe(&tests));
+    run_with_deadline(tests, TEST_DEADLINE)?;
     let mut doc = cargo_cmd(&["doc", "--workspace", "--no-deps"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     step(doc)?;
@@ -712,4 +754,25 @@ fn render_table(
         }
     );
     out
+}
+
+#[cfg(all(test, unix))]
+mod deadline_tests {
+    use super::*;
+
+    #[test]
+    fn a_command_past_its_deadline_is_killed_with_its_children() {
+        // A shell whose child outlives it unless the whole group is killed.
+        let c = cmd("sh", &["-c", "sleep 60 & sleep 60"]);
+        let t = Instant::now();
+        let err = run_with_deadline(c, Duration::from_millis(300)).unwrap_err();
+        assert!(err.contains("was killed"), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_command_within_its_deadline_reports_its_status() {
+        assert!(run_with_deadline(cmd("true", &[]), Duration::from_secs(30)).is_ok());
+        assert!(run_with_deadline(cmd("false", &[]), Duration::from_secs(30)).is_err());
+    }
 }

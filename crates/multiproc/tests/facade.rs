@@ -3,7 +3,12 @@
 
 multiproc::test_support!();
 
+#[path = "../../process/tests/integration/bounded.rs"]
+mod bounded;
+
 use std::time::Duration;
+
+use bounded::{JoinBounded, RecvBounded, ThreadJoinBounded, BOUND};
 
 use multiproc::connection::{
     wait, Address, Client, Connection, Listener, RawWaitHandle, ToAddress, Waitable,
@@ -33,22 +38,22 @@ fn every_reexport_is_reachable() {
     assert!(!wait(&[&a as &dyn Waitable], Some(Duration::from_secs(30)))
         .unwrap()
         .is_empty());
-    let (name, ppid): (String, u32) = a.recv().unwrap();
+    let (name, ppid): (String, u32) = a.recv_bounded();
     assert_eq!((name.as_str(), ppid), ("facade-child", std::process::id()));
-    assert_eq!(p.join().unwrap(), 0);
+    assert_eq!(p.join_bounded(), 0);
     assert!(active_children().is_empty() || active_children().iter().all(|c| c.pid() != p.pid()));
     let _: Option<RawWaitHandle> = a.wait_handle();
 
     let (x, y) = pipe(false).unwrap();
     y.send_bytes(b"one-way").unwrap();
-    assert_eq!(x.recv_bytes().unwrap(), b"one-way");
+    assert_eq!(x.recv_bytes_bounded(), b"one-way");
 
     let l = Listener::bind("127.0.0.1:0", None).unwrap();
     let addr: Address = l.address();
     let addr2 = (&addr).to_address().unwrap();
     let t = std::thread::spawn(move || Client::connect(addr2, None).unwrap().send(&1u8).unwrap());
-    assert_eq!(l.accept().unwrap().recv::<u8>().unwrap(), 1);
-    t.join().unwrap();
+    assert_eq!(l.accept().unwrap().recv_bounded::<u8>(), 1);
+    t.join_bounded();
 
     let bytes = pickle::encode(&pickle::Bytes(vec![1, 2, 3])).unwrap();
     assert_eq!(
@@ -73,7 +78,7 @@ fn pool_reexports() {
     let builder: PoolBuilder = Pool::builder().processes(2);
     let pool: Pool = builder.build().unwrap();
     let r: AsyncResult<i32> = pool.apply_async(triple, 2).unwrap();
-    assert_eq!(r.get(None).unwrap(), 6);
+    assert_eq!(r.get(Some(BOUND)).unwrap(), 6);
     let it: IMapIter<'_, i32, i32, _> = pool.imap(triple, 0..3, 1).unwrap();
     assert_eq!(it.map(Result::unwrap).collect::<Vec<_>>(), [0, 3, 6]);
     pool.close();
@@ -100,7 +105,7 @@ fn sync_and_shm_reexports() {
     let p = Process::new(bump_all, (lock.clone(), q.clone()));
     p.start().unwrap();
     assert_eq!(q.get_timeout(Duration::from_secs(30)), Ok(7));
-    assert_eq!(p.join().unwrap(), 0);
+    assert_eq!(p.join_bounded(), 0);
     let g: LockGuard<'_> = lock.lock();
     assert_eq!(lock.try_acquire(), LockResult::TimedOut);
     drop(g);
@@ -113,7 +118,7 @@ fn sync_and_shm_reexports() {
     );
     assert!(!Event::new().unwrap().is_set());
     assert!(Condition::new().unwrap().notify(1).is_err());
-    assert_eq!(Barrier::new(1).unwrap().wait(None), Ok(0));
+    assert_eq!(Barrier::new(1).unwrap().wait(Some(BOUND)), Ok(0));
     let sq: SimpleQueue<u8> = SimpleQueue::new().unwrap();
     assert!(sq.empty());
     let jq: JoinableQueue<u8> = JoinableQueue::new().unwrap();

@@ -7,27 +7,17 @@
 
 multiproc::test_support!();
 
+#[path = "../../process/tests/integration/bounded.rs"]
+mod bounded;
+
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
+use bounded::{JoinBounded, ThreadJoinBounded, BOUND};
 use multiproc::shared_memory::SharedMemory;
 use multiproc::{Process, StartMethod};
-
-/// Long enough for a loaded machine, short enough to fail instead of stalling.
-const BOUND: Duration = Duration::from_secs(30);
-
-/// Join a thread, failing the test if it does not end within [`BOUND`].
-fn join_bounded<T>(h: JoinHandle<T>) -> T {
-    let t = Instant::now();
-    while !h.is_finished() {
-        assert!(t.elapsed() < BOUND, "a thread did not end within {BOUND:?}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    h.join().expect("the thread panicked")
-}
 
 /// Threads that each run `f` in a loop until dropped.
 struct Hammers {
@@ -58,7 +48,10 @@ impl Hammers {
     /// Stop every thread; how many rounds each ran.
     fn stop(mut self) -> Vec<u64> {
         self.stop.store(true, Ordering::Relaxed);
-        self.threads.drain(..).map(join_bounded).collect()
+        self.threads
+            .drain(..)
+            .map(ThreadJoinBounded::join_bounded)
+            .collect()
     }
 }
 
@@ -111,12 +104,7 @@ fn fork_each(count: u64, task: fn(u64)) {
     for i in 0..count {
         let p = Process::new(task, i).start_method(StartMethod::Fork);
         p.start().unwrap();
-        let code = p.join_timeout(Some(BOUND)).unwrap();
-        if code.is_none() {
-            let _ = p.kill();
-            let _ = p.join_timeout(Some(BOUND));
-        }
-        assert_eq!(code, Some(0), "forked child {i} did not finish");
+        assert_eq!(p.join_bounded(), 0, "forked child {i}");
     }
 }
 
@@ -143,7 +131,7 @@ fn noop(_: u64) {}
 fn start_via_forkserver(n: u64) {
     let p = Process::new(noop, n).start_method(StartMethod::Forkserver);
     p.start().unwrap();
-    assert_eq!(p.join_timeout(Some(BOUND)).unwrap(), Some(0));
+    assert_eq!(p.join_bounded(), 0);
 }
 
 fn hammer_forkserver(n: u64) {

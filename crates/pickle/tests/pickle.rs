@@ -2,12 +2,19 @@
 //! process boundary (this test binary re-executes itself as the child).
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use multiproc_pickle::{decode, encode, frame, Bytes, Call, PickleError};
 use serde::{Deserialize, Serialize};
 
 const CHILD_ENV: &str = "MULTIPROC_PICKLE_TEST_CHILD";
+/// Set in a copier child: the path to copy this executable to (see [`make_other_build`]).
+const COPY_ENV: &str = "MULTIPROC_PICKLE_TEST_COPY_TO";
+
+/// Every child this test starts must end within this; a hang fails the test.
+const BOUND: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Job {
@@ -30,6 +37,14 @@ fn score(job: Job) -> (u64, f64, usize) {
 /// Child side: read one `Call` from stdin, run it, write the encoded result to the file named
 /// by the environment variable (the test harness owns stdout).
 fn run_child_if_asked() {
+    if let Some(to) = std::env::var_os(COPY_ENV) {
+        let copy = Path::new(&to);
+        std::fs::copy(std::env::current_exe().unwrap(), copy).unwrap();
+        let f = std::fs::File::options().write(true).open(copy).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(12345))
+            .unwrap();
+        std::process::exit(0);
+    }
     let Some(out_path) = std::env::var_os(CHILD_ENV) else {
         return;
     };
@@ -67,10 +82,68 @@ fn run_in_child(call: &Call, exe: &std::path::Path, test: &str) -> (std::process
         .unwrap()
         .write_all(&encode(call).unwrap())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = wait_bounded(child);
     let result = std::fs::read(&out_path).unwrap_or_default();
     let _ = std::fs::remove_file(&out_path);
     (out, result)
+}
+
+/// `child.wait_with_output()`, but a child still running after [`BOUND`] is killed and fails
+/// the test.
+fn wait_bounded(mut child: Child) -> Output {
+    fn drain(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    }
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > BOUND {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a child did not end within {BOUND:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    // The pipes reach end of file once the child (their only writer) has ended.
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// A copy of this executable at `copy` with another modification time: another build to the
+/// fingerprint.
+///
+/// The copy is written by a short-lived child process (this binary again, in its copier role),
+/// never by this process: a write descriptor open here would be inherited by any child another
+/// test thread forks meanwhile, and held by it until its `exec`, so executing the copy at that
+/// moment would fail with "Text file busy" (`ETXTBSY`). Once the copier has exited, no process
+/// holds a write descriptor to the copy.
+fn make_other_build(copy: &Path, test: &str) {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--test-threads=1"])
+        .env(COPY_ENV, copy)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child);
+    assert!(
+        out.status.success(),
+        "copier failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -110,15 +183,10 @@ fn function_identity_across_processes() {
 #[test]
 fn another_build_refuses_the_call() {
     run_child_if_asked();
-    let exe = std::env::current_exe().unwrap();
     let dir = std::env::temp_dir().join(format!("multiproc-pickle-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let copy = dir.join("other-build");
-    std::fs::copy(&exe, &copy).unwrap();
-    let f = std::fs::File::options().write(true).open(&copy).unwrap();
-    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(12345))
-        .unwrap();
-    drop(f);
+    make_other_build(&copy, "another_build_refuses_the_call");
     let (call, _) = Call::new(
         score,
         &Job {
@@ -134,6 +202,69 @@ fn another_build_refuses_the_call() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fingerprint mismatch"));
+}
+
+/// The copy of [`another_build_refuses_the_call`], made and run again and again while other
+/// threads start processes: it must run every time (with the copy written in this process, an
+/// `exec` failed with "Text file busy" whenever one of those children was between its fork and
+/// its `exec`).
+#[test]
+fn a_copy_made_while_other_threads_spawn_always_runs() {
+    run_child_if_asked();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawners: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let child = Command::new(std::env::current_exe().unwrap())
+                        .args(["--list", "--exact", "no test has this name"])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .unwrap();
+                    assert!(wait_bounded(child).status.success());
+                }
+            })
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("multiproc-pickle-busy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (call, _) = Call::new(
+        score,
+        &Job {
+            id: 2,
+            name: String::new(),
+            weights: vec![],
+            blob: vec![],
+            nested: None,
+        },
+    )
+    .unwrap();
+    let test = "a_copy_made_while_other_threads_spawn_always_runs";
+    for i in 0..30 {
+        let copy = dir.join(format!("other-build-{i}"));
+        make_other_build(&copy, test);
+        let (out, _) = run_in_child(&call, &copy, test);
+        std::fs::remove_file(&copy).unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "run {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in spawners {
+        let t = Instant::now();
+        while !s.is_finished() {
+            assert!(t.elapsed() < BOUND, "a spawner did not stop");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        s.join().unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -4,11 +4,15 @@
 
 multiproc_process::test_support!();
 
+#[path = "../../process/tests/integration/bounded.rs"]
+mod bounded;
+
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bounded::BOUND;
 use multiproc_pool::{Pool, PoolError, ThreadPool};
 use multiproc_process::StartMethod;
 
@@ -103,7 +107,7 @@ fn mapping_calls_equal_a_sequential_map() {
             assert_eq!(
                 pool.map_async(square, 0..n, Some(cs))
                     .unwrap()
-                    .get(None)
+                    .get(Some(BOUND))
                     .unwrap(),
                 expect
             );
@@ -321,7 +325,7 @@ fn get_with_timeout_then_success_and_callbacks() {
         Err(PoolError::Timeout)
     ));
     assert!(!r.wait(Some(Duration::from_millis(1))));
-    assert_eq!(r.get(None).unwrap(), 300);
+    assert_eq!(r.get(Some(BOUND)).unwrap(), 300);
     assert_eq!(r.successful(), Some(true));
 
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -342,8 +346,8 @@ fn get_with_timeout_then_success_and_callbacks() {
             move |e| s2.lock().unwrap().push(format!("err {e}")),
         )
         .unwrap();
-    assert_eq!(ok.get(None).unwrap(), 25);
-    assert!(bad.get(None).is_err());
+    assert_eq!(ok.get(Some(BOUND)).unwrap(), 25);
+    assert!(bad.get(Some(BOUND)).is_err());
     assert_eq!(bad.successful(), Some(false));
     let mut seen = seen.lock().unwrap().clone();
     seen.sort();
@@ -370,8 +374,8 @@ fn get_with_timeout_then_success_and_callbacks() {
             move |e| s3.lock().unwrap().push(format!("err {e}")),
         )
         .unwrap();
-    assert_eq!(all.get(None).unwrap(), [1, 4, 9, 16]);
-    assert!(failing.get(None).is_err());
+    assert_eq!(all.get(Some(BOUND)).unwrap(), [1, 4, 9, 16]);
+    assert!(failing.get(Some(BOUND)).is_err());
     let mut seen = seen.lock().unwrap().clone();
     seen.sort();
     assert_eq!(seen, ["err task panicked: unlucky 13", "ok [1, 4, 9, 16]"]);
@@ -491,7 +495,7 @@ fn terminate_is_prompt_and_leaves_no_children() {
     let t = Instant::now();
     pool.terminate();
     assert!(t.elapsed() < Duration::from_secs(10));
-    assert_eq!(r.get(None), Err(PoolError::Terminated));
+    assert_eq!(r.get(Some(BOUND)), Err(PoolError::Terminated));
     assert!(matches!(pool.apply(square, 1), Err(PoolError::Terminated)));
     let live = multiproc_process::active_children();
     assert!(
@@ -520,7 +524,7 @@ fn close_then_join_and_invalid_arguments() {
     assert!(matches!(pool.apply(square, 1), Err(PoolError::Closed)));
     pool.join().unwrap();
     assert_eq!(
-        r.get(None).unwrap().len(),
+        r.get(Some(BOUND)).unwrap().len(),
         100,
         "queued work finishes after close"
     );

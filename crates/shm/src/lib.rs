@@ -23,6 +23,10 @@
 //! assert_eq!(seg.read(0, 5).unwrap(), b"hello");
 //! ```
 
+/// The integration tests' bounds on blocking calls, for the unit tests too.
+#[cfg(test)]
+#[path = "../../process/tests/integration/bounded.rs"]
+mod bounded;
 mod error;
 pub mod futex;
 mod mutex;

@@ -601,6 +601,7 @@ impl<'de, T: Pod> Deserialize<'de> for RawArray<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bounded::ThreadJoinBounded;
     use std::sync::atomic::Ordering;
 
     #[repr(C)]
@@ -700,7 +701,7 @@ mod tests {
             })
             .collect();
         for h in hs {
-            h.join().unwrap();
+            h.join_bounded();
         }
         assert_eq!(a.to_vec(), [0, 40_000, 0]);
         let v = RawValue::new(-1i8).unwrap();

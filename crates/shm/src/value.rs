@@ -731,6 +731,7 @@ impl<'de, T: Pod> Deserialize<'de> for Array<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bounded::ThreadJoinBounded;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// Plant a pid that cannot exist (above the kernel's limit of 2^22) in `lock`'s word, as
@@ -754,7 +755,7 @@ mod tests {
             })
             .collect();
         for h in hs {
-            h.join().unwrap();
+            h.join_bounded();
         }
         assert_eq!(v.get(), 40_000);
         assert!(!v.get_lock().is_locked());
@@ -797,7 +798,7 @@ mod tests {
         let g = v.lock();
         let t = Instant::now();
         let other = std::thread::spawn(move || w.lock_timeout(Duration::from_millis(50)).is_none());
-        assert!(other.join().unwrap());
+        assert!(other.join_bounded());
         assert!(t.elapsed() >= Duration::from_millis(50));
         drop(g);
         // and a free lock is taken at once, even with a zero timeout

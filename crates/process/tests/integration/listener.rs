@@ -5,6 +5,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::bounded::{JoinBounded, RecvBounded, ThreadJoinBounded};
 use multiproc_process::{Address, Client, Error, Listener, Process};
 
 fn python() -> Command {
@@ -38,7 +39,7 @@ fn cpython_client_talks_to_our_listener() {
         .spawn()
         .expect("python3 must be installed");
     let conn = listener.accept().unwrap();
-    assert_eq!(conn.recv_bytes().unwrap(), b"hello from python");
+    assert_eq!(conn.recv_bytes_bounded(), b"hello from python");
     conn.send_bytes(b"hello from rust").unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -78,9 +79,9 @@ fn our_client_talks_to_a_cpython_listener() {
     let port: u16 = line.trim().parse().unwrap();
     let conn = Client::connect(format!("127.0.0.1:{port}"), Some(b"k3y")).unwrap();
     conn.send_bytes(b"abc").unwrap();
-    assert_eq!(conn.recv_bytes().unwrap(), b"cba");
+    assert_eq!(conn.recv_bytes_bounded(), b"cba");
     conn.send_bytes(&vec![7u8; 5 << 20]).unwrap();
-    assert_eq!(conn.recv_bytes().unwrap(), (5u64 << 20).to_be_bytes());
+    assert_eq!(conn.recv_bytes_bounded(), (5u64 << 20).to_be_bytes());
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -122,7 +123,7 @@ fn wrong_authkey_fails_on_both_sides_and_nothing_is_served() {
     let addr = listener.address();
     let t = std::thread::spawn(move || Client::connect(&addr, Some(b"wrong")).map(|_| ()));
     assert!(matches!(listener.accept(), Err(Error::Authentication(_))));
-    assert!(matches!(t.join().unwrap(), Err(Error::Authentication(_))));
+    assert!(matches!(t.join_bounded(), Err(Error::Authentication(_))));
     // the listener still serves well-behaved clients
     let addr = listener.address();
     let t = std::thread::spawn(move || {
@@ -131,8 +132,8 @@ fn wrong_authkey_fails_on_both_sides_and_nothing_is_served() {
             .send(&5u8)
             .unwrap()
     });
-    assert_eq!(listener.accept().unwrap().recv::<u8>().unwrap(), 5);
-    t.join().unwrap();
+    assert_eq!(listener.accept().unwrap().recv_bounded::<u8>(), 5);
+    t.join_bounded();
 }
 
 #[test]
@@ -162,8 +163,8 @@ fn garbage_bytes_fail_that_connection_only() {
             .send_bytes(b"ok")
             .unwrap()
     });
-    assert_eq!(listener.accept().unwrap().recv_bytes().unwrap(), b"ok");
-    t.join().unwrap();
+    assert_eq!(listener.accept().unwrap().recv_bytes_bounded(), b"ok");
+    t.join_bounded();
 }
 
 #[test]
@@ -188,8 +189,8 @@ fn unix_socket_listener_across_processes() {
     let p = Process::new(unix_client, (path.to_string_lossy().into_owned(), 21));
     p.start().unwrap();
     let conn = listener.accept().unwrap();
-    assert_eq!(conn.recv::<u32>().unwrap(), 42);
-    assert_eq!(p.join().unwrap(), 0);
+    assert_eq!(conn.recv_bounded::<u32>(), 42);
+    assert_eq!(p.join_bounded(), 0);
     drop(listener);
     assert!(!path.exists(), "the listener removes its socket file");
 }

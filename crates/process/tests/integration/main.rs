@@ -2,5 +2,6 @@
 
 multiproc_process::test_support!();
 
+mod bounded;
 mod listener;
 mod process;

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::bounded::{JoinBounded, RecvBounded, BOUND};
 use multiproc_process::{
     active_children, current_process, parent_process, pipe, wait, Connection, Error, Process,
     StartMethod, Waitable,
@@ -50,13 +51,13 @@ fn args_in_exit_code_out() {
             .start_method(m)
             .name("summer");
         p.start().unwrap();
-        let (sum, name, ppid): (i64, String, u32) = here.recv().unwrap();
+        let (sum, name, ppid): (i64, String, u32) = here.recv_bounded();
         assert_eq!(
             (sum, name.as_str(), ppid),
             (10, "summer", std::process::id()),
             "{m:?}"
         );
-        assert_eq!(p.join().unwrap(), 0, "{m:?}");
+        assert_eq!(p.join_bounded(), 0, "{m:?}");
         assert_eq!(p.exitcode(), Some(0));
     }
 }
@@ -66,7 +67,7 @@ fn panic_gives_one_and_the_message() {
     for m in METHODS {
         let p = Process::new(panicker, format!("boom under {m:?}")).start_method(m);
         p.start().unwrap();
-        assert_eq!(p.join().unwrap(), 1, "{m:?}");
+        assert_eq!(p.join_bounded(), 1, "{m:?}");
         assert_eq!(
             p.panic_message().as_deref(),
             Some(format!("boom under {m:?}").as_str())
@@ -80,7 +81,7 @@ fn exit_code_passes_through() {
     for m in METHODS {
         let p = Process::new(exit_with, 3).start_method(m);
         p.start().unwrap();
-        assert_eq!(p.join().unwrap(), 3, "{m:?}");
+        assert_eq!(p.join_bounded(), 3, "{m:?}");
         assert_eq!(p.panic_message(), None);
     }
 }
@@ -92,12 +93,12 @@ fn terminate_and_kill_give_negative_signals() {
         p.start().unwrap();
         assert!(p.is_alive());
         p.terminate().unwrap();
-        assert_eq!(p.join().unwrap(), -15, "{m:?}");
+        assert_eq!(p.join_bounded(), -15, "{m:?}");
         assert!(!p.is_alive());
         let p = Process::new(sleeper, 60_000).start_method(m);
         p.start().unwrap();
         p.kill().unwrap();
-        assert_eq!(p.join().unwrap(), -9, "{m:?}");
+        assert_eq!(p.join_bounded(), -9, "{m:?}");
         // signalling an ended process is not an error
         p.kill().unwrap();
     }
@@ -120,7 +121,7 @@ fn join_timeout_returns_while_child_runs() {
         assert!(active_children().iter().any(|c| c.pid() == p.pid()));
         assert!(matches!(p.close(), Err(Error::StillRunning)));
         p.kill().unwrap();
-        p.join().unwrap();
+        p.join_bounded();
         assert!(!active_children().iter().any(|c| c.pid() == p.pid()));
         p.close().unwrap();
         assert!(matches!(p.join(), Err(Error::ProcessClosed)));
@@ -133,7 +134,7 @@ fn start_twice_is_an_error() {
     let p = Process::new(sleeper, 0);
     p.start().unwrap();
     assert!(matches!(p.start(), Err(Error::AlreadyStarted)));
-    p.join().unwrap();
+    p.join_bounded();
 }
 
 #[test]
@@ -146,12 +147,12 @@ fn connection_passed_to_child_and_big_messages() {
         let n = if m == StartMethod::Spawn { 2 } else { 1 };
         for _ in 0..n {
             here.send_bytes(&big).unwrap();
-            assert!(here.recv_bytes().unwrap() == big, "{m:?}");
+            assert!(here.recv_bytes_bounded() == big, "{m:?}");
         }
         here.send_bytes(b"small").unwrap();
-        assert_eq!(here.recv_bytes().unwrap(), b"small");
+        assert_eq!(here.recv_bytes_bounded(), b"small");
         drop(here);
-        assert_eq!(p.join().unwrap(), 0);
+        assert_eq!(p.join_bounded(), 0);
     }
 }
 
@@ -165,9 +166,9 @@ fn eof_when_the_peer_exits() {
         let (here, there) = pipe(true).unwrap();
         let p = Process::new(send_then_exit, there).start_method(m);
         p.start().unwrap();
-        assert_eq!(here.recv::<String>().unwrap(), "bye");
+        assert_eq!(here.recv_bounded::<String>(), "bye");
         assert!(matches!(here.recv_bytes(), Err(Error::Eof)), "{m:?}");
-        p.join().unwrap();
+        p.join_bounded();
     }
 }
 
@@ -191,7 +192,7 @@ fn wait_on_connections_and_sentinels() {
         q.sentinel().is_none(),
         "a reaped process has no sentinel left"
     );
-    p.join().unwrap();
+    p.join_bounded();
 }
 
 fn check_parent_dies((conn, go): (Connection, Connection)) {
@@ -207,7 +208,7 @@ fn middle(conn: Connection) {
     let (wait_here, go) = pipe(true).unwrap();
     let p = Process::new(check_parent_dies, (conn, go));
     p.start().unwrap();
-    wait_here.recv::<()>().unwrap();
+    wait_here.recv_bounded::<()>();
     p.kill_self_for_test();
 }
 
@@ -233,28 +234,36 @@ fn child_learns_parent_died() {
     let (here, there) = pipe(true).unwrap();
     let p = Process::new(middle, there);
     p.start().unwrap();
-    assert!(here.recv::<bool>().unwrap(), "the parent is alive at first");
-    assert_eq!(p.join().unwrap(), -9);
+    assert!(here.recv_bounded::<bool>(), "the parent is alive at first");
+    assert_eq!(p.join_bounded(), -9);
     assert!(
-        here.recv::<bool>().unwrap(),
+        here.recv_bounded::<bool>(),
         "the grandchild saw its parent die"
     );
 }
 
+/// Write a copy of this executable to `to`, with another modification time (another build to
+/// the fingerprint). Run in a child of its own: a write descriptor open in the test process
+/// would be inherited by any child another test forks meanwhile, until its `exec`, and
+/// executing the copy then fails with "Text file busy".
+fn write_other_build(to: std::path::PathBuf) {
+    std::fs::copy(std::env::current_exe().unwrap(), &to).unwrap();
+    let f = std::fs::File::options().write(true).open(&to).unwrap();
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
+        .unwrap();
+}
+
 #[test]
 fn other_build_refuses() {
-    let exe = std::env::current_exe().unwrap();
     let dir = std::env::temp_dir().join(format!("multiproc-otherbuild-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let copy = dir.join("other-build");
-    std::fs::copy(&exe, &copy).unwrap();
-    let f = std::fs::File::options().write(true).open(&copy).unwrap();
-    f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
-        .unwrap();
-    drop(f);
+    let writer = Process::new(write_other_build, copy.clone());
+    writer.start().unwrap();
+    assert_eq!(writer.join_bounded(), 0);
     let p = Process::new(exit_with, 0).executable(&copy);
     p.start().unwrap();
-    match p.join() {
+    match p.join_timeout(Some(BOUND)) {
         Err(Error::Refused(why)) => assert!(why.contains("fingerprint"), "{why}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -272,7 +281,7 @@ fn current_process_names_and_identity() {
     let p = Process::new(unit, ());
     p.start().unwrap();
     assert!(p.get_name().starts_with("Process-"));
-    p.join().unwrap();
+    p.join_bounded();
 }
 
 fn sleep_then_send((ms, conn): (u64, Connection)) {
@@ -298,13 +307,13 @@ fn at_exit_daemons_are_terminated_and_others_joined() {
         let (worker_here, worker_there) = pipe(true).unwrap();
         let p = Process::new(start_grandchildren, (daemon_there, worker_there)).start_method(m);
         p.start().unwrap();
-        assert_eq!(p.join().unwrap(), 0, "{m:?}");
+        assert_eq!(p.join_bounded(), 0, "{m:?}");
         // the non-daemon grandchild was joined before its parent exited: its message is there
         assert!(
             worker_here.poll(Some(Duration::ZERO)).unwrap(),
             "{m:?}: worker not joined"
         );
-        assert_eq!(worker_here.recv::<String>().unwrap(), "finished");
+        assert_eq!(worker_here.recv_bounded::<String>(), "finished");
         // the daemon grandchild was terminated: its end of the pipe closed without a message
         assert!(
             daemon_here.poll(Some(Duration::from_secs(10))).unwrap(),

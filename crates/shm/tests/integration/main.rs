@@ -3,5 +3,7 @@
 
 multiproc_process::test_support!();
 
+#[path = "../../../process/tests/integration/bounded.rs"]
+mod bounded;
 mod named;
 mod values;

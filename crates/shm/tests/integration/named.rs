@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::bounded::{JoinBounded, RecvBounded};
 use multiproc_process::{pipe, Connection, Process, StartMethod};
 use multiproc_shm::{SharedMemory, ShmError};
 
@@ -39,7 +40,7 @@ fn a_creator_killed_with_sigkill_leaves_no_segment_behind() {
         let (here, there) = pipe(true).unwrap();
         let p = Process::new(create_and_hang, (name.clone(), there)).start_method(m);
         p.start().unwrap();
-        assert!(here.recv::<bool>().unwrap());
+        assert!(here.recv_bounded::<bool>());
         // attaching (and dropping) does not destroy it
         let a = SharedMemory::attach(&name).unwrap();
         assert_eq!(a.read(0, 6).unwrap(), b"orphan");
@@ -47,7 +48,7 @@ fn a_creator_killed_with_sigkill_leaves_no_segment_behind() {
         drop(a);
         assert!(SharedMemory::attach(&name).is_ok(), "{m:?}");
         p.kill().unwrap();
-        assert_eq!(p.join().unwrap(), -9);
+        assert_eq!(p.join_bounded(), -9);
         assert!(
             gone_within(&name, Duration::from_secs(20)),
             "{m:?}: the tracker did not unlink {name}"
@@ -76,9 +77,9 @@ fn a_forked_child_living_on_does_not_delay_the_clean_up_of_its_killed_parent() {
     let (here, there) = pipe(true).unwrap();
     let p = Process::new(create_fork_and_hang, (name.clone(), there));
     p.start().unwrap();
-    let child: u32 = here.recv().unwrap();
+    let child: u32 = here.recv_bounded();
     p.kill().unwrap();
-    assert_eq!(p.join().unwrap(), -9);
+    assert_eq!(p.join_bounded(), -9);
     let gone = gone_within(&name, Duration::from_secs(10));
     // SAFETY: a plain kill of the grandchild we were told about (orphaned now).
     unsafe { libc::kill(child as i32, libc::SIGKILL) };
@@ -99,7 +100,7 @@ fn a_persisted_segment_outlives_its_creator_and_is_not_tracked() {
     let name = unique("persist");
     let p = Process::new(create_and_persist, name.clone());
     p.start().unwrap();
-    assert_eq!(p.join().unwrap(), 0);
+    assert_eq!(p.join_bounded(), 0);
     std::thread::sleep(Duration::from_millis(300)); // the tracker has seen end of file by now
     let s = SharedMemory::attach(&name).expect("still there");
     assert_eq!(s.read(0, 4).unwrap(), b"kept");
@@ -127,7 +128,7 @@ fn a_child_attaches_by_name_under_every_start_method() {
         let text = format!("hello from {}", m.name());
         let p = Process::new(attach_write_leave, (name.clone(), text.clone())).start_method(m);
         p.start().unwrap();
-        assert_eq!(p.join().unwrap(), 0);
+        assert_eq!(p.join_bounded(), 0);
         assert_eq!(s.read(0, text.len()).unwrap(), text.as_bytes(), "{m:?}");
     }
     // the attachers are gone; the creator still owns it, and removes it when dropped
@@ -160,7 +161,7 @@ fn shareable_list_round_trip_across_processes() {
         let p = Process::new(bump_list, ShareableList::attach(sl.shm().name()).unwrap())
             .start_method(m);
         p.start().unwrap();
-        assert_eq!(p.join().unwrap(), 0, "{m:?}");
+        assert_eq!(p.join_bounded(), 0, "{m:?}");
         assert_eq!(
             sl.to_vec(),
             [Item::Int(42), Item::None, "from the child".into()],

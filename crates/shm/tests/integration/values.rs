@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::bounded::JoinBounded;
 use multiproc_process::{Process, StartMethod};
 use multiproc_shm::{Array, RawArray, RawValue, SharedMutex, ShmError, Value};
 
@@ -17,7 +18,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 fn run(p: &Process) -> i32 {
     p.start().unwrap();
-    p.join().unwrap()
+    p.join_bounded()
 }
 
 /// Wait until `flag` holds `want`; false after `PATIENCE`.
@@ -85,7 +86,7 @@ fn locked_increments_are_exact() {
             p.start().unwrap();
         }
         for p in &ps {
-            assert_eq!(p.join().unwrap(), 0, "{pair:?}");
+            assert_eq!(p.join_bounded(), 0, "{pair:?}");
         }
         assert_eq!(v.get(), 200_000, "{pair:?}");
     }
@@ -112,7 +113,7 @@ fn raw_atomic_increments_are_exact() {
         p.start().unwrap();
     }
     for p in &ps {
-        assert_eq!(p.join().unwrap(), 0);
+        assert_eq!(p.join_bounded(), 0);
     }
     assert_eq!(v.get(), 200_000);
     assert_eq!(a.to_vec(), [50_000; 4]);
@@ -149,7 +150,7 @@ fn killed_holder_gives_owner_died() {
         assert_eq!(*g, 42, "{m:?}: what the holder wrote stays");
         drop(g);
         assert!(!v.lock().owner_died(), "{m:?}: reported once");
-        assert_eq!(p.join().unwrap(), -libc::SIGKILL, "{m:?}");
+        assert_eq!(p.join_bounded(), -libc::SIGKILL, "{m:?}");
     }
 }
 
@@ -214,7 +215,7 @@ fn user_lock_shared_by_two_values() {
         assert!(b.try_lock().is_none(), "{m:?}");
         assert!(b.lock_timeout(Duration::from_millis(30)).is_none(), "{m:?}");
         flag.atomic().store(2, Ordering::Release);
-        assert_eq!(p.join().unwrap(), 0, "{m:?}: {:?}", p.panic_message());
+        assert_eq!(p.join_bounded(), 0, "{m:?}: {:?}", p.panic_message());
         assert_eq!((a.get(), b.get()), (1, 2), "{m:?}");
         assert!(!lock.is_locked(), "{m:?}");
     }

@@ -3,6 +3,9 @@
 
 multiproc_process::test_support!();
 
+mod barrier_fork;
+#[path = "../../../process/tests/integration/bounded.rs"]
+mod bounded;
 mod primitives;
 mod queue;
 mod queue_big;

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::bounded::{JoinBounded, RecvBounded, ThreadJoinBounded, BOUND};
 use multiproc_process::{pipe, Connection, Process, StartMethod};
 use multiproc_shm::{LockResult, Segment};
 use multiproc_sync::{
@@ -21,7 +22,7 @@ fn run(p: &Process) {
 }
 
 fn joined(p: &Process) -> i32 {
-    p.join().unwrap()
+    p.join_bounded()
 }
 
 /// Add 1 to the u64 at the start of `seg`, `n` times, each under `lock`, with a plain
@@ -103,7 +104,7 @@ fn a_holder_killed_hands_the_lock_over_as_owner_died() {
 }
 
 fn take_two_then_wait((sem, ready, go): (Semaphore, Event, Event)) {
-    assert!(sem.acquire(None) && sem.acquire(None));
+    assert!(sem.acquire(Some(BOUND)) && sem.acquire(Some(BOUND)));
     ready.set();
     assert!(go.wait(Some(Duration::from_secs(20))));
     sem.release();
@@ -131,7 +132,7 @@ fn semaphore_counts_and_times_out_neither_early_nor_much_late() {
 
     let b = BoundedSemaphore::new(1).unwrap();
     assert_eq!(b.release(), Err(SyncError::TooManyReleases));
-    assert!(b.acquire(None));
+    assert!(b.acquire(Some(BOUND)));
     b.release().unwrap();
     assert_eq!(b.get_value(), 1);
 }
@@ -163,7 +164,7 @@ fn five_party_barrier_across_processes_with_abort_and_reset() {
     let mut indices = vec![mine];
     let mut actions = usize::from(RAN_ACTION.load(Ordering::SeqCst));
     for (p, conn) in &kids {
-        let (idx, ran): (Option<u32>, bool) = conn.recv().unwrap();
+        let (idx, ran): (Option<u32>, bool) = conn.recv_bounded();
         indices.push(idx.expect("the barrier tripped"));
         actions += usize::from(ran);
         assert_eq!(joined(p), 0);
@@ -182,10 +183,10 @@ fn five_party_barrier_across_processes_with_abort_and_reset() {
         std::thread::sleep(Duration::from_millis(5));
     }
     b.abort();
-    let (idx, _): (Option<u32>, bool) = here.recv().unwrap();
+    let (idx, _): (Option<u32>, bool) = here.recv_bounded();
     assert_eq!(idx, None);
     assert!(b.broken());
-    assert_eq!(b.wait(None), Err(SyncError::BrokenBarrier));
+    assert_eq!(b.wait(Some(BOUND)), Err(SyncError::BrokenBarrier));
     joined(&p);
 
     // reset: usable again
@@ -196,13 +197,13 @@ fn five_party_barrier_across_processes_with_abort_and_reset() {
     let p = Process::new(barrier_party, (b2.clone(), there));
     run(&p);
     assert!(b2.wait(Some(Duration::from_secs(20))).is_ok());
-    let (idx, _): (Option<u32>, bool) = here.recv().unwrap();
+    let (idx, _): (Option<u32>, bool) = here.recv_bounded();
     assert!(idx.is_some());
     joined(&p);
 }
 
 fn cond_waiter((c, ready, report): (Condition, Semaphore, Connection)) {
-    assert!(c.acquire(None).acquired());
+    assert!(c.acquire(Some(BOUND)).acquired());
     ready.release(); // still holding the lock: the parent cannot notify before we wait
     let notified = c.wait(Some(Duration::from_millis(1500))).unwrap();
     c.release().unwrap();
@@ -223,12 +224,12 @@ fn condition_notify_n_wakes_exactly_n() {
     for _ in 0..4 {
         assert!(ready.acquire(Some(Duration::from_secs(20))));
     }
-    assert!(c.acquire(None).acquired());
+    assert!(c.acquire(Some(BOUND)).acquired());
     assert_eq!(c.notify(2), Ok(2));
     c.release().unwrap();
     let mut woken = 0;
     for (p, conn) in &kids {
-        woken += usize::from(conn.recv::<bool>().unwrap());
+        woken += usize::from(conn.recv_bounded::<bool>());
         assert_eq!(joined(p), 0);
     }
     assert_eq!(woken, 2);
@@ -247,7 +248,7 @@ fn event_across_processes() {
     run(&p);
     std::thread::sleep(Duration::from_millis(50));
     e.set();
-    assert!(here.recv::<bool>().unwrap());
+    assert!(here.recv_bounded::<bool>());
     assert_eq!(joined(&p), 0);
 }
 
@@ -265,9 +266,9 @@ fn use_everything((lock, rlock, sem, bsem, event, cond, barrier): All) {
     lock.release().unwrap(); // the parent locked it: any process may release
     let _r = rlock.lock();
     sem.release();
-    assert!(bsem.acquire(None));
+    assert!(bsem.acquire(Some(BOUND)));
     event.set();
-    assert!(cond.acquire(None).acquired());
+    assert!(cond.acquire(Some(BOUND)).acquired());
     cond.notify_all().unwrap();
     cond.release().unwrap();
     barrier.wait(Some(Duration::from_secs(20))).unwrap();
@@ -285,7 +286,7 @@ fn every_primitive_reaches_a_child_under_every_start_method() {
             Condition::new().unwrap(),
             Barrier::new(2).unwrap(),
         );
-        assert_eq!(all.0.acquire(None), LockResult::Acquired);
+        assert_eq!(all.0.acquire(Some(BOUND)), LockResult::Acquired);
         let p = Process::new(use_everything, all.clone()).start_method(m);
         run(&p);
         all.6.wait(Some(Duration::from_secs(20))).unwrap();
@@ -300,9 +301,9 @@ fn every_primitive_reaches_a_child_under_every_start_method() {
 #[test]
 fn an_rlock_released_by_another_thread_is_an_error() {
     let r = Arc::new(RLock::new().unwrap());
-    assert_eq!(r.acquire(None), LockResult::Acquired);
+    assert_eq!(r.acquire(Some(BOUND)), LockResult::Acquired);
     let r2 = r.clone();
-    let other = std::thread::spawn(move || r2.release()).join().unwrap();
+    let other = std::thread::spawn(move || r2.release()).join_bounded();
     assert_eq!(other, Err(SyncError::NotOwner));
     r.release().unwrap();
 }

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::bounded::{within, JoinBounded, BOUND};
 use multiproc_pickle::Bytes;
 use multiproc_process::{Process, StartMethod};
 use multiproc_sync::{Event, JoinableQueue, Queue, QueueError, SimpleQueue};
@@ -20,7 +21,7 @@ fn consume((q, out): (Queue<u64>, Queue<(u64, u64, bool)>)) {
     let (mut count, mut sum, mut ordered) = (0u64, 0u64, true);
     let mut last = [None::<u64>; 2];
     loop {
-        let v = q.get().unwrap();
+        let v = q.get_timeout(BOUND).unwrap();
         if v == STOP {
             break;
         }
@@ -49,7 +50,7 @@ fn a_million_items_from_two_producers_to_two_consumers_none_lost_or_duplicated()
         p.start().unwrap();
     }
     for p in &producers {
-        assert_eq!(p.join().unwrap(), 0);
+        assert_eq!(p.join_bounded(), 0);
     }
     q.put(STOP).unwrap();
     q.put(STOP).unwrap();
@@ -62,7 +63,7 @@ fn a_million_items_from_two_producers_to_two_consumers_none_lost_or_duplicated()
         let _ = p;
     }
     for p in &consumers {
-        assert_eq!(p.join().unwrap(), 0);
+        assert_eq!(p.join_bounded(), 0);
     }
     let expected: u64 = (0..2u64)
         .flat_map(|id| (0..PER_PRODUCER).map(move |i| id << 32 | i))
@@ -86,10 +87,13 @@ fn maxsize_blocks_and_full_empty_time_out_neither_early_nor_much_late() {
         waited >= Duration::from_millis(150) && waited < Duration::from_secs(3),
         "{waited:?}"
     );
-    assert_eq!(q.get().unwrap(), 1);
+    assert_eq!(q.get_timeout(BOUND).unwrap(), 1);
     q.put_timeout(3, Duration::from_secs(5)).unwrap();
     assert_eq!(q.qsize(), 2);
-    assert_eq!((q.get().unwrap(), q.get().unwrap()), (2, 3));
+    assert_eq!(
+        (q.get_timeout(BOUND).unwrap(), q.get_timeout(BOUND).unwrap()),
+        (2, 3)
+    );
     let t = Instant::now();
     assert_eq!(
         q.get_timeout(Duration::from_millis(150)),
@@ -110,7 +114,7 @@ fn a_closed_queue_refuses_puts_and_drains_then_refuses_gets() {
     q.close();
     assert!(q.is_closed());
     assert_eq!(q.put(2).unwrap_err().error, QueueError::Closed);
-    assert_eq!(q.get().unwrap(), 1);
+    assert_eq!(q.get_timeout(BOUND).unwrap(), 1);
     assert_eq!(q.get(), Err(QueueError::Closed));
 }
 
@@ -145,7 +149,7 @@ fn a_producer_exits_before_anyone_reads_and_nothing_is_lost() {
     let q: Queue<u32> = Queue::new().unwrap();
     let p = Process::new(put_and_leave, (q.clone(), 10_000));
     p.start().unwrap();
-    assert_eq!(p.join().unwrap(), 0, "no waiting for a consumer");
+    assert_eq!(p.join_bounded(), 0, "no waiting for a consumer");
     assert_eq!(q.qsize(), 10_000);
     for i in 0..10_000 {
         assert_eq!(q.get_nowait().unwrap(), i);
@@ -172,7 +176,7 @@ fn joinable_queue_join_across_processes() {
     let p = Process::new(work_and_mark_done, q.clone());
     p.start().unwrap();
     assert!(q.join(Some(Duration::from_secs(60))));
-    assert_eq!(p.join().unwrap(), 0);
+    assert_eq!(p.join_bounded(), 0);
     assert_eq!(q.task_done(), Err(QueueError::TooManyTaskDone));
 }
 
@@ -184,7 +188,7 @@ fn checksum(b: &[u8]) -> u64 {
 
 fn echo_checksums((inq, outq, n): (Queue<Bytes>, Queue<(usize, u64)>, usize)) {
     for _ in 0..n {
-        let b = inq.get().unwrap();
+        let b = inq.get_timeout(BOUND).unwrap();
         outq.put((b.0.len(), checksum(&b.0))).unwrap();
     }
 }
@@ -202,11 +206,11 @@ fn big_messages_and_messages_larger_than_the_ring_arrive_intact() {
         inq.put(Bytes(msg)).unwrap();
         assert_eq!(outq.get_timeout(Duration::from_secs(60)).unwrap(), (n, sum));
     }
-    assert_eq!(p.join().unwrap(), 0);
+    assert_eq!(p.join_bounded(), 0);
 }
 
 fn reply_doubled((q, r): (Queue<u32>, SimpleQueue<u32>)) {
-    let x = q.get().unwrap();
+    let x = q.get_timeout(BOUND).unwrap();
     r.put(x * 2).unwrap();
 }
 
@@ -222,8 +226,9 @@ fn queues_reach_a_child_under_every_start_method() {
         let p = Process::new(reply_doubled, (q.clone(), r.clone())).start_method(m);
         p.start().unwrap();
         q.put(21).unwrap();
-        assert_eq!(r.get().unwrap(), 42, "{m:?}");
-        assert_eq!(p.join().unwrap(), 0, "{m:?}");
+        let r2 = r.clone();
+        assert_eq!(within(move || r2.get().unwrap()), 42, "{m:?}");
+        assert_eq!(p.join_bounded(), 0, "{m:?}");
     }
 }
 
@@ -241,7 +246,7 @@ fn a_consumer_killed_while_waiting_does_not_hang_the_others() {
     assert!(ready.wait(Some(Duration::from_secs(20))));
     std::thread::sleep(Duration::from_millis(50));
     p.kill().unwrap();
-    assert_eq!(p.join().unwrap(), -9);
+    assert_eq!(p.join_bounded(), -9);
     q.put(5).unwrap();
     assert_eq!(q.get_timeout(Duration::from_secs(10)), Ok(5));
 }
@@ -281,7 +286,7 @@ fn byte_queue_messages_in_parts_cross_processes_whole_and_in_order() {
         next[id] += 1;
     }
     for p in &ps {
-        assert_eq!(p.join().unwrap(), 0);
+        assert_eq!(p.join_bounded(), 0);
     }
     assert_eq!(q.qsize(), 0);
     let t = Instant::now();
