@@ -266,7 +266,12 @@ mod tests {
             let b = bytes.clone();
             let r = in_thread(stack, move || decode::<Tree>(&b));
             assert!(
-                matches!(r, Err(PickleError::TooDeep { max: DEFAULT_MAX_DEPTH })),
+                matches!(
+                    r,
+                    Err(PickleError::TooDeep {
+                        max: DEFAULT_MAX_DEPTH
+                    })
+                ),
                 "{r:?}"
             );
             let b = bytes.clone();

@@ -83,7 +83,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         visitor: V,
     ) -> Result<V::Value, D::Error> {
         let budget = self.budget;
-        self.de.deserialize_unit_struct(name, Wrap { visitor, budget })
+        self.de
+            .deserialize_unit_struct(name, Wrap { visitor, budget })
     }
 
     #[inline]
