@@ -66,9 +66,10 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PickleError> 
 }
 
 /// How deeply values may nest when decoding, unless told otherwise: 128 levels, as
-/// `serde_json` allows. Each sequence, tuple, struct, map, enum, `Some` and newtype struct opens
-/// one level, so a recursive type such as `enum Tree { Leaf, Node(Box<Tree>) }` cannot make a
-/// peer's bytes recurse until the stack overflows. Use [`decode_with_max_depth`] (or
+/// `serde_json` allows. Each sequence, map, enum and `Some` opens one level (structs, tuples and
+/// newtype structs, whose shape the type fixes, are free), so a recursive type such as
+/// `enum Tree { Leaf, Node(Box<Tree>) }` cannot make a peer's bytes recurse until the stack
+/// overflows. Use [`decode_with_max_depth`] (or
 /// `Connection::set_max_depth` in multiproc) for data that legitimately nests deeper.
 pub const DEFAULT_MAX_DEPTH: usize = 128;
 
@@ -123,10 +124,10 @@ pub fn decode_borrowed<'de, T: serde::Deserialize<'de>>(
 ///
 /// ```
 /// use multiproc_pickle::{decode_borrowed_with_max_depth, encode};
-/// let msg = encode(&(1u8, (2u8, (3u8,)))).unwrap();
-/// let v: (u8, (u8, (u8,))) = decode_borrowed_with_max_depth(&msg, 3).unwrap();
-/// assert_eq!(v, (1, (2, (3,))));
-/// assert!(decode_borrowed_with_max_depth::<(u8, (u8, (u8,)))>(&msg, 2).is_err());
+/// let msg = encode(&vec![vec![(1u8, "one")]]).unwrap();
+/// let v: Vec<Vec<(u8, &str)>> = decode_borrowed_with_max_depth(&msg, 2).unwrap();
+/// assert_eq!(v, [[(1, "one")]]);
+/// assert!(decode_borrowed_with_max_depth::<Vec<Vec<(u8, &str)>>>(&msg, 1).is_err());
 /// ```
 pub fn decode_borrowed_with_max_depth<'de, T: serde::Deserialize<'de>>(
     bytes: &'de [u8],
@@ -266,7 +267,12 @@ mod tests {
             let b = bytes.clone();
             let r = in_thread(stack, move || decode::<Tree>(&b));
             assert!(
-                matches!(r, Err(PickleError::TooDeep { max: DEFAULT_MAX_DEPTH })),
+                matches!(
+                    r,
+                    Err(PickleError::TooDeep {
+                        max: DEFAULT_MAX_DEPTH
+                    })
+                ),
                 "{r:?}"
             );
             let b = bytes.clone();

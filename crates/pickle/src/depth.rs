@@ -4,10 +4,13 @@
 //! postcard decodes recursively and has no depth limit of its own: a few bytes per level of a
 //! recursive type (`enum Tree { Leaf, Node(Box<Tree>) }`) are enough to overflow the stack and
 //! abort the process. [`Limited`] wraps the deserializer and every visitor, access object and
-//! seed it hands out, and spends one unit of the budget each time a value opens a nested level
-//! (a sequence, tuple or struct, a map, an enum, an `Option`'s `Some`, a newtype struct). When
-//! the budget is spent, decoding stops with a serde error and the shared `tripped` flag is set,
-//! which the codec turns into `PickleError::TooDeep`.
+//! seed it hands out, and spends one unit of the budget each time a value opens a level whose
+//! size the type does not fix: a sequence, a map, an enum, an `Option`'s `Some`. Those are the
+//! only ways a recursive type can end (a struct, tuple or newtype struct that contains itself
+//! only through other structs has no finite value), so they bound the recursion; structs and
+//! tuples cost nothing, which keeps the budget off the per-field path (a `Vec` of tuples pays
+//! once, not per element). When the budget is spent, decoding stops with a serde error and the
+//! shared `tripped` flag is set, which the codec turns into `PickleError::TooDeep`.
 //!
 //! The budget travels by value: each nested deserializer gets what is left for its own level,
 //! so leaving a level needs no bookkeeping, and the wrappers add no allocation and no shared
@@ -59,7 +62,7 @@ macro_rules! forward_deserialize {
     ($($method:ident)*) => {$(
         #[inline]
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-            self.de.$method(Wrap { visitor, budget: self.budget })
+            self.de.$method(Wrap::<V, true> { visitor, budget: self.budget })
         }
     )*};
 }
@@ -83,7 +86,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         visitor: V,
     ) -> Result<V::Value, D::Error> {
         let budget = self.budget;
-        self.de.deserialize_unit_struct(name, Wrap { visitor, budget })
+        self.de
+            .deserialize_unit_struct(name, Wrap::<V, false> { visitor, budget })
     }
 
     #[inline]
@@ -94,7 +98,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
     ) -> Result<V::Value, D::Error> {
         let budget = self.budget;
         self.de
-            .deserialize_newtype_struct(name, Wrap { visitor, budget })
+            .deserialize_newtype_struct(name, Wrap::<V, false> { visitor, budget })
     }
 
     #[inline]
@@ -104,7 +108,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
         visitor: V,
     ) -> Result<V::Value, D::Error> {
         let budget = self.budget;
-        self.de.deserialize_tuple(len, Wrap { visitor, budget })
+        self.de
+            .deserialize_tuple(len, Wrap::<V, false> { visitor, budget })
     }
 
     #[inline]
@@ -116,7 +121,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
     ) -> Result<V::Value, D::Error> {
         let budget = self.budget;
         self.de
-            .deserialize_tuple_struct(name, len, Wrap { visitor, budget })
+            .deserialize_tuple_struct(name, len, Wrap::<V, false> { visitor, budget })
     }
 
     #[inline]
@@ -128,7 +133,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
     ) -> Result<V::Value, D::Error> {
         let budget = self.budget;
         self.de
-            .deserialize_struct(name, fields, Wrap { visitor, budget })
+            .deserialize_struct(name, fields, Wrap::<V, false> { visitor, budget })
     }
 
     #[inline]
@@ -140,7 +145,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
     ) -> Result<V::Value, D::Error> {
         let budget = self.budget;
         self.de
-            .deserialize_enum(name, variants, Wrap { visitor, budget })
+            .deserialize_enum(name, variants, Wrap::<V, true> { visitor, budget })
     }
 
     fn is_human_readable(&self) -> bool {
@@ -148,8 +153,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
     }
 }
 
-/// A visitor whose nested values are decoded through [`Limited`].
-struct Wrap<'t, V> {
+/// A visitor whose nested values are decoded through [`Limited`]; with `COUNT`, a nested
+/// level it opens spends one unit of the budget.
+struct Wrap<'t, V, const COUNT: bool> {
     visitor: V,
     budget: Budget<'t>,
 }
@@ -163,7 +169,7 @@ macro_rules! forward_visit {
     )*};
 }
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
+impl<'de, V: Visitor<'de>, const COUNT: bool> Visitor<'de> for Wrap<'_, V, COUNT> {
     type Value = V::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -191,32 +197,44 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
 
     #[inline]
     fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
-        let budget = self.budget.enter()?;
+        let budget = self.nested()?;
         self.visitor.visit_some(Limited { de, budget })
     }
 
     #[inline]
     fn visit_newtype_struct<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
-        let budget = self.budget.enter()?;
+        let budget = self.nested()?;
         self.visitor.visit_newtype_struct(Limited { de, budget })
     }
 
     #[inline]
     fn visit_seq<A: SeqAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
-        let budget = self.budget.enter()?;
+        let budget = self.nested()?;
         self.visitor.visit_seq(Access { access, budget })
     }
 
     #[inline]
     fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
-        let budget = self.budget.enter()?;
+        let budget = self.nested()?;
         self.visitor.visit_map(Access { access, budget })
     }
 
     #[inline]
     fn visit_enum<A: EnumAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
-        let budget = self.budget.enter()?;
+        let budget = self.nested()?;
         self.visitor.visit_enum(Access { access, budget })
+    }
+}
+
+impl<'t, V, const COUNT: bool> Wrap<'t, V, COUNT> {
+    /// The budget of a level this visitor opens.
+    #[inline]
+    fn nested<E: de::Error>(&self) -> Result<Budget<'t>, E> {
+        if COUNT {
+            self.budget.enter()
+        } else {
+            Ok(self.budget)
+        }
     }
 }
 
@@ -316,7 +334,8 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Access<'_, A> {
     #[inline]
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
         let budget = self.budget;
-        self.access.tuple_variant(len, Wrap { visitor, budget })
+        self.access
+            .tuple_variant(len, Wrap::<V, false> { visitor, budget })
     }
 
     #[inline]
@@ -326,6 +345,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Access<'_, A> {
         visitor: V,
     ) -> Result<V::Value, A::Error> {
         let budget = self.budget;
-        self.access.struct_variant(fields, Wrap { visitor, budget })
+        self.access
+            .struct_variant(fields, Wrap::<V, false> { visitor, budget })
     }
 }

@@ -275,7 +275,7 @@ impl Connection {
     }
 
     /// Change how deeply a value received with [`recv`](Self::recv) may nest. Each sequence,
-    /// tuple, struct, map, enum, `Some` and newtype struct opens one level; a message nested
+    /// map, enum and `Some` opens one level (structs and tuples are free); a message nested
     /// deeper is a [`PickleError::TooDeep`] error (that message is dropped, the connection stays
     /// usable), so a peer cannot make decoding recurse until the stack overflows. Raise it only
     /// for data that nests deeper and a stack that can hold it.

@@ -30,10 +30,12 @@
 //! }
 //! ```
 
+mod auth;
 mod bootstrap;
 mod connection;
 mod context;
 mod error;
+mod handshake;
 mod listener;
 mod per_process;
 mod process;

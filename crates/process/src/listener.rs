@@ -2,29 +2,30 @@
 //! with CPython's authkey challenge (`multiprocessing.connection`).
 //!
 //! Authentication is mutual and happens before any message: the accepting side challenges the
-//! connecting side, then the connecting side challenges back. A challenge is `#CHALLENGE#`
-//! followed by `{sha256}` and 40 random bytes; the answer is `{sha256}` and the HMAC-SHA256 of
-//! the whole challenge (Python 3.12's protocol). For CPython ≤ 3.11 peers, a 16-byte answer
-//! (legacy HMAC-MD5, as those versions send) is accepted and their 20-byte legacy challenges are
+//! connecting side, then the connecting side challenges back (the protocol is in `auth`; the
+//! listener drives it without blocking, `handshake`). A challenge is `#CHALLENGE#` followed by
+//! `{sha256}` and 40 random bytes; the answer is `{sha256}` and the HMAC-SHA256 of the whole
+//! challenge (Python 3.12's protocol). For CPython ≤ 3.11 peers, a 16-byte answer (legacy
+//! HMAC-MD5, as those versions send) is accepted and their 20-byte legacy challenges are
 //! answered in kind, as CPython 3.12 itself does; [`Listener::require_modern_auth`] turns that off.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
 
-use crate::{Connection, Error};
+use crate::auth::{answer_challenge, deliver_challenge};
+use crate::handshake::{Handshake, Stream};
+use crate::{sys, Connection, Error};
 
-const CHALLENGE: &[u8] = b"#CHALLENGE#";
-const WELCOME: &[u8] = b"#WELCOME#";
-const FAILURE: &[u8] = b"#FAILURE#";
-const NONCE_LEN: usize = 40;
-const MAX_AUTH_MESSAGE: u64 = 256;
-/// How long `accept` waits for a connecting peer to finish authenticating, by default.
+/// How long a connecting peer may take to finish authenticating, by default.
 const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(20);
+/// How many handshakes may be under way at once, by default.
+const DEFAULT_MAX_PENDING: usize = 64;
 
 /// Where a [`Listener`] listens and a [`Client`] connects.
 ///
@@ -82,15 +83,72 @@ impl From<SocketAddr> for Address {
     }
 }
 
-type TimeoutSetter = Box<dyn Fn(Option<Duration>)>;
-
 enum Sock {
     #[cfg(unix)]
     Unix(std::os::unix::net::UnixListener, PathBuf),
     Tcp(std::net::TcpListener),
 }
 
+impl Sock {
+    /// The next connection waiting in the kernel's backlog (`WouldBlock` if none).
+    fn accept(&self) -> std::io::Result<Stream> {
+        match self {
+            #[cfg(unix)]
+            Sock::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            Sock::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
+        }
+    }
+
+    fn raw(&self) -> sys::RawWait {
+        match self {
+            #[cfg(unix)]
+            Sock::Unix(l, _) => sys::raw(std::os::fd::AsFd::as_fd(l)),
+            #[cfg(unix)]
+            Sock::Tcp(l) => sys::raw(std::os::fd::AsFd::as_fd(l)),
+            #[cfg(windows)]
+            Sock::Tcp(l) => std::os::windows::io::AsRawSocket::as_raw_socket(l) as usize as _,
+        }
+    }
+}
+
+/// The handshakes a listener is driving.
+#[derive(Default)]
+struct Pending {
+    /// Oldest first.
+    list: VecDeque<Handshake>,
+    /// When the last `accept` returned: deadlines stand still until the next one.
+    paused_at: Option<Instant>,
+}
+
+impl Pending {
+    /// Shift every deadline by the time no `accept` was running: a handshake is only timed
+    /// while we drive it, as a connection in the kernel's backlog is not timed at all.
+    fn resume(&mut self) {
+        if let Some(t) = self.paused_at.take() {
+            let idle = t.elapsed();
+            for h in &mut self.list {
+                if let Some(d) = &mut h.deadline {
+                    *d += idle;
+                }
+            }
+        }
+    }
+
+    fn pause(&mut self) {
+        self.paused_at = Some(Instant::now());
+    }
+}
+
 /// Accepts authenticated connections: Python's `multiprocessing.connection.Listener`.
+///
+/// With an authkey, [`accept`](Self::accept) authenticates many connecting peers at once: it
+/// keeps the handshakes under way inside the listener, drives them all from one `poll` loop
+/// without blocking on any, and returns the first connection whose handshake has finished,
+/// while the others proceed at the next call. So a slow, silent or malicious peer never delays
+/// an honest one. Each handshake has one deadline as a whole
+/// ([`set_auth_timeout`](Self::set_auth_timeout), 20 s by default), counted while an `accept`
+/// is running; at most [`set_max_pending`](Self::set_max_pending) handshakes (64 by default)
+/// are under way, and one more drops the oldest.
 ///
 /// ```
 /// use multiproc_process::{Client, Listener};
@@ -109,6 +167,8 @@ pub struct Listener {
     authkey: Option<Vec<u8>>,
     auth_timeout: Option<Duration>,
     modern_only: bool,
+    max_pending: usize,
+    pending: Mutex<Pending>,
 }
 
 impl fmt::Debug for Listener {
@@ -120,7 +180,7 @@ impl fmt::Debug for Listener {
     }
 }
 
-fn to_connection_tcp(s: std::net::TcpStream) -> Result<Connection, Error> {
+pub(crate) fn to_connection_tcp(s: std::net::TcpStream) -> Result<Connection, Error> {
     let _ = s.set_nodelay(true);
     #[cfg(unix)]
     {
@@ -139,7 +199,7 @@ fn to_connection_tcp(s: std::net::TcpStream) -> Result<Connection, Error> {
 }
 
 #[cfg(unix)]
-fn to_connection_unix(s: std::os::unix::net::UnixStream) -> Result<Connection, Error> {
+pub(crate) fn to_connection_unix(s: std::os::unix::net::UnixStream) -> Result<Connection, Error> {
     let fd: std::os::fd::OwnedFd = s.into();
     let w = fd.try_clone()?;
     Ok(Connection::from_handles(Some(fd), Some(w)))
@@ -163,11 +223,19 @@ impl Listener {
             }
             Address::Tcp(a) => Sock::Tcp(std::net::TcpListener::bind(a)?),
         };
+        // `accept` polls; the socket itself never blocks
+        match &sock {
+            #[cfg(unix)]
+            Sock::Unix(l, _) => l.set_nonblocking(true)?,
+            Sock::Tcp(l) => l.set_nonblocking(true)?,
+        }
         Ok(Listener {
             sock,
             authkey: authkey.map(<[u8]>::to_vec),
             auth_timeout: Some(DEFAULT_AUTH_TIMEOUT),
             modern_only: false,
+            max_pending: DEFAULT_MAX_PENDING,
+            pending: Mutex::new(Pending::default()),
         })
     }
 
@@ -182,10 +250,23 @@ impl Listener {
         }
     }
 
-    /// Limit how long [`accept`](Self::accept) waits for a connecting peer to authenticate
-    /// (default 20 s; `None` waits forever), so a silent peer cannot block the listener.
+    /// Limit how long a connecting peer may take to authenticate, from when `accept` takes
+    /// its connection to its last message (default 20 s; `None`: no limit). It is one deadline
+    /// for the whole handshake, however the peer spreads its bytes, and it counts while an
+    /// `accept` is running (handshakes wait while nobody accepts, as the kernel's backlog does).
+    /// A peer that misses it is dropped, and `accept` returns an [`Error::Io`] of kind
+    /// `TimedOut` for it.
     pub fn set_auth_timeout(&mut self, timeout: Option<Duration>) {
         self.auth_timeout = timeout;
+    }
+
+    /// Limit how many handshakes may be under way at once (default 64, at least 1). A peer
+    /// that connects when that many are pending drops the oldest of them, for which `accept`
+    /// returns an [`Error::Io`] of kind `ConnectionAborted`: a flood of silent connections
+    /// costs a bounded number of descriptors, and an honest client, whose handshake takes one
+    /// round trip, is only dropped if that many newer peers connect during it.
+    pub fn set_max_pending(&mut self, max: usize) {
+        self.max_pending = max.max(1);
     }
 
     /// Refuse peers that answer with legacy HMAC-MD5 (CPython ≤ 3.11).
@@ -193,35 +274,107 @@ impl Listener {
         self.modern_only = yes;
     }
 
-    /// Wait for the next connection and authenticate it. An error concerns that connection
-    /// only (it is closed); the listener keeps listening.
+    /// Wait for the next authenticated connection (Python's `accept`).
+    ///
+    /// Every handshake that fails ends in one error from `accept`, and concerns that
+    /// connection only (it is closed; the listener keeps listening and the other handshakes
+    /// continue): [`Error::Authentication`] for a wrong key or a peer that does not speak the
+    /// protocol (as Python raises `AuthenticationError`), [`Error::Eof`] for a peer that hung
+    /// up, [`Error::Io`] for a deadline missed or a handshake dropped, [`Error::Pickle`] for a
+    /// malformed frame. A server loop logs such errors and calls `accept` again. Several
+    /// threads may call `accept`; they take turns.
     pub fn accept(&self) -> Result<Connection, Error> {
-        let (conn, set_timeout): (Connection, TimeoutSetter) = match &self.sock {
-            #[cfg(unix)]
-            Sock::Unix(l, _) => {
-                let (s, _) = l.accept()?;
-                let s2 = s.try_clone()?;
-                (
-                    to_connection_unix(s)?,
-                    Box::new(move |t| drop(s2.set_read_timeout(t))),
-                )
+        loop {
+            if let Some(c) = self.accept_timeout(None)? {
+                return Ok(c);
             }
-            Sock::Tcp(l) => {
-                let (s, _) = l.accept()?;
-                let s2 = s.try_clone()?;
-                (
-                    to_connection_tcp(s)?,
-                    Box::new(move |t| drop(s2.set_read_timeout(t))),
-                )
-            }
-        };
-        if let Some(key) = &self.authkey {
-            set_timeout(self.auth_timeout);
-            deliver_challenge(&conn, key, self.modern_only)?;
-            answer_challenge(&conn, key)?;
-            set_timeout(None);
         }
-        Ok(conn)
+    }
+
+    /// [`accept`](Self::accept), waiting at most `timeout` (`None`: forever); `Ok(None)` if no
+    /// connection finished its handshake in that time (those under way stay pending).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let listener = multiproc_process::Listener::bind("127.0.0.1:0", Some(b"k")).unwrap();
+    /// assert!(listener.accept_timeout(Some(Duration::from_millis(10))).unwrap().is_none());
+    /// ```
+    pub fn accept_timeout(&self, timeout: Option<Duration>) -> Result<Option<Connection>, Error> {
+        let until = timeout.map(|t| Instant::now() + t);
+        let mut pending = self.pending.lock();
+        pending.resume();
+        let r = self.drive(&mut pending, until);
+        pending.pause();
+        r
+    }
+
+    /// The accept loop: poll the listening socket and every pending handshake, advance what is
+    /// ready, and return at the first connection authenticated, handshake failed, or `until`.
+    fn drive(&self, p: &mut Pending, until: Option<Instant>) -> Result<Option<Connection>, Error> {
+        let mut fds = Vec::new();
+        loop {
+            let now = Instant::now();
+            if let Some(i) = p
+                .list
+                .iter()
+                .position(|h| h.deadline.is_some_and(|d| d <= now))
+            {
+                drop(p.list.remove(i));
+                tracing::debug!("a connecting peer missed its authentication deadline");
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the peer did not finish authenticating in time",
+                )));
+            }
+            fds.clear();
+            fds.push((self.sock.raw(), false));
+            fds.extend(p.list.iter().map(|h| (h.raw(), h.wants_write())));
+            let wake = p.list.iter().filter_map(|h| h.deadline).chain(until).min();
+            let ready = sys::poll_ready(&fds, wake.map(|w| w.saturating_duration_since(now)))?;
+            let key = self.authkey.as_deref().unwrap_or_default();
+            for (i, _) in ready[1..].iter().enumerate().filter(|(_, &r)| r) {
+                match p.list[i].advance(key, self.modern_only) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let h = p.list.remove(i).expect("index in range");
+                        return h.finish().map(Some);
+                    }
+                    Err(e) => {
+                        drop(p.list.remove(i));
+                        return Err(e);
+                    }
+                }
+            }
+            if ready[0] {
+                loop {
+                    let stream = match self.sock.accept() {
+                        Ok(s) => s,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                    if self.authkey.is_none() {
+                        return stream.into_connection().map(Some);
+                    }
+                    let deadline = self.auth_timeout.map(|t| Instant::now() + t);
+                    let mut h = Handshake::start(stream, deadline)?;
+                    // sends our challenge (a fresh socket has room for it)
+                    h.advance(key, self.modern_only)?;
+                    p.list.push_back(h);
+                    if p.list.len() > self.max_pending {
+                        drop(p.list.pop_front());
+                        tracing::debug!("too many handshakes under way: dropped the oldest");
+                        return Err(Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionAborted,
+                            "too many handshakes under way: dropped the oldest",
+                        )));
+                    }
+                }
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return Ok(None);
+            }
+        }
     }
 }
 
@@ -300,150 +453,5 @@ impl ToAddress for String {
 impl ToAddress for SocketAddr {
     fn to_address(self) -> Result<Address, Error> {
         Ok(Address::Tcp(self))
-    }
-}
-
-fn auth_err(msg: impl Into<String>) -> Error {
-    Error::Authentication(msg.into())
-}
-
-/// Split `{digest}payload`; legacy (unprefixed 16- or 20-byte) messages give `""`.
-fn digest_and_payload(msg: &[u8]) -> Result<(&str, &[u8]), Error> {
-    if msg.len() == 16 || msg.len() == 20 {
-        return Ok(("", msg));
-    }
-    if msg.first() == Some(&b'{') {
-        if let Some(end) = msg.iter().take(22).position(|&b| b == b'}') {
-            let name =
-                std::str::from_utf8(&msg[1..end]).map_err(|_| auth_err("bad digest name"))?;
-            if matches!(name, "md5" | "sha256" | "sha384") {
-                return Ok((name, &msg[end + 1..]));
-            }
-        }
-    }
-    Err(auth_err(
-        "unsupported message length, missing digest prefix, or unsupported digest",
-    ))
-}
-
-fn hmac_digest(name: &str, key: &[u8], msg: &[u8]) -> Result<Vec<u8>, Error> {
-    fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], msg: &[u8]) -> Vec<u8> {
-        let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key)
-            .expect("HMAC takes keys of any length");
-        m.update(msg);
-        m.finalize().into_bytes().to_vec()
-    }
-    match name {
-        "md5" => Ok(run::<Hmac<md5::Md5>>(key, msg)),
-        "sha256" => Ok(run::<Hmac<sha2::Sha256>>(key, msg)),
-        "sha384" => Ok(run::<Hmac<sha2::Sha384>>(key, msg)),
-        other => Err(auth_err(format!("digest {other:?} unsupported"))),
-    }
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn deliver_challenge(conn: &Connection, key: &[u8], modern_only: bool) -> Result<(), Error> {
-    let mut nonce = [0u8; NONCE_LEN];
-    getrandom::getrandom(&mut nonce)
-        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
-    let mut message = b"{sha256}".to_vec();
-    message.extend_from_slice(&nonce);
-    let mut out = CHALLENGE.to_vec();
-    out.extend_from_slice(&message);
-    conn.send_bytes(&out)?;
-    let response = conn.recv_bytes_max(MAX_AUTH_MESSAGE)?;
-    let verdict = (|| {
-        let (name, mac) = digest_and_payload(&response)?;
-        let name = if name.is_empty() { "md5" } else { name };
-        if modern_only && name == "md5" {
-            return Err(auth_err("legacy HMAC-MD5 answer refused"));
-        }
-        let expected = hmac_digest(name, key, &message)?;
-        if !ct_eq(&expected, mac) {
-            return Err(auth_err("digest received was wrong"));
-        }
-        Ok(())
-    })();
-    match verdict {
-        Ok(()) => conn.send_bytes(WELCOME),
-        Err(e) => {
-            let _ = conn.send_bytes(FAILURE);
-            Err(e)
-        }
-    }
-}
-
-fn answer_challenge(conn: &Connection, key: &[u8]) -> Result<(), Error> {
-    let message = conn.recv_bytes_max(MAX_AUTH_MESSAGE)?;
-    let Some(message) = message.strip_prefix(CHALLENGE) else {
-        return Err(auth_err("protocol error: expected a challenge"));
-    };
-    if message.len() < 20 {
-        return Err(auth_err(format!(
-            "challenge too short: {} bytes",
-            message.len()
-        )));
-    }
-    let (name, _) = digest_and_payload(message)?;
-    let response = if name.is_empty() {
-        hmac_digest("md5", key, message)?
-    } else {
-        let mut r = format!("{{{name}}}").into_bytes();
-        r.extend_from_slice(&hmac_digest(name, key, message)?);
-        r
-    };
-    conn.send_bytes(&response)?;
-    let verdict = conn.recv_bytes_max(MAX_AUTH_MESSAGE)?;
-    if verdict != WELCOME {
-        return Err(auth_err("digest sent was rejected"));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn legacy_and_prefixed_digests() {
-        assert_eq!(digest_and_payload(&[0; 16]).unwrap().0, "");
-        let (n, p) =
-            digest_and_payload(b"{sha256}0123456789012345678901234567890123456789").unwrap();
-        assert_eq!((n, p.len()), ("sha256", 40));
-        assert!(digest_and_payload(b"{sha1}01234567890123456789").is_err());
-        assert!(digest_and_payload(b"garbage garbage garbage").is_err());
-    }
-
-    #[test]
-    fn hmac_matches_known_vector() {
-        // RFC 4231 test case 2
-        let mac = hmac_digest("sha256", b"Jefe", b"what do ya want for nothing?").unwrap();
-        assert_eq!(mac[..4], [0x5b, 0xdc, 0xc1, 0x46]);
-    }
-
-    #[test]
-    fn mutual_auth_in_process() {
-        let (a, b) = crate::pipe(true).unwrap();
-        let t = std::thread::spawn(move || {
-            answer_challenge(&b, b"k")?;
-            deliver_challenge(&b, b"k", false)
-        });
-        deliver_challenge(&a, b"k", true).unwrap();
-        answer_challenge(&a, b"k").unwrap();
-        t.join().unwrap().unwrap();
-    }
-
-    #[test]
-    fn wrong_key_fails_both_sides() {
-        let (a, b) = crate::pipe(true).unwrap();
-        let t = std::thread::spawn(move || answer_challenge(&b, b"wrong"));
-        assert!(matches!(
-            deliver_challenge(&a, b"right", false),
-            Err(Error::Authentication(_))
-        ));
-        assert!(matches!(t.join().unwrap(), Err(Error::Authentication(_))));
     }
 }

@@ -194,3 +194,247 @@ fn unix_socket_listener_across_processes() {
     drop(listener);
     assert!(!path.exists(), "the listener removes its socket file");
 }
+
+/// A raw peer: a socket that speaks no protocol unless the test makes it.
+trait RawPeer: Read + Write + Send {
+    fn try_clone_peer(&self) -> Box<dyn RawPeer>;
+    fn set_read_timeout_peer(&self, t: Duration);
+}
+
+impl RawPeer for TcpStream {
+    fn try_clone_peer(&self) -> Box<dyn RawPeer> {
+        Box::new(self.try_clone().unwrap())
+    }
+    fn set_read_timeout_peer(&self, t: Duration) {
+        self.set_read_timeout(Some(t)).unwrap();
+    }
+}
+
+impl RawPeer for std::os::unix::net::UnixStream {
+    fn try_clone_peer(&self) -> Box<dyn RawPeer> {
+        Box::new(self.try_clone().unwrap())
+    }
+    fn set_read_timeout_peer(&self, t: Duration) {
+        self.set_read_timeout(Some(t)).unwrap();
+    }
+}
+
+fn raw_connect(addr: &Address) -> Box<dyn RawPeer> {
+    match addr {
+        Address::Tcp(a) => Box::new(TcpStream::connect(a).unwrap()),
+        Address::Unix(p) => Box::new(std::os::unix::net::UnixStream::connect(p).unwrap()),
+    }
+}
+
+/// A peer that starts a plausible answer (a header announcing 100 bytes) and then sends one
+/// byte every `every`, until stopped or its connection is closed.
+fn drip(
+    mut peer: Box<dyn RawPeer>,
+    every: Duration,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        if peer.write_all(&[0, 0, 0, 100]).is_err() {
+            return;
+        }
+        for _ in 0..1000 {
+            match stopped.recv_timeout(every) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            if peer.write_all(b"x").is_err() {
+                return;
+            }
+        }
+    });
+    (stop, t)
+}
+
+fn temp_socket_path(tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("multiproc-test-{tag}-{}.sock", std::process::id()))
+}
+
+#[test]
+fn silent_and_dripping_peers_do_not_delay_an_honest_client() {
+    let tcp: Address = "127.0.0.1:0".parse().unwrap();
+    let unix = Address::Unix(temp_socket_path("stall"));
+    for address in [tcp, unix] {
+        // every hostile peer below may hold its handshake for the default 20 s
+        let listener = Listener::bind(address, Some(b"key")).unwrap();
+        let addr = listener.address();
+        let _silent: Vec<_> = (0..5).map(|_| raw_connect(&addr)).collect();
+        let (stop, dripper) = drip(raw_connect(&addr), Duration::from_millis(500));
+        // the listener takes all six; none of them finishes
+        assert!(listener
+            .accept_timeout(Some(Duration::from_millis(300)))
+            .unwrap()
+            .is_none());
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let client = std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            let r = Client::connect(&addr, Some(b"key")).and_then(|c| c.send_bytes(b"honest"));
+            tx.send((r, start.elapsed())).unwrap();
+        });
+        let conn = listener
+            .accept_timeout(Some(Duration::from_secs(10)))
+            .unwrap()
+            .expect("the honest client is served while the others stall");
+        assert!(conn.poll(Some(Duration::from_secs(10))).unwrap());
+        assert_eq!(conn.recv_bytes().unwrap(), b"honest");
+        let (r, took) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        r.unwrap();
+        // typically a millisecond; the bound is generous for a loaded machine, and far below
+        // the 20 s that any stalled peer could hold the listener for
+        assert!(took < Duration::from_secs(2), "served after {took:?}");
+        client.join().unwrap();
+        stop.send(()).unwrap();
+        dripper.join().unwrap();
+    }
+}
+
+#[test]
+fn a_dripping_peer_is_dropped_at_its_handshake_deadline() {
+    for address in [
+        "127.0.0.1:0".parse().unwrap(),
+        Address::Unix(temp_socket_path("drip")),
+    ] {
+        let mut listener = Listener::bind(address, Some(b"key")).unwrap();
+        listener.set_auth_timeout(Some(Duration::from_secs(1)));
+        let peer = raw_connect(&listener.address());
+        let watch = peer.try_clone_peer();
+        // one byte every 100 ms would finish its 100-byte answer after 10 s
+        let (stop, dripper) = drip(peer, Duration::from_millis(100));
+        let start = std::time::Instant::now();
+        let r = listener.accept_timeout(Some(Duration::from_secs(15)));
+        let took = start.elapsed();
+        assert!(
+            matches!(&r, Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut),
+            "{r:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            "dropped after {took:?}, deadline 1 s"
+        );
+        // the peer sees its connection closed (after our challenge)
+        let mut watch = watch;
+        watch.set_read_timeout_peer(Duration::from_secs(5));
+        let mut seen = Vec::new();
+        match watch.read_to_end(&mut seen) {
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}"),
+        }
+        stop.send(()).ok();
+        dripper.join().unwrap();
+    }
+}
+
+#[test]
+fn handshakes_under_way_survive_a_pause_between_accepts() {
+    let mut listener = Listener::bind("127.0.0.1:0", Some(b"key")).unwrap();
+    listener.set_auth_timeout(Some(Duration::from_millis(300)));
+    let addr = listener.address();
+    let clients: Vec<_> = (0..4u8)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                Client::connect(&addr, Some(b"key")).and_then(|c| c.send(&i).map(|()| c))
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let c = listener
+            .accept_timeout(Some(Duration::from_secs(10)))
+            .unwrap()
+            .expect("served");
+        assert!(c.poll(Some(Duration::from_secs(10))).unwrap());
+        got.push(c.recv::<u8>().unwrap());
+        // not accepting for longer than the deadline: the handshakes still under way wait
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    got.sort();
+    assert_eq!(got, [0, 1, 2, 3]);
+    for c in clients {
+        c.join().unwrap().unwrap();
+    }
+}
+
+#[test]
+fn too_many_pending_handshakes_drop_the_oldest() {
+    let mut listener = Listener::bind("127.0.0.1:0", Some(b"key")).unwrap();
+    listener.set_max_pending(2);
+    let addr = listener.address();
+    let mut oldest = raw_connect(&addr);
+    let _others: Vec<_> = (0..2).map(|_| raw_connect(&addr)).collect();
+    let r = listener.accept_timeout(Some(Duration::from_secs(10)));
+    assert!(
+        matches!(&r, Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionAborted),
+        "{r:?}"
+    );
+    oldest.set_read_timeout_peer(Duration::from_secs(5));
+    let mut seen = Vec::new();
+    oldest.read_to_end(&mut seen).unwrap();
+    assert!(
+        seen.starts_with(&[0, 0, 0, 59]),
+        "our challenge, then end of file"
+    );
+    // an honest client is still served: it drops the oldest silent peer in turn, never itself
+    let t = std::thread::spawn(move || {
+        Client::connect(&addr, Some(b"key"))
+            .and_then(|c| c.send_bytes(b"ok"))
+            .is_ok()
+    });
+    let c = loop {
+        match listener.accept_timeout(Some(Duration::from_secs(10))) {
+            Ok(c) => break c.expect("served"),
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert!(c.poll(Some(Duration::from_secs(10))).unwrap());
+    assert_eq!(c.recv_bytes().unwrap(), b"ok");
+    assert!(t.join().unwrap());
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+enum Tree {
+    Leaf,
+    Node(Box<Tree>),
+}
+
+/// A server process: receives a hostile, deeply nested value, then a sane one, and reports.
+fn deep_value_receiver((path, key): (String, Vec<u8>)) {
+    let c = Client::connect(Address::Unix(path.into()), Some(&key)).unwrap();
+    let hostile = c.recv::<Tree>();
+    let sane = c.recv::<Tree>();
+    c.send(&(format!("{hostile:?}"), sane.is_ok())).unwrap();
+}
+
+#[test]
+fn a_deeply_nested_message_does_not_kill_the_receiving_process() {
+    let path = temp_socket_path("deep");
+    let listener = Listener::bind(Address::Unix(path.clone()), Some(b"k")).unwrap();
+    let p = Process::new(
+        deep_value_receiver,
+        (path.to_string_lossy().into_owned(), b"k".to_vec()),
+    );
+    p.start().unwrap();
+    let conn = listener
+        .accept_timeout(Some(Duration::from_secs(30)))
+        .unwrap()
+        .expect("the child connects");
+    // 100 000 levels of `Node`, then a `Leaf`: 100 KB that once overflowed the stack
+    let mut deep = vec![1u8; 100_000];
+    deep.push(0);
+    conn.send_bytes(&deep).unwrap();
+    conn.send(&Tree::Node(Box::new(Tree::Leaf))).unwrap();
+    assert!(conn.poll(Some(Duration::from_secs(30))).unwrap());
+    let (hostile, sane): (String, bool) = conn.recv().unwrap();
+    assert!(hostile.contains("TooDeep"), "{hostile}");
+    assert!(sane);
+    assert_eq!(
+        p.join_timeout(Some(Duration::from_secs(30))).unwrap(),
+        Some(0)
+    );
+}

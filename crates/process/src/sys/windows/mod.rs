@@ -37,6 +37,13 @@ pub(crate) fn poll_readable(_h: &[RawWait], _timeout: Option<Duration>) -> io::R
     Err(unsupported())
 }
 
+pub(crate) fn poll_ready(
+    _h: &[(RawWait, bool)],
+    _timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
+    Err(unsupported())
+}
+
 pub(crate) fn send_with_fds(_h: Borrowed<'_>, _data: &[u8], _fds: &[RawWait]) -> io::Result<()> {
     Err(unsupported())
 }
