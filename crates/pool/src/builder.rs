@@ -24,7 +24,7 @@ pub(crate) struct Config {
     pub task_timeout: Option<Duration>,
 }
 
-/// Configures a [`Pool`] (or a [`ThreadPool`]): Python's `Pool(processes, initializer,
+/// Configures a [`Pool`] (or a [`ThreadPool`](crate::ThreadPool)): Python's `Pool(processes, initializer,
 /// initargs, maxtasksperchild, context)` plus a per-task timeout.
 ///
 /// ```no_run
