@@ -872,6 +872,29 @@ mod tests {
     }
 
     #[test]
+    fn side_items_in_flight_are_bounded_by_the_socket_and_then_full() {
+        let r = Ring::new(0, 4096).unwrap();
+        let mut n = 0u32;
+        loop {
+            let item = [&n.to_le_bytes()[..], &[7u8; 5000]];
+            match r.push(&item, false, None) {
+                Ok(()) => n += 1,
+                Err(QueueError::Full) => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(n < 100_000, "no bound on side items in flight");
+        }
+        assert!(n >= 100, "only {n} side items in flight");
+        for i in 0..n {
+            let got = pop(&r);
+            assert_eq!(got[..4], i.to_le_bytes());
+            assert_eq!(got.len(), 5004);
+        }
+        assert_eq!(r.items(), 0);
+        r.push(&[&[1u8; 5000]], false, None).unwrap();
+    }
+
+    #[test]
     fn stale_side_items_are_dropped_and_taken_ones_skipped() {
         let r = Ring::new(0, 4096).unwrap();
         let big = vec![9u8; 10_000];

@@ -10,6 +10,8 @@ use multiproc_process::{Process, StartMethod};
 use multiproc_sync::{Event, JoinableQueue, QueueError};
 
 const MAXSIZE: u32 = 16;
+/// Kills per test: a kill lands between two of the stores that matter only now and then.
+const KILLS: usize = 1500;
 
 /// A small xorshift generator: random kill points without a dependency.
 pub(crate) struct Rng(u64);
@@ -119,7 +121,7 @@ fn producers_killed_inside_put_leave_exact_counts() {
     let stop = Arc::new(AtomicBool::new(false));
     let drain = draining_thread(&q, &stop);
     let mut rng = Rng::new();
-    for _ in 0..500 {
+    for _ in 0..KILLS {
         kill_at_random(put_for_ever, &q, &mut rng);
     }
     stop.store(true, Ordering::Relaxed);
@@ -155,7 +157,7 @@ fn consumers_killed_inside_get_leave_exact_counts() {
         })
     };
     let mut rng = Rng::new();
-    for _ in 0..500 {
+    for _ in 0..KILLS {
         kill_at_random(get_for_ever, &q, &mut rng);
     }
     stop.store(true, Ordering::Relaxed);
@@ -190,17 +192,32 @@ fn get_and_mark_done_for_ever((q, started): Args) {
 }
 
 #[test]
-fn producers_and_consumers_killed_in_turn_leave_a_usable_queue() {
+fn producers_and_consumers_killed_together_leave_a_usable_queue() {
     let q: JoinableQueue<u64> = JoinableQueue::with_maxsize(MAXSIZE).unwrap();
     let mut rng = Rng::new();
     let mut consumer_kills = 0u64;
-    for round in 0..300 {
-        if round % 2 == 0 {
-            kill_at_random(put_for_ever, &q, &mut rng);
-        } else {
-            kill_at_random(get_and_mark_done_for_ever, &q, &mut rng);
-            consumer_kills += 1;
+    for _ in 0..KILLS / 3 {
+        // a producer and a consumer at work together, killed at random moments
+        let mut ps = Vec::new();
+        for f in [put_for_ever, get_and_mark_done_for_ever] {
+            let started = Event::new().unwrap();
+            let p = Process::new(f, (q.clone(), started.clone())).start_method(StartMethod::Fork);
+            p.start().unwrap();
+            assert!(started.wait(Some(Duration::from_secs(20))));
+            ps.push(p);
         }
+        if rng.below(2) == 0 {
+            ps.swap(0, 1);
+        }
+        for p in &ps {
+            std::thread::sleep(Duration::from_micros(rng.below(700)));
+            p.kill().unwrap();
+        }
+        for p in &ps {
+            let code = p.join_timeout(Some(Duration::from_secs(20))).unwrap();
+            assert!(code.is_some(), "a killed child did not end");
+        }
+        consumer_kills += 1;
     }
     while q.get_nowait().is_ok() {
         q.task_done().unwrap();
