@@ -15,7 +15,7 @@ use crate::SyncError;
 #[derive(Default)]
 pub(crate) struct CondState {
     /// Guards `waiters` and `tokens` (a few instructions at a time).
-    m: AtomicU32,
+    m: std::sync::atomic::AtomicU64,
     /// Waiters not yet notified.
     waiters: AtomicU32,
     /// Notifications not yet taken by a waiter.

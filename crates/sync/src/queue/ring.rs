@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use multiproc_shm::{futex, process_alive, LockResult, Segment};
+use multiproc_shm::{futex, LockResult, Segment};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::QueueError;
@@ -51,7 +51,7 @@ struct Line<T>(T);
 /// Written by producers (under `plock`).
 #[repr(C)]
 struct Prod {
-    plock: AtomicU32,
+    plock: AtomicU64,
     data_seq: AtomicU32,
     /// Bytes ever published.
     tail: AtomicU64,
@@ -69,7 +69,7 @@ struct Prod {
 /// Written by consumers (under `clock`).
 #[repr(C)]
 struct Cons {
-    clock: AtomicU32,
+    clock: AtomicU64,
     space_seq: AtomicU32,
     /// Bytes ever consumed.
     head: AtomicU64,
@@ -448,8 +448,8 @@ impl Ring {
             };
             // A producer that died half-way through a frame will never finish it.
             let plock = raw_mutex(&h.p.0.plock);
-            if let Some(pid) = plock.owner() {
-                if h.p.0.write_end.load(Ordering::SeqCst) != 0 && !process_alive(pid) {
+            if let Some(holder) = plock.holder() {
+                if h.p.0.write_end.load(Ordering::SeqCst) != 0 && !holder.is_alive() {
                     h.m.0.broken.store(1, Ordering::SeqCst);
                     self.wake_everyone();
                     self.check_broken()?;

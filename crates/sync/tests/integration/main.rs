@@ -5,3 +5,5 @@ multiproc_process::test_support!();
 
 mod primitives;
 mod queue;
+mod reuse;
+mod support;
