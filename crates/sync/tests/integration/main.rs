@@ -3,6 +3,7 @@
 
 multiproc_process::test_support!();
 
+mod condition;
 mod primitives;
 mod queue;
 mod reuse;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use multiproc_process::{Process, StartMethod};
 use multiproc_shm::Value;
-use multiproc_sync::{Event, Lock, LockResult, RLock, Semaphore};
+use multiproc_sync::{Condition, Event, Lock, LockResult, RLock, Semaphore};
 
 use crate::support::{Kid, METHODS, PATIENCE};
 
@@ -223,4 +223,26 @@ fn an_rlock_whose_dead_owners_pid_was_reused_is_owner_died() {
         report.acquire(Some(Duration::ZERO)),
         "the process with the dead owner's pid took the lock over"
     );
+}
+
+fn wait_then_die((c, ready): (Condition, Semaphore)) {
+    assert!(c.acquire(Some(PATIENCE)).acquired());
+    ready.release(); // still holding the lock: the parent cannot notify before we wait
+    let _ = c.wait(Some(Duration::from_secs(600)));
+}
+
+#[test]
+fn a_condition_waiter_whose_pid_was_reused_after_it_died_is_not_notified() {
+    let c = Condition::new().unwrap();
+    let ready = Semaphore::new(0).unwrap();
+    let p = Kid::start(Process::new(wait_then_die, (c.clone(), ready.clone())));
+    assert!(ready.acquire(Some(PATIENCE)));
+    // it releases the lock when it starts waiting
+    assert!(c.acquire(Some(PATIENCE)).acquired());
+    c.release().unwrap();
+    let pid = p.kill();
+    let _imp = impostor(pid);
+    assert!(c.acquire(Some(PATIENCE)).acquired());
+    assert_eq!(c.notify(1), Ok(0), "nobody waits: the waiter died");
+    c.release().unwrap();
 }

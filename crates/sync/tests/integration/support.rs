@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use multiproc_process::{Process, StartMethod};
+use multiproc_process::{Connection, Process, StartMethod};
 
 pub const METHODS: [StartMethod; 3] = [
     StartMethod::Spawn,
@@ -47,4 +47,10 @@ impl Drop for Kid {
             let _ = self.0.join_timeout(Some(PATIENCE));
         }
     }
+}
+
+/// What `conn` sends next, waiting at most `PATIENCE`.
+pub fn recv_bounded<T: serde::de::DeserializeOwned>(conn: &Connection) -> T {
+    assert!(conn.poll(Some(PATIENCE)).unwrap(), "no report in time");
+    conn.recv().unwrap()
 }
