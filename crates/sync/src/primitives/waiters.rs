@@ -91,10 +91,12 @@ impl Waiters {
         let i = self.places[..used]
             .iter()
             .position(|p| p.state.load(Ordering::Acquire) == FREE)
-            .or((used < PLACES).then(|| {
-                used += 1;
-                used - 1
-            }));
+            .or_else(|| {
+                (used < PLACES).then(|| {
+                    used += 1;
+                    used - 1
+                })
+            });
         self.used.store(used as u32, Ordering::Relaxed);
         i
     }
@@ -206,4 +208,48 @@ impl Waiters {
 /// Whether waiter `who` lives (this process's waiters do, without asking).
 fn alive(who: u64, me: u64) -> bool {
     who == me || ProcessId::from_bits(who).is_some_and(ProcessId::is_alive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::primitives::shared::Shared;
+    use std::time::Duration;
+
+    #[test]
+    fn places_are_reused_and_the_part_in_use_stays_small() {
+        let w = Shared::<Waiters>::new().unwrap();
+        let w = w.get();
+        for _ in 0..100 {
+            let a = w.arrive().unwrap();
+            let b = w.arrive().unwrap();
+            assert_eq!((a.0, b.0), (0, 1));
+            w.leave(a);
+            assert!(!w.wait(b, Deadline::now()));
+        }
+        assert!(w.used.load(Ordering::Relaxed) <= 2);
+        assert_eq!(w.notify(u32::MAX), 0);
+    }
+
+    #[test]
+    fn a_full_table_is_an_error_and_a_notified_place_counts_once() {
+        let w = Shared::<Waiters>::new().unwrap();
+        let w = w.get();
+        let places: Vec<Place> = (0..PLACES).map(|_| w.arrive().unwrap()).collect();
+        assert_eq!(w.arrive().err(), Some(SyncError::TooManyWaiters(PLACES)));
+        assert_eq!(w.notify(2), 2);
+        let mut it = places.into_iter();
+        // the two oldest were notified, even with their deadline passed
+        assert!(w.wait(it.next().unwrap(), Deadline::now()));
+        assert!(w.wait(it.next().unwrap(), Deadline::now()));
+        assert!(!w.wait(
+            it.next().unwrap(),
+            Deadline::after(Some(Duration::from_millis(1)))
+        ));
+        for p in it {
+            w.leave(p);
+        }
+        assert_eq!(w.notify(u32::MAX), 0);
+        assert!(w.arrive().is_ok());
+    }
 }
