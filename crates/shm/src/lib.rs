@@ -6,7 +6,8 @@
 //!   `multiprocessing.shared_memory.SharedMemory`.
 //! * [`futex`]: wait until a 32-bit word in shared memory changes, and wake waiters.
 //! * [`RawMutex`]: a lock that is one word in shared memory; an uncontended acquire is one
-//!   atomic instruction, and a holder that dies is detected ([`LockResult::OwnerDied`]).
+//!   atomic instruction, and a holder that dies is detected ([`LockResult::OwnerDied`]), even
+//!   once its pid is reused (holders are known by [`ProcessId`]: pid and start time).
 //! * [`SharedMutex`]: a `RawMutex` that keeps its memory alive, clones, and travels to children.
 //! * [`RawValue`] / [`RawArray`]: plain data (any [`bytemuck::Pod`] type) in shared memory, no
 //!   lock — Python's `RawValue`/`RawArray`, i.e. `Value`/`Array` with `lock=False`.
@@ -29,6 +30,7 @@
 mod bounded;
 mod error;
 pub mod futex;
+mod identity;
 mod mutex;
 mod raw_value;
 mod segment;
@@ -39,6 +41,7 @@ mod sys;
 mod value;
 
 pub use error::ShmError;
+pub use identity::ProcessId;
 pub use mutex::{LockResult, NotLocked, RawMutex};
 pub use raw_value::{HasAtomic, RawArray, RawValue};
 pub use segment::Segment;
@@ -46,23 +49,3 @@ pub use shareable_list::{Item, ShareableList};
 pub use shared_memory::SharedMemory;
 pub use shared_mutex::SharedMutex;
 pub use value::{Array, ArrayGuard, Value, ValueGuard};
-
-/// Whether process `pid` still runs (a zombie counts as ended): how waiters on shared memory
-/// tell that a peer holding something died.
-///
-/// ```
-/// assert!(multiproc_shm::process_alive(std::process::id()));
-/// ```
-pub fn process_alive(pid: u32) -> bool {
-    sys::pid_alive(pid)
-}
-
-/// This process's id, without a system call after the first (the cache is cleared in forked
-/// children): what the locks write into their word, and what re-entrant locks compare.
-///
-/// ```
-/// assert_eq!(multiproc_shm::current_pid(), std::process::id());
-/// ```
-pub fn current_pid() -> u32 {
-    sys::getpid()
-}

@@ -1,11 +1,12 @@
-//! `RawMutex`: a lock that is one 32-bit word in shared memory.
+//! `RawMutex`: a lock that is one 64-bit word in shared memory.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::sys;
+use crate::{sys, ProcessId};
 
-const WAITERS: u32 = 1 << 31;
+/// The "someone sleeps" bit, in the low (pid) half of the word: pids stay below 2^22.
+const WAITERS: u64 = 1 << 31;
 /// How long a waiter sleeps before checking whether the holder still lives: `FIRST_CHECK`
 /// after it starts waiting, then twice as long each time, up to `LIVENESS_CHECK`. (A holder
 /// killed right after we began to wait — a pool terminating its workers, say — is noticed
@@ -36,11 +37,13 @@ impl LockResult {
 /// A mutual-exclusion lock whose whole state is one word, so it can live in shared memory and
 /// work across processes.
 ///
-/// The word holds the holder's pid (and a "someone sleeps" bit): an uncontended acquire is a
-/// single compare-and-swap and a release a single swap, with no system call. Waiters sleep on
-/// the word with [`futex`](crate::futex); every 50 ms they check that the holder still runs, so
-/// a holder killed with `SIGKILL` hands the lock to the next acquirer as
-/// [`LockResult::OwnerDied`] instead of hanging it forever.
+/// The word holds the holder's [`ProcessId`] (its pid in the low half, its start time in the
+/// high half) and a "someone sleeps" bit: an uncontended acquire is a single compare-and-swap
+/// and a release a single swap, with no system call. Waiters sleep on the low half with
+/// [`futex`](crate::futex); every 50 ms they check that the holder still runs, so a holder
+/// killed with `SIGKILL` hands the lock to the next acquirer as [`LockResult::OwnerDied`]
+/// instead of hanging it forever — also when another process has got its pid since (it
+/// started later).
 ///
 /// Like Python's `multiprocessing.Lock`, any process may release it (it is not re-entrant and
 /// not tied to a thread).
@@ -53,10 +56,10 @@ impl LockResult {
 /// m.unlock().unwrap();
 /// assert!(m.unlock().is_err()); // not locked
 /// ```
-#[repr(C)]
+#[repr(C, align(8))]
 #[derive(Debug, Default)]
 pub struct RawMutex {
-    state: AtomicU32,
+    state: AtomicU64,
 }
 
 /// Releasing a lock that is not held.
@@ -69,23 +72,31 @@ impl RawMutex {
     /// ready to use).
     pub const fn new() -> RawMutex {
         RawMutex {
-            state: AtomicU32::new(0),
+            state: AtomicU64::new(0),
         }
     }
 
-    /// View the 4 bytes at `ptr` as a mutex.
+    /// View the 8 bytes at `ptr` as a mutex.
     ///
     /// # Safety
-    /// `ptr` must be 4-byte aligned, valid for reads and writes for `'a`, and only ever accessed
+    /// `ptr` must be 8-byte aligned, valid for reads and writes for `'a`, and only ever accessed
     /// atomically (by `RawMutex` methods) while it is used as a mutex.
     pub unsafe fn from_ptr<'a>(ptr: *mut u8) -> &'a RawMutex {
-        // SAFETY: RawMutex is repr(C) over one AtomicU32; the caller guarantees alignment,
+        // SAFETY: RawMutex is repr(C) over one AtomicU64; the caller guarantees alignment,
         // validity and atomic-only access.
         unsafe { &*(ptr as *const RawMutex) }
     }
 
-    fn me() -> u32 {
-        sys::getpid() & !WAITERS
+    /// The mutex whose word is `word` (a word of shared state used only as a mutex).
+    pub fn from_atomic(word: &AtomicU64) -> &RawMutex {
+        // SAFETY: a reference to an AtomicU64 is 8-byte aligned, valid as long as it lives,
+        // and only accessed atomically; RawMutex is repr(C) over one AtomicU64.
+        unsafe { RawMutex::from_ptr(word as *const AtomicU64 as *mut u8) }
+    }
+
+    #[inline]
+    fn me() -> u64 {
+        sys::identity()
     }
 
     /// Acquire without waiting. `TimedOut` if another holder has it.
@@ -97,14 +108,14 @@ impl RawMutex {
         {
             Ok(_) => LockResult::Acquired,
             // (only the cheap existence check here; zombies are caught by waiting acquirers)
-            Err(c) if !sys::pid_exists(c & !WAITERS) => {
+            Err(c) if !sys::pid_exists(pid_of(c)) => {
                 self.take_over(c).unwrap_or(LockResult::TimedOut)
             }
             Err(_) => LockResult::TimedOut,
         }
     }
 
-    fn take_over(&self, seen: u32) -> Option<LockResult> {
+    fn take_over(&self, seen: u64) -> Option<LockResult> {
         let me = Self::me();
         self.state
             .compare_exchange(
@@ -135,7 +146,7 @@ impl RawMutex {
     /// and pay a cache-line transfer per turn (half the throughput, measured), while a sleeping
     /// waiter lets the holder run on uncontended until the waiter wakes.
     #[cold]
-    fn lock_slow(&self, me: u32, timeout: Option<Duration>) -> LockResult {
+    fn lock_slow(&self, me: u64, timeout: Option<Duration>) -> LockResult {
         let deadline = timeout.map(|t| Instant::now() + t);
         // Before the first sleep: is the holder already gone and reaped? (Then no need to wait
         // a slice. One cheap system call; a zombie holder is caught by the checks between
@@ -146,7 +157,7 @@ impl RawMutex {
             let c = self.state.load(Ordering::Relaxed);
             if !checked && c != 0 {
                 checked = true;
-                if !sys::pid_exists(c & !WAITERS) {
+                if !sys::pid_exists(pid_of(c)) {
                     if let Some(r) = self.take_over(c) {
                         return r;
                     }
@@ -182,11 +193,12 @@ impl RawMutex {
                 }
                 None => slice,
             };
-            if !sys::futex_wait(&self.state, c | WAITERS, Some(left)) {
+            if !sys::futex_wait_low(&self.state, (c | WAITERS) as u32, Some(left)) {
                 slice = (slice * 2).min(LIVENESS_CHECK);
-                // Slept a full slice: is the holder still there?
+                // Slept a full slice: is the holder still there (and not someone who got its
+                // pid since)?
                 let now = self.state.load(Ordering::Relaxed);
-                if now != 0 && !sys::pid_alive(now & !WAITERS) {
+                if now != 0 && !sys::identity_alive(now & !WAITERS) {
                     if let Some(r) = self.take_over(now) {
                         return r;
                     }
@@ -203,7 +215,7 @@ impl RawMutex {
             return Err(NotLocked);
         }
         if c & WAITERS != 0 {
-            sys::futex_wake(&self.state, 1);
+            sys::futex_wake_low(&self.state, 1);
         }
         Ok(())
     }
@@ -215,11 +227,19 @@ impl RawMutex {
 
     /// The pid of the holder, if held.
     pub fn owner(&self) -> Option<u32> {
-        match self.state.load(Ordering::Relaxed) & !WAITERS {
-            0 => None,
-            pid => Some(pid),
-        }
+        self.holder().map(ProcessId::pid)
     }
+
+    /// The holder, if held (ask it [`is_alive`](ProcessId::is_alive) to tell whether it died
+    /// holding the lock).
+    pub fn holder(&self) -> Option<ProcessId> {
+        ProcessId::from_bits(self.state.load(Ordering::Relaxed) & !WAITERS)
+    }
+}
+
+/// The pid half of a lock word.
+fn pid_of(word: u64) -> u32 {
+    (word & !WAITERS) as u32
 }
 
 #[cfg(test)]
@@ -271,5 +291,18 @@ mod tests {
         m.state.store((1 << 22) + 5, Ordering::Relaxed);
         assert_eq!(m.lock(Some(Duration::from_secs(5))), LockResult::OwnerDied);
         assert_eq!(m.owner(), Some(std::process::id()));
+        assert_eq!(m.holder(), Some(ProcessId::current()));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_live_pid_with_another_start_time_is_a_dead_owner() {
+        // our own pid, as recorded by a process of that pid that started at another time
+        let m = RawMutex::new();
+        let me = ProcessId::current().to_bits();
+        m.state.store(me ^ (1 << 40), Ordering::Relaxed);
+        assert_eq!(m.try_lock(), LockResult::TimedOut); // (the cheap check sees the pid)
+        assert_eq!(m.lock(Some(Duration::from_secs(5))), LockResult::OwnerDied);
+        assert_eq!(m.holder(), Some(ProcessId::current()));
     }
 }

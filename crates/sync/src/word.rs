@@ -1,7 +1,7 @@
 //! What the primitives and the queue ring share: deadlines, and the one-word mutexes inside
 //! their shared state.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use multiproc_shm::RawMutex;
@@ -33,10 +33,8 @@ impl Deadline {
 }
 
 /// The mutex whose word is `word` (a word of shared state used only as a mutex).
-pub(crate) fn raw_mutex(word: &AtomicU32) -> &RawMutex {
-    // SAFETY: a reference to an AtomicU32 is aligned, valid as long as it lives, and only
-    // accessed atomically; RawMutex is repr(C) over one AtomicU32.
-    unsafe { RawMutex::from_ptr(word as *const AtomicU32 as *mut u8) }
+pub(crate) fn raw_mutex(word: &AtomicU64) -> &RawMutex {
+    RawMutex::from_atomic(word)
 }
 
 /// A held `RawMutex`, released when dropped.

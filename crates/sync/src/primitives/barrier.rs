@@ -1,6 +1,6 @@
 //! `Barrier`.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use multiproc_pickle::FnRef;
@@ -15,7 +15,7 @@ use crate::SyncError;
 #[derive(Default)]
 pub(crate) struct BarrierState {
     /// Guards the rest (a few instructions at a time).
-    m: AtomicU32,
+    m: AtomicU64,
     parties: AtomicU32,
     /// Arrived in the current cycle.
     count: AtomicU32,

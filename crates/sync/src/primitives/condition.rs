@@ -1,37 +1,15 @@
 //! `Condition`.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use multiproc_shm::{futex, LockResult};
+use multiproc_shm::LockResult;
 use serde::{Deserialize, Serialize};
 
-use super::shared::{Shared, State};
+use super::shared::Shared;
+use super::waiters::Waiters;
 use super::{Lock, RLock};
-use crate::word::{raw_mutex, Deadline, Held};
+use crate::word::Deadline;
 use crate::SyncError;
-
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct CondState {
-    /// Guards `waiters` and `tokens` (a few instructions at a time).
-    m: AtomicU32,
-    /// Waiters not yet notified.
-    waiters: AtomicU32,
-    /// Notifications not yet taken by a waiter.
-    tokens: AtomicU32,
-    /// Bumped by every notify: what waiters sleep on.
-    seq: AtomicU32,
-}
-
-// SAFETY: repr(C), atomics only.
-unsafe impl State for CondState {}
-
-/// Runs `f` under the condition's internal mutex.
-fn guarded<T>(st: &CondState, f: impl FnOnce() -> T) -> T {
-    let _held = Held::lock(raw_mutex(&st.m));
-    f()
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum CondLock {
@@ -41,9 +19,12 @@ enum CondLock {
 
 /// Python's `multiprocessing.Condition`: wait until notified, releasing the lock meanwhile.
 ///
-/// Built over an [`RLock`] (the default, as in Python) or a [`Lock`]. `notify(n)` wakes at most
-/// `n` waiters — exactly `n` if that many wait. Waiting or notifying without holding the lock is
-/// [`SyncError::NotOwner`] (with a plain `Lock`, only "not held by anyone" can be detected).
+/// Built over an [`RLock`] (the default, as in Python) or a [`Lock`]. `notify(n)` wakes the `n`
+/// oldest of the processes or threads waiting when it is called — exactly `n` if that many
+/// wait, never one that starts waiting later, and never one that died waiting (it counts for
+/// nothing). Waiting or notifying without holding the lock is [`SyncError::NotOwner`] (with a
+/// plain `Lock`, only "not held by anyone" can be detected). At most 1024 may wait at once
+/// ([`SyncError::TooManyWaiters`]).
 ///
 /// ```
 /// use std::time::Duration;
@@ -57,7 +38,7 @@ enum CondLock {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Condition {
     lock: CondLock,
-    st: Shared<CondState>,
+    st: Shared<Waiters>,
 }
 
 impl Condition {
@@ -114,33 +95,22 @@ impl Condition {
     /// it was notified (Python's return value).
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, SyncError> {
         self.check_owned()?;
-        let st = self.st.get();
-        guarded(st, || st.waiters.fetch_add(1, Ordering::Relaxed));
-        let depth = match &self.lock {
-            CondLock::Lock(l) => l.release().map(|_| 0)?,
-            CondLock::RLock(l) => l.release_all()?,
+        let waiters = self.st.get();
+        // a place among the waiters before the lock is released: a notify made once it is
+        // free sees us
+        let place = waiters.arrive()?;
+        let released = match &self.lock {
+            CondLock::Lock(l) => l.release().map(|_| 0),
+            CondLock::RLock(l) => l.release_all(),
         };
-        let deadline = Deadline::after(timeout);
-        let notified = loop {
-            let seq = st.seq.load(Ordering::Acquire);
-            let left = deadline.left();
-            let outcome = guarded(st, || {
-                if st.tokens.load(Ordering::Relaxed) > 0 {
-                    st.tokens.fetch_sub(1, Ordering::Relaxed);
-                    return Some(true);
-                }
-                if left.is_none() {
-                    // (no token left, so our count is still among the waiters)
-                    st.waiters.fetch_sub(1, Ordering::Relaxed);
-                    return Some(false);
-                }
-                None
-            });
-            if let Some(n) = outcome {
-                break n;
+        let depth = match released {
+            Ok(depth) => depth,
+            Err(e) => {
+                waiters.leave(place);
+                return Err(e);
             }
-            futex::wait(&st.seq, seq, left.flatten());
         };
+        let notified = waiters.wait(place, Deadline::after(timeout));
         match &self.lock {
             CondLock::Lock(l) => {
                 let _ = l.acquire(None);
@@ -171,21 +141,11 @@ impl Condition {
         }
     }
 
-    /// Wake at most `n` waiters; how many were woken. The lock must be held.
+    /// Wake the `n` oldest waiters (fewer if fewer wait); how many were woken. The lock must
+    /// be held.
     pub fn notify(&self, n: u32) -> Result<u32, SyncError> {
         self.check_owned()?;
-        let st = self.st.get();
-        let k = guarded(st, || {
-            let k = st.waiters.load(Ordering::Relaxed).min(n);
-            st.waiters.fetch_sub(k, Ordering::Relaxed);
-            st.tokens.fetch_add(k, Ordering::Relaxed);
-            st.seq.fetch_add(1, Ordering::Release);
-            k
-        });
-        if k > 0 {
-            futex::wake_all(&st.seq);
-        }
-        Ok(k)
+        Ok(self.st.get().notify(n))
     }
 
     /// Wake every waiter; how many. The lock must be held.

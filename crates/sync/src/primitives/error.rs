@@ -25,6 +25,9 @@ pub enum SyncError {
     /// The barrier was aborted, reset while waiting, timed out, or its action panicked.
     #[error("broken barrier")]
     BrokenBarrier,
+    /// A `Condition` already has as many waiters as it has places for.
+    #[error("more than {0} waiters on one condition")]
+    TooManyWaiters(usize),
     /// An argument out of range (a barrier of zero parties, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),

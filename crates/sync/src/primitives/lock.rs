@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use multiproc_shm::{LockResult, RawMutex, SharedMutex};
+use multiproc_shm::{LockResult, ProcessId, RawMutex, SharedMutex};
 use serde::{Deserialize, Serialize};
 
 use super::shared::{Shared, State};
@@ -128,9 +128,13 @@ impl Drop for LockGuard<'_> {
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct RLockState {
-    m: AtomicU32,
-    count: AtomicU32,
+    m: AtomicU64,
+    /// The holding process ([`ProcessId`] bits; 0 when free), stored last when taken (with
+    /// `Release`), cleared first when freed.
     owner: AtomicU64,
+    /// The holding thread's number in that process (stored before `owner`).
+    thread: AtomicU32,
+    count: AtomicU32,
 }
 
 // SAFETY: repr(C), atomics only, alignment 8.
@@ -140,25 +144,24 @@ thread_local! {
     static THREAD_NO: Cell<u32> = const { Cell::new(0) };
 }
 
-/// This thread's identity across processes: pid in the high half, a per-process thread number
-/// in the low half (the pid is read each time, from a cache a fork clears, so a forked child is
-/// a different owner).
-pub(crate) fn thread_id() -> u64 {
+/// This thread's number in its process (from 1; a forked child keeps the forking thread's,
+/// which is harmless: the child is another process).
+fn thread_no() -> u32 {
     static NEXT: AtomicU32 = AtomicU32::new(1);
-    let n = THREAD_NO.with(|c| {
+    THREAD_NO.with(|c| {
         if c.get() == 0 {
             c.set(NEXT.fetch_add(1, Ordering::Relaxed));
         }
         c.get()
-    });
-    (u64::from(multiproc_shm::current_pid()) << 32) | u64::from(n)
+    })
 }
 
 /// Python's `multiprocessing.RLock`: a recursive lock, owned by one thread of one process at a
 /// time, which may acquire it again; it is free once released as many times.
 ///
 /// Releasing an `RLock` this thread does not hold is [`SyncError::NotOwner`]. A holder's death
-/// is reported as for [`Lock`].
+/// is reported as for [`Lock`]. The owner is a [`ProcessId`] (pid and start time, so a
+/// process that later gets a dead holder's pid is not taken for it) and a thread number.
 ///
 /// ```
 /// use multiproc_sync::{LockResult, RLock, SyncError};
@@ -192,18 +195,40 @@ impl RLock {
         raw_mutex(&self.st.get().m)
     }
 
+    /// Whether this thread holds it. A thread of another process, or another thread of this
+    /// one, never reads its own identity here: the owner process is stored last with
+    /// `Release`, so whoever sees its own process there also sees the holder's thread number.
+    fn mine(&self) -> bool {
+        let st = self.st.get();
+        st.owner.load(Ordering::Acquire) == ProcessId::current().to_bits()
+            && st.thread.load(Ordering::Relaxed) == thread_no()
+    }
+
+    /// Record this thread as the holder, at depth `count` (the raw lock is ours).
+    fn take(&self, count: u32) {
+        let st = self.st.get();
+        st.thread.store(thread_no(), Ordering::Relaxed);
+        st.count.store(count, Ordering::Relaxed);
+        st.owner
+            .store(ProcessId::current().to_bits(), Ordering::Release);
+    }
+
+    /// Forget the holder (before the raw lock is released).
+    fn clear(&self) {
+        let st = self.st.get();
+        st.owner.store(0, Ordering::Relaxed);
+        st.thread.store(0, Ordering::Relaxed);
+    }
+
     /// Acquire (again, if this thread holds it), waiting at most `timeout`.
     pub fn acquire(&self, timeout: Option<Duration>) -> LockResult {
-        let st = self.st.get();
-        let me = thread_id();
-        if st.owner.load(Ordering::Relaxed) == me {
-            st.count.fetch_add(1, Ordering::Relaxed);
+        if self.mine() {
+            self.st.get().count.fetch_add(1, Ordering::Relaxed);
             return LockResult::Acquired;
         }
         let r = self.raw().lock(timeout);
         if r.acquired() {
-            st.owner.store(me, Ordering::Relaxed);
-            st.count.store(1, Ordering::Relaxed);
+            self.take(1);
         }
         r
     }
@@ -215,23 +240,23 @@ impl RLock {
 
     /// Release once; [`SyncError::NotOwner`] if this thread does not hold it.
     pub fn release(&self) -> Result<(), SyncError> {
-        let st = self.st.get();
-        if st.owner.load(Ordering::Relaxed) != thread_id() {
+        if !self.mine() {
             return Err(SyncError::NotOwner);
         }
+        let st = self.st.get();
         let c = st.count.load(Ordering::Relaxed);
         if c > 1 {
             st.count.store(c - 1, Ordering::Relaxed);
             return Ok(());
         }
+        self.clear();
         st.count.store(0, Ordering::Relaxed);
-        st.owner.store(0, Ordering::Relaxed);
         self.raw().unlock().map_err(|_| SyncError::NotLocked)
     }
 
     /// Whether this thread holds it.
     pub fn is_owned(&self) -> bool {
-        self.st.get().owner.load(Ordering::Relaxed) == thread_id()
+        self.mine()
     }
 
     /// Release completely, returning the recursion depth (for `Condition::wait`).
@@ -239,9 +264,8 @@ impl RLock {
         if !self.is_owned() {
             return Err(SyncError::NotOwner);
         }
-        let st = self.st.get();
-        let c = st.count.swap(0, Ordering::Relaxed);
-        st.owner.store(0, Ordering::Relaxed);
+        self.clear();
+        let c = self.st.get().count.swap(0, Ordering::Relaxed);
         self.raw().unlock().map_err(|_| SyncError::NotLocked)?;
         Ok(c)
     }
@@ -249,9 +273,7 @@ impl RLock {
     /// Take the lock back at depth `count` (after `release_all`).
     pub(crate) fn acquire_restore(&self, count: u32) -> LockResult {
         let r = self.raw().lock(None);
-        let st = self.st.get();
-        st.owner.store(thread_id(), Ordering::Relaxed);
-        st.count.store(count, Ordering::Relaxed);
+        self.take(count);
         r
     }
 

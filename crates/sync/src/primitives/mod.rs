@@ -7,6 +7,7 @@ mod error;
 mod lock;
 mod semaphore;
 mod shared;
+mod waiters;
 
 pub use barrier::Barrier;
 pub use condition::Condition;

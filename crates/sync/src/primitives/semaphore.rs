@@ -12,11 +12,17 @@ use crate::SyncError;
 
 const SPINS: u32 = 64;
 
+/// "Someone may sleep on this word": set by a waiter before it sleeps, cleared by a release or
+/// `set` that finds nobody asleep. A flag rather than a count of sleepers, so that a sleeper
+/// killed while asleep costs one needless wake-up, not one on every release for ever.
+const SLEEPERS: u32 = 1 << 31;
+
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct SemState {
+    /// The number of permits, and `SLEEPERS`.
     value: AtomicU32,
-    waiters: AtomicU32,
+    _unused: AtomicU32,
     /// For `BoundedSemaphore`: the initial value (0 = unbounded).
     bound: AtomicU32,
 }
@@ -50,8 +56,13 @@ impl std::fmt::Debug for Semaphore {
 }
 
 impl Semaphore {
-    /// A semaphore with `value` permits.
+    /// A semaphore with `value` permits (below 2^31).
     pub fn new(value: u32) -> Result<Semaphore, SyncError> {
+        if value & SLEEPERS != 0 {
+            return Err(SyncError::InvalidArgument(
+                "a semaphore holds fewer than 2^31 permits",
+            ));
+        }
         let st = Shared::<SemState>::new()?;
         st.get().value.store(value, Ordering::Release);
         Ok(Semaphore { st })
@@ -65,7 +76,8 @@ impl Semaphore {
         let mut spins = 0;
         loop {
             let v = st.value.load(Ordering::Acquire);
-            if v > 0 {
+            if v & !SLEEPERS > 0 {
+                // (the flag stays: others may sleep)
                 if st
                     .value
                     .compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed)
@@ -83,9 +95,16 @@ impl Semaphore {
             let Some(left) = deadline.left() else {
                 return false;
             };
-            st.waiters.fetch_add(1, Ordering::SeqCst);
-            futex::wait(&st.value, 0, left);
-            st.waiters.fetch_sub(1, Ordering::SeqCst);
+            if v & SLEEPERS == 0
+                && st
+                    .value
+                    .compare_exchange(v, v | SLEEPERS, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            // (returns at once if a release changed the word meanwhile)
+            futex::wait(&st.value, v | SLEEPERS, left);
         }
     }
 
@@ -95,22 +114,49 @@ impl Semaphore {
     }
 
     /// Give a permit back (a `BoundedSemaphore` checks its bound first).
+    ///
+    /// At most 2^31 - 1 permits, as glibc's `SEM_VALUE_MAX`: a release beyond is dropped, with
+    /// a warning.
     pub fn release(&self) {
         let st = self.st.get();
-        st.value.fetch_add(1, Ordering::SeqCst);
-        self.wake();
+        match st
+            .value
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |v| {
+                (v & !SLEEPERS < !SLEEPERS).then_some(v + 1)
+            }) {
+            Ok(old) => self.wake(old),
+            Err(_) => tracing::warn!("semaphore release beyond 2^31 - 1 permits dropped"),
+        }
     }
 
-    fn wake(&self) {
-        let st = self.st.get();
-        if st.waiters.load(Ordering::SeqCst) > 0 {
-            futex::wake(&st.value, 1);
+    /// After a release took the word from `old` to `old + 1`: wake a sleeper if one may sleep.
+    /// If none did, clear the flag — only if the word is still `old + 1`: a waiter that went to
+    /// sleep since must have seen no permit, so it changed the word, and the flag stays.
+    fn wake(&self, old: u32) {
+        if old & SLEEPERS == 0 {
+            return;
         }
+        let st = self.st.get();
+        if futex::wake(&st.value, 1) == 0 {
+            let now = old + 1;
+            let _ = st.value.compare_exchange(
+                now,
+                now & !SLEEPERS,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Whether a waiter may be asleep (the flag is set).
+    #[cfg(test)]
+    fn sleepers_flagged(&self) -> bool {
+        self.st.get().value.load(Ordering::SeqCst) & SLEEPERS != 0
     }
 
     /// The number of free permits now (Python's `get_value`).
     pub fn get_value(&self) -> u32 {
-        self.st.get().value.load(Ordering::Relaxed)
+        self.st.get().value.load(Ordering::Relaxed) & !SLEEPERS
     }
 }
 
@@ -151,12 +197,13 @@ impl BoundedSemaphore {
     pub fn release(&self) -> Result<(), SyncError> {
         let st = self.sem.st.get();
         let bound = st.bound.load(Ordering::Relaxed);
-        st.value
+        let old = st
+            .value
             .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |v| {
-                (v < bound).then_some(v + 1)
+                (v & !SLEEPERS < bound).then_some(v + 1)
             })
             .map_err(|_| SyncError::TooManyReleases)?;
-        self.sem.wake();
+        self.sem.wake(old);
         Ok(())
     }
 
@@ -166,11 +213,15 @@ impl BoundedSemaphore {
     }
 }
 
+/// The flag of an `Event`, beside `SLEEPERS` in its word.
+const SET: u32 = 1;
+
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct EventState {
+    /// `SET` and `SLEEPERS`.
     flag: AtomicU32,
-    waiters: AtomicU32,
+    _unused: AtomicU32,
 }
 
 // SAFETY: repr(C), atomics only.
@@ -209,20 +260,20 @@ impl Event {
     /// Set the flag and wake every waiter.
     pub fn set(&self) {
         let st = self.st.get();
-        st.flag.store(1, Ordering::SeqCst);
-        if st.waiters.load(Ordering::SeqCst) > 0 {
+        // (the flag of sleepers goes: all of them wake, and whoever sleeps again sets it again)
+        if st.flag.swap(SET, Ordering::SeqCst) & SLEEPERS != 0 {
             futex::wake_all(&st.flag);
         }
     }
 
     /// Clear the flag.
     pub fn clear(&self) {
-        self.st.get().flag.store(0, Ordering::SeqCst);
+        self.st.get().flag.fetch_and(!SET, Ordering::SeqCst);
     }
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
-        self.st.get().flag.load(Ordering::Acquire) != 0
+        self.st.get().flag.load(Ordering::Acquire) & SET != 0
     }
 
     /// Wait until the flag is set, at most `timeout`; whether it is set.
@@ -230,15 +281,110 @@ impl Event {
         let st = self.st.get();
         let deadline = Deadline::after(timeout);
         loop {
-            if self.is_set() {
+            let v = st.flag.load(Ordering::Acquire);
+            if v & SET != 0 {
                 return true;
             }
             let Some(left) = deadline.left() else {
                 return false;
             };
-            st.waiters.fetch_add(1, Ordering::SeqCst);
-            futex::wait(&st.flag, 0, left);
-            st.waiters.fetch_sub(1, Ordering::SeqCst);
+            if v & SLEEPERS == 0
+                && st
+                    .flag
+                    .compare_exchange(v, v | SLEEPERS, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            futex::wait(&st.flag, v | SLEEPERS, left);
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// Fork a child that runs `f` (only atomics and futex calls: safe after a fork), let it
+    /// fall asleep (`asleep` says when), kill it there and reap it.
+    fn kill_while_asleep(f: impl FnOnce(), asleep: impl Fn() -> bool) {
+        // SAFETY: the child only runs `f` (atomics and futex system calls) and `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            f();
+            // SAFETY: leave the child without running the parent's exit handlers.
+            unsafe { libc::_exit(0) };
+        }
+        let t = Instant::now();
+        while !asleep() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the child never slept"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20)); // (inside the futex wait by now)
+                                                       // SAFETY: kill and reap our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+
+    #[test]
+    fn a_sleeper_killed_asleep_is_forgotten_at_the_next_release() {
+        let s = Semaphore::new(0).unwrap();
+        let s2 = s.clone();
+        kill_while_asleep(
+            move || {
+                let _ = s2.acquire(Some(Duration::from_secs(60)));
+            },
+            || s.sleepers_flagged(),
+        );
+        s.release();
+        assert!(!s.sleepers_flagged(), "a dead sleeper is still flagged");
+        assert_eq!(s.get_value(), 1);
+        assert!(s.acquire(Some(Duration::ZERO)));
+        // a live sleeper keeps its flag and gets the next permit
+        let s3 = s.clone();
+        let h = std::thread::spawn(move || s3.acquire(Some(Duration::from_secs(20))));
+        let t = Instant::now();
+        while !s.sleepers_flagged() && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        s.release();
+        assert!(h.join().unwrap());
+        assert_eq!(s.get_value(), 0);
+    }
+
+    #[test]
+    fn an_event_sleeper_killed_asleep_is_forgotten_at_the_next_set() {
+        let e = Event::new().unwrap();
+        let e2 = e.clone();
+        kill_while_asleep(
+            move || {
+                let _ = e2.wait(Some(Duration::from_secs(60)));
+            },
+            || e.st.get().flag.load(Ordering::SeqCst) & SLEEPERS != 0,
+        );
+        e.set();
+        assert_eq!(e.st.get().flag.load(Ordering::SeqCst), SET);
+        e.clear();
+        assert!(!e.is_set() && !e.wait(Some(Duration::from_millis(5))));
+    }
+
+    #[test]
+    fn permits_stop_below_the_sleepers_flag() {
+        assert!(Semaphore::new(SLEEPERS).is_err());
+        let s = Semaphore::new(SLEEPERS - 1).unwrap();
+        s.release();
+        assert_eq!(s.get_value(), SLEEPERS - 1);
+        assert!(!s.sleepers_flagged());
+        let b = BoundedSemaphore::new(2).unwrap();
+        assert!(b.acquire(None));
+        b.release().unwrap();
+        assert_eq!(b.release(), Err(SyncError::TooManyReleases));
     }
 }

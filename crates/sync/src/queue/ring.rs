@@ -104,7 +104,7 @@ struct Line<T>(T);
 /// Written by producers (under `plock`).
 #[repr(C)]
 struct Prod {
-    plock: AtomicU32,
+    plock: AtomicU64,
     data_seq: AtomicU32,
     /// Items ever put and bytes ever written (a `Mark`).
     tail: AtomicU64,
@@ -118,7 +118,7 @@ struct Prod {
 /// Written by consumers (under `clock`; `done` by `task_done`).
 #[repr(C)]
 struct Cons {
-    clock: AtomicU32,
+    clock: AtomicU64,
     space_seq: AtomicU32,
     /// Items ever taken and bytes ever consumed (a `Mark`).
     head: AtomicU64,

@@ -3,12 +3,14 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
 use crate::ShmError;
 
+mod identity;
 mod tracker;
+pub(crate) use identity::{alive as identity_alive, me as identity};
 pub(crate) use tracker::{forget as tracker_forget, register as tracker_register};
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -143,6 +145,54 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     }
 }
 
+/// The 32-bit half of `word` that holds its low 32 bits (the futex word of a 64-bit lock).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn low_half(word: &AtomicU64) -> *mut u32 {
+    let p = word.as_ptr() as *mut u32;
+    if cfg!(target_endian = "big") {
+        // SAFETY: the second half of the same 8-byte word.
+        unsafe { p.add(1) }
+    } else {
+        p
+    }
+}
+
+/// [`futex_wait`] on the low 32 bits of `word`: sleep while they equal `expected`. (Only the
+/// kernel reads the half; in Rust the word is only ever accessed whole.)
+pub(crate) fn futex_wait_low(word: &AtomicU64, expected: u32, timeout: Option<Duration>) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: the half is a valid, 4-byte aligned part of a live word, read by the kernel
+        // atomically; an `AtomicU32` reference is only formed to pass its address.
+        futex_wait(
+            unsafe { AtomicU32::from_ptr(low_half(word)) },
+            expected,
+            timeout,
+        )
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let step = Duration::from_micros(200);
+        std::thread::sleep(timeout.map_or(step, |t| t.min(step)));
+        !(timeout.is_some_and(|to| to <= step)
+            && word.load(std::sync::atomic::Ordering::Acquire) as u32 == expected)
+    }
+}
+
+/// [`futex_wake`] on the low 32 bits of `word`.
+pub(crate) fn futex_wake_low(word: &AtomicU64, n: u32) -> usize {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: as in `futex_wait_low`.
+        futex_wake(unsafe { AtomicU32::from_ptr(low_half(word)) }, n)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (word, n);
+        0
+    }
+}
+
 /// Wake up to `n` waiters on `word`; returns how many woke (0 where unknown).
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -165,35 +215,9 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     }
 }
 
-/// This process's id, cached: a lock operation needs it, and `getpid` is a system call. A
-/// `fork` handler clears the cache in the child (every fork, ours or anyone's).
+/// This process's id, cached (see [`identity`]).
 pub(crate) fn getpid() -> u32 {
-    use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
-    static PID: AtomicU32 = AtomicU32::new(0);
-    /// 0: no handler yet, 1: being registered, 2: registered. Not a `Once`: a child forked
-    /// while another thread ran it would wait for it for ever.
-    static AT_FORK: AtomicU8 = AtomicU8::new(0);
-    extern "C" fn forget() {
-        PID.store(0, Ordering::Relaxed);
-    }
-    let pid = PID.load(Ordering::Relaxed);
-    if pid != 0 {
-        return pid;
-    }
-    if AT_FORK
-        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-    {
-        // SAFETY: registers a handler that only stores to an atomic (async-signal-safe).
-        unsafe { libc::pthread_atfork(None, None, Some(forget)) };
-        AT_FORK.store(2, Ordering::Release);
-    }
-    let pid = std::process::id();
-    // Cached only once the handler that clears the cache in a forked child is in place.
-    if AT_FORK.load(Ordering::Acquire) == 2 {
-        PID.store(pid, Ordering::Relaxed);
-    }
-    pid
+    identity::me() as u32
 }
 
 /// Whether a process `pid` exists (a zombie counts as existing). One system call.
@@ -201,22 +225,4 @@ pub(crate) fn pid_exists(pid: u32) -> bool {
     // SAFETY: kill with signal 0 only checks for existence and permission.
     !(unsafe { libc::kill(pid as libc::pid_t, 0) } == -1
         && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH))
-}
-
-/// Whether process `pid` still runs. A zombie (ended, not yet reaped) counts as dead.
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    if !pid_exists(pid) {
-        return false;
-    }
-    #[cfg(target_os = "linux")]
-    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // "pid (comm) S ...": the state follows the last ')'
-        if let Some(state) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-        {
-            return !matches!(state, 'Z' | 'X' | 'x');
-        }
-    }
-    true
 }

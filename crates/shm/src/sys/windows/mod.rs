@@ -2,7 +2,7 @@
 
 use std::io;
 use std::os::windows::io::OwnedHandle;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
 use crate::ShmError;
@@ -45,11 +45,23 @@ pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) -> usize {
     0
 }
 
-pub(crate) fn getpid() -> u32 {
-    std::process::id()
+pub(crate) fn futex_wait_low(word: &AtomicU64, expected: u32, timeout: Option<Duration>) -> bool {
+    let step = Duration::from_micros(200);
+    std::thread::sleep(timeout.map_or(step, |t| t.min(step)));
+    !(timeout.is_some_and(|to| to <= step)
+        && word.load(std::sync::atomic::Ordering::Acquire) as u32 == expected)
 }
 
-pub(crate) fn pid_alive(_pid: u32) -> bool {
+pub(crate) fn futex_wake_low(_word: &AtomicU64, _n: u32) -> usize {
+    0
+}
+
+/// The pid alone (no start time yet on Windows).
+pub(crate) fn identity() -> u64 {
+    u64::from(std::process::id())
+}
+
+pub(crate) fn identity_alive(_id: u64) -> bool {
     true
 }
 

@@ -1,0 +1,56 @@
+//! What the primitives' tests share: bounds, and children that cannot outlive a failed test.
+
+use std::time::Duration;
+
+use multiproc_process::{Connection, Process, StartMethod};
+
+pub const METHODS: [StartMethod; 3] = [
+    StartMethod::Spawn,
+    StartMethod::Fork,
+    StartMethod::Forkserver,
+];
+
+/// Generous bound for anything that should take milliseconds.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A started child, killed and reaped when dropped if it still runs (so a failed assertion
+/// does not leave it behind for the test binary to wait for at exit).
+pub struct Kid(pub Process);
+
+impl Kid {
+    pub fn start(p: Process) -> Kid {
+        p.start().unwrap();
+        Kid(p)
+    }
+
+    /// Its exit code, waiting at most `PATIENCE` (then it is killed and the test fails).
+    pub fn join(&self) -> i32 {
+        match self.0.join_timeout(Some(PATIENCE)).unwrap() {
+            Some(code) => code,
+            None => panic!("the child did not finish in time"),
+        }
+    }
+
+    /// Kill it and reap it; its pid.
+    pub fn kill(&self) -> u32 {
+        let pid = self.0.pid().expect("started");
+        self.0.kill().unwrap();
+        assert_eq!(self.join(), -9);
+        pid
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        if self.0.is_alive() {
+            let _ = self.0.kill();
+            let _ = self.0.join_timeout(Some(PATIENCE));
+        }
+    }
+}
+
+/// What `conn` sends next, waiting at most `PATIENCE`.
+pub fn recv_bounded<T: serde::de::DeserializeOwned>(conn: &Connection) -> T {
+    assert!(conn.poll(Some(PATIENCE)).unwrap(), "no report in time");
+    conn.recv().unwrap()
+}
