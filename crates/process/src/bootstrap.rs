@@ -233,6 +233,9 @@ fn leave(boot: &OwnedFd, code: i32) -> ! {
 /// A forkserver child's task called `exit(status)`: say so before the process ends (this runs
 /// after the other exit handlers, which join our own children).
 extern "C" fn report_exit_status(status: i32, _: *mut std::ffi::c_void) {
+    if !REPORT_EXIT.load(Ordering::Relaxed) {
+        return; // a child forked from a forkserver child inherits the handler, not the duty
+    }
     let boot = ME
         .try_lock()
         .and_then(|me| me.as_ref().map(|c| c.boot.clone()));
@@ -251,6 +254,10 @@ pub(crate) fn child_main_after_fork(
     sys::neutralize_inherited();
     sys::forkserver::forget_client();
     COUNTER.store(0, Ordering::Relaxed);
+    if job.is_some() {
+        // Started by the fork method (perhaps from a forkserver child): our parent reaps us.
+        REPORT_EXIT.store(false, Ordering::Relaxed);
+    }
     match job {
         Some((bytes, handles)) => match multiproc_pickle::decode::<Job>(&bytes) {
             Ok(job) => run_job(boot, job, handles),

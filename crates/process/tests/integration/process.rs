@@ -540,32 +540,35 @@ fn tell_pid_then_sleep((conn, ms): (Connection, u64)) {
     let _ = conn.send(&"finished");
 }
 
-/// Start a child with `method` (a daemon or not) that tells its pid and sleeps `ms`, then wait
-/// to be killed.
+/// Start a child with `method` (a daemon or not) that tells its pid and sleeps `ms`, from a
+/// thread that ends at once, then wait to be killed.
 fn start_and_wait_for_death((conn, method, daemon, ms): (Connection, StartMethod, bool, u64)) {
-    Process::new(tell_pid_then_sleep, (conn, ms))
-        .start_method(method)
-        .daemon(daemon)
-        .start()
-        .unwrap();
+    let child = std::thread::spawn(move || {
+        let p = Process::new(tell_pid_then_sleep, (conn, ms))
+            .start_method(method)
+            .daemon(daemon);
+        p.start().unwrap();
+        p
+    })
+    .join()
+    .unwrap();
     std::thread::sleep(Duration::from_secs(60));
+    drop(child);
 }
 
 #[test]
 fn daemon_children_die_with_a_killed_parent_others_live_on() {
     for m in METHODS {
-        // Started from another thread of the parent, which ends before the parent is killed:
-        // the daemon must outlive the thread and die with the process.
         let (here, there) = pipe(true).unwrap();
-        let p = std::thread::spawn(move || {
-            let p = Process::new(start_and_wait_for_death, (there, m, true, 30_000));
-            p.start().unwrap();
-            p
-        })
-        .join()
-        .unwrap();
+        let p = Process::new(start_and_wait_for_death, (there, m, true, 30_000));
+        p.start().unwrap();
         assert!(here.poll(Some(Duration::from_secs(30))).unwrap(), "{m:?}");
         let _daemon_pid: u32 = here.recv().unwrap();
+        // The thread that started the daemon has ended: the daemon lives on with its parent.
+        assert!(
+            !here.poll(Some(Duration::from_millis(300))).unwrap(),
+            "{m:?}: the daemon died with the thread that started it"
+        );
         p.kill().unwrap();
         assert_eq!(
             p.join_timeout(Some(Duration::from_secs(30))).unwrap(),
