@@ -358,8 +358,11 @@ impl Listener {
                     }
                     let deadline = self.auth_timeout.map(|t| Instant::now() + t);
                     let mut h = Handshake::start(stream, deadline)?;
-                    // sends our challenge (a fresh socket has room for it)
-                    h.advance(key, self.modern_only)?;
+                    // sends our challenge (a fresh socket has room for it); a quick peer may
+                    // even finish at once
+                    if h.advance(key, self.modern_only)? {
+                        return h.finish().map(Some);
+                    }
                     p.list.push_back(h);
                     if p.list.len() > self.max_pending {
                         drop(p.list.pop_front());
