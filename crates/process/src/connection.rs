@@ -731,4 +731,37 @@ mod tests {
         ));
         assert_eq!(b.max_depth(), 1);
     }
+
+    #[test]
+    fn dripped_bytes_make_whole_messages() {
+        let (r, w) = sys::pipe().unwrap();
+        let c = Connection::from_handles(Some(r), None);
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let mut wire = Vec::new();
+        for m in [&b"first"[..], &big, b""] {
+            let (h, n) = frame::encode_header(m.len());
+            wire.extend_from_slice(&h[..n]);
+            wire.extend_from_slice(m);
+        }
+        let writer = std::thread::spawn(move || {
+            // one byte at a time through the headers and the small message, then odd-sized
+            // pieces through the big one
+            let mut at = 0;
+            let mut piece = 1;
+            while at < wire.len() {
+                let end = (at + piece).min(wire.len());
+                sys::write_all_vectored(sys::borrow(&w), &[&wire[at..end]]).unwrap();
+                at = end;
+                if at > 20 {
+                    piece = piece * 3 % 40_009 + 1;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        assert!(c.poll(Some(Duration::from_secs(10))).unwrap());
+        assert_eq!(c.recv_bytes().unwrap(), b"first");
+        assert_eq!(c.recv_bytes().unwrap(), big);
+        assert_eq!(c.recv_bytes().unwrap(), b"");
+        writer.join().unwrap();
+    }
 }

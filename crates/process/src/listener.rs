@@ -127,9 +127,7 @@ impl Pending {
         if let Some(t) = self.paused_at.take() {
             let idle = t.elapsed();
             for h in &mut self.list {
-                if let Some(d) = &mut h.deadline {
-                    *d += idle;
-                }
+                h.deadline = h.deadline.and_then(|d| d.checked_add(idle));
             }
         }
     }
@@ -300,7 +298,8 @@ impl Listener {
     /// assert!(listener.accept_timeout(Some(Duration::from_millis(10))).unwrap().is_none());
     /// ```
     pub fn accept_timeout(&self, timeout: Option<Duration>) -> Result<Option<Connection>, Error> {
-        let until = timeout.map(|t| Instant::now() + t);
+        // a timeout too long to represent waits forever
+        let until = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut pending = self.pending.lock();
         pending.resume();
         let r = self.drive(&mut pending, until);
@@ -356,10 +355,15 @@ impl Listener {
                     if self.authkey.is_none() {
                         return stream.into_connection().map(Some);
                     }
-                    let deadline = self.auth_timeout.map(|t| Instant::now() + t);
+                    let deadline = self
+                        .auth_timeout
+                        .and_then(|t| Instant::now().checked_add(t));
                     let mut h = Handshake::start(stream, deadline)?;
-                    // sends our challenge (a fresh socket has room for it)
-                    h.advance(key, self.modern_only)?;
+                    // sends our challenge (a fresh socket has room for it); a quick peer may
+                    // even finish at once
+                    if h.advance(key, self.modern_only)? {
+                        return h.finish().map(Some);
+                    }
                     p.list.push_back(h);
                     if p.list.len() > self.max_pending {
                         drop(p.list.pop_front());
@@ -453,5 +457,27 @@ impl ToAddress for String {
 impl ToAddress for SocketAddr {
     fn to_address(self) -> Result<Address, Error> {
         Ok(Address::Tcp(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Listener>();
+    }
+
+    #[test]
+    fn huge_timeouts_mean_no_limit() {
+        let mut l = Listener::bind("127.0.0.1:0", Some(b"k")).unwrap();
+        l.set_auth_timeout(Some(Duration::MAX));
+        let addr = l.address();
+        let t = std::thread::spawn(move || Client::connect(&addr, Some(b"k")).map(|_| ()));
+        let c = l.accept_timeout(Some(Duration::MAX)).unwrap();
+        assert!(c.is_some());
+        t.join().unwrap().unwrap();
     }
 }
