@@ -31,6 +31,25 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    /// Put the socket in (or take it out of) the registry of descriptors a forked child
+    /// releases, so a child never keeps a peer's connection open.
+    pub(crate) fn set_tracked(&self, yes: bool) {
+        #[cfg(unix)]
+        {
+            let fd = match self {
+                Stream::Unix(s) => std::os::fd::AsFd::as_fd(s),
+                Stream::Tcp(s) => std::os::fd::AsFd::as_fd(s),
+            };
+            if yes {
+                sys::track_inheritable(fd);
+            } else {
+                sys::untrack_inheritable(fd);
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = yes;
+    }
+
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             #[cfg(unix)]
@@ -77,6 +96,45 @@ impl Stream {
     }
 }
 
+/// A socket under authentication, registered as one a forked child releases until it becomes a
+/// [`Connection`] (which registers its own descriptors) or is dropped.
+struct Tracked(Option<Stream>);
+
+impl Tracked {
+    fn new(s: Stream) -> Tracked {
+        s.set_tracked(true);
+        Tracked(Some(s))
+    }
+
+    fn into_inner(mut self) -> Stream {
+        let s = self
+            .0
+            .take()
+            .expect("a Tracked holds its stream until into_inner");
+        s.set_tracked(false);
+        s
+    }
+}
+
+impl std::ops::Deref for Tracked {
+    type Target = Stream;
+
+    fn deref(&self) -> &Stream {
+        self.0
+            .as_ref()
+            .expect("a Tracked holds its stream until into_inner")
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        // Out of the registry before the descriptor closes (its number may be reused at once).
+        if let Some(s) = &self.0 {
+            s.set_tracked(false);
+        }
+    }
+}
+
 /// What the handshake waits for next.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Step {
@@ -90,7 +148,7 @@ enum Step {
 
 /// One connection being authenticated.
 pub(crate) struct Handshake {
-    stream: Stream,
+    stream: Tracked,
     /// When the handshake must have finished (`None`: no limit).
     pub(crate) deadline: Option<Instant>,
     step: Step,
@@ -111,7 +169,7 @@ impl Handshake {
         stream.set_nonblocking(true)?;
         let (challenge, message) = new_challenge()?;
         let mut h = Handshake {
-            stream,
+            stream: Tracked::new(stream),
             deadline,
             step: Step::Answer,
             message,
@@ -188,7 +246,7 @@ impl Handshake {
 
     /// The authenticated connection (blocking again).
     pub(crate) fn finish(self) -> Result<Connection, Error> {
-        self.stream.into_connection()
+        self.stream.into_inner().into_connection()
     }
 
     /// Read the rest of the current frame; `None` if the peer has not sent it all yet.

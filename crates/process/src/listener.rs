@@ -90,6 +90,25 @@ enum Sock {
 }
 
 impl Sock {
+    /// Put the socket in (or take it out of) the registry of descriptors a forked child
+    /// releases.
+    fn set_tracked(&self, yes: bool) {
+        #[cfg(unix)]
+        {
+            let fd = match self {
+                Sock::Unix(l, _) => std::os::fd::AsFd::as_fd(l),
+                Sock::Tcp(l) => std::os::fd::AsFd::as_fd(l),
+            };
+            if yes {
+                sys::track_inheritable(fd);
+            } else {
+                sys::untrack_inheritable(fd);
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = yes;
+    }
+
     /// The next connection waiting in the kernel's backlog (`WouldBlock` if none).
     fn accept(&self) -> std::io::Result<Stream> {
         match self {
@@ -227,6 +246,9 @@ impl Listener {
             Sock::Unix(l, _) => l.set_nonblocking(true)?,
             Sock::Tcp(l) => l.set_nonblocking(true)?,
         }
+        // A forked child must not keep the listening socket (the port would stay taken, and
+        // connections would queue in a backlog nobody accepts from).
+        sock.set_tracked(true);
         Ok(Listener {
             sock,
             authkey: authkey.map(<[u8]>::to_vec),
@@ -384,6 +406,8 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        // Out of the registry before the descriptor closes (its number may be reused at once).
+        self.sock.set_tracked(false);
         #[cfg(unix)]
         if let Sock::Unix(_, p) = &self.sock {
             let _ = std::fs::remove_file(p);

@@ -438,3 +438,35 @@ fn a_deeply_nested_message_does_not_kill_the_receiving_process() {
         Some(0)
     );
 }
+
+fn ready_then_sleep(c: multiproc_process::Connection) {
+    c.send(&()).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+}
+
+/// A forked child does not keep its parent's listening socket, nor the sockets of handshakes
+/// under way: once the parent drops the listener, the port is free again although the child
+/// lives on.
+#[test]
+fn a_forked_child_does_not_keep_the_listeners_sockets() {
+    let l = Listener::bind("127.0.0.1:0", Some(b"k")).unwrap();
+    let port = tcp_port(&l);
+    // a handshake under way when the child is forked
+    let _peer = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(l
+        .accept_timeout(Some(Duration::from_millis(50)))
+        .unwrap()
+        .is_none());
+    let ctx = multiproc_process::get_context(multiproc_process::StartMethod::Fork).unwrap();
+    let (here, there) = multiproc_process::pipe(true).unwrap();
+    let child = ctx.process(ready_then_sleep, there);
+    child.start().unwrap();
+    // the child runs its task only after it has dealt with what it inherited
+    here.recv_bounded::<()>();
+    drop(l);
+    // Before the fix the child held the listening socket: bind failed with EADDRINUSE.
+    let again = std::net::TcpListener::bind(("127.0.0.1", port));
+    child.kill().unwrap();
+    child.join_bounded();
+    again.unwrap();
+}
