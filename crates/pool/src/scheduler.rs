@@ -90,6 +90,9 @@ pub(crate) struct Lane {
     /// Units taken back that may still be in the pipe: the number of the first unit sent after
     /// them, and their bytes.
     revoked: Option<(u32, usize)>,
+    /// Whether units were queued behind the running one since the last time units were taken
+    /// back (after which all it holds have started): only then is there anything to take.
+    stealable: bool,
     /// When the front unit started (about: when it was sent, or its predecessor answered).
     pub front_since: Instant,
     /// The units this worker may hold (see `MAX_DEPTH`), from the time its units take.
@@ -115,6 +118,7 @@ impl Lane {
             busy: VecDeque::new(),
             next_msg: 0,
             revoked: None,
+            stealable: false,
             front_since: Instant::now(),
             depth: START_DEPTH,
             unit_nanos: 0,
@@ -165,6 +169,7 @@ impl Lane {
         };
         let msg = self.next_msg;
         self.next_msg = msg.wrapping_add(1);
+        self.stealable |= !self.busy.is_empty();
         self.busy.push_back(Busy {
             unit,
             msg,
@@ -174,6 +179,7 @@ impl Lane {
 
     /// Take back the units this worker has not started; they are returned in order.
     fn revoke(&mut self) -> Vec<Unit> {
+        self.stealable = false;
         let first = self.control.revoke(self.next_msg);
         let keep = self
             .busy
@@ -277,7 +283,7 @@ impl State {
     fn steal(&mut self, now: Instant) -> bool {
         let mut moved = false;
         for lane in self.lanes.iter_mut() {
-            if lane.busy.len() < 2 || !lane.front_is_long(now) {
+            if !lane.stealable || lane.busy.len() < 2 || !lane.front_is_long(now) {
                 continue;
             }
             let taken = lane.revoke();
@@ -297,7 +303,7 @@ impl State {
         }
         self.lanes
             .iter()
-            .filter(|l| l.busy.len() >= 2)
+            .filter(|l| l.stealable && l.busy.len() >= 2)
             .map(|l| l.front_since + STEAL_AFTER)
             .min()
     }
