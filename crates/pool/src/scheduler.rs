@@ -7,9 +7,11 @@
 //!    queue, and another worker holds units it has not started behind one that has run for
 //!    [`STEAL_AFTER`], those units are revoked (see `control`) and go to the idle workers.
 //! 3. **Pipelining keeps busy workers busy.** Only then are units queued behind a running one,
-//!    one per worker per round, and only behind a unit that started less than [`STEAL_AFTER`]
-//!    ago, up to the depth and byte budgets below, so a worker never idles for a round trip
-//!    between two small units.
+//!    one per worker per round, up to the depth and byte budgets below, so a worker never idles
+//!    for a round trip between two small units; never behind a unit that units were just taken
+//!    back from (until it is answered). A unit's age is not a reason to refuse: on a loaded
+//!    machine any unit can be old because its worker waits for a CPU, and what was queued
+//!    behind a truly long one is taken back (rule 2) as soon as a worker is idle.
 //!
 //! Submitters run this themselves under the state lock (a unit reaches an idle worker without a
 //! dispatcher hop); the dispatcher runs it after every batch of replies, and wakes for rule 2
@@ -36,8 +38,8 @@ use crate::PoolError;
 pub(crate) const MAX_DEPTH: usize = 64;
 const START_DEPTH: usize = 4;
 const QUEUED_WORK: Duration = Duration::from_millis(2);
-/// A unit that has run this long is "long": nothing more is queued behind it, and what waits
-/// behind it is taken back for a worker that has nothing to do.
+/// A unit that has run this long is "long": what waits behind it is taken back for a worker
+/// that has nothing to do.
 pub(crate) const STEAL_AFTER: Duration = Duration::from_millis(1);
 /// Units are queued behind a running one only while the bytes waiting in the worker's pipe stay
 /// under half the pipe's buffer (as the kernel reports it; at most `MAX_QUEUED_BYTES`,
@@ -90,6 +92,12 @@ pub(crate) struct Lane {
     /// Units taken back that may still be in the pipe: the number of the first unit sent after
     /// them, and their bytes.
     revoked: Option<(u32, usize)>,
+    /// Whether units were queued behind the running one since the last time units were taken
+    /// back (after which all it holds have started): only then is there anything to take.
+    stealable: bool,
+    /// Set when units were taken back from behind the running unit: nothing is queued behind
+    /// it again until it is answered (else what was just taken could be sent straight back).
+    front_stolen: bool,
     /// When the front unit started (about: when it was sent, or its predecessor answered).
     pub front_since: Instant,
     /// The units this worker may hold (see `MAX_DEPTH`), from the time its units take.
@@ -115,6 +123,8 @@ impl Lane {
             busy: VecDeque::new(),
             next_msg: 0,
             revoked: None,
+            stealable: false,
+            front_stolen: false,
             front_since: Instant::now(),
             depth: START_DEPTH,
             unit_nanos: 0,
@@ -134,8 +144,8 @@ impl Lane {
     }
 
     /// Whether `unit` may be queued behind this worker's running unit now (rule 3).
-    fn accepts_behind(&mut self, unit: &Unit, maxtasks: Option<usize>, now: Instant) -> bool {
-        if !self.open || self.busy.is_empty() || self.front_is_long(now) {
+    fn accepts_behind(&mut self, unit: &Unit, maxtasks: Option<usize>) -> bool {
+        if !self.open || self.busy.is_empty() || self.front_stolen {
             return false;
         }
         if let Some((after, _)) = self.revoked {
@@ -158,6 +168,7 @@ impl Lane {
     fn push(&mut self, unit: Unit, timeout: Option<Duration>) {
         let deadline = match self.busy.is_empty() {
             true => {
+                self.front_stolen = false;
                 self.front_since = Instant::now();
                 timeout.map(|t| self.front_since + t)
             }
@@ -165,6 +176,7 @@ impl Lane {
         };
         let msg = self.next_msg;
         self.next_msg = msg.wrapping_add(1);
+        self.stealable |= !self.busy.is_empty();
         self.busy.push_back(Busy {
             unit,
             msg,
@@ -174,6 +186,8 @@ impl Lane {
 
     /// Take back the units this worker has not started; they are returned in order.
     fn revoke(&mut self) -> Vec<Unit> {
+        self.stealable = false;
+        self.front_stolen = true;
         let first = self.control.revoke(self.next_msg);
         let keep = self
             .busy
@@ -189,6 +203,7 @@ impl Lane {
 
     /// The front unit was answered: take its time into the average, and start the next one's.
     pub(crate) fn front_done(&mut self) {
+        self.front_stolen = false;
         let now = Instant::now();
         let took = now.saturating_duration_since(self.front_since).as_nanos() as u64;
         self.front_since = now;
@@ -228,7 +243,7 @@ impl State {
                 let Some(unit) = self.queue.front() else {
                     break 'rounds;
                 };
-                if !lane.accepts_behind(unit, maxtasks, now) {
+                if !lane.accepts_behind(unit, maxtasks) {
                     continue;
                 }
                 // (the payload is kept: if the worker dies before starting the unit, it is
@@ -277,7 +292,7 @@ impl State {
     fn steal(&mut self, now: Instant) -> bool {
         let mut moved = false;
         for lane in self.lanes.iter_mut() {
-            if lane.busy.len() < 2 || !lane.front_is_long(now) {
+            if !lane.stealable || lane.busy.len() < 2 || !lane.front_is_long(now) {
                 continue;
             }
             let taken = lane.revoke();
@@ -297,7 +312,7 @@ impl State {
         }
         self.lanes
             .iter()
-            .filter(|l| l.busy.len() >= 2)
+            .filter(|l| l.stealable && l.busy.len() >= 2)
             .map(|l| l.front_since + STEAL_AFTER)
             .min()
     }
