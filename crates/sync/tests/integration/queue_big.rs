@@ -61,7 +61,9 @@ fn put_two_big_items_and_exit(q: Queue<Bytes>) {
 fn a_producer_of_items_larger_than_the_ring_exits_before_they_are_read() {
     for m in [StartMethod::Spawn, StartMethod::Fork] {
         let q: Queue<Bytes> = Queue::new().unwrap(); // an 8 MiB ring
-        let p = Process::new(put_two_big_items_and_exit, q.clone()).start_method(m);
+        let p = Process::new(put_two_big_items_and_exit, q.clone())
+            .start_method(m)
+            .daemon(true);
         p.start().unwrap();
         let code = p.join_timeout(Some(Duration::from_secs(30))).unwrap();
         if code.is_none() {
@@ -118,8 +120,9 @@ fn a_consumer_killed_in_the_middle_of_a_big_get_leaves_the_item_for_the_next() {
     };
     for _ in 0..20 {
         let started = Event::new().unwrap();
-        let p =
-            Process::new(get_slowly, (q.clone(), started.clone())).start_method(StartMethod::Fork);
+        let p = Process::new(get_slowly, (q.clone(), started.clone()))
+            .start_method(StartMethod::Forkserver)
+            .daemon(true);
         p.start().unwrap();
         assert!(started.wait(Some(Duration::from_secs(20))));
         std::thread::sleep(Duration::from_micros(rng.below(20_000)));
@@ -150,11 +153,15 @@ fn put_mixed((q, id, n): (Queue<Bytes>, u64, u64)) {
 fn big_and_small_items_from_several_producers_keep_fifo_order() {
     let q: Queue<Bytes> = Queue::with_capacity(0, 1 << 20).unwrap(); // a 1 MiB ring
     let n = 40;
-    let ps: Vec<Process> = [StartMethod::Spawn, StartMethod::Fork, StartMethod::Fork]
-        .into_iter()
-        .enumerate()
-        .map(|(id, m)| Process::new(put_mixed, (q.clone(), id as u64, n)).start_method(m))
-        .collect();
+    let ps: Vec<Process> = [
+        StartMethod::Spawn,
+        StartMethod::Fork,
+        StartMethod::Forkserver,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(id, m)| Process::new(put_mixed, (q.clone(), id as u64, n)).start_method(m))
+    .collect();
     for p in &ps {
         p.start().unwrap();
     }
@@ -215,7 +222,9 @@ fn producers_killed_while_putting_big_items_leave_no_torn_or_stray_item() {
     };
     let mut rng = Rng::new();
     for tag in 0..150 {
-        let p = Process::new(put_big_for_ever, (q.clone(), tag)).start_method(StartMethod::Fork);
+        let p = Process::new(put_big_for_ever, (q.clone(), tag))
+            .start_method(StartMethod::Forkserver)
+            .daemon(true);
         p.start().unwrap();
         std::thread::sleep(Duration::from_micros(rng.below(3000)));
         p.kill().unwrap();
@@ -260,7 +269,9 @@ fn consumers_killed_while_getting_big_items_leave_the_rest_whole_and_in_order() 
     let mut rng = Rng::new();
     let kills = 150;
     for _ in 0..kills {
-        let p = Process::new(get_for_ever, q.clone()).start_method(StartMethod::Fork);
+        let p = Process::new(get_for_ever, q.clone())
+            .start_method(StartMethod::Forkserver)
+            .daemon(true);
         p.start().unwrap();
         std::thread::sleep(Duration::from_micros(rng.below(3000)));
         p.kill().unwrap();

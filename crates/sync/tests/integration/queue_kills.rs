@@ -52,11 +52,15 @@ fn get_for_ever((q, started): Args) {
     }
 }
 
-/// Start `f(q)` by fork (fast, so hundreds of kills take seconds), let it run a random moment
-/// (0 to 1 ms) after it started, SIGKILL it and reap it.
+/// Start `f(q)` from the forkserver (fast, so hundreds of kills take seconds, and the child is
+/// forked from a single-threaded process: never with another test thread's lock held), let it
+/// run a random moment (0 to 1 ms) after it started, SIGKILL it and reap it. Children are
+/// daemons: a failed test does not leave the binary waiting for them at exit.
 fn kill_at_random(f: fn(Args), q: &JoinableQueue<u64>, rng: &mut Rng) {
     let started = Event::new().unwrap();
-    let p = Process::new(f, (q.clone(), started.clone())).start_method(StartMethod::Fork);
+    let p = Process::new(f, (q.clone(), started.clone()))
+        .start_method(StartMethod::Forkserver)
+        .daemon(true);
     p.start().unwrap();
     assert!(started.wait(Some(Duration::from_secs(20))));
     std::thread::sleep(Duration::from_micros(rng.below(1000)));
@@ -201,7 +205,9 @@ fn producers_and_consumers_killed_together_leave_a_usable_queue() {
         let mut ps = Vec::new();
         for f in [put_for_ever, get_and_mark_done_for_ever] {
             let started = Event::new().unwrap();
-            let p = Process::new(f, (q.clone(), started.clone())).start_method(StartMethod::Fork);
+            let p = Process::new(f, (q.clone(), started.clone()))
+                .start_method(StartMethod::Forkserver)
+                .daemon(true);
             p.start().unwrap();
             assert!(started.wait(Some(Duration::from_secs(20))));
             ps.push(p);
