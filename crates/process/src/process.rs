@@ -453,7 +453,9 @@ impl Process {
         self.wait_handle()
     }
 
-    /// The panic message, if the target panicked (exit code 1).
+    /// The panic message, if the target panicked (exit code 1). A message over 32 KiB keeps
+    /// its first and last 16 KiB with `[... N bytes cut ...]` between them (the backtrace
+    /// likewise), so that reporting it never blocks the child.
     pub fn panic_message(&self) -> Option<String> {
         let _ = self.collect();
         match &*self.inner.state.lock() {
