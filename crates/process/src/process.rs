@@ -61,7 +61,7 @@ struct Inner {
 /// A task running (or to run) in another process: Python's `multiprocessing.Process`.
 ///
 /// The target is a plain `fn` (or a non-capturing closure) taking one serde argument (use a
-/// tuple for several). The argument may contain [`Connection`]s and other multiproc handles:
+/// tuple for several). The argument may contain [`Connection`](crate::Connection)s and other multiproc handles:
 /// they reach the child with every start method.
 ///
 /// Exit codes follow Python: 0 when the target returns, 1 when it panics (the message is kept,
