@@ -532,21 +532,22 @@ fn forkserver_exit_code(reports: &mut Reports, server: &forkserver::Server) -> i
         // Looked at before reading: whatever a dead server said is in the socket already.
         let dead = server.is_dead();
         reports.drain();
-        if reports.status.is_some() {
+        if reports.status.is_some() || dead {
             break dead;
         }
-        let Some(boot) = reports.handle() else {
-            break dead; // the server closed its copy without a word
-        };
         let left = deadline.saturating_duration_since(Instant::now());
-        if dead || left.is_zero() {
-            if !dead {
-                tracing::warn!("the forkserver did not report a child's exit status");
-            }
-            break dead;
+        if left.is_zero() {
+            tracing::warn!("the forkserver did not report a child's exit status");
+            break false;
         }
-        let raw = [sys::raw(sys::borrow(&boot)), server.wait_handle()];
-        let _ = sys::poll_readable(&raw, Some(left));
+        let _ = match reports.handle() {
+            Some(boot) => sys::poll_readable(
+                &[sys::raw(sys::borrow(&boot)), server.wait_handle()],
+                Some(left),
+            ),
+            // The server closed its copy without a word: it is dying; wait for it, to reap it.
+            None => sys::poll_readable(&[server.wait_handle()], Some(left)),
+        };
     };
     if server_dead {
         forkserver::reap(server);
