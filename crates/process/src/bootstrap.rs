@@ -45,9 +45,9 @@ pub(crate) enum Report {
     ExitStatus(i32),
 }
 
-/// Longest panic message (and backtrace) a child reports, in bytes; a longer one keeps its
-/// first and last halves with a note of how many bytes were cut between them. Bounded so a
-/// child's whole report fits in the bootstrap socket's buffer: the child never blocks on it.
+/// Longest panic message (and backtrace, and refusal) a child reports, in bytes; a longer one
+/// keeps its first and last halves with a note of how many bytes were cut between them. Bounded
+/// so a child's whole report fits in the bootstrap socket's buffer: it never blocks on it.
 pub(crate) const MAX_PANIC_TEXT: usize = 32 * 1024;
 
 /// Largest report frame the parent accepts (a child's reports stay far below it).
@@ -269,7 +269,7 @@ pub(crate) fn child_main_after_fork(
 
 fn refuse(boot: &OwnedFd, msg: String) -> ! {
     tracing::error!("multiproc child: {msg}");
-    report(boot, &Report::Refused(msg));
+    report(boot, &Report::Refused(clip(msg, MAX_PANIC_TEXT)));
     leave(boot, 1)
 }
 
@@ -403,7 +403,7 @@ fn run_job(boot: OwnedFd, job: Job, handles: Vec<multiproc_pickle::OsHandle>) ->
     if let Err(e) = job.call.check_build() {
         let msg = e.to_string();
         tracing::error!("multiproc child {}: refusing to run: {msg}", job.name);
-        report(&boot, &Report::Refused(msg));
+        report(&boot, &Report::Refused(clip(msg, MAX_PANIC_TEXT)));
         leave(&boot, 1)
     }
     if job.daemon {
@@ -419,7 +419,7 @@ fn run_job(boot: OwnedFd, job: Job, handles: Vec<multiproc_pickle::OsHandle>) ->
         Ok(Err(e)) => {
             let msg = format!("cannot run the task: {e}");
             tracing::error!("multiproc child {}: {msg}", job.name);
-            report(&boot, &Report::Refused(msg));
+            report(&boot, &Report::Refused(clip(msg, MAX_PANIC_TEXT)));
             1
         }
         Err(_) => {

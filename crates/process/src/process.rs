@@ -62,7 +62,7 @@ struct Inner {
 /// A task running (or to run) in another process: Python's `multiprocessing.Process`.
 ///
 /// The target is a plain `fn` (or a non-capturing closure) taking one serde argument (use a
-/// tuple for several). The argument may contain [`Connection`]s and other multiproc handles:
+/// tuple for several). The argument may contain [`Connection`](crate::Connection)s and other multiproc handles:
 /// they reach the child with every start method.
 ///
 /// Exit codes follow Python: 0 when the target returns, 1 when it panics (the message is kept,
@@ -460,7 +460,9 @@ impl Process {
         self.wait_handle()
     }
 
-    /// The panic message, if the target panicked (exit code 1).
+    /// The panic message, if the target panicked (exit code 1). A message over 32 KiB keeps
+    /// its first and last 16 KiB with `[... N bytes cut ...]` between them (the backtrace
+    /// likewise), so that reporting it never blocks the child.
     pub fn panic_message(&self) -> Option<String> {
         let _ = self.collect();
         match &*self.inner.state.lock() {
@@ -537,21 +539,22 @@ fn forkserver_exit_code(reports: &mut Reports, server: &forkserver::Server) -> i
         // Looked at before reading: whatever a dead server said is in the socket already.
         let dead = server.is_dead();
         reports.drain();
-        if reports.status.is_some() {
+        if reports.status.is_some() || dead {
             break dead;
         }
-        let Some(boot) = reports.handle() else {
-            break dead; // the server closed its copy without a word
-        };
         let left = deadline.saturating_duration_since(Instant::now());
-        if dead || left.is_zero() {
-            if !dead {
-                tracing::warn!("the forkserver did not report a child's exit status");
-            }
-            break dead;
+        if left.is_zero() {
+            tracing::warn!("the forkserver did not report a child's exit status");
+            break false;
         }
-        let raw = [sys::raw(sys::borrow(&boot)), server.wait_handle()];
-        let _ = sys::poll_readable(&raw, Some(left));
+        let _ = match reports.handle() {
+            Some(boot) => sys::poll_readable(
+                &[sys::raw(sys::borrow(&boot)), server.wait_handle()],
+                Some(left),
+            ),
+            // The server closed its copy without a word: it is dying; wait for it, to reap it.
+            None => sys::poll_readable(&[server.wait_handle()], Some(left)),
+        };
     };
     if server_dead {
         forkserver::reap(server);

@@ -35,10 +35,6 @@ pub(crate) fn waitpid(_pid: u32, _block: bool) -> io::Result<Option<i32>> {
     Err(unsupported())
 }
 
-pub(crate) fn reap_pidfd(_h: BorrowedHandle<'_>) -> io::Result<Option<i32>> {
-    Err(unsupported())
-}
-
 pub(crate) fn die_with_parent(_boot: BorrowedHandle<'_>) -> io::Result<()> {
     Err(unsupported())
 }
