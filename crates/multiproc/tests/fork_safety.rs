@@ -1,6 +1,7 @@
 //! A forked child takes no lock its parent's other threads share: children are forked while
 //! other threads hammer every lock of multiproc's that a child reaches (the resource tracker,
-//! the process registries, the identity, the executable, the forkserver client, Rust's stdout),
+//! the process registries, the identity, the executable, the forkserver client, Rust's stdout
+//! and stderr),
 //! and every child must finish. A lock held at the instant of a fork stays held for ever in the
 //! child, so before the fix children hung (and the bounded join below failed).
 #![cfg(target_os = "linux")]
@@ -17,7 +18,7 @@ use std::thread::JoinHandle;
 
 use bounded::{JoinBounded, ThreadJoinBounded, BOUND};
 use multiproc::shared_memory::SharedMemory;
-use multiproc::{Process, StartMethod};
+use multiproc::{Connection, Process, StartMethod};
 
 /// Threads that each run `f` in a loop until dropped.
 struct Hammers {
@@ -83,8 +84,20 @@ fn hammer_children(_: u64) {
     let _ = multiproc::active_children();
 }
 
-fn hammer_connections(_: u64) {
-    drop(multiproc::pipe(true).unwrap());
+/// Keeps 100 pipes open (a long registry of connection descriptors) and adds and removes
+/// duplicates of them (as passing a connection to a child does): mostly registry work, few
+/// system calls.
+fn hammer_connections(n: u64) {
+    thread_local! {
+        static LIVE: Vec<(Connection, Connection)> =
+            (0..100).map(|_| multiproc::pipe(true).unwrap()).collect();
+    }
+    LIVE.with(|live| {
+        let conn = &live[n as usize % live.len()].0;
+        let (bytes, handles) = multiproc::pickle::encode_with_handles(conn).unwrap();
+        let twin: Connection = multiproc::pickle::decode_with_handles(&bytes, handles).unwrap();
+        drop(twin);
+    });
 }
 
 fn hammer_tracker(n: u64) {
@@ -97,6 +110,10 @@ fn hammer_executable(_: u64) {
 
 fn hammer_stdout(_: u64) {
     let _ = std::io::stdout().lock().flush();
+}
+
+fn hammer_stderr(_: u64) {
+    let _ = std::io::stderr().lock().flush();
 }
 
 /// Fork `task(i)` for each `i`, one at a time; each child must end with 0 within [`BOUND`].
@@ -117,6 +134,7 @@ fn children_forked_while_threads_hammer_every_lock_all_finish() {
     h.spawn(hammer_tracker);
     h.spawn(hammer_executable);
     h.spawn(hammer_stdout);
+    h.spawn(hammer_stderr);
     fork_each(200, touch_everything);
     let rounds = h.stop();
     assert!(
