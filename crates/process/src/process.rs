@@ -278,7 +278,7 @@ impl Process {
         let (pid, pidfd, server) = match method {
             StartMethod::Spawn => {
                 let pid = proc::spawn_exe(&exe, proc::BOOTSTRAP_ENV, &theirs)?;
-                (pid, proc::pidfd_open(pid)?, None)
+                (pid, proc::pidfd_for_new_child(pid)?, None)
             }
             StartMethod::Fork => {
                 let ours_raw = sys::raw(sys::borrow(&ours));
@@ -296,7 +296,7 @@ impl Process {
                 // SAFETY: documented hazard of the fork method; the child only runs the job and
                 // ends the process (child_main_after_fork never returns).
                 let pid = unsafe { proc::fork(child)? };
-                (pid, proc::pidfd_open(pid)?, None)
+                (pid, proc::pidfd_for_new_child(pid)?, None)
             }
             StartMethod::Forkserver => {
                 let (pid, pidfd, server) = forkserver::start_child(&exe, &theirs)?;

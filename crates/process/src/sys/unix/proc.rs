@@ -150,6 +150,20 @@ pub(crate) fn pidfd_open(_pid: u32) -> io::Result<OwnedFd> {
     Err(unsupported())
 }
 
+/// A pidfd for `pid`, our child that was just started and is not reaped yet. If none can be had
+/// (say the descriptor table is full), the child is killed and reaped at once, so a failed
+/// start leaves no zombie behind; signalling it by pid is safe because an unreaped child's pid
+/// cannot have been reused.
+pub(crate) fn pidfd_for_new_child(pid: u32) -> io::Result<OwnedFd> {
+    pidfd_open(pid).inspect_err(|_| {
+        // SAFETY: kill of our own child, not yet reaped (so `pid` is still that child).
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+        let _ = waitpid(pid, true);
+    })
+}
+
 /// Send `sig` to the process behind `pidfd`. A process that already ended is not an error.
 pub(crate) fn send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     #[cfg(target_os = "linux")]

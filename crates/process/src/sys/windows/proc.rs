@@ -27,6 +27,10 @@ pub(crate) fn pidfd_open(_pid: u32) -> io::Result<OwnedHandle> {
     Err(unsupported())
 }
 
+pub(crate) fn pidfd_for_new_child(_pid: u32) -> io::Result<OwnedHandle> {
+    Err(unsupported())
+}
+
 pub(crate) fn send_signal(_h: BorrowedHandle<'_>, _sig: i32) -> io::Result<()> {
     Err(unsupported())
 }
