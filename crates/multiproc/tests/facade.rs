@@ -8,7 +8,7 @@ mod bounded;
 
 use std::time::Duration;
 
-use bounded::{JoinBounded, RecvBounded, ThreadJoinBounded, BOUND};
+use bounded::{AcceptBounded, JoinBounded, RecvBounded, ThreadJoinBounded, BOUND};
 
 use multiproc::connection::{
     wait, Address, Client, Connection, Listener, RawWaitHandle, ToAddress, Waitable,
@@ -52,7 +52,7 @@ fn every_reexport_is_reachable() {
     let addr: Address = l.address();
     let addr2 = (&addr).to_address().unwrap();
     let t = std::thread::spawn(move || Client::connect(addr2, None).unwrap().send(&1u8).unwrap());
-    assert_eq!(l.accept().unwrap().recv_bounded::<u8>(), 1);
+    assert_eq!(l.accept_bounded().unwrap().recv_bounded::<u8>(), 1);
     t.join_bounded();
 
     let bytes = pickle::encode(&pickle::Bytes(vec![1, 2, 3])).unwrap();

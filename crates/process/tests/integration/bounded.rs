@@ -81,3 +81,20 @@ impl<T> ThreadJoinBounded<T> for JoinHandle<T> {
 pub fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(f).join_bounded()
 }
+
+/// `Listener::accept`, bounded.
+pub trait AcceptBounded {
+    /// `accept()`, failing the test if no connection (or failed handshake) comes within
+    /// [`BOUND`].
+    fn accept_bounded(&self) -> Result<Connection, multiproc_process::Error>;
+}
+
+impl AcceptBounded for multiproc_process::Listener {
+    fn accept_bounded(&self) -> Result<Connection, multiproc_process::Error> {
+        match self.accept_timeout(Some(BOUND)) {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => panic!("no connection within {BOUND:?}"),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::bounded::{JoinBounded, RecvBounded, ThreadJoinBounded};
+use crate::bounded::{AcceptBounded, JoinBounded, RecvBounded, ThreadJoinBounded};
 use multiproc_process::{Address, Client, Error, Listener, Process};
 
 fn python() -> Command {
@@ -38,7 +38,7 @@ fn cpython_client_talks_to_our_listener() {
         .args(["-c", &script])
         .spawn()
         .expect("python3 must be installed");
-    let conn = listener.accept().unwrap();
+    let conn = listener.accept_bounded().unwrap();
     assert_eq!(conn.recv_bytes_bounded(), b"hello from python");
     conn.send_bytes(b"hello from rust").unwrap();
     let out = child.wait_with_output().unwrap();
@@ -107,7 +107,10 @@ fn cpython_with_wrong_authkey_is_refused_on_both_sides() {
         .args(["-c", &script])
         .spawn()
         .expect("python3 must be installed");
-    assert!(matches!(listener.accept(), Err(Error::Authentication(_))));
+    assert!(matches!(
+        listener.accept_bounded(),
+        Err(Error::Authentication(_))
+    ));
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -122,7 +125,10 @@ fn wrong_authkey_fails_on_both_sides_and_nothing_is_served() {
     let listener = Listener::bind("127.0.0.1:0", Some(b"right")).unwrap();
     let addr = listener.address();
     let t = std::thread::spawn(move || Client::connect(&addr, Some(b"wrong")).map(|_| ()));
-    assert!(matches!(listener.accept(), Err(Error::Authentication(_))));
+    assert!(matches!(
+        listener.accept_bounded(),
+        Err(Error::Authentication(_))
+    ));
     assert!(matches!(t.join_bounded(), Err(Error::Authentication(_))));
     // the listener still serves well-behaved clients
     let addr = listener.address();
@@ -132,7 +138,7 @@ fn wrong_authkey_fails_on_both_sides_and_nothing_is_served() {
             .send(&5u8)
             .unwrap()
     });
-    assert_eq!(listener.accept().unwrap().recv_bounded::<u8>(), 5);
+    assert_eq!(listener.accept_bounded().unwrap().recv_bounded::<u8>(), 5);
     t.join_bounded();
 }
 
@@ -147,7 +153,7 @@ fn garbage_bytes_fail_that_connection_only() {
     ] {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.write_all(garbage).unwrap();
-        let err = listener.accept().unwrap_err();
+        let err = listener.accept_bounded().unwrap_err();
         assert!(
             matches!(
                 err,
@@ -163,7 +169,10 @@ fn garbage_bytes_fail_that_connection_only() {
             .send_bytes(b"ok")
             .unwrap()
     });
-    assert_eq!(listener.accept().unwrap().recv_bytes_bounded(), b"ok");
+    assert_eq!(
+        listener.accept_bounded().unwrap().recv_bytes_bounded(),
+        b"ok"
+    );
     t.join_bounded();
 }
 
@@ -174,7 +183,7 @@ fn silent_peer_times_out_instead_of_blocking_accept() {
     let port = tcp_port(&listener);
     let _silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
     // the silent peer never answers the challenge
-    assert!(matches!(listener.accept(), Err(Error::Io(_))));
+    assert!(matches!(listener.accept_bounded(), Err(Error::Io(_))));
 }
 
 fn unix_client((path, n): (String, u32)) {
@@ -188,7 +197,7 @@ fn unix_socket_listener_across_processes() {
     let listener = Listener::bind(Address::Unix(path.clone()), Some(b"unix-key")).unwrap();
     let p = Process::new(unix_client, (path.to_string_lossy().into_owned(), 21));
     p.start().unwrap();
-    let conn = listener.accept().unwrap();
+    let conn = listener.accept_bounded().unwrap();
     assert_eq!(conn.recv_bounded::<u32>(), 42);
     assert_eq!(p.join_bounded(), 0);
     drop(listener);
@@ -287,9 +296,9 @@ fn silent_and_dripping_peers_do_not_delay_an_honest_client() {
         // typically a millisecond; the bound is generous for a loaded machine, and far below
         // the 20 s that any stalled peer could hold the listener for
         assert!(took < Duration::from_secs(2), "served after {took:?}");
-        client.join().unwrap();
+        client.join_bounded();
         stop.send(()).unwrap();
-        dripper.join().unwrap();
+        dripper.join_bounded();
     }
 }
 
@@ -325,7 +334,7 @@ fn a_dripping_peer_is_dropped_at_its_handshake_deadline() {
             Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}"),
         }
         stop.send(()).ok();
-        dripper.join().unwrap();
+        dripper.join_bounded();
     }
 }
 
@@ -356,7 +365,7 @@ fn handshakes_under_way_survive_a_pause_between_accepts() {
     got.sort();
     assert_eq!(got, [0, 1, 2, 3]);
     for c in clients {
-        c.join().unwrap().unwrap();
+        c.join_bounded().unwrap();
     }
 }
 
@@ -394,7 +403,7 @@ fn too_many_pending_handshakes_drop_the_oldest() {
     };
     assert!(c.poll(Some(Duration::from_secs(10))).unwrap());
     assert_eq!(c.recv_bytes().unwrap(), b"ok");
-    assert!(t.join().unwrap());
+    assert!(t.join_bounded());
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
