@@ -581,6 +581,7 @@ mod tests {
     }
 
     /// This process's address-space size (`VmSize`), in bytes.
+    #[cfg(target_os = "linux")]
     fn vm_size() -> u64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
@@ -620,11 +621,13 @@ mod tests {
         }
     }
 
+    #[cfg(target_os = "linux")]
     const OOM_CHILD: &str = "MULTIPROC_TEST_OOM_CHILD";
 
     /// Under a 1 GiB address-space limit, a peer streams a 4 GiB message: the receiver's buffer
     /// cannot grow that far, which must be a typed error on that connection while another
     /// connection keeps working.
+    #[cfg(target_os = "linux")]
     fn receive_under_a_memory_limit() {
         let (r, w) = sys::pipe().unwrap();
         let big = Connection::from_handles(Some(r), None);

@@ -219,6 +219,7 @@ impl RawPeer for TcpStream {
     }
 }
 
+#[cfg(unix)]
 impl RawPeer for std::os::unix::net::UnixStream {
     fn try_clone_peer(&self) -> Box<dyn RawPeer> {
         Box::new(self.try_clone().unwrap())
@@ -231,7 +232,10 @@ impl RawPeer for std::os::unix::net::UnixStream {
 fn raw_connect(addr: &Address) -> Box<dyn RawPeer> {
     match addr {
         Address::Tcp(a) => Box::new(TcpStream::connect(a).unwrap()),
+        #[cfg(unix)]
         Address::Unix(p) => Box::new(std::os::unix::net::UnixStream::connect(p).unwrap()),
+        #[cfg(not(unix))]
+        Address::Unix(_) => panic!("Unix sockets need Unix"),
     }
 }
 

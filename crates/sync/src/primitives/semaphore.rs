@@ -149,7 +149,7 @@ impl Semaphore {
     }
 
     /// Whether a waiter may be asleep (the flag is set).
-    #[cfg(test)]
+    #[cfg(all(test, target_os = "linux"))]
     fn sleepers_flagged(&self) -> bool {
         self.st.get().value.load(Ordering::SeqCst) & SLEEPERS != 0
     }

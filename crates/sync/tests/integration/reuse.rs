@@ -61,7 +61,8 @@ fn wait_out_the_tick() {
 /// Whether no process (or thread) has pid `pid` now.
 fn pid_free(pid: libc::pid_t) -> bool {
     // SAFETY: signal 0 only checks existence.
-    unsafe { libc::kill(pid, 0) == -1 && *libc::__errno_location() == libc::ESRCH }
+    let r = unsafe { libc::kill(pid, 0) };
+    r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 /// Start a process that gets pid `target` (free now, or soon: a dead child whose parent is

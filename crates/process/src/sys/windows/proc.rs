@@ -23,10 +23,6 @@ pub(crate) unsafe fn fork(_child: impl FnOnce()) -> io::Result<u32> {
     Err(unsupported())
 }
 
-pub(crate) fn pidfd_open(_pid: u32) -> io::Result<OwnedHandle> {
-    Err(unsupported())
-}
-
 pub(crate) fn pidfd_for_new_child(_pid: u32) -> io::Result<OwnedHandle> {
     Err(unsupported())
 }

@@ -75,6 +75,7 @@ fn start_tag(pid: Option<u32>) -> Option<u32> {
 }
 
 /// What `/proc/<pid>/stat` says.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // only Linux has /proc to ask
 enum Stat {
     /// No such process.
     Gone,
@@ -174,6 +175,7 @@ fn stat(_pid: Option<u32>) -> Stat {
 
 /// The state letter and start time of a `/proc/<pid>/stat` line: "pid (comm) S f4 ... f22 ...".
 /// The command name may hold anything, so the fields start after its last `)`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn parse(line: &[u8]) -> Option<(u8, u64)> {
     let close = line.iter().rposition(|&b| b == b')')?;
     let mut fields = line[close + 1..]
