@@ -87,8 +87,10 @@ pub struct PutError<T> {
 /// descriptor waits in a socket the queue owns until a consumer takes it. `qsize`, `empty` and
 /// `full` are exact, and stay exact when processes are killed in the middle of `put` or `get`.
 /// `put` waits only for `maxsize`, or when the ring (8 MiB by default) is full of items under
-/// 64 KiB (a larger item goes beside the ring instead of waiting, up to a few hundred such
-/// items in flight); `get` waits for an item. [`close`](Self::close) closes the queue for every
+/// 64 KiB: an item of 64 KiB or more goes beside the ring rather than wait for room (it waits
+/// at most 10 ms, and only while a consumer is inside `get`, freeing room). 256 items can be
+/// beside the ring at once with Linux's default socket buffer; past that, `put` waits for
+/// consumers as for a full ring. `get` waits for an item. [`close`](Self::close) closes the queue for every
 /// process: later `put`s fail, `get`s drain what is left and then fail.
 ///
 /// A consumer killed inside `get` leaves the item for the next one, except in the last
