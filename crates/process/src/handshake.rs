@@ -40,11 +40,7 @@ impl Stream {
                 Stream::Unix(s) => std::os::fd::AsFd::as_fd(s),
                 Stream::Tcp(s) => std::os::fd::AsFd::as_fd(s),
             };
-            if yes {
-                sys::track_inheritable(fd);
-            } else {
-                sys::untrack_inheritable(fd);
-            }
+            sys::set_inheritable_tracked(fd, yes);
         }
         #[cfg(not(unix))]
         let _ = yes;

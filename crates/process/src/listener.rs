@@ -99,11 +99,7 @@ impl Sock {
                 Sock::Unix(l, _) => std::os::fd::AsFd::as_fd(l),
                 Sock::Tcp(l) => std::os::fd::AsFd::as_fd(l),
             };
-            if yes {
-                sys::track_inheritable(fd);
-            } else {
-                sys::untrack_inheritable(fd);
-            }
+            sys::set_inheritable_tracked(fd, yes);
         }
         #[cfg(not(unix))]
         let _ = yes;

@@ -172,30 +172,7 @@ pub(crate) fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Res
             revents: 0,
         })
         .collect();
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let ms = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                // round up so we never return before the deadline
-                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
-            }
-        };
-        // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structs.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 && deadline.is_some_and(|d| Instant::now() < d) {
-            continue;
-        }
-        return Ok(pfds.iter().map(|p| p.revents != 0).collect());
-    }
+    poll(&mut pfds, timeout)
 }
 
 /// Wait until some of `fds` are ready: each `(fd, write)` for reading, or for writing when
@@ -213,12 +190,19 @@ pub(crate) fn poll_ready(
             revents: 0,
         })
         .collect();
+    poll(&mut pfds, timeout)
+}
+
+/// `poll` until something in `pfds` is ready or the timeout passes (retrying on `EINTR`, never
+/// returning early); a flag per entry.
+fn poll(pfds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let ms = match deadline {
             None => -1,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
+                // round up so we never return before the deadline
                 left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
             }
         };
@@ -522,6 +506,15 @@ fn fd_bit(fd: RawFd, create: bool) -> Option<(&'static AtomicU64, u64)> {
 pub(crate) fn track_inheritable(fd: BorrowedFd<'_>) {
     if let Some((word, bit)) = fd_bit(fd.as_raw_fd(), true) {
         word.fetch_or(bit, Ordering::AcqRel);
+    }
+}
+
+/// [`track_inheritable`] or [`untrack_inheritable`], as `yes` says.
+pub(crate) fn set_inheritable_tracked(fd: BorrowedFd<'_>, yes: bool) {
+    if yes {
+        track_inheritable(fd);
+    } else {
+        untrack_inheritable(fd);
     }
 }
 
