@@ -5,7 +5,7 @@ pub(crate) mod proc;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Raw handle that `wait()` can poll.
@@ -470,6 +470,10 @@ const FD_CHUNK_BITS: usize = 1 << 16;
 /// Chunks for every non-negative `c_int` (2^31 numbers).
 const FD_CHUNKS: usize = 1 << 15;
 struct FdChunk([AtomicU64; FD_CHUNK_BITS / 64]);
+/// One more than the highest chunk ever made: `neutralize_inherited` looks no further, so a
+/// forked child reads one chunk, not the whole 256 KiB table of chunk pointers (whose untouched
+/// pages would each cost it a page fault).
+static FD_CHUNKS_USED: AtomicUsize = AtomicUsize::new(0);
 
 /// The word and bit of `fd` in its chunk, and the chunk (made if `create`).
 fn fd_bit(fd: RawFd, create: bool) -> Option<(&'static AtomicU64, u64)> {
@@ -480,6 +484,9 @@ fn fd_bit(fd: RawFd, create: bool) -> Option<(&'static AtomicU64, u64)> {
         if !create {
             return None;
         }
+        // (before the chunk is published, so a child that finds a bit set also finds its chunk
+        // below the mark)
+        FD_CHUNKS_USED.fetch_max(n / FD_CHUNK_BITS + 1, Ordering::AcqRel);
         let fresh = Box::into_raw(Box::new(FdChunk(std::array::from_fn(|_| {
             AtomicU64::new(0)
         }))));
@@ -531,7 +538,8 @@ pub(crate) fn untrack_inheritable(fd: BorrowedFd<'_>) {
 pub(crate) fn neutralize_inherited() {
     let Ok((dead_r, dead_w)) = pipe() else { return };
     drop(dead_w);
-    for (c, cell) in INHERITABLE.iter().enumerate() {
+    let used = FD_CHUNKS_USED.load(Ordering::Acquire);
+    for (c, cell) in INHERITABLE.iter().enumerate().take(used) {
         // SAFETY: chunks come from `Box::into_raw` in `fd_bit` and are never freed.
         let Some(chunk) = (unsafe { cell.load(Ordering::Acquire).as_ref() }) else {
             continue;
