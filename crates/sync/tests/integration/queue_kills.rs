@@ -62,7 +62,17 @@ fn kill_at_random(f: fn(Args), q: &JoinableQueue<u64>, rng: &mut Rng) {
         .start_method(StartMethod::Forkserver)
         .daemon(true);
     p.start().unwrap();
-    assert!(started.wait(Some(Duration::from_secs(20))));
+    if !started.wait(Some(Duration::from_secs(20))) {
+        // (seen once in about twenty whole-suite runs: say what became of the child)
+        let alive = p.is_alive();
+        let _ = p.kill();
+        let code = p.join_timeout(Some(Duration::from_secs(20)));
+        panic!(
+            "{p:?} did not start its task within 20 s (alive then: {alive:?}; exit code after a \
+             kill: {code:?}; panic message: {:?})",
+            p.panic_message()
+        );
+    }
     std::thread::sleep(Duration::from_micros(rng.below(1000)));
     p.kill().unwrap();
     let code = p.join_timeout(Some(Duration::from_secs(20))).unwrap();
