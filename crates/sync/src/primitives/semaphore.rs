@@ -17,6 +17,20 @@ const SPINS: u32 = 64;
 /// killed while asleep costs one needless wake-up, not one on every release for ever.
 const SLEEPERS: u32 = 1 << 31;
 
+/// Sleep on `word`, seen holding `v`, for at most `left` (`None`: no limit), flagging it with [`SLEEPERS`] first
+/// so that whoever changes it wakes us. Returns at once if the word changed meanwhile (also
+/// while being flagged): the caller looks again.
+fn sleep_flagged(word: &AtomicU32, v: u32, left: Option<Duration>) {
+    if v & SLEEPERS == 0
+        && word
+            .compare_exchange(v, v | SLEEPERS, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    futex::wait(word, v | SLEEPERS, left);
+}
+
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct SemState {
@@ -95,16 +109,7 @@ impl Semaphore {
             let Some(left) = deadline.left() else {
                 return false;
             };
-            if v & SLEEPERS == 0
-                && st
-                    .value
-                    .compare_exchange(v, v | SLEEPERS, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            // (returns at once if a release changed the word meanwhile)
-            futex::wait(&st.value, v | SLEEPERS, left);
+            sleep_flagged(&st.value, v, left);
         }
     }
 
@@ -288,15 +293,7 @@ impl Event {
             let Some(left) = deadline.left() else {
                 return false;
             };
-            if v & SLEEPERS == 0
-                && st
-                    .flag
-                    .compare_exchange(v, v | SLEEPERS, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            futex::wait(&st.flag, v | SLEEPERS, left);
+            sleep_flagged(&st.flag, v, left);
         }
     }
 }
