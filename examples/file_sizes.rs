@@ -105,7 +105,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 Ok((path, Err(why))) => println!("{path}: cannot read ({why})"),
                 // End of file: that child is done.
-                Err(multiproc::Error::Eof) => {
+                Err(multiproc::ProcessError::Eof) => {
                     readers.swap_remove(i);
                 }
                 Err(e) => return Err(e.into()),

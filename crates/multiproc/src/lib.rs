@@ -36,11 +36,14 @@
 //! }
 //! ```
 
+mod error;
+
+pub use error::{Error, Result};
 pub use multiproc_macros::main;
 pub use multiproc_process::{
     active_children, cpu_count, current_process, get_context, get_start_method, init,
     parent_process, pipe, set_executable, set_start_method, test_support, Connection, Context,
-    Error, ParentProcess, Process, ProcessInfo, StartMethod,
+    Error as ProcessError, ParentProcess, Process, ProcessInfo, StartMethod,
 };
 
 pub use multiproc_pool::{AsyncResult, Pool, PoolBuilder, PoolError, ThreadPool};
@@ -65,6 +68,8 @@ pub mod shared_memory {
     pub use multiproc_shm::{Item, ShareableList, SharedMemory, ShmError};
 }
 
+pub use multiproc_shm::ShmError;
+
 pub use multiproc_shm::{Array, RawArray, RawValue, Value};
 
 /// Python's `multiprocessing.sharedctypes`: plain data in shared memory, with a lock
@@ -82,6 +87,8 @@ pub use multiproc_shm as shm;
 /// The pickle layer: encoding, framing, function identity, handle transfer.
 pub use multiproc_pickle as pickle;
 
+pub use multiproc_pickle::PickleError;
+
 /// Python's `multiprocessing.connection`: listeners, clients, `wait`.
 pub mod connection {
     pub use multiproc_process::{
@@ -97,6 +104,6 @@ pub mod connection {
 /// assert_eq!(b.recv::<u8>().unwrap(), 1);
 /// ```
 #[allow(non_snake_case)]
-pub fn Pipe(duplex: bool) -> Result<(Connection, Connection), Error> {
+pub fn Pipe(duplex: bool) -> Result<(Connection, Connection), ProcessError> {
     pipe(duplex)
 }

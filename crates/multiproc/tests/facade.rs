@@ -16,7 +16,7 @@ use multiproc::connection::{
 use multiproc::pool::{Data, IMapIter};
 use multiproc::{
     active_children, cpu_count, current_process, get_context, get_start_method, init,
-    parent_process, pickle, pipe, AsyncResult, Context, Error, ParentProcess, Pipe, Pool,
+    parent_process, pickle, pipe, AsyncResult, Context, ParentProcess, Pipe, Pool,
     PoolBuilder, PoolError, Process, ProcessInfo, StartMethod, ThreadPool,
 };
 
@@ -62,7 +62,7 @@ fn every_reexport_is_reachable() {
     );
     assert!(matches!(
         multiproc::set_start_method(StartMethod::Spawn),
-        Ok(()) | Err(Error::StartMethodAlreadySet)
+        Ok(()) | Err(multiproc::ProcessError::StartMethodAlreadySet)
     ));
     multiproc::set_executable(std::env::current_exe().unwrap());
 }

@@ -1,7 +1,7 @@
 use std::cell::Cell;
 
 use crate::depth::{Budget, Limited};
-use crate::handles::{Ctx, CtxGuard, OsHandle, REFUSED};
+use crate::handles::{Ctx, CtxGuard, OsHandle, DUP_FAILED, REFUSED};
 use crate::PickleError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -43,8 +43,12 @@ fn to_vec<T: Serialize + ?Sized>(value: &T) -> postcard::Result<Vec<u8>> {
     postcard::serialize_with_flavor::<T, Out, Vec<u8>>(value, Out(Vec::new()))
 }
 
+/// serde's error back into the typed one a handle left aside: a duplication's `io::Error`
+/// (`EMFILE` when no descriptor is left), or a refusal outside a transfer.
 fn map_encode(e: postcard::Error) -> PickleError {
-    if REFUSED.with(|r| r.replace(false)) {
+    if let Some(io) = DUP_FAILED.with(|f| f.borrow_mut().take()) {
+        PickleError::Io(io)
+    } else if REFUSED.with(|r| r.replace(false)) {
         PickleError::HandleOutsideTransfer
     } else {
         PickleError::Encode(e.to_string())

@@ -58,7 +58,118 @@ pub enum PickleError {
         /// Fingerprint of this binary.
         actual: u64,
     },
-    /// Duplicating an OS handle failed.
-    #[error("cannot duplicate an OS handle: {0}")]
-    Io(#[from] std::io::Error),
+    /// Duplicating an OS handle for a transfer failed (for example with `EMFILE`, "Too many
+    /// open files", when the process has no descriptor left); the operating system's error is
+    /// the [`source`](std::error::Error::source).
+    #[error("cannot duplicate an OS handle")]
+    Io(#[source] std::io::Error),
+}
+
+impl PickleError {
+    /// The operating system's error behind this one, if there is one.
+    ///
+    /// ```
+    /// use multiproc_pickle::PickleError;
+    /// let e = PickleError::Io(std::io::Error::from_raw_os_error(24));
+    /// assert_eq!(e.io_error().and_then(|io| io.raw_os_error()), Some(24));
+    /// assert!(PickleError::HandleOutsideTransfer.io_error().is_none());
+    /// ```
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        find_source(self)
+    }
+}
+
+/// The first error of type `E` in `err`'s chain of [`source`](std::error::Error::source)s,
+/// `err` itself included: how to reach a typed cause (an `io::Error`, a crate's error) from
+/// any error of multiproc, whatever wraps it.
+///
+/// ```
+/// use multiproc_pickle::{find_source, PickleError};
+/// let e = PickleError::Io(std::io::Error::from(std::io::ErrorKind::Unsupported));
+/// let io: &std::io::Error = find_source(&e).unwrap();
+/// assert_eq!(io.kind(), std::io::ErrorKind::Unsupported);
+/// assert!(find_source::<PickleError>(&e).is_some());
+/// ```
+pub fn find_source<'a, E: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// A cause shared by the clones of the error that holds it: the errors of queues, locks and
+/// pools are `Clone` (a pool hands one error to every task of a failed chunk), their causes
+/// (an `io::Error`, a [`PickleError`]) are not, so they hold them behind an `Arc`.
+///
+/// It dereferences to the cause, and the holder's [`source`](std::error::Error::source) is
+/// the cause itself, so `find_source`/`downcast_ref` find it. Two `SharedError`s are equal
+/// when they share one cause (clones of one error), never by comparing two causes' contents.
+///
+/// ```
+/// use multiproc_pickle::SharedError;
+/// let a = SharedError::new(std::io::Error::from_raw_os_error(24));
+/// assert_eq!(a.raw_os_error(), Some(24));
+/// assert_eq!(a, a.clone());
+/// assert_ne!(a, SharedError::new(std::io::Error::from_raw_os_error(24)));
+/// ```
+pub struct SharedError<E: ?Sized>(std::sync::Arc<E>);
+
+impl<E> SharedError<E> {
+    /// Wrap `cause`.
+    pub fn new(cause: E) -> Self {
+        SharedError(std::sync::Arc::new(cause))
+    }
+}
+
+impl SharedError<dyn std::error::Error + Send + Sync> {
+    /// Wrap a cause of any error type (the holder's `source` is still that error, so it can
+    /// be downcast).
+    ///
+    /// ```
+    /// use multiproc_pickle::{PickleError, SharedError};
+    /// let e = SharedError::any(PickleError::HandleOutsideTransfer);
+    /// assert!(e.downcast_ref::<PickleError>().is_some());
+    /// ```
+    pub fn any(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SharedError(std::sync::Arc::new(cause))
+    }
+}
+
+impl<E> From<E> for SharedError<E> {
+    fn from(cause: E) -> Self {
+        SharedError::new(cause)
+    }
+}
+
+impl<E: ?Sized> Clone for SharedError<E> {
+    fn clone(&self) -> Self {
+        SharedError(self.0.clone())
+    }
+}
+
+impl<E: ?Sized> PartialEq for SharedError<E> {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<E: ?Sized> Eq for SharedError<E> {}
+
+impl<E: ?Sized> std::ops::Deref for SharedError<E> {
+    type Target = E;
+    fn deref(&self) -> &E {
+        &self.0
+    }
+}
+
+impl<E: std::fmt::Debug + ?Sized> std::fmt::Debug for SharedError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }

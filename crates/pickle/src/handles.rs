@@ -74,6 +74,9 @@ thread_local! {
     pub(crate) static CTX: RefCell<Ctx> = const { RefCell::new(Ctx::None) };
     /// Set when a handle was refused, so the caller can report a typed error.
     pub(crate) static REFUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The operating system's error of a duplication that failed during this encoding: serde's
+    /// error type keeps only text, so the caller takes the typed error from here.
+    pub(crate) static DUP_FAILED: RefCell<Option<std::io::Error>> = const { RefCell::new(None) };
 }
 
 fn duplicate(h: &impl AsOsHandle) -> std::io::Result<OsHandle> {
@@ -92,7 +95,11 @@ fn duplicate(h: &impl AsOsHandle) -> std::io::Result<OsHandle> {
 pub fn serialize_handle<S: Serializer>(h: &impl AsOsHandle, s: S) -> Result<S::Ok, S::Error> {
     let index = CTX.with(|c| match &mut *c.borrow_mut() {
         Ctx::Encoding(list) => {
-            let dup = duplicate(h).map_err(S::Error::custom)?;
+            let dup = duplicate(h).map_err(|e| {
+                let text = S::Error::custom(&e);
+                DUP_FAILED.with(|f| *f.borrow_mut() = Some(e));
+                text
+            })?;
             list.push(dup);
             Ok(list.len() as u32 - 1)
         }
@@ -122,6 +129,7 @@ pub(crate) struct CtxGuard(pub(crate) Option<Ctx>);
 impl CtxGuard {
     pub(crate) fn enter(ctx: Ctx) -> Self {
         REFUSED.with(|r| r.set(false));
+        DUP_FAILED.with(|f| f.borrow_mut().take());
         CtxGuard(Some(CTX.with(|c| c.replace(ctx))))
     }
     pub(crate) fn finish(mut self) -> Ctx {

@@ -30,6 +30,6 @@ pub use codec::{
     decode, decode_borrowed, decode_borrowed_with_max_depth, decode_with_handles,
     decode_with_max_depth, encode, encode_with_handles, DEFAULT_MAX_DEPTH,
 };
-pub use error::PickleError;
+pub use error::{find_source, PickleError, SharedError};
 pub use func::{fingerprint, Call, FnRef};
 pub use handles::OsHandle;

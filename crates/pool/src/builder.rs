@@ -71,9 +71,8 @@ impl PoolBuilder {
                 if handles.is_empty() {
                     Ok(encode(&call)?)
                 } else {
-                    Err(PoolError::Serialization(
-                        "initializer arguments cannot carry OS handles".into(),
-                    ))
+                    // (initializer arguments cannot carry OS handles)
+                    Err(multiproc_pickle::PickleError::HandleOutsideTransfer.into())
                 }
             },
         ));
@@ -172,7 +171,7 @@ impl PoolBuilder {
                 }
                 .run()
             })
-            .map_err(|e| PoolError::Start(e.to_string()))?;
+            .map_err(PoolError::start)?;
         Ok(Pool::from_parts(shared, dispatcher, n))
     }
 }

@@ -48,7 +48,7 @@ pub(crate) struct Control {
 
 impl Control {
     pub(crate) fn new() -> Result<Control, PoolError> {
-        let words = RawArray::new(WORDS).map_err(|e| PoolError::Start(e.to_string()))?;
+        let words = RawArray::new(WORDS).map_err(PoolError::start)?;
         Ok(Control { words })
     }
 

@@ -1,3 +1,4 @@
+use multiproc_pickle::{PickleError, SharedError};
 use thiserror::Error;
 
 /// Why a task (or the pool) failed.
@@ -28,9 +29,15 @@ pub enum PoolError {
     /// The task ran longer than the pool's task timeout; its worker was killed and replaced.
     #[error("the task exceeded the pool's task timeout; its worker was killed")]
     TaskTimeout,
-    /// The task's arguments or result could not be (de)serialized.
-    #[error("serialization failed: {0}")]
-    Serialization(String),
+    /// The task's arguments or result could not be serialized or deserialized in this process
+    /// (or a worker's reply did not hold what the task asked for); the [`PickleError`] is the
+    /// [`source`](std::error::Error::source).
+    #[error("cannot serialize or deserialize the task's data")]
+    Serialization(#[source] SharedError<PickleError>),
+    /// The worker could not serialize the task's result, or could not read the task; its
+    /// message (the error happened in the worker's process, only its text came back).
+    #[error("the worker could not serialize or deserialize the task's data: {0}")]
+    WorkerSerialization(String),
     /// `AsyncResult::get` gave up waiting (the task goes on).
     #[error("timed out waiting for the result")]
     Timeout,
@@ -46,13 +53,44 @@ pub enum PoolError {
     /// `join` was called on a pool that is neither closed nor terminated.
     #[error("the pool is still running: call close() or terminate() before join()")]
     StillRunning,
-    /// Starting a worker failed.
-    #[error("cannot start a worker: {0}")]
-    Start(String),
+    /// Starting a worker (or the pool's own shared memory, inbox or thread) failed; the cause
+    /// (a `multiproc_process::Error`, a `ShmError`, a `QueueError`, an `io::Error`) is the
+    /// [`source`](std::error::Error::source): downcast it, or ask
+    /// [`io_error`](Self::io_error) for the operating system's error (`EMFILE`, ...).
+    #[error("cannot start a worker")]
+    Start(#[source] SharedError<dyn std::error::Error + Send + Sync>),
 }
 
-impl From<multiproc_pickle::PickleError> for PoolError {
-    fn from(e: multiproc_pickle::PickleError) -> Self {
-        PoolError::Serialization(e.to_string())
+impl PoolError {
+    /// [`PoolError::Start`] with `cause`.
+    pub(crate) fn start(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        PoolError::Start(SharedError::any(cause))
+    }
+
+    /// The operating system's error behind this one, if there is one.
+    ///
+    /// ```
+    /// use multiproc_pool::PoolError;
+    /// assert!(PoolError::Timeout.io_error().is_none());
+    /// ```
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(self);
+        while let Some(e) = cur {
+            // (the causes that display as their own cause: look inside them)
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                return Some(io);
+            }
+            if let Some(p) = e.downcast_ref::<multiproc_process::Error>() {
+                return p.io_error();
+            }
+            cur = e.source();
+        }
+        None
+    }
+}
+
+impl From<PickleError> for PoolError {
+    fn from(e: PickleError) -> Self {
+        PoolError::Serialization(SharedError::new(e))
     }
 }

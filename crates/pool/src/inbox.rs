@@ -70,7 +70,7 @@ pub(crate) fn parse(msg: &[u8]) -> Option<(Kind, u64, &[u8])> {
 
 /// A new inbox.
 pub(crate) fn new() -> Result<ByteQueue, PoolError> {
-    ByteQueue::with_capacity(CAPACITY).map_err(|e| PoolError::Start(e.to_string()))
+    ByteQueue::with_capacity(CAPACITY).map_err(PoolError::start)
 }
 
 #[cfg(test)]

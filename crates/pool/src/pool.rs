@@ -98,7 +98,9 @@ fn first_of<R>(chunks: Vec<Chunk<R>>, _: usize) -> Result<R, PoolError> {
         .into_iter()
         .flat_map(Chunk::into_results)
         .next()
-        .unwrap_or(Err(PoolError::Serialization("no result".into())))
+        .unwrap_or_else(|| {
+            Err(multiproc_pickle::PickleError::Decode("a reply without a result".into()).into())
+        })
 }
 
 impl Pool {

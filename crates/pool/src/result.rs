@@ -30,7 +30,11 @@ fn split<R: DeserializeOwned>(n: usize, reply: Result<&[u8], PoolError>) -> Chun
         Ok(c) if c.len() == n => c,
         Ok(c) => Chunk::failed(
             n,
-            &PoolError::Serialization(format!("worker returned {} results for {n} items", c.len())),
+            &multiproc_pickle::PickleError::Decode(format!(
+                "worker returned {} results for {n} items",
+                c.len()
+            ))
+            .into(),
         ),
         Err(e) => Chunk::failed(n, &e),
     }

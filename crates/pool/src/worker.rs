@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Once};
 
-use multiproc_pickle::{decode, decode_borrowed, encode, Bytes, Call, FnRef};
+use multiproc_pickle::{decode, decode_borrowed, encode, Bytes, Call, FnRef, PickleError};
 use multiproc_process::{Connection, Process, StartMethod};
 use multiproc_sync::ByteQueue;
 use serde::de::DeserializeOwned;
@@ -175,9 +175,8 @@ where
 {
     let (call, handles) = Call::new_encoding_as(run_chunk::<A, R>, &(f, items))?;
     if !handles.is_empty() {
-        return Err(PoolError::Serialization(
-            "pool task arguments cannot carry OS handles".into(),
-        ));
+        // (pool task arguments cannot carry OS handles)
+        return Err(PickleError::HandleOutsideTransfer.into());
     }
     Ok(encode(&call)?)
 }
@@ -242,8 +241,8 @@ impl<R> Chunk<R> {
 pub(crate) fn decode_reply<R: DeserializeOwned>(reply: &[u8]) -> Result<Chunk<R>, PoolError> {
     // (the two envelopes are read in place: only the results themselves are decoded)
     let reply: Result<&[u8], String> = decode_borrowed(reply)?;
-    let chunk: Result<&[u8], String> = decode_borrowed(reply.map_err(PoolError::Serialization)?)?;
-    let out: ChunkOut<R> = decode(chunk.map_err(PoolError::Serialization)?)?;
+    let chunk: Result<&[u8], String> = decode_borrowed(reply.map_err(PoolError::WorkerSerialization)?)?;
+    let out: ChunkOut<R> = decode(chunk.map_err(PoolError::WorkerSerialization)?)?;
     Ok(match out {
         ChunkOut::AllOk(v) => Chunk::Ok(v),
         ChunkOut::Mixed(outcomes) => Chunk::Each(
@@ -254,7 +253,7 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(reply: &[u8]) -> Result<Chunk<R>
                     Outcome::Panic { message, backtrace } => {
                         Err(PoolError::Panic { message, backtrace })
                     }
-                    Outcome::Unserializable(e) => Err(PoolError::Serialization(e)),
+                    Outcome::Unserializable(e) => Err(PoolError::WorkerSerialization(e)),
                 })
                 .collect(),
         ),
@@ -380,7 +379,7 @@ impl Worker {
         id: u64,
     ) -> Result<Worker, PoolError> {
         let (ours, theirs) =
-            multiproc_process::pipe(true).map_err(|e| PoolError::Start(e.to_string()))?;
+            multiproc_process::pipe(true).map_err(PoolError::start)?;
         let control = Control::new()?;
         let handle = match kind {
             WorkerKind::Process(method) => {
@@ -395,7 +394,7 @@ impl Worker {
                 if let Some(m) = method {
                     p = p.start_method(*m);
                 }
-                p.start().map_err(|e| PoolError::Start(e.to_string()))?;
+                p.start().map_err(PoolError::start)?;
                 Handle::Process(p)
             }
             WorkerKind::Thread => {
@@ -405,7 +404,7 @@ impl Worker {
                 let h = std::thread::Builder::new()
                     .name("multiproc-threadpool-worker".into())
                     .spawn(move || serve(&theirs, init.as_deref(), &inbox, id, c))
-                    .map_err(|e| PoolError::Start(e.to_string()))?;
+                    .map_err(PoolError::start)?;
                 Handle::Thread(Some(h))
             }
         };

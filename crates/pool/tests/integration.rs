@@ -478,7 +478,7 @@ fn unserializable_result_fails_that_task_only() {
     let pool = Pool::new(1).unwrap();
     let out = pool.map_each(make_noser, 0..4, Some(1)).unwrap();
     assert!(
-        matches!(out[2], Err(PoolError::Serialization(_))),
+        matches!(out[2], Err(PoolError::WorkerSerialization(_))),
         "{:?}",
         out[2]
     );

@@ -12,10 +12,13 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An operating-system call failed.
-    #[error("{0}")]
+    /// An operating-system call failed (or a listener gave up on a handshake: a deadline, a
+    /// dropped connection); the `io::Error` is the [`source`](std::error::Error::source), and
+    /// [`io_error`](Self::io_error) finds it here and behind [`Error::Pickle`].
+    #[error("an I/O operation failed")]
     Io(#[from] std::io::Error),
-    /// Encoding or decoding a value failed, or a frame was malformed or too large.
+    /// Encoding or decoding a value failed, or a frame was malformed or too large (it displays
+    /// as the [`PickleError`] and has its source).
     #[error(transparent)]
     Pickle(#[from] PickleError),
     /// The peer closed its end: no more messages will come.
@@ -54,4 +57,23 @@ pub enum Error {
     /// `close()` was called on a process that is still running.
     #[error("cannot close a process while it is still running; join or kill it first")]
     StillRunning,
+}
+
+impl Error {
+    /// The operating system's error behind this one, if there is one: the `io::Error` of
+    /// [`Error::Io`], or of a handle that could not be duplicated ([`Error::Pickle`] of
+    /// [`PickleError::Io`], `EMFILE` when the process has no descriptor left).
+    ///
+    /// ```
+    /// use multiproc_process::Error;
+    /// let e = Error::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+    /// assert_eq!(e.io_error().map(|io| io.kind()), Some(std::io::ErrorKind::TimedOut));
+    /// assert!(Error::Eof.io_error().is_none());
+    /// ```
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            Error::Pickle(p) => p.io_error(),
+            other => multiproc_pickle::find_source(other),
+        }
+    }
 }

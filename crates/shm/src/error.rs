@@ -9,8 +9,9 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ShmError {
-    /// An operating-system call failed.
-    #[error("{0}")]
+    /// An operating-system call failed; the `io::Error` is the
+    /// [`source`](std::error::Error::source) (see [`io_error`](Self::io_error)).
+    #[error("an I/O operation on shared memory failed")]
     Io(#[from] std::io::Error),
     /// No segment has this name.
     #[error("no shared memory segment named {0:?}")]
@@ -76,4 +77,21 @@ pub enum ShmError {
     /// The operation is not available on this platform yet.
     #[error("{0} is not supported on this platform yet")]
     Unsupported(&'static str),
+}
+
+impl ShmError {
+    /// The operating system's error behind this one, if there is one.
+    ///
+    /// ```
+    /// use multiproc_shm::ShmError;
+    /// let e = ShmError::from(std::io::Error::from_raw_os_error(24));
+    /// assert_eq!(e.io_error().and_then(|io| io.raw_os_error()), Some(24));
+    /// assert!(ShmError::NotInList.io_error().is_none());
+    /// ```
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            ShmError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
 }

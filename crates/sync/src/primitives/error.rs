@@ -1,3 +1,5 @@
+use multiproc_pickle::SharedError;
+use multiproc_shm::ShmError;
 use thiserror::Error;
 
 /// Errors of the synchronization primitives.
@@ -10,9 +12,11 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SyncError {
-    /// Creating the shared memory failed.
-    #[error("shared memory: {0}")]
-    Shm(String),
+    /// Creating the primitive's shared memory failed; the [`ShmError`] is the
+    /// [`source`](std::error::Error::source) (and `err.io_error()` the operating system's
+    /// error, if there is one).
+    #[error("cannot create the shared memory of a synchronization primitive")]
+    Shm(#[source] SharedError<ShmError>),
     /// `release` of a lock that is not held (Python's `ValueError`/`RuntimeError`).
     #[error("release of an unlocked lock")]
     NotLocked,
@@ -33,8 +37,22 @@ pub enum SyncError {
     InvalidArgument(&'static str),
 }
 
-impl From<multiproc_shm::ShmError> for SyncError {
-    fn from(e: multiproc_shm::ShmError) -> Self {
-        SyncError::Shm(e.to_string())
+impl From<ShmError> for SyncError {
+    fn from(e: ShmError) -> Self {
+        SyncError::Shm(SharedError::new(e))
+    }
+}
+
+impl SyncError {
+    /// The operating system's error behind this one, if there is one.
+    ///
+    /// ```
+    /// use multiproc_sync::SyncError;
+    /// let e = SyncError::from(multiproc_shm::ShmError::Io(std::io::Error::from_raw_os_error(24)));
+    /// assert_eq!(e.io_error().and_then(|io| io.raw_os_error()), Some(24));
+    /// assert!(SyncError::NotLocked.io_error().is_none());
+    /// ```
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        multiproc_pickle::find_source(self)
     }
 }

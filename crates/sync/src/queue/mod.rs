@@ -9,7 +9,8 @@ mod sys;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use multiproc_pickle::{decode, encode};
+use multiproc_pickle::{decode, encode, PickleError, SharedError};
+use multiproc_shm::ShmError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
@@ -40,41 +41,109 @@ pub enum QueueError {
     /// The queue was closed (and, for `get`, nothing is left in it).
     #[error("the queue is closed")]
     Closed,
-    /// The value could not be serialized (nothing was put).
-    #[error("cannot serialize the value: {0}")]
-    Encode(String),
-    /// A message could not be decoded as the queue's type (it was taken off the queue).
-    #[error("cannot decode a message: {0}")]
-    Decode(String),
+    /// The value could not be serialized (nothing was put); the [`PickleError`] is the
+    /// [`source`](std::error::Error::source).
+    #[error("cannot serialize the value")]
+    Encode(#[source] SharedError<PickleError>),
+    /// A message could not be decoded as the queue's type (it was taken off the queue); the
+    /// [`PickleError`] is the [`source`](std::error::Error::source).
+    #[error("cannot decode a message")]
+    Decode(#[source] SharedError<PickleError>),
+    /// A message larger than a queue can carry (nothing was put).
+    #[error("a message of {len} bytes is over the limit of {max} bytes")]
+    TooLarge {
+        /// The message's length.
+        len: u64,
+        /// The largest message a queue carries.
+        max: u64,
+    },
     /// The ring holds what no producer wrote (a process scribbled over its shared memory):
     /// the queue's contents cannot be trusted any more.
     #[error("the queue is broken: {0}")]
     Broken(String),
     /// A system call failed while moving an item that goes beside the ring (creating its
-    /// memory, sending or receiving its descriptor, mapping it): nothing was put or taken.
-    #[error("cannot {op}: {kind}")]
+    /// memory, sending or receiving its descriptor, mapping it) or while creating the queue:
+    /// nothing was put or taken. The operating system's error is the
+    /// [`source`](std::error::Error::source).
+    #[error("cannot {op}")]
     System {
         /// What was being done.
         op: &'static str,
         /// The operating system's error.
-        kind: std::io::ErrorKind,
+        #[source]
+        source: SharedError<std::io::Error>,
     },
     /// `task_done` called more times than items were put.
     #[error("task_done() called too many times")]
     TooManyTaskDone,
-    /// Creating the shared memory failed, or an argument was out of range.
-    #[error("{0}")]
-    Setup(String),
+    /// Creating the queue's shared memory failed; the [`ShmError`] is the
+    /// [`source`](std::error::Error::source).
+    #[error("cannot create the queue's shared memory")]
+    Shm(#[source] SharedError<ShmError>),
+    /// An argument out of range (a ring under 4 KiB, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
+}
+
+impl QueueError {
+    /// The operating system's error behind this one, if there is one (`EMFILE` when a big
+    /// item's memory cannot be created for want of descriptors, ...).
+    ///
+    /// ```
+    /// use multiproc_sync::QueueError;
+    /// let e = QueueError::system("create a queue item", std::io::Error::from_raw_os_error(24));
+    /// assert_eq!(e.io_error().and_then(|io| io.raw_os_error()), Some(24));
+    /// assert!(QueueError::Empty.io_error().is_none());
+    /// ```
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        multiproc_pickle::find_source(self)
+    }
+
+    /// [`QueueError::System`] for `op` that failed with `source`.
+    pub fn system(op: &'static str, source: std::io::Error) -> Self {
+        QueueError::System {
+            op,
+            source: SharedError::new(source),
+        }
+    }
+}
+
+impl From<ShmError> for QueueError {
+    fn from(e: ShmError) -> Self {
+        QueueError::Shm(SharedError::new(e))
+    }
 }
 
 /// A failed `put`: the error, and the value given back.
-#[derive(Debug, Error)]
-#[error("{error}")]
+///
+/// It displays as its [`QueueError`] and its [`source`](std::error::Error::source) is that
+/// error's source (the error is transparent, the value is extra), so a chain never says the
+/// same thing twice; `?` turns it into a `QueueError` (or `multiproc::Error`), dropping the
+/// value.
+#[derive(Debug)]
 pub struct PutError<T> {
     /// Why it failed.
     pub error: QueueError,
     /// The value that was not put.
     pub value: T,
+}
+
+impl<T> std::fmt::Display for PutError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<T: std::fmt::Debug> std::error::Error for PutError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
+}
+
+impl<T> From<PutError<T>> for QueueError {
+    fn from(e: PutError<T>) -> Self {
+        e.error
+    }
 }
 
 /// Python's `multiprocessing.Queue`: many producers and many consumers in any processes, FIFO
@@ -180,7 +249,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(b) => b,
             Err(e) => {
                 return Err(PutError {
-                    error: QueueError::Encode(e.to_string()),
+                    error: QueueError::Encode(SharedError::new(e)),
                     value,
                 })
             }
@@ -201,7 +270,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// assert_eq!(q.get().unwrap(), big);
     /// ```
     pub fn put_ref(&self, value: &T) -> Result<(), QueueError> {
-        let bytes = encode(value).map_err(|e| QueueError::Encode(e.to_string()))?;
+        let bytes = encode(value).map_err(|e| QueueError::Encode(SharedError::new(e)))?;
         self.ring.push(&[&bytes], true, None)
     }
 
@@ -223,7 +292,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn get_inner(&self, block: bool, timeout: Option<Duration>) -> Result<T, QueueError> {
         self.ring
             .pop_with(block, true, timeout, |bytes| decode(bytes))?
-            .map_err(|e| QueueError::Decode(e.to_string()))
+            .map_err(|e| QueueError::Decode(SharedError::new(e)))
     }
 
     /// Take the oldest item, waiting as long as it takes.

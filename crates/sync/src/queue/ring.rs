@@ -208,13 +208,13 @@ impl Ring {
     /// A ring of `capacity` bytes rounded down to a power of two (at most `MAX_CAPACITY`).
     pub(super) fn new(maxsize: u32, capacity: usize) -> Result<Ring, QueueError> {
         if capacity < 4096 {
-            return Err(QueueError::Setup(
-                "a queue's ring needs at least 4 KiB".into(),
+            return Err(QueueError::InvalidArgument(
+                "a queue's ring needs at least 4 KiB",
             ));
         }
         let cap = 1usize << capacity.min(MAX_CAPACITY).ilog2();
-        let seg = Segment::new(HEADER + cap).map_err(|e| QueueError::Setup(e.to_string()))?;
-        let side = Side::new().map_err(|e| QueueError::Setup(e.to_string()))?;
+        let seg = Segment::new(HEADER + cap)?;
+        let side = Side::new().map_err(|e| QueueError::system("create a queue's socket pair", e))?;
         let r = Ring {
             seg: Arc::new(seg),
             side: Arc::new(side),
@@ -352,9 +352,10 @@ impl Ring {
         }
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
         if len > MAX_MESSAGE {
-            return Err(QueueError::Encode(format!(
-                "a message of {len} bytes is over the limit of {MAX_MESSAGE}"
-            )));
+            return Err(QueueError::TooLarge {
+                len,
+                max: MAX_MESSAGE,
+            });
         }
         let frame = frame_len(len);
         // An item the ring cannot hold goes by the side channel; its bytes are copied into

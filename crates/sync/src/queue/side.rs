@@ -32,7 +32,7 @@ use super::QueueError;
 const DATAGRAM: usize = 16;
 
 fn os_error(op: &'static str) -> impl FnOnce(io::Error) -> QueueError {
-    move |e| QueueError::System { op, kind: e.kind() }
+    move |e| QueueError::system(op, e)
 }
 
 /// The queue's socket pair: producers send on `tx`, consumers receive on `rx`.
@@ -84,9 +84,8 @@ impl Side {
             let len = u64::from_le_bytes(d[8..].try_into().expect("8 bytes"));
             match (n == DATAGRAM, file) {
                 (true, Some(file)) if first == seq => {
-                    let len = usize::try_from(len).map_err(|_| QueueError::System {
-                        op: "map a queue item",
-                        kind: io::ErrorKind::InvalidData,
+                    let len = usize::try_from(len).map_err(|_| {
+                        QueueError::system("map a queue item", io::ErrorKind::InvalidData.into())
                     })?;
                     let map = Mapping::new(&file, len).map_err(os_error("map a queue item"))?;
                     return Ok(Some(map));
