@@ -16,8 +16,8 @@ use multiproc::connection::{
 use multiproc::pool::{Data, IMapIter};
 use multiproc::{
     active_children, cpu_count, current_process, get_context, get_start_method, init,
-    parent_process, pickle, pipe, AsyncResult, Context, ParentProcess, Pipe, Pool,
-    PoolBuilder, PoolError, Process, ProcessInfo, StartMethod, ThreadPool,
+    parent_process, pickle, pipe, AsyncResult, Context, ParentProcess, Pipe, Pool, PoolBuilder,
+    PoolError, Process, ProcessInfo, StartMethod, ThreadPool,
 };
 
 fn child(conn: Connection) {

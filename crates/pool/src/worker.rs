@@ -241,7 +241,8 @@ impl<R> Chunk<R> {
 pub(crate) fn decode_reply<R: DeserializeOwned>(reply: &[u8]) -> Result<Chunk<R>, PoolError> {
     // (the two envelopes are read in place: only the results themselves are decoded)
     let reply: Result<&[u8], String> = decode_borrowed(reply)?;
-    let chunk: Result<&[u8], String> = decode_borrowed(reply.map_err(PoolError::WorkerSerialization)?)?;
+    let chunk: Result<&[u8], String> =
+        decode_borrowed(reply.map_err(PoolError::WorkerSerialization)?)?;
     let out: ChunkOut<R> = decode(chunk.map_err(PoolError::WorkerSerialization)?)?;
     Ok(match out {
         ChunkOut::AllOk(v) => Chunk::Ok(v),
@@ -378,8 +379,7 @@ impl Worker {
         inbox: &ByteQueue,
         id: u64,
     ) -> Result<Worker, PoolError> {
-        let (ours, theirs) =
-            multiproc_process::pipe(true).map_err(PoolError::start)?;
+        let (ours, theirs) = multiproc_process::pipe(true).map_err(PoolError::start)?;
         let control = Control::new()?;
         let handle = match kind {
             WorkerKind::Process(method) => {

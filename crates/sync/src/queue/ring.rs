@@ -214,7 +214,8 @@ impl Ring {
         }
         let cap = 1usize << capacity.min(MAX_CAPACITY).ilog2();
         let seg = Segment::new(HEADER + cap)?;
-        let side = Side::new().map_err(|e| QueueError::system("create a queue's socket pair", e))?;
+        let side =
+            Side::new().map_err(|e| QueueError::system("create a queue's socket pair", e))?;
         let r = Ring {
             seg: Arc::new(seg),
             side: Arc::new(side),
