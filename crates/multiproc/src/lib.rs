@@ -38,6 +38,11 @@
 
 mod error;
 
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 pub use error::{Error, Result};
 pub use multiproc_macros::main;
 pub use multiproc_process::{
