@@ -16,6 +16,7 @@
 //! | `Value('q', 0)`, `Array('d', 10)`, `RawValue`, `RawArray` | [`Value::new(0i64)`](Value::new), [`Array::<f64>::new(10)`](Array::new), [`RawValue`], [`RawArray`] |
 //! | `shared_memory.SharedMemory(name, create, size)` | [`shared_memory::SharedMemory::create`] / [`attach`](shared_memory::SharedMemory::attach) |
 //! | `if __name__ == '__main__':` | `#[multiproc::main]` or [`init()`](init) |
+//! | an exception; `except OSError as e: e.errno` | [`multiproc::Result`](Result) and [`Error`]; [`e.io_error()`](Error::io_error)`.and_then(io::Error::raw_os_error)` |
 //!
 //! ```no_run
 //! use multiproc::{Connection, Process};
@@ -34,6 +35,28 @@
 //!     assert_eq!(here.recv::<u64>().unwrap(), 49);
 //!     p.join().unwrap();
 //! }
+//! ```
+//!
+//! ## Errors
+//!
+//! Each crate has its own error ([`ProcessError`], [`PickleError`], [`ShmError`],
+//! [`SyncError`], [`QueueError`], [`PoolError`]); all of them convert into [`Error`] with `?`,
+//! so one `fn main() -> multiproc::Result<()>` can use every part of multiproc. Causes are kept
+//! as [`source`](std::error::Error::source)s and no message repeats its cause's, so printing the
+//! chain says each thing once; [`Error::io_kind`] gives the operating system's error behind
+//! one (`EMFILE`, "Too many open files", when no descriptor is left).
+//!
+//! ```
+//! use multiproc::{Error, Queue, QueueError};
+//!
+//! fn first(q: &Queue<u32>) -> multiproc::Result<u32> {
+//!     Ok(q.get_nowait()?)
+//! }
+//!
+//! let q = Queue::new().unwrap();
+//! assert!(matches!(first(&q), Err(Error::Queue(QueueError::Empty))));
+//! q.put(3).unwrap();
+//! assert_eq!(first(&q).unwrap(), 3);
 //! ```
 
 mod error;
