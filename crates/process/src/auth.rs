@@ -64,8 +64,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// A fresh challenge: the payload to send, and the message whose HMAC the answer must carry.
 pub(crate) fn new_challenge() -> Result<(Vec<u8>, Vec<u8>), Error> {
     let mut nonce = [0u8; NONCE_LEN];
-    getrandom::getrandom(&mut nonce)
-        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+    getrandom::getrandom(&mut nonce).map_err(std::io::Error::from)?;
     let mut message = b"{sha256}".to_vec();
     message.extend_from_slice(&nonce);
     let mut out = CHALLENGE.to_vec();

@@ -85,7 +85,7 @@ pub(crate) fn validate(name: &str) -> Result<(), ShmError> {
 
 fn random_name() -> Result<String, ShmError> {
     let mut r = [0u8; 6];
-    getrandom::getrandom(&mut r).map_err(|e| ShmError::Io(std::io::Error::other(e.to_string())))?;
+    getrandom::getrandom(&mut r).map_err(std::io::Error::from)?;
     let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
     Ok(format!("mp_{hex}"))
 }

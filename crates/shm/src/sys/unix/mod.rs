@@ -39,11 +39,11 @@ pub(crate) fn anon_fd(len: usize) -> io::Result<OwnedFd> {
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let fd = {
         let mut r = [0u8; 8];
-        getrandom::getrandom(&mut r).map_err(|e| io::Error::other(e.to_string()))?;
+        getrandom::getrandom(&mut r).map_err(io::Error::from)?;
         let name = format!("/mpa-{:016x}", u64::from_le_bytes(r));
         let fd = open(&name, true).map_err(|e| match e {
             ShmError::Io(e) => e,
-            other => io::Error::other(other.to_string()),
+            other => io::Error::other(other),
         })?;
         let _ = unlink(&name);
         fd
