@@ -43,12 +43,9 @@ fn to_vec<T: Serialize + ?Sized>(value: &T) -> postcard::Result<Vec<u8>> {
     postcard::serialize_with_flavor::<T, Out, Vec<u8>>(value, Out(Vec::new()))
 }
 
-/// serde's error back into the typed one a handle left aside: a duplication's `io::Error`
-/// (`EMFILE` when no descriptor is left), or a refusal outside a transfer.
+/// serde's error back into the typed one a handle left aside (a refusal outside a transfer).
 fn map_encode(e: postcard::Error) -> PickleError {
-    if let Some(io) = DUP_FAILED.with(|f| f.borrow_mut().take()) {
-        PickleError::Io(io)
-    } else if REFUSED.with(|r| r.replace(false)) {
+    if REFUSED.with(|r| r.replace(false)) {
         PickleError::HandleOutsideTransfer
     } else {
         PickleError::Encode(e.to_string())
@@ -174,11 +171,17 @@ pub fn encode_with_handles<T: Serialize + ?Sized>(
 ) -> Result<(Vec<u8>, Vec<OsHandle>), PickleError> {
     let guard = CtxGuard::enter(Ctx::Encoding(Vec::new()));
     let res = to_vec(value);
+    // (a duplication that failed left its io::Error aside: serde's error keeps only text)
+    let dup_failed = DUP_FAILED.with(|f| f.borrow_mut().take());
     let handles = match guard.finish() {
         Ctx::Encoding(h) => h,
         _ => Vec::new(),
     };
-    Ok((res.map_err(map_encode)?, handles))
+    let bytes = res.map_err(|e| match dup_failed {
+        Some(io) => PickleError::Io(io),
+        None => map_encode(e),
+    })?;
+    Ok((bytes, handles))
 }
 
 /// Deserialize a value written by [`encode_with_handles`], giving it the handles that travelled
