@@ -17,6 +17,11 @@ pub enum Error {
     /// [`io_error`](Self::io_error) finds it here and behind [`Error::Pickle`].
     #[error("an I/O operation failed")]
     Io(#[from] std::io::Error),
+    /// Starting the child failed in the operating system (creating its channel, spawning or
+    /// forking it, handing it its job); the `io::Error` is the
+    /// [`source`](std::error::Error::source). Nothing is left running.
+    #[error("cannot start the process")]
+    Start(#[source] std::io::Error),
     /// Encoding or decoding a value failed, or a frame was malformed or too large (it displays
     /// as the [`PickleError`] and has its source).
     #[error(transparent)]
@@ -61,7 +66,7 @@ pub enum Error {
 
 impl Error {
     /// The operating system's error behind this one, if there is one: the `io::Error` of
-    /// [`Error::Io`], or of a handle that could not be duplicated ([`Error::Pickle`] of
+    /// [`Error::Io`] or [`Error::Start`], or of a handle that could not be duplicated ([`Error::Pickle`] of
     /// [`PickleError::Io`], `EMFILE` when the process has no descriptor left).
     ///
     /// ```

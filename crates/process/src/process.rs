@@ -193,7 +193,9 @@ impl Process {
     }
 
     /// Start the child. Serializing the arguments happens here, so an argument that cannot be
-    /// serialized is an error now, in the caller.
+    /// serialized is an error now, in the caller ([`Error::Pickle`]; also when a handle in
+    /// the arguments cannot be duplicated, e.g. for want of descriptors). A failure of the
+    /// operating system is [`Error::Start`], with the `io::Error` as its source.
     pub fn start(&self) -> Result<(), Error> {
         let pack = {
             let mut st = self.inner.state.lock();
@@ -224,7 +226,10 @@ impl Process {
             }
             Err(e) => {
                 *self.inner.state.lock() = State::Closed;
-                Err(e)
+                Err(match e {
+                    Error::Io(io) => Error::Start(io),
+                    other => other,
+                })
             }
         }
     }
