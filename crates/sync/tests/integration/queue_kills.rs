@@ -72,12 +72,14 @@ fn kill_at_random(f: fn(Args), q: &JoinableQueue<u64>, rng: &mut Rng) {
 }
 
 /// A child that did not start its task in time (seen once in about twenty whole-suite runs):
-/// fail, saying what became of it. Where the kernel tells, where it was stuck first (state,
-/// wait channel, system call and its arguments, descriptors), then whether it lived, its exit
-/// code after a kill and its panic message.
+/// fail, saying what became of it: the machine's load average; where the kernel tells, where
+/// the child was stuck (state, wait channel, system call and its arguments, descriptors); then
+/// whether it lived, its exit code after a kill and its panic message.
 fn not_started(p: &Process) -> ! {
     let pid = p.pid().expect("started");
-    let mut at = String::new();
+    // (a machine swamped by other processes starves a child for that long too)
+    let load = std::fs::read_to_string("/proc/loadavg");
+    let mut at = format!("\n  load average: {}", load.unwrap_or_default().trim());
     for f in ["stat", "wchan", "syscall"] {
         let text = std::fs::read_to_string(format!("/proc/{pid}/{f}"));
         at.push_str(&format!(
