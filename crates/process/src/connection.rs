@@ -18,6 +18,21 @@ const READ_BUF: usize = 64 * 1024;
 /// How long a reader polls for data before it blocks.
 const READ_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
 
+/// Read into `v`'s spare capacity as [`sys::read_into_spare`] does, waiting for data when the
+/// descriptor is in non-blocking mode (its file may be shared with another process that set
+/// it so). A `WouldBlock` passed up from inside a frame would drop what was read of it while
+/// its header is consumed: the stream would lose its framing.
+fn read_waiting(fd: &OsHandle, v: &mut Vec<u8>, max: usize) -> Result<usize, Error> {
+    loop {
+        match sys::read_into_spare(sys::borrow(fd), v, max) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                sys::poll_readable(&[sys::raw(sys::borrow(fd))], None)?;
+            }
+            r => return Ok(r?),
+        }
+    }
+}
+
 struct ReadSide {
     fd: Option<OsHandle>,
     buf: Vec<u8>,
@@ -52,7 +67,7 @@ impl ReadSide {
                 }
                 std::hint::spin_loop();
             }
-            let got = sys::read_into_spare(sys::borrow(fd), &mut self.buf, READ_BUF)?;
+            let got = read_waiting(fd, &mut self.buf, READ_BUF)?;
             if got == 0 {
                 return Err(Error::Eof);
             }
@@ -114,7 +129,7 @@ impl ReadSide {
             let want = n - out.len();
             if want >= READ_BUF / 2 {
                 let fd = self.fd.as_ref().ok_or(Error::Closed)?;
-                if sys::read_into_spare(sys::borrow(fd), &mut out, room)? == 0 {
+                if read_waiting(fd, &mut out, room)? == 0 {
                     self.broken = Some("end of file inside a message".into());
                     return Err(Error::Eof);
                 }
@@ -733,6 +748,59 @@ mod tests {
             Err(Error::Pickle(PickleError::TooDeep { max: 1 }))
         ));
         assert_eq!(b.max_depth(), 1);
+    }
+
+    /// Both ends of a pipe in non-blocking mode (as another process sharing their files may set
+    /// them): the reader meets an empty pipe inside a frame and the writer a full one, and every
+    /// message still arrives whole and in order.
+    #[test]
+    #[cfg(unix)]
+    fn non_blocking_descriptors_keep_whole_messages() {
+        let (r, w) = sys::pipe().unwrap();
+        sys::set_nonblocking(sys::borrow(&r)).unwrap();
+        sys::set_nonblocking(sys::borrow(&w)).unwrap();
+        let rx = Connection::from_handles(Some(r), None);
+        let tx = Connection::from_handles(None, Some(w));
+        // larger than the pipe's buffer (1 MiB at most): the writer fills it and must wait
+        let big: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let expect = big.clone();
+        let writer = std::thread::spawn(move || {
+            // a header and part of its message first: the reader then finds the pipe empty
+            // inside a frame
+            let raw = |bytes: &[u8]| {
+                let fd = tx.w.lock();
+                sys::write_all_vectored(sys::borrow(fd.as_ref().unwrap()), &[bytes])
+            };
+            let (h, n) = frame::encode_header(5);
+            raw(&h[..n])?;
+            raw(b"fi")?;
+            std::thread::sleep(Duration::from_millis(50));
+            raw(b"rst")?;
+            tx.send_bytes(&big)?;
+            tx.send_bytes(b"next")
+        });
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                got.push(rx.recv_bytes());
+            }
+            got
+        });
+        let t = std::time::Instant::now();
+        while !(reader.is_finished() && writer.is_finished()) {
+            assert!(t.elapsed() < Duration::from_secs(30), "a side hangs");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let got = reader.join().unwrap();
+        assert_eq!(got[0].as_deref().ok(), Some(&b"first"[..]), "{:?}", got[0]);
+        assert!(
+            got[1].as_ref().is_ok_and(|m| *m == expect),
+            "{:?}",
+            got[1].as_ref().err()
+        );
+        assert_eq!(got[2].as_deref().ok(), Some(&b"next"[..]), "{:?}", got[2]);
+        let sent = writer.join().unwrap();
+        assert!(sent.is_ok(), "send: {sent:?}");
     }
 
     #[test]

@@ -99,7 +99,15 @@ impl RawMutex {
         sys::identity()
     }
 
-    /// Acquire without waiting. `TimedOut` if another holder has it.
+    /// Acquire without waiting. `TimedOut` if a live holder has it; a holder that died (its
+    /// pid gone, a zombie, or its pid since taken by a process that started later) hands it
+    /// over as `OwnerDied`.
+    ///
+    /// A held lock costs a liveness check (`/proc/<pid>/stat` on Linux) when its holder's pid
+    /// exists: with only the pid to go by, a non-blocking acquire (a queue's `put_nowait`,
+    /// say) failed for as long as another process had a dead holder's pid, however long no
+    /// live process held the lock — and pids of dead processes come round within moments
+    /// once anything moves the kernel's next pid back (`ns_last_pid`).
     pub fn try_lock(&self) -> LockResult {
         let me = Self::me();
         match self
@@ -107,8 +115,7 @@ impl RawMutex {
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
         {
             Ok(_) => LockResult::Acquired,
-            // (only the cheap existence check here; zombies are caught by waiting acquirers)
-            Err(c) if !sys::pid_exists(pid_of(c)) => {
+            Err(c) if !sys::pid_exists(pid_of(c)) || !sys::identity_alive(c & !WAITERS) => {
                 self.take_over(c).unwrap_or(LockResult::TimedOut)
             }
             Err(_) => LockResult::TimedOut,
@@ -187,7 +194,9 @@ impl RawMutex {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        return LockResult::TimedOut;
+                        // a last look, with the full liveness check (a short timeout ends
+                        // before the first check between slices)
+                        return self.try_lock();
                     }
                     (d - now).min(slice)
                 }
@@ -301,8 +310,20 @@ mod tests {
         let m = RawMutex::new();
         let me = ProcessId::current().to_bits();
         m.state.store(me ^ (1 << 40), Ordering::Relaxed);
-        assert_eq!(m.try_lock(), LockResult::TimedOut); // (the cheap check sees the pid)
         assert_eq!(m.lock(Some(Duration::from_secs(5))), LockResult::OwnerDied);
         assert_eq!(m.holder(), Some(ProcessId::current()));
+        // and a non-blocking acquire takes such a lock over too (it used to fail for as long
+        // as the pid existed, since it only asked whether the pid did)
+        m.unlock().unwrap();
+        m.state.store(me ^ (1 << 40), Ordering::Relaxed);
+        assert_eq!(m.try_lock(), LockResult::OwnerDied);
+        assert_eq!(m.holder(), Some(ProcessId::current()));
+        // while a live holder's lock stays its own
+        assert_eq!(m.try_lock(), LockResult::TimedOut);
+        // a timeout shorter than the first liveness check takes it over as well
+        m.unlock().unwrap();
+        m.state.store(me ^ (1 << 40), Ordering::Relaxed);
+        assert_eq!(m.lock(Some(Duration::ZERO)), LockResult::OwnerDied);
+        assert_eq!(m.lock(Some(Duration::ZERO)), LockResult::TimedOut);
     }
 }

@@ -63,20 +63,48 @@ fn kill_at_random(f: fn(Args), q: &JoinableQueue<u64>, rng: &mut Rng) {
         .daemon(true);
     p.start().unwrap();
     if !started.wait(Some(Duration::from_secs(20))) {
-        // (seen once in about twenty whole-suite runs: say what became of the child)
-        let alive = p.is_alive();
-        let _ = p.kill();
-        let code = p.join_timeout(Some(Duration::from_secs(20)));
-        panic!(
-            "{p:?} did not start its task within 20 s (alive then: {alive:?}; exit code after a \
-             kill: {code:?}; panic message: {:?})",
-            p.panic_message()
-        );
+        not_started(&p);
     }
     std::thread::sleep(Duration::from_micros(rng.below(1000)));
     p.kill().unwrap();
     let code = p.join_timeout(Some(Duration::from_secs(20))).unwrap();
     assert!(code.is_some(), "a killed child did not end");
+}
+
+/// A child that did not start its task in time (seen once in about twenty whole-suite runs):
+/// fail, saying what became of it: the machine's load average; where the kernel tells, where
+/// the child was stuck (state, wait channel, system call and its arguments, descriptors); then
+/// whether it lived, its exit code after a kill and its panic message.
+fn not_started(p: &Process) -> ! {
+    let pid = p.pid().expect("started");
+    // (a machine swamped by other processes starves a child for that long too)
+    let load = std::fs::read_to_string("/proc/loadavg");
+    let mut at = format!("\n  load average: {}", load.unwrap_or_default().trim());
+    for f in ["stat", "wchan", "syscall"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/{f}"));
+        at.push_str(&format!(
+            "\n  {f}: {}",
+            text.unwrap_or_else(|e| e.to_string()).trim()
+        ));
+    }
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in dir.flatten() {
+            let to = std::fs::read_link(e.path()).map(|t| t.display().to_string());
+            at.push_str(&format!(
+                "\n  fd {:?} -> {}",
+                e.file_name(),
+                to.unwrap_or_default()
+            ));
+        }
+    }
+    let alive = p.is_alive();
+    let _ = p.kill();
+    let code = p.join_timeout(Some(Duration::from_secs(20)));
+    panic!(
+        "{p:?} did not start its task within 20 s (alive then: {alive:?}; exit code after a kill: \
+         {code:?}; panic message: {:?}); where it was:{at}",
+        p.panic_message()
+    );
 }
 
 /// A thread that takes items (and marks each done) until told to stop; how many it took.
@@ -219,7 +247,9 @@ fn producers_and_consumers_killed_together_leave_a_usable_queue() {
                 .start_method(StartMethod::Forkserver)
                 .daemon(true);
             p.start().unwrap();
-            assert!(started.wait(Some(Duration::from_secs(20))));
+            if !started.wait(Some(Duration::from_secs(20))) {
+                not_started(&p);
+            }
             ps.push(p);
         }
         if rng.below(2) == 0 {

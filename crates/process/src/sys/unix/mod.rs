@@ -108,7 +108,8 @@ pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Write all of `bufs`, in order, with as few `writev` calls as the kernel allows.
+/// Write all of `bufs`, in order, with as few `writev` calls as the kernel allows (waiting for
+/// room on a descriptor in non-blocking mode).
 pub(crate) fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[&[u8]]) -> io::Result<()> {
     const EMPTY: libc::iovec = libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -139,10 +140,16 @@ pub(crate) fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[&[u8]]) -> io::Resu
         let n = unsafe { libc::writev(fd.as_raw_fd(), iov[first..].as_ptr(), cnt) };
         if n < 0 {
             let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                // A descriptor in non-blocking mode (its file may be shared with a process
+                // that set it so): wait for room rather than leave a message half sent.
+                io::ErrorKind::WouldBlock => {
+                    poll_ready(&[(fd.as_raw_fd(), true)], None)?;
+                    continue;
+                }
+                _ => return Err(e),
             }
-            return Err(e);
         }
         let mut n = n as usize;
         while n > 0 {
