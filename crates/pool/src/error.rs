@@ -49,6 +49,17 @@ pub enum PoolError {
     /// Starting a worker failed.
     #[error("cannot start a worker: {0}")]
     Start(String),
+    /// A process pool was made before `multiproc::init()` ran in this process (its workers
+    /// would run `main` instead of the pool's work).
+    ///
+    /// ```
+    /// // This example's `main` forgot `multiproc_process::init()`:
+    /// let e = multiproc_pool::Pool::new(2).unwrap_err();
+    /// assert!(matches!(e, multiproc_pool::PoolError::NotInitialized));
+    /// assert!(e.to_string().contains("#[multiproc::main]"));
+    /// ```
+    #[error("cannot start a worker: {}", multiproc_process::Error::NotInitialized)]
+    NotInitialized,
 }
 
 impl From<multiproc_pickle::PickleError> for PoolError {

@@ -395,7 +395,10 @@ impl Worker {
                 if let Some(m) = method {
                     p = p.start_method(*m);
                 }
-                p.start().map_err(|e| PoolError::Start(e.to_string()))?;
+                p.start().map_err(|e| match e {
+                    multiproc_process::Error::NotInitialized => PoolError::NotInitialized,
+                    e => PoolError::Start(e.to_string()),
+                })?;
                 Handle::Process(p)
             }
             WorkerKind::Thread => {
