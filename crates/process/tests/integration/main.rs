@@ -2,6 +2,7 @@
 
 multiproc_process::test_support!();
 
+mod bootstrap;
 mod bounded;
 mod listener;
 mod process;
