@@ -183,6 +183,18 @@ pub fn parent_process() -> Option<ParentProcess> {
 /// program it arranges for children to be joined at exit (daemon children are terminated first)
 /// and returns. Calling it again does nothing.
 ///
+/// Starting a process needs it, with every start method: without it `start` (and
+/// `Pool::new`) is [`Error::NotInitialized`]. A spawned child whose `main` does not call it
+/// never starts children of its own: at its first `start`, or at its exit, it prints the fix on
+/// stderr and exits with 1, and its parent's `join` is [`Error::ChildNotInitialized`].
+///
+/// A process counts as a multiproc child only when its first argument is multiproc's child
+/// marker *and* a bootstrap variable (`MULTIPROC_BOOTSTRAP`, `MULTIPROC_FORKSERVER`) names a
+/// Unix stream socket; a marked process whose variable names anything else (a standard stream,
+/// a closed descriptor, a file) says why on stderr and exits with 1. Without the marker the
+/// variables are ignored (and removed, so they never reach this program's children) and `main`
+/// runs.
+///
 /// ```
 /// multiproc_process::init();
 /// multiproc_process::init(); // idempotent

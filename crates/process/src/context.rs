@@ -168,13 +168,14 @@ pub(crate) fn executable() -> std::io::Result<PathBuf> {
 
 /// A start method bound to the objects it creates, like Python's `get_context(method)`.
 ///
-/// ```no_run
+/// ```
 /// use multiproc_process::{get_context, StartMethod};
 /// fn hello(name: String) { println!("hello {name}"); }
+/// multiproc_process::init(); // first thing in main
 /// let ctx = get_context(StartMethod::Fork).unwrap();
 /// let p = ctx.process(hello, "bob".to_string());
 /// p.start().unwrap();
-/// p.join().unwrap();
+/// assert_eq!(p.join().unwrap(), 0);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Context {

@@ -76,7 +76,7 @@ struct Inner {
 /// its parent dies, as in Python (it can notice with
 /// [`parent_process()`](crate::parent_process)`.is_alive()`).
 ///
-/// ```no_run
+/// ```
 /// use multiproc_process::Process;
 ///
 /// fn greet((name, times): (String, u32)) {
