@@ -839,7 +839,9 @@ fn workers_are_named_pool_workers() {
     names.dedup();
     assert!(!names.is_empty());
     for n in &names {
-        let number = n.strip_prefix("PoolWorker-").unwrap_or_else(|| panic!("{n}"));
+        let number = n
+            .strip_prefix("PoolWorker-")
+            .unwrap_or_else(|| panic!("{n}"));
         assert!(number.parse::<u32>().is_ok(), "{n}");
     }
 }
