@@ -238,9 +238,14 @@ static INITIALIZED: AtomicBool = AtomicBool::new(false);
 
 /// Whether this process was started by multiproc: its first argument is the child marker.
 fn started_as_child() -> bool {
-    std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == proc::CHILD_ARG)
+    let mut args = std::env::args_os();
+    if args.len() == 0 {
+        // Before `main` where the C library does not hand constructors the arguments (musl),
+        // std has none yet: ask the kernel.
+        return std::fs::read("/proc/self/cmdline")
+            .is_ok_and(|c| c.split(|&b| b == 0).nth(1) == Some(proc::CHILD_ARG.as_bytes()));
+    }
+    args.nth(1).is_some_and(|a| a == proc::CHILD_ARG)
 }
 
 fn take_env(var: &str) -> Option<std::ffi::OsString> {

@@ -74,6 +74,15 @@ fn parent() {
         let msg = got.unwrap_err().to_string();
         assert!(msg.contains("#[multiproc::main]"), "{msg}");
     }
+    // The forkserver is spawned too: one whose `main` forgot `init` never serves (it stops at
+    // its first start with the same word on stderr), so the start fails instead of hanging.
+    std::env::set_var("NO_INIT_CHILD", "start");
+    let p = Process::new(unit, ()).start_method(StartMethod::Forkserver);
+    let got = p.start();
+    assert!(
+        got.is_err(),
+        "a forkserver without init started a child: {got:?}"
+    );
     println!("parent: ok");
 }
 
@@ -105,7 +114,8 @@ fn test() {
         .stderr
         .matches("its main did not call multiproc::init() first")
         .count();
-    assert_eq!(said, 2, "each child says what is wrong: {ran:?}");
+    // Two children, and the forkserver twice (its client tries a second one).
+    assert_eq!(said, 4, "each child says what is wrong: {ran:?}");
     assert!(ran.stderr.contains("#[multiproc::main]"), "{ran:?}");
     println!("no_init: ok");
 }
