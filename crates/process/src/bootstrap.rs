@@ -248,6 +248,13 @@ fn started_as_child() -> bool {
     args.nth(1).is_some_and(|a| a == proc::CHILD_ARG)
 }
 
+/// Marker and variable: this process was started by multiproc (and `init` has not taken the
+/// variable yet).
+fn started_by_multiproc() -> bool {
+    let env = |var| std::env::var_os(var).is_some();
+    (env(proc::BOOTSTRAP_ENV) || env(proc::FORKSERVER_ENV)) && started_as_child()
+}
+
 fn take_env(var: &str) -> Option<std::ffi::OsString> {
     let v = std::env::var_os(var)?;
     std::env::remove_var(var);
@@ -284,7 +291,7 @@ pub(crate) fn check_can_start() -> Result<(), Error> {
     if INITIALIZED.load(Ordering::Acquire) {
         return Ok(());
     }
-    if started_as_child() {
+    if started_by_multiproc() {
         uninitialized_child()
     }
     Err(Error::NotInitialized)
@@ -322,8 +329,7 @@ extern "C" fn exit_without_init() {
 /// process started by multiproc (marker and variable) arranges to fail loudly at exit if its
 /// `main` never calls [`init`].
 extern "C" fn watch_for_missing_init() {
-    let env = |var| std::env::var_os(var).is_some();
-    if (env(proc::BOOTSTRAP_ENV) || env(proc::FORKSERVER_ENV)) && started_as_child() {
+    if started_by_multiproc() {
         sys::at_exit(exit_without_init);
     }
 }
