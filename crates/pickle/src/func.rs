@@ -88,9 +88,11 @@ impl FnRef {
     }
 }
 
-/// A number that differs between builds of a binary: its size and modification time, and the
-/// version of this crate. Computed once per process (one `stat`; two threads asking at once
-/// may both compute it, and the first answer stays). Lock-free, unlike a `OnceLock`, so a child
+/// A number that differs between builds of a binary and is the same in every process running
+/// one: the executable's ELF [`build_id`](crate::build_id) (the same for every copy of the file,
+/// on any host) and the version of this crate; where the executable has no build-id, its size
+/// and modification time instead. Computed once per process (two threads asking at once may
+/// both compute it, and the first answer stays). Lock-free, unlike a `OnceLock`, so a child
 /// forked while another thread was computing it never waits for that thread.
 ///
 /// ```
@@ -112,16 +114,24 @@ pub fn fingerprint() -> u64 {
             }
         };
         eat(env!("CARGO_PKG_VERSION").as_bytes());
-        match std::env::current_exe().and_then(std::fs::metadata) {
-            Ok(m) => {
-                eat(&m.len().to_le_bytes());
-                if let Ok(t) = m.modified() {
-                    if let Ok(d) = t.duration_since(std::time::UNIX_EPOCH) {
-                        eat(&d.as_nanos().to_le_bytes());
+        match crate::build_id() {
+            Some(id) => {
+                eat(b"build-id");
+                eat(id);
+            }
+            None => match std::env::current_exe().and_then(std::fs::metadata) {
+                Ok(m) => {
+                    eat(&m.len().to_le_bytes());
+                    if let Ok(t) = m.modified() {
+                        if let Ok(d) = t.duration_since(std::time::UNIX_EPOCH) {
+                            eat(&d.as_nanos().to_le_bytes());
+                        }
                     }
                 }
-            }
-            Err(e) => tracing::warn!("cannot stat the current executable for its fingerprint: {e}"),
+                Err(e) => {
+                    tracing::warn!("cannot stat the current executable for its fingerprint: {e}")
+                }
+            },
         }
         h.max(1)
     };

@@ -17,6 +17,7 @@
 //! assert_eq!(back, (1, "two".to_string()));
 //! ```
 
+mod build_id;
 mod bytes_impl;
 mod codec;
 mod depth;
@@ -25,6 +26,7 @@ pub mod frame;
 mod func;
 pub mod handles;
 
+pub use build_id::build_id;
 pub use bytes_impl::{bytes, Bytes};
 pub use codec::{
     decode, decode_borrowed, decode_borrowed_with_max_depth, decode_with_handles,

@@ -39,8 +39,24 @@ fn score(job: Job) -> (u64, f64, usize) {
 fn run_child_if_asked() {
     if let Some(to) = std::env::var_os(COPY_ENV) {
         let copy = Path::new(&to);
-        std::fs::copy(std::env::current_exe().unwrap(), copy).unwrap();
+        // Another build: a byte of the build-id changed (another modification time is enough
+        // only for a binary without one: a copy of the same build is the same build).
+        let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        if let Some(id) = multiproc_pickle::build_id() {
+            let at = bytes
+                .windows(id.len())
+                .position(|w| w == id)
+                .expect("the build-id is in the file");
+            bytes[at] ^= 0xff;
+        }
+        std::fs::write(copy, &bytes).unwrap();
         let f = std::fs::File::options().write(true).open(copy).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
         f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(12345))
             .unwrap();
         std::process::exit(0);

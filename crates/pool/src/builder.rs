@@ -27,9 +27,11 @@ pub(crate) struct Config {
 /// Configures a [`Pool`] (or a [`ThreadPool`](crate::ThreadPool)): Python's `Pool(processes, initializer,
 /// initargs, maxtasksperchild, context)` plus a per-task timeout.
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 /// fn setup(tag: String) { /* runs once in each worker */ let _ = tag; }
+/// fn square(x: u64) -> u64 { x * x }
+/// multiproc_process::init(); // first thing in main: without it, `build` is an error
 /// let pool = multiproc_pool::Pool::builder()
 ///     .processes(4)
 ///     .initializer(setup, "ready".to_string())
@@ -37,7 +39,7 @@ pub(crate) struct Config {
 ///     .task_timeout(Duration::from_secs(30))
 ///     .build()
 ///     .unwrap();
-/// # drop(pool);
+/// assert_eq!(pool.map(square, 1..=3u64).unwrap(), [1, 4, 9]);
 /// ```
 pub struct PoolBuilder {
     pub(crate) processes: Option<usize>,

@@ -59,6 +59,17 @@ pub enum PoolError {
     /// [`io_error`](Self::io_error) for the operating system's error (`EMFILE`, ...).
     #[error("cannot start a worker")]
     Start(#[source] SharedError<dyn std::error::Error + Send + Sync>),
+    /// A process pool was made before `multiproc::init()` ran in this process (its workers
+    /// would run `main` instead of the pool's work).
+    ///
+    /// ```
+    /// // This example's `main` forgot `multiproc_process::init()`:
+    /// let e = multiproc_pool::Pool::new(2).unwrap_err();
+    /// assert!(matches!(e, multiproc_pool::PoolError::NotInitialized));
+    /// assert!(e.to_string().contains("#[multiproc::main]"));
+    /// ```
+    #[error("cannot start a worker: {}", multiproc_process::Error::NotInitialized)]
+    NotInitialized,
 }
 
 impl PoolError {

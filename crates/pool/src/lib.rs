@@ -10,7 +10,7 @@
 //!   tqdm-style progress bar with the `progress-bar` feature (`Pool::map_with_bar`).
 //! * [`ThreadPool`]: the same API over threads.
 //!
-//! ```no_run
+//! ```
 //! fn factorial(n: u64) -> f64 { (1..=n).map(|k| k as f64).product() }
 //!
 //! multiproc_process::init(); // first thing in main

@@ -28,7 +28,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Data for T {}
 /// timeout; a panic comes back as [`PoolError::Panic`] with the worker-side backtrace; the pool
 /// never hangs. Dropping the pool terminates it and reaps its workers (like `with Pool() as p:`).
 ///
-/// ```no_run
+/// ```
 /// fn square(x: u64) -> u64 { x * x }
 ///
 /// multiproc_process::init(); // first thing in main
@@ -316,9 +316,10 @@ impl Pool {
     /// pool's result thread before the result becomes ready. Also Python's `starmap_async` with
     /// callbacks: a tuple is the argument.
     ///
-    /// ```no_run
+    /// ```
     /// use std::sync::mpsc;
     /// fn double(x: i32) -> i32 { 2 * x }
+    /// multiproc_process::init(); // first thing in main
     /// let pool = multiproc_pool::Pool::new(2).unwrap();
     /// let (tx, rx) = mpsc::channel();
     /// let r = pool
@@ -374,8 +375,9 @@ impl Pool {
     /// Python's `starmap`: our tasks take one argument, so a tuple *is* the argument list;
     /// `starmap` is [`map`](Self::map) over tuples, kept for familiarity.
     ///
-    /// ```no_run
+    /// ```
     /// fn add((a, b): (i32, i32)) -> i32 { a + b }
+    /// multiproc_process::init(); // first thing in main
     /// let pool = multiproc_pool::Pool::new(2).unwrap();
     /// assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).unwrap(), [3, 7]);
     /// ```

@@ -87,8 +87,9 @@ impl ProgressBar {
 impl Pool {
     /// [`map`](Self::map) with a progress bar on standard error, like tqdm's `process_map`.
     ///
-    /// ```no_run
+    /// ```
     /// fn square(x: u64) -> u64 { x * x }
+    /// multiproc_process::init(); // first thing in main
     /// let pool = multiproc_pool::Pool::new(2).unwrap();
     /// let v = pool.map_with_bar(square, 0..1000u64, Some(10), "squares").unwrap();
     /// assert_eq!(v.len(), 1000);

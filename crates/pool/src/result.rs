@@ -102,8 +102,9 @@ impl<T> Cell<T> {
 
 /// The result of a task (or a whole map) that is still running: Python's `AsyncResult`.
 ///
-/// ```no_run
+/// ```
 /// # fn square(x: u64) -> u64 { x * x }
+/// multiproc_process::init(); // first thing in main
 /// let pool = multiproc_pool::Pool::new(2).unwrap();
 /// let r = pool.apply_async(square, 12).unwrap();
 /// assert_eq!(r.get(None).unwrap(), 144);

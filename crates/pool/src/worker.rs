@@ -390,11 +390,18 @@ impl Worker {
                     id,
                     control.clone(),
                 );
-                let mut p = Process::new(process_worker, args).daemon(true);
+                let p = Process::new(process_worker, args).daemon(true);
+                // Python's `SpawnPoolWorker-N`: the process's own number, under the pool's name
+                // (what its panics and `current_process().name` show).
+                let number = p.get_name().trim_start_matches("Process-").to_string();
+                let mut p = p.name(format!("PoolWorker-{number}"));
                 if let Some(m) = method {
                     p = p.start_method(*m);
                 }
-                p.start().map_err(PoolError::start)?;
+                p.start().map_err(|e| match e {
+                    multiproc_process::Error::NotInitialized => PoolError::NotInitialized,
+                    e => PoolError::start(e),
+                })?;
                 Handle::Process(p)
             }
             WorkerKind::Thread => {

@@ -824,3 +824,24 @@ fn a_pool_whose_start_fails_leaves_no_zombies() {
     }
     assert_eq!(code, Some(0), "the child's checks failed (see its stderr)");
 }
+
+fn my_name(_: u32) -> String {
+    multiproc_process::current_process().name
+}
+
+/// Workers are named as Python's (`SpawnPoolWorker-N`): `PoolWorker-N`, N the process's own
+/// number, so no two workers of a program share a name.
+#[test]
+fn workers_are_named_pool_workers() {
+    let pool = Pool::new(2).unwrap();
+    let mut names = pool.map_chunked(my_name, 0..8u32, 1).unwrap();
+    names.sort();
+    names.dedup();
+    assert!(!names.is_empty());
+    for n in &names {
+        let number = n
+            .strip_prefix("PoolWorker-")
+            .unwrap_or_else(|| panic!("{n}"));
+        assert!(number.parse::<u32>().is_ok(), "{n}");
+    }
+}

@@ -38,6 +38,9 @@ pub(crate) enum Report {
     Panic { message: String, backtrace: String },
     /// The task was not run (different build, undecodable job, ...).
     Refused(String),
+    /// The child ran the program's `main` instead of its task: that `main` does not call
+    /// `init`.
+    NotInitialized,
     /// A forkserver child's own word, just before `_exit`: the code it exits with. The only
     /// word left when the server died before it could report the child.
     Exiting(i32),
@@ -80,14 +83,20 @@ static ME: PerProcess<Option<Arc<ChildCtx>>> =
     PerProcess::new(|parents| parents.and_then(|me| me.clone()));
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-pub(crate) fn next_identity() -> Vec<u32> {
-    let mut id = ME
+/// A new child's identity, and its default daemon flag (this process's own, as in Python).
+pub(crate) fn next_identity() -> (Vec<u32>, bool) {
+    let (mut id, daemon) = ME
         .lock()
         .as_ref()
-        .map(|c| c.info.identity.clone())
+        .map(|c| (c.info.identity.clone(), c.info.daemon))
         .unwrap_or_default();
     id.push(COUNTER.fetch_add(1, Ordering::Relaxed) + 1);
-    id
+    (id, daemon)
+}
+
+/// Whether this process is a daemon child.
+pub(crate) fn is_daemon() -> bool {
+    ME.lock().as_ref().is_some_and(|c| c.info.daemon)
 }
 
 /// The process this code runs in.
@@ -174,6 +183,18 @@ pub fn parent_process() -> Option<ParentProcess> {
 /// program it arranges for children to be joined at exit (daemon children are terminated first)
 /// and returns. Calling it again does nothing.
 ///
+/// Starting a process needs it, with every start method: without it `start` (and
+/// `Pool::new`) is [`Error::NotInitialized`]. A spawned child whose `main` does not call it
+/// never starts children of its own: at its first `start`, or at its exit, it prints the fix on
+/// stderr and exits with 1, and its parent's `join` is [`Error::ChildNotInitialized`].
+///
+/// A process counts as a multiproc child only when its first argument is multiproc's child
+/// marker *and* a bootstrap variable (`MULTIPROC_BOOTSTRAP`, `MULTIPROC_FORKSERVER`) names a
+/// Unix stream socket; a marked process whose variable names anything else (a standard stream,
+/// a closed descriptor, a file) says why on stderr and exits with 1. Without the marker the
+/// variables are ignored (and removed, so they never reach this program's children) and `main`
+/// runs.
+///
 /// ```
 /// multiproc_process::init();
 /// multiproc_process::init(); // idempotent
@@ -185,27 +206,140 @@ pub fn init() {
         // the panic-hook lock themselves (another thread of the parent may hold it at the
         // moment of the fork, and then it stays locked forever in the child).
         install_panic_hook();
-        if let Some(fd) = take_env_fd(proc::BOOTSTRAP_ENV) {
-            // `init` may run before Rust's runtime set-up (from `test_support!`): make a write
-            // to a closed pipe an error, not a fatal signal, as in any Rust `main`.
-            sys::ignore_sigpipe();
-            child_main(fd)
-        }
-        if let Some(fd) = take_env_fd(proc::FORKSERVER_ENV) {
-            sys::ignore_sigpipe();
-            sys::forkserver::serve(fd, forkserver_child, report_exit)
+        INITIALIZED.store(true, Ordering::Release);
+        // Both are always removed: children of this process must not see them (they get their
+        // own), nor may a stray one reach a program this one runs.
+        let boot = take_env(proc::BOOTSTRAP_ENV);
+        let server = take_env(proc::FORKSERVER_ENV);
+        if started_as_child() {
+            if let Some(v) = boot {
+                let fd = adopt_or_stop(proc::BOOTSTRAP_ENV, &v);
+                // `init` may run before Rust's runtime set-up (from `test_support!`): make a
+                // write to a closed pipe an error, not a fatal signal, as in any Rust `main`.
+                sys::ignore_sigpipe();
+                child_main(fd)
+            }
+            if let Some(v) = server {
+                let fd = adopt_or_stop(proc::FORKSERVER_ENV, &v);
+                sys::ignore_sigpipe();
+                sys::forkserver::serve(fd, forkserver_child, report_exit)
+            }
+        } else if boot.is_some() || server.is_some() {
+            // Not started by multiproc (no marker in argv): a variable left in the environment
+            // by someone else. This is a plain program; it runs `main`.
+            tracing::debug!("ignoring a multiproc bootstrap variable without the child marker");
         }
         sys::at_exit(at_exit);
     });
 }
 
-fn take_env_fd(var: &str) -> Option<OwnedFd> {
-    let v = std::env::var_os(var)?;
-    // Children of this process must not see it (they get their own).
-    std::env::remove_var(var);
-    // SAFETY: the parent put this handle in our table for us alone and named it here.
-    unsafe { sys::adopt_named(v.to_str()?) }
+/// Set by [`init`]. Starting a process needs it (see [`check_can_start`]).
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process was started by multiproc: its first argument is the child marker.
+fn started_as_child() -> bool {
+    let mut args = std::env::args_os();
+    if args.len() == 0 {
+        // Before `main` where the C library does not hand constructors the arguments (musl),
+        // std has none yet: ask the kernel.
+        return std::fs::read("/proc/self/cmdline")
+            .is_ok_and(|c| c.split(|&b| b == 0).nth(1) == Some(proc::CHILD_ARG.as_bytes()));
+    }
+    args.nth(1).is_some_and(|a| a == proc::CHILD_ARG)
 }
+
+/// Marker and variable: this process was started by multiproc (and `init` has not taken the
+/// variable yet).
+fn started_by_multiproc() -> bool {
+    let env = |var| std::env::var_os(var).is_some();
+    (env(proc::BOOTSTRAP_ENV) || env(proc::FORKSERVER_ENV)) && started_as_child()
+}
+
+fn take_env(var: &str) -> Option<std::ffi::OsString> {
+    let v = std::env::var_os(var)?;
+    std::env::remove_var(var);
+    Some(v)
+}
+
+/// The descriptor a parent named in `var`, or the end of this process with a word on stderr
+/// saying why (a variable that names no bootstrap socket: set by hand, or a stray copy).
+fn adopt_or_stop(var: &str, value: &std::ffi::OsStr) -> OwnedFd {
+    let shown = value.to_string_lossy();
+    let why = match value.to_str() {
+        // SAFETY: a socket the parent named for this process alone (checked to be one).
+        Some(text) => match unsafe { sys::adopt_named(text) } {
+            Ok(fd) => return fd,
+            Err(why) => why,
+        },
+        None => "is not a descriptor number".to_string(),
+    };
+    eprintln!(
+        "multiproc: this process was started as a multiproc child ({}), but {var}={shown:?} {why}, \
+         so it cannot get its task; stopping. (Run the program without {} to run its main.)",
+        proc::CHILD_ARG,
+        proc::CHILD_ARG,
+    );
+    sys::exit_now(1)
+}
+
+/// What a process must do before it can start children: `Ok` once [`init`] has run. Without it
+/// a spawned child would run `main` instead of its task: [`Error::NotInitialized`] says how to
+/// fix that. In a process that *is* such a child (started by multiproc, whose `main` did not
+/// call `init`), this never returns: it tells its parent and stderr, and exits with 1, so the
+/// mistake can never start a chain of children.
+pub(crate) fn check_can_start() -> Result<(), Error> {
+    if INITIALIZED.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    if started_by_multiproc() {
+        uninitialized_child()
+    }
+    Err(Error::NotInitialized)
+}
+
+/// A spawned child whose `main` did not call [`init`] reached a start, or the end of `main`:
+/// say so on stderr and to the parent, and end with 1.
+fn uninitialized_child() -> ! {
+    eprintln!(
+        "multiproc: this process was started to run a task, but its main did not call \
+         multiproc::init() first, so it ran main instead. Put #[multiproc::main] on main, or call \
+         multiproc::init() as its first line (in a test binary: multiproc::test_support!()).",
+    );
+    if let Some(v) = take_env(proc::BOOTSTRAP_ENV) {
+        if let Some(fd) = v.to_str().and_then(|t| {
+            // SAFETY: the socket our parent named for us (checked to be one); nobody in this
+            // process adopted it, since init never ran.
+            unsafe { sys::adopt_named(t) }.ok()
+        }) {
+            report(&fd, &Report::NotInitialized);
+        }
+    }
+    sys::exit_now(1)
+}
+
+/// At the exit of a spawned child whose `main` never called [`init`] (it returned, or called
+/// `exit`): the task never ran, so this must not look like success.
+extern "C" fn exit_without_init() {
+    if !INITIALIZED.load(Ordering::Acquire) {
+        uninitialized_child()
+    }
+}
+
+/// Runs before `main` (from the executable's constructors, where the platform has them): a
+/// process started by multiproc (marker and variable) arranges to fail loudly at exit if its
+/// `main` never calls [`init`].
+extern "C" fn watch_for_missing_init() {
+    if started_by_multiproc() {
+        sys::at_exit(exit_without_init);
+    }
+}
+
+#[used]
+#[cfg_attr(
+    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+    unsafe(link_section = ".init_array")
+)]
+static WATCH_FOR_MISSING_INIT: extern "C" fn() = watch_for_missing_init;
 
 extern "C" fn at_exit() {
     // Never unwind into C.
@@ -257,6 +391,11 @@ pub(crate) fn child_main_after_fork(
     if job.is_some() {
         // Started by the fork method (perhaps from a forkserver child): our parent reaps us.
         REPORT_EXIT.store(false, Ordering::Relaxed);
+        // Never the parent's input, as in Python (a spawned child gets `/dev/null` from
+        // `spawn_exe`, a forkserver child from its server, which was spawned).
+        if let Err(e) = sys::stdin_from_devnull() {
+            tracing::warn!("a forked child could not put its stdin on /dev/null: {e}");
+        }
     }
     match job {
         Some((bytes, handles)) => match multiproc_pickle::decode::<Job>(&bytes) {
@@ -367,6 +506,15 @@ fn install_panic_hook() {
                     .unwrap_or_default();
                 let bt = std::backtrace::Backtrace::capture();
                 PANIC.with(|p| *p.borrow_mut() = Some((msg, format!("{at}{bt}"))));
+                // Name the process first, as Python prints `Process Process-3:` above a child's
+                // traceback (`try_lock`: a panic while this process holds its own lock must
+                // still print).
+                let name = ME
+                    .try_lock()
+                    .and_then(|me| me.as_ref().map(|c| c.info.name.clone()));
+                if let Some(name) = name {
+                    eprintln!("Process {name}:");
+                }
             }
             default_hook(info);
         }));
@@ -409,6 +557,9 @@ fn run_job(boot: OwnedFd, job: Job, handles: Vec<multiproc_pickle::OsHandle>) ->
     if job.daemon {
         die_with_parent(&boot);
     }
+    // As in Python, a child's default start method is the one it was started with, so its own
+    // children start the same way unless told otherwise.
+    crate::context::adopt_start_method(job.method);
     install_panic_hook();
     IN_JOB.store(true, Ordering::Release);
     // SAFETY: the job came from our parent over a private socket, and its build was checked.

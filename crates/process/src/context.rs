@@ -16,9 +16,22 @@ use crate::{Connection, Error, Process};
 /// * `Spawn` (the default everywhere): re-execute the current binary, which runs the task
 ///   instead of `main` (see [`init`](crate::init)). Safe in a multi-threaded parent.
 /// * `Fork` (Unix): copy the parent. Fastest, but only the forking thread exists in the child:
-///   a lock another thread held at that moment stays locked forever there. multiproc's own
-///   state is safe to fork with threads; yours may not be: use it only from a parent whose
-///   other threads hold no lock the child needs.
+///   a lock another thread held at that moment stays locked forever there, and what it was
+///   writing stays half written. `start` logs a warning (through `tracing`, once per process,
+///   with the thread count) when it forks a parent that has other threads, as Python 3.12
+///   does. What a forked child of a multi-threaded parent may touch:
+///   - multiproc itself: its state is fork-safe (processes, connections and the arguments
+///     the task received, queues, locks, shared memory, pools started in the child);
+///   - memory, and the allocator (glibc resets its locks at `fork`);
+///   - `println!`/`eprintln!` (Rust's stdout and stderr locks are held across the fork);
+///   - `tracing` macros on their default path (a subscriber's own locks are the subscriber's);
+///   - **not**: any other `Mutex`, `RwLock`, `OnceLock` being initialised, channel or runtime
+///     (a tokio runtime, a thread pool) that another thread of the parent uses: it may be held
+///     for ever in the child, and those threads do not exist there. Do not use a runtime the
+///     parent built; build a new one in the child if needed.
+///
+///   Prefer `Forkserver` (or `Spawn`) once the parent has threads: a `Pool` has one (its
+///   dispatcher), so do an async runtime and most libraries that do I/O.
 /// * `Forkserver` (Unix): a single-threaded helper, spawned on first use, forks children on
 ///   request. Near-fork start-up without fork's thread hazards.
 ///
@@ -114,7 +127,24 @@ pub fn set_start_method(method: StartMethod) -> Result<(), Error> {
         .map_err(|_| Error::StartMethodAlreadySet)
 }
 
-/// The start method used by processes that do not name one (spawn unless set).
+/// In a child: make the method it was started with its default (Python's child does
+/// `set_start_method(method, force=True)`), so its own children start the same way.
+pub(crate) fn adopt_start_method(method: StartMethod) {
+    let code = METHODS
+        .iter()
+        .position(|&m| m == method)
+        .expect("every method is listed") as u8
+        + 1;
+    METHOD.store(code, Ordering::Release);
+}
+
+/// The start method used by processes that do not name one: spawn unless set, and in a child
+/// the method it was started with (as in Python), so a forked child's children are forked too.
+///
+/// ```
+/// use multiproc_process::{get_start_method, StartMethod};
+/// assert_eq!(get_start_method(), StartMethod::Spawn); // nothing set in this main program
+/// ```
 pub fn get_start_method() -> StartMethod {
     match METHOD.load(Ordering::Acquire) {
         0 => StartMethod::Spawn,
@@ -138,13 +168,14 @@ pub(crate) fn executable() -> std::io::Result<PathBuf> {
 
 /// A start method bound to the objects it creates, like Python's `get_context(method)`.
 ///
-/// ```no_run
+/// ```
 /// use multiproc_process::{get_context, StartMethod};
 /// fn hello(name: String) { println!("hello {name}"); }
+/// multiproc_process::init(); // first thing in main
 /// let ctx = get_context(StartMethod::Fork).unwrap();
 /// let p = ctx.process(hello, "bob".to_string());
 /// p.start().unwrap();
-/// p.join().unwrap();
+/// assert_eq!(p.join().unwrap(), 0);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Context {

@@ -59,6 +59,31 @@ pub enum Error {
     /// A process handle was used after `close()`.
     #[error("process object is closed")]
     ProcessClosed,
+    /// A process was started before [`init`](crate::init) ran in this process. A spawned child
+    /// would run `main` again instead of its task (with every start method `init` is required,
+    /// so a program never depends on the method it happens to use).
+    #[error(
+        "multiproc::init() has not run in this process, so it cannot start processes: put \
+         #[multiproc::main] on main, or call multiproc::init() as its first line (in a test \
+         binary: multiproc::test_support!())"
+    )]
+    NotInitialized,
+    /// The child ran the program's `main` instead of its task, because that `main` does not
+    /// call [`init`](crate::init) first (it said so on its stderr and exited with 1).
+    #[error(
+        "the child ran the program's main instead of its task: main must call \
+         multiproc::init() first (put #[multiproc::main] on it; in a test binary: \
+         multiproc::test_support!())"
+    )]
+    ChildNotInitialized,
+    /// A daemon process tried to start a child that is not a daemon. A daemon is killed when its
+    /// parent ends, and could not wait for such a child, which would live on as an orphan
+    /// (Python forbids daemons any children; here their children are daemons by default).
+    #[error(
+        "a daemon process cannot start a non-daemon child (it would outlive the daemon, which \
+         is killed when its own parent ends); leave the child's daemon flag as inherited"
+    )]
+    DaemonWithNonDaemonChild,
     /// `close()` was called on a process that is still running.
     #[error("cannot close a process while it is still running; join or kill it first")]
     StillRunning,

@@ -76,7 +76,7 @@ struct Inner {
 /// its parent dies, as in Python (it can notice with
 /// [`parent_process()`](crate::parent_process)`.is_alive()`).
 ///
-/// ```no_run
+/// ```
 /// use multiproc_process::Process;
 ///
 /// fn greet((name, times): (String, u32)) {
@@ -128,14 +128,15 @@ impl Process {
         A: Serialize + DeserializeOwned + Send + 'static,
     {
         let pack: Packer = Box::new(move || Call::new(target, &args));
-        // As in Python, a process gets its identity (and default name) when it is created.
-        let identity = bootstrap::next_identity();
+        // As in Python, a process gets its identity (and default name) when it is created, and
+        // its daemon flag from the process creating it.
+        let (identity, daemon) = bootstrap::next_identity();
         let tail: Vec<String> = identity.iter().map(u32::to_string).collect();
         Process {
             inner: Arc::new(Inner {
                 name: Mutex::new(Some(format!("Process-{}", tail.join(":")))),
                 identity,
-                daemon: AtomicBool::new(false),
+                daemon: AtomicBool::new(daemon),
                 method: Mutex::new(None),
                 executable: Mutex::new(None),
                 state: Mutex::new(State::Created(pack)),
@@ -150,6 +151,10 @@ impl Process {
         self
     }
 
+    /// The default is the creating process's flag, as in Python: `false` in the main program,
+    /// `true` in a daemon child (a daemon cannot start a non-daemon child:
+    /// [`Error::DaemonWithNonDaemonChild`]).
+    ///
     /// Daemon processes are terminated, not waited for, when the main program exits, and die
     /// (SIGKILL) as soon as their parent process ends in any other way, even killed: a daemon
     /// (a pool worker, say) never outlives its parent, even in the middle of a long task.
@@ -196,7 +201,15 @@ impl Process {
     /// serialized is an error now, in the caller ([`Error::Pickle`]; also when a handle in
     /// the arguments cannot be duplicated, e.g. for want of descriptors). A failure of the
     /// operating system is [`Error::Start`], with the `io::Error` as its source.
+    ///
+    /// [`init`](crate::init) must have run in this process, whatever the start method
+    /// ([`Error::NotInitialized`]); a daemon process can only start daemon children
+    /// ([`Error::DaemonWithNonDaemonChild`]). In both cases the process stays unstarted.
     pub fn start(&self) -> Result<(), Error> {
+        bootstrap::check_can_start()?;
+        if !self.is_daemon() && bootstrap::is_daemon() {
+            return Err(Error::DaemonWithNonDaemonChild);
+        }
         let pack = {
             let mut st = self.inner.state.lock();
             match std::mem::replace(&mut *st, State::Starting) {
@@ -298,6 +311,7 @@ impl Process {
                     let boot = unsafe { sys::adopt(theirs_raw) };
                     bootstrap::child_main_after_fork(boot, Some((job, inherited)))
                 };
+                warn_if_threaded();
                 // SAFETY: documented hazard of the fork method; the child only runs the job and
                 // ends the process (child_main_after_fork never returns).
                 let pid = unsafe { proc::fork(child)? };
@@ -394,18 +408,25 @@ impl Process {
         }
     }
 
-    fn refused(&self) -> Option<String> {
+    /// Why the child did not run its task, if it said so.
+    fn refused(&self) -> Option<Error> {
         match &*self.inner.state.lock() {
             State::Done {
                 report: Some(Report::Refused(m)),
                 ..
-            } => Some(m.clone()),
+            } => Some(Error::Refused(m.clone())),
+            State::Done {
+                report: Some(Report::NotInitialized),
+                ..
+            } => Some(Error::ChildNotInitialized),
             _ => None,
         }
     }
 
     /// Wait for the process to end and return its exit code. A child that refused its task
-    /// (e.g. a different build) is [`Error::Refused`].
+    /// (e.g. a different build) is [`Error::Refused`]; one that ran the program's `main`
+    /// instead, because `main` does not call [`init`](crate::init), is
+    /// [`Error::ChildNotInitialized`].
     pub fn join(&self) -> Result<i32, Error> {
         match self.join_timeout(None)? {
             Some(code) => Ok(code),
@@ -434,8 +455,8 @@ impl Process {
                 return Ok(None);
             }
         }
-        if let Some(why) = self.refused() {
-            return Err(Error::Refused(why));
+        if let Some(e) = self.refused() {
+            return Err(e);
         }
         self.collect()
     }
@@ -526,6 +547,26 @@ impl Waitable for Process {
         match self.pidfd() {
             Ok(Some(fd)) => Some(sys::raw(sys::borrow(&fd))),
             _ => None,
+        }
+    }
+}
+
+/// Forking a parent with other threads: say so once per process (as Python 3.12 warns), with
+/// the count. One read of `/proc/self/task` per fork until it has warned, none after.
+fn warn_if_threaded() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if WARNED.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Some(threads) = sys::thread_count().filter(|&n| n > 1) {
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                threads,
+                "forking a process that has {threads} threads: only the forking thread exists in \
+                 the child, and a lock another thread holds stays locked there for ever; use the \
+                 forkserver or spawn start method (see StartMethod::Fork for what a forked child \
+                 may touch)"
+            );
         }
     }
 }

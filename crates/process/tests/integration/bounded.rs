@@ -98,3 +98,56 @@ impl AcceptBounded for multiproc_process::Listener {
         }
     }
 }
+
+/// What [`run_bounded`] saw of a program: its exit code (`None`: a signal ended it) and output.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run `cmd` to its end with `input` on its standard input (then closed), collecting its output;
+/// fails the test (after killing it) if it runs past [`BOUND`].
+pub fn run_bounded(cmd: &mut std::process::Command, input: &[u8]) -> Ran {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input); // the program may exit without reading it
+    });
+    let read = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            String::from_utf8_lossy(&v).into_owned()
+        })
+    };
+    let out = read(Box::new(child.stdout.take().unwrap()));
+    let err = read(Box::new(child.stderr.take().unwrap()));
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > BOUND {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not end within {BOUND:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    writer.join_bounded();
+    Ran {
+        code: status.code(),
+        stdout: out.join_bounded(),
+        stderr: err.join_bounded(),
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::bounded::{JoinBounded, RecvBounded, BOUND};
+use crate::bounded::{JoinBounded, RecvBounded};
 use multiproc_process::{
     active_children, current_process, parent_process, pipe, wait, Connection, Error, Process,
     StartMethod, Waitable,
@@ -240,35 +240,6 @@ fn child_learns_parent_died() {
         here.recv_bounded::<bool>(),
         "the grandchild saw its parent die"
     );
-}
-
-/// Write a copy of this executable to `to`, with another modification time (another build to
-/// the fingerprint). Run in a child of its own: a write descriptor open in the test process
-/// would be inherited by any child another test forks meanwhile, until its `exec`, and
-/// executing the copy then fails with "Text file busy".
-fn write_other_build(to: std::path::PathBuf) {
-    std::fs::copy(std::env::current_exe().unwrap(), &to).unwrap();
-    let f = std::fs::File::options().write(true).open(&to).unwrap();
-    f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
-        .unwrap();
-}
-
-#[test]
-fn other_build_refuses() {
-    let dir = std::env::temp_dir().join(format!("multiproc-otherbuild-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let copy = dir.join("other-build");
-    let writer = Process::new(write_other_build, copy.clone());
-    writer.start().unwrap();
-    assert_eq!(writer.join_bounded(), 0);
-    let p = Process::new(exit_with, 0).executable(&copy);
-    p.start().unwrap();
-    match p.join_timeout(Some(BOUND)) {
-        Err(Error::Refused(why)) => assert!(why.contains("fingerprint"), "{why}"),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-    assert_eq!(p.exitcode(), Some(1));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn unit(_: ()) {}

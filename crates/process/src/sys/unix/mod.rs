@@ -363,14 +363,87 @@ pub(crate) fn raw(fd: BorrowedFd<'_>) -> RawWait {
     fd.as_raw_fd()
 }
 
-/// Adopt a descriptor named by its number in text (the bootstrap environment variable).
+/// Adopt the descriptor named by its number in `text` (the value of a bootstrap variable), once
+/// it is known to be what a parent leaves there: a Unix stream socket, never a standard stream.
+/// `Err` says why it is not (and nothing is adopted then).
 ///
 /// # Safety
-/// The named descriptor must be open and owned by nobody else in this process.
-pub(crate) unsafe fn adopt_named(text: &str) -> Option<OwnedFd> {
-    let fd: RawFd = text.parse().ok()?;
-    // SAFETY: forwarded from the caller.
-    Some(unsafe { adopt(fd) })
+/// A descriptor that passes the checks must be owned by nobody else in this process.
+pub(crate) unsafe fn adopt_named(text: &str) -> Result<OwnedFd, String> {
+    let fd: RawFd = text
+        .parse()
+        .map_err(|_| "is not a descriptor number".to_string())?;
+    if (0..=2).contains(&fd) {
+        return Err(format!(
+            "names standard {}, never a bootstrap socket",
+            ["input", "output", "error"][fd as usize]
+        ));
+    }
+    if fd < 0 {
+        return Err("is not a descriptor number".into());
+    }
+    // SAFETY: fstat writes into a zeroed stat buffer; any number is a valid argument.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return Err("is not an open descriptor".into());
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err("is not a socket".into());
+    }
+    let opt = |name: libc::c_int| -> Option<libc::c_int> {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes one int into `v`, whose size `len` gives.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        (r == 0).then_some(v)
+    };
+    if opt(libc::SO_TYPE) != Some(libc::SOCK_STREAM) {
+        return Err("is not a stream socket".into());
+    }
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    if opt(libc::SO_DOMAIN) != Some(libc::AF_UNIX) {
+        return Err("is not a Unix-domain socket".into());
+    }
+    // SAFETY: checked above to be an open socket of the kind a parent leaves; the caller
+    // guarantees that nobody else owns it.
+    Ok(unsafe { adopt(fd) })
+}
+
+/// Point standard input at `/dev/null` (a child never reads its parent's input, as in Python).
+pub(crate) fn stdin_from_devnull() -> io::Result<()> {
+    // SAFETY: open of a constant NUL-terminated path.
+    let fd = cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+    if fd != 0 {
+        // SAFETY: dup2 of our new descriptor onto 0 (which loses close-on-exec, as stdin should),
+        // then close of the original, which nothing else knows.
+        let r = unsafe { libc::dup2(fd, 0) };
+        // SAFETY: see above.
+        unsafe { libc::close(fd) };
+        cvt(r)?;
+    }
+    Ok(())
+}
+
+/// How many threads this process has (`None` where it cannot tell): the entries of
+/// `/proc/self/task`, one `getdents` for a few threads.
+pub(crate) fn thread_count() -> Option<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        std::fs::read_dir("/proc/self/task").ok().map(|d| d.count())
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        None
+    }
 }
 
 /// Adopt a descriptor named by number.

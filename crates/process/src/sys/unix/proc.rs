@@ -23,13 +23,16 @@ pub(crate) fn unsupported() -> io::Error {
     )
 }
 
-/// Exec `exe` with `fd` inherited and named in `env_var`; returns the pid.
+/// Exec `exe` with `fd` inherited and named in `env_var`, and standard input on `/dev/null`;
+/// returns the pid.
 ///
 /// With `posix_spawn` (a `vfork`-style clone on Linux: no copy of our page tables, however big
 /// this process is), so a start costs about what starting `/bin/true` does. The descriptor
 /// reaches the child by a `dup2` file action onto a fixed number (3, or 4 if `fd` is 3): the
 /// duplicate is not close-on-exec, while `fd` itself and everything else of ours stays
-/// close-on-exec. Signal mask and `SIGPIPE` are reset in the child, as `std::process` does.
+/// close-on-exec. Signal mask and `SIGPIPE` are reset in the child, as `std::process` does. A
+/// child never shares its parent's input (as in Python): its standard input is `/dev/null`.
+/// Neither bootstrap variable of ours passes through, only the one set here.
 pub(crate) fn spawn_exe(exe: &Path, env_var: &str, fd: &OwnedFd) -> io::Result<u32> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -42,7 +45,7 @@ pub(crate) fn spawn_exe(exe: &Path, env_var: &str, fd: &OwnedFd) -> io::Result<u
     let argv = [path.as_ptr(), arg.as_ptr(), std::ptr::null()];
     let mut env: Vec<CString> = Vec::new();
     for (k, v) in std::env::vars_os() {
-        if k.as_bytes() == env_var.as_bytes() {
+        if k.as_bytes() == BOOTSTRAP_ENV.as_bytes() || k.as_bytes() == FORKSERVER_ENV.as_bytes() {
             continue;
         }
         let mut kv = k.as_bytes().to_vec();
@@ -77,6 +80,15 @@ pub(crate) fn spawn_exe(exe: &Path, env_var: &str, fd: &OwnedFd) -> io::Result<u
         libc::sigemptyset(&mut pipe);
         libc::sigaddset(&mut pipe, libc::SIGPIPE);
         let mut r = libc::posix_spawn_file_actions_adddup2(&mut actions, raw, target);
+        if r == 0 {
+            r = libc::posix_spawn_file_actions_addopen(
+                &mut actions,
+                0,
+                c"/dev/null".as_ptr(),
+                libc::O_RDONLY,
+                0,
+            );
+        }
         if r == 0 {
             r = libc::posix_spawnattr_setsigmask(&mut attr, &empty);
         }

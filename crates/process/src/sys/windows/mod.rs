@@ -84,11 +84,21 @@ pub(crate) unsafe fn adopt(h: RawWait) -> OwnedHandle {
 }
 
 /// # Safety
-/// The named handle must be open and owned by nobody else.
-pub(crate) unsafe fn adopt_named(text: &str) -> Option<OwnedHandle> {
-    let v: usize = text.parse().ok()?;
+/// The named handle must be owned by nobody else.
+pub(crate) unsafe fn adopt_named(text: &str) -> Result<OwnedHandle, String> {
+    let v: usize = text
+        .parse()
+        .map_err(|_| "is not a handle number".to_string())?;
     // SAFETY: forwarded from the caller.
-    Some(unsafe { adopt(v as RawHandle) })
+    Ok(unsafe { adopt(v as RawHandle) })
+}
+
+pub(crate) fn stdin_from_devnull() -> std::io::Result<()> {
+    Err(unsupported())
+}
+
+pub(crate) fn thread_count() -> Option<usize> {
+    None
 }
 
 pub(crate) fn close_raw(h: RawWait) {

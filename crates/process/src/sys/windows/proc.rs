@@ -6,6 +6,7 @@ use std::path::Path;
 
 pub(crate) const BOOTSTRAP_ENV: &str = "MULTIPROC_BOOTSTRAP";
 pub(crate) const FORKSERVER_ENV: &str = "MULTIPROC_FORKSERVER";
+pub(crate) const CHILD_ARG: &str = "--multiproc-child";
 pub(crate) const SIGTERM: i32 = 15;
 pub(crate) const SIGKILL: i32 = 9;
 
