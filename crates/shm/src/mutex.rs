@@ -14,6 +14,35 @@ const WAITERS: u64 = 1 << 31;
 const FIRST_CHECK: Duration = Duration::from_millis(1);
 const LIVENESS_CHECK: Duration = Duration::from_millis(50);
 
+/// How long `try_lock` trusts a holder it found alive by the full check (pid and start time):
+/// within it, only the pid's existence is asked again. A holder that dies and whose pid is
+/// taken by another process within this window keeps a non-blocking acquire failing until the
+/// window ends; a blocking acquire is not affected (it always makes the full check).
+const ALIVE_TRUST: Duration = Duration::from_millis(1);
+
+std::thread_local! {
+    /// The holder `try_lock` last found alive with the full check, and when.
+    static LAST_ALIVE: std::cell::Cell<Option<(u64, Instant)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether the holder `id` (a lock word without the waiters bit) is alive, for `try_lock`.
+fn holder_alive(id: u64) -> bool {
+    if !sys::pid_exists(pid_of(id)) {
+        return false;
+    }
+    let now = Instant::now();
+    if let Some((who, at)) = LAST_ALIVE.get() {
+        if who == id && now.saturating_duration_since(at) < ALIVE_TRUST {
+            return true;
+        }
+    }
+    let alive = sys::identity_alive(id);
+    if alive {
+        LAST_ALIVE.set(Some((id, now)));
+    }
+    alive
+}
+
 /// What an acquire got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
@@ -107,7 +136,9 @@ impl RawMutex {
     /// exists: with only the pid to go by, a non-blocking acquire (a queue's `put_nowait`,
     /// say) failed for as long as another process had a dead holder's pid, however long no
     /// live process held the lock — and pids of dead processes come round within moments
-    /// once anything moves the kernel's next pid back (`ns_last_pid`).
+    /// once anything moves the kernel's next pid back (`ns_last_pid`). A holder this thread
+    /// found alive is trusted for [`ALIVE_TRUST`] (only its pid's existence is asked again),
+    /// so a loop of failing `try_lock`s costs a system call each, not a `/proc` read.
     pub fn try_lock(&self) -> LockResult {
         let me = Self::me();
         match self
@@ -115,7 +146,7 @@ impl RawMutex {
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
         {
             Ok(_) => LockResult::Acquired,
-            Err(c) if !sys::pid_exists(pid_of(c)) || !sys::identity_alive(c & !WAITERS) => {
+            Err(c) if !holder_alive(c & !WAITERS) => {
                 self.take_over(c).unwrap_or(LockResult::TimedOut)
             }
             Err(_) => LockResult::TimedOut,
