@@ -9,6 +9,7 @@
 //! * [`FnRef`] and [`Call`]: a plain `fn` item or non-capturing closure sent as its position in
 //!   the binary, guarded by a build [`fingerprint`].
 //! * [`handles`]: OS handles (pipe ends, sockets) carried inside serialized values.
+//! * `scm` (Unix): descriptors passed over Unix sockets (`SCM_RIGHTS`), shared by every crate.
 //!
 //! ```
 //! use multiproc_pickle::{decode, encode};
@@ -24,6 +25,8 @@ mod error;
 pub mod frame;
 mod func;
 pub mod handles;
+#[cfg(unix)]
+pub mod scm;
 
 pub use bytes_impl::{bytes, Bytes};
 pub use codec::{
