@@ -31,7 +31,8 @@ pub mod scm;
 pub use bytes_impl::{bytes, Bytes};
 pub use codec::{
     decode, decode_borrowed, decode_borrowed_with_max_depth, decode_with_handles,
-    decode_with_max_depth, encode, encode_with_handles, DEFAULT_MAX_DEPTH,
+    decode_with_handles_and_max_depth, decode_with_max_depth, encode, encode_with_handles,
+    DEFAULT_MAX_DEPTH,
 };
 pub use error::PickleError;
 pub use func::{fingerprint, Call, FnRef};

@@ -74,7 +74,10 @@ pub fn send_with_fds(
     if fds.len() > MAX_FDS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{} descriptors in one message (at most {MAX_FDS})", fds.len()),
+            format!(
+                "{} descriptors in one message (at most {MAX_FDS})",
+                fds.len()
+            ),
         ));
     }
     let mut iov: Vec<libc::iovec> = bufs
@@ -152,11 +155,7 @@ pub fn recv_with_fds(
 
 /// [`recv_with_fds`] into `v`'s spare capacity (at most `max` bytes, reserving them first),
 /// extending `v` by what arrived.
-pub fn recv_into_spare(
-    sock: BorrowedFd<'_>,
-    v: &mut Vec<u8>,
-    max: usize,
-) -> io::Result<Received> {
+pub fn recv_into_spare(sock: BorrowedFd<'_>, v: &mut Vec<u8>, max: usize) -> io::Result<Received> {
     v.reserve(max);
     let spare = v.spare_capacity_mut();
     let len = spare.len().min(max);

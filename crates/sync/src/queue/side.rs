@@ -67,7 +67,8 @@ impl Side {
         let mut d = [0u8; DATAGRAM];
         d[..8].copy_from_slice(&seq.to_le_bytes());
         d[8..].copy_from_slice(&item.len.to_le_bytes());
-        sys::send_with_handles(&self.tx, &d, &[sys::borrow(&item.file)]).map_err(os_error("send a queue item"))
+        sys::send_with_handles(&self.tx, &d, &[sys::borrow(&item.file)])
+            .map_err(os_error("send a queue item"))
     }
 
     /// The item numbered `seq`, mapped, and left on the socket (see the module's text):
@@ -107,7 +108,8 @@ impl Side {
     /// descriptor: the item's memory is freed once its last mapping goes.
     pub(super) fn remove_first(&self) -> Result<(), QueueError> {
         let mut d = [0u8; DATAGRAM];
-        sys::recv_with_handles(&self.rx, &mut d, false).map_err(os_error("receive a queue item"))?;
+        sys::recv_with_handles(&self.rx, &mut d, false)
+            .map_err(os_error("receive a queue item"))?;
         Ok(())
     }
 }

@@ -95,6 +95,26 @@ pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// A connected pair of Unix datagram sockets, both close-on-exec (a pipe's side channel for
+/// OS handles).
+pub(crate) fn datagram_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    let ty = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let ty = libc::SOCK_DGRAM;
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, ty, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: socketpair succeeded, so both descriptors are open and ours.
+    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        set_cloexec(fds[0])?;
+        set_cloexec(fds[1])?;
+    }
+    Ok(pair)
+}
+
 /// Read what is available (at least one byte, or 0 at end of file).
 pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
@@ -227,7 +247,10 @@ fn poll(pfds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<Vec<
 /// Send `data` (at least one byte) with `fds` attached as `SCM_RIGHTS`, all of it.
 pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
     // SAFETY: the caller's descriptors stay open for this call.
-    let fds: Vec<BorrowedFd<'_>> = fds.iter().map(|&f| unsafe { BorrowedFd::borrow_raw(f) }).collect();
+    let fds: Vec<BorrowedFd<'_>> = fds
+        .iter()
+        .map(|&f| unsafe { BorrowedFd::borrow_raw(f) })
+        .collect();
     send_all_with_fds(sock, &[data], &fds)
 }
 
@@ -293,7 +316,13 @@ pub(crate) fn is_unix_socket(fd: BorrowedFd<'_>) -> bool {
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of_val(&addr) as libc::socklen_t;
     // SAFETY: getsockname into `addr`, whose size `len` states.
-    let r = unsafe { libc::getsockname(fd.as_raw_fd(), (&mut addr as *mut libc::sockaddr_storage).cast(), &mut len) };
+    let r = unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
     r == 0 && addr.ss_family as libc::c_int == libc::AF_UNIX
 }
 
