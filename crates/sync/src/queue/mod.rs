@@ -43,6 +43,14 @@ pub enum QueueError {
     /// The value could not be serialized (nothing was put).
     #[error("cannot serialize the value: {0}")]
     Encode(String),
+    /// The value owns OS handles (a connection, a lock, a queue, shared memory): a queue carries
+    /// bytes through shared memory, not handles (nothing was put). Send such a value over a
+    /// `Connection` from `pipe(true)`, or pass it as a process or pool-task argument.
+    #[error(
+        "a queue cannot carry OS handles (a connection, lock, queue or shared memory inside the \
+         value): send it over a duplex pipe's Connection or as a process or pool-task argument"
+    )]
+    CarriesHandles,
     /// A message could not be decoded as the queue's type (it was taken off the queue).
     #[error("cannot decode a message: {0}")]
     Decode(String),
@@ -87,6 +95,14 @@ pub struct PutError<T> {
 /// descriptor waits in a socket the queue owns until a consumer takes it. `qsize`, `empty` and
 /// `full` are exact, and stay exact when processes are killed in the middle of `put` or `get`.
 /// `put` waits only for `maxsize`, or when the ring (8 MiB by default) is full of items under
+/// The error for a value that cannot be put.
+fn encode_error(e: multiproc_pickle::PickleError) -> QueueError {
+    match e {
+        multiproc_pickle::PickleError::HandleOutsideTransfer => QueueError::CarriesHandles,
+        e => QueueError::Encode(e.to_string()),
+    }
+}
+
 /// 64 KiB: an item of 64 KiB or more goes beside the ring rather than wait for room (it waits
 /// at most 10 ms, and only while a consumer is inside `get`, freeing room). 256 items can be
 /// beside the ring at once with Linux's default socket buffer; past that, `put` waits for
@@ -180,7 +196,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(b) => b,
             Err(e) => {
                 return Err(PutError {
-                    error: QueueError::Encode(e.to_string()),
+                    error: encode_error(e),
                     value,
                 })
             }
@@ -201,7 +217,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// assert_eq!(q.get().unwrap(), big);
     /// ```
     pub fn put_ref(&self, value: &T) -> Result<(), QueueError> {
-        let bytes = encode(value).map_err(|e| QueueError::Encode(e.to_string()))?;
+        let bytes = encode(value).map_err(encode_error)?;
         self.ring.push(&[&bytes], true, None)
     }
 
