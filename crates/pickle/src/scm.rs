@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     #[cfg(target_os = "linux")]
-    fn more_than_the_room_is_truncated_and_nothing_leaks() {
+    fn a_full_message_of_descriptors_arrives_whole_and_closes() {
         let (a, b) = UnixStream::pair().unwrap();
         let files: Vec<std::fs::File> = (0..MAX_FDS)
             .map(|_| std::fs::File::open("/dev/null").unwrap())
