@@ -195,8 +195,8 @@ pub fn decode_with_handles<T: DeserializeOwned>(
 /// [`decode_with_handles`] with another nesting limit than [`DEFAULT_MAX_DEPTH`].
 ///
 /// ```
-/// let (bytes, handles) = multiproc::pickle::encode_with_handles(&Some(Some(1u8))).unwrap();
-/// assert!(multiproc::pickle::decode_with_handles_and_max_depth::<Option<Option<u8>>>(&bytes, handles, 1).is_err());
+/// let (bytes, handles) = multiproc_pickle::encode_with_handles(&Some(Some(1u8))).unwrap();
+/// assert!(multiproc_pickle::decode_with_handles_and_max_depth::<Option<Option<u8>>>(&bytes, handles, 1).is_err());
 /// ```
 pub fn decode_with_handles_and_max_depth<T: DeserializeOwned>(
     bytes: &[u8],

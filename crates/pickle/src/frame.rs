@@ -67,7 +67,7 @@ pub fn parse_prefix(p: [u8; 4]) -> Result<Prefix, PickleError> {
 /// attached to the frame's first bytes.
 ///
 /// ```
-/// use multiproc::pickle::frame::{encode_handles_header, HANDLES_MARKER};
+/// use multiproc_pickle::frame::{encode_handles_header, HANDLES_MARKER};
 /// let h = encode_handles_header(5, 2);
 /// assert_eq!(h[..4], HANDLES_MARKER);
 /// assert_eq!(u32::from_be_bytes(h[4..8].try_into().unwrap()), 2);
