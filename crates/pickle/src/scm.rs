@@ -231,7 +231,7 @@ fn recv_uninit(
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
@@ -242,7 +242,6 @@ mod tests {
     }
 
     #[test]
-    #[cfg(target_os = "linux")]
     fn a_full_message_of_descriptors_arrives_whole_and_closes() {
         let (a, b) = UnixStream::pair().unwrap();
         let files: Vec<std::fs::File> = (0..MAX_FDS)
