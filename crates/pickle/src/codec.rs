@@ -196,8 +196,22 @@ pub fn decode_with_handles<T: DeserializeOwned>(
     bytes: &[u8],
     handles: Vec<OsHandle>,
 ) -> Result<T, PickleError> {
+    decode_with_handles_and_max_depth(bytes, handles, DEFAULT_MAX_DEPTH)
+}
+
+/// [`decode_with_handles`] with another nesting limit than [`DEFAULT_MAX_DEPTH`].
+///
+/// ```
+/// let (bytes, handles) = multiproc_pickle::encode_with_handles(&Some(Some(1u8))).unwrap();
+/// assert!(multiproc_pickle::decode_with_handles_and_max_depth::<Option<Option<u8>>>(&bytes, handles, 1).is_err());
+/// ```
+pub fn decode_with_handles_and_max_depth<T: DeserializeOwned>(
+    bytes: &[u8],
+    handles: Vec<OsHandle>,
+    max_depth: usize,
+) -> Result<T, PickleError> {
     let guard = CtxGuard::enter(Ctx::Decoding(handles.into_iter().map(Some).collect()));
-    let res = decode(bytes);
+    let res = decode_borrowed_with_max_depth(bytes, max_depth);
     drop(guard.finish());
     res
 }

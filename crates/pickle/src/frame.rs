@@ -61,6 +61,32 @@ pub fn parse_prefix(p: [u8; 4]) -> Result<Prefix, PickleError> {
     }
 }
 
+/// The first four bytes of a frame that carries OS handles (−2, which CPython never sends):
+/// then a 4-byte big-endian count of handles and an 8-byte big-endian length, 16 bytes in all
+/// ([`HANDLES_HEADER`]). The handles travel beside the bytes (`SCM_RIGHTS` on a Unix socket),
+/// attached to the frame's first bytes.
+///
+/// ```
+/// use multiproc_pickle::frame::{encode_handles_header, HANDLES_MARKER};
+/// let h = encode_handles_header(5, 2);
+/// assert_eq!(h[..4], HANDLES_MARKER);
+/// assert_eq!(u32::from_be_bytes(h[4..8].try_into().unwrap()), 2);
+/// assert_eq!(u64::from_be_bytes(h[8..].try_into().unwrap()), 5);
+/// ```
+pub const HANDLES_MARKER: [u8; 4] = [0xff, 0xff, 0xff, 0xfe];
+
+/// The size of the header of a frame that carries OS handles (see [`HANDLES_MARKER`]).
+pub const HANDLES_HEADER: usize = 16;
+
+/// The header of a `len`-byte message that carries `count` OS handles (see [`HANDLES_MARKER`]).
+pub fn encode_handles_header(len: usize, count: u32) -> [u8; HANDLES_HEADER] {
+    let mut h = [0u8; HANDLES_HEADER];
+    h[..4].copy_from_slice(&HANDLES_MARKER);
+    h[4..8].copy_from_slice(&count.to_be_bytes());
+    h[8..].copy_from_slice(&(len as u64).to_be_bytes());
+    h
+}
+
 /// Check an announced length against a maximum.
 ///
 /// ```

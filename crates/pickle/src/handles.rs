@@ -3,8 +3,9 @@
 //! A type that owns an OS handle (a pipe end, a socket, later a shared-memory segment) serializes
 //! the handle with [`serialize_handle`] and gets it back with [`deserialize_handle`]. Inside
 //! [`encode_with_handles`](crate::encode_with_handles) each handle is duplicated into a side list
-//! and only its index goes into the bytes; the transport (the child bootstrap channel, which
-//! passes file descriptors with `SCM_RIGHTS` on Unix) moves the side list, and
+//! and only its index goes into the bytes; the transport (the child bootstrap channel, a
+//! connection's handle frames, a pool unit: all pass file descriptors with `SCM_RIGHTS` on
+//! Unix, see [`scm`](crate::scm)) moves the side list, and
 //! [`decode_with_handles`](crate::decode_with_handles) hands each handle back by index, once.
 //!
 //! Outside such a transfer, serializing a handle fails with

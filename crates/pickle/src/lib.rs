@@ -9,6 +9,7 @@
 //! * [`FnRef`] and [`Call`]: a plain `fn` item or non-capturing closure sent as its position in
 //!   the binary, guarded by a build [`fingerprint`].
 //! * [`handles`]: OS handles (pipe ends, sockets) carried inside serialized values.
+//! * `scm` (Unix): descriptors passed over Unix sockets (`SCM_RIGHTS`), shared by every crate.
 //!
 //! ```
 //! use multiproc_pickle::{decode, encode};
@@ -25,12 +26,15 @@ mod error;
 pub mod frame;
 mod func;
 pub mod handles;
+#[cfg(unix)]
+pub mod scm;
 
 pub use build_id::build_id;
 pub use bytes_impl::{bytes, Bytes};
 pub use codec::{
     decode, decode_borrowed, decode_borrowed_with_max_depth, decode_with_handles,
-    decode_with_max_depth, encode, encode_with_handles, DEFAULT_MAX_DEPTH,
+    decode_with_handles_and_max_depth, decode_with_max_depth, encode, encode_with_handles,
+    DEFAULT_MAX_DEPTH,
 };
 pub use error::{find_source, PickleError, SharedError};
 pub use func::{fingerprint, Call, FnRef};

@@ -13,13 +13,13 @@ use crate::dispatcher::Dispatcher;
 use crate::inbox;
 use crate::pool::{Data, Pool};
 use crate::scheduler::{Lane, RunState, Shared, State};
-use crate::worker::{Crew, Worker, WorkerKind};
+use crate::worker::{Crew, Init, Worker, WorkerKind};
 use crate::PoolError;
 
 /// What the dispatcher needs to start and watch workers.
 pub(crate) struct Config {
     pub kind: WorkerKind,
-    pub init: Option<Vec<u8>>,
+    pub init: Option<Init>,
     pub maxtasks: Option<usize>,
     pub task_timeout: Option<Duration>,
 }
@@ -43,7 +43,7 @@ pub(crate) struct Config {
 /// ```
 pub struct PoolBuilder {
     pub(crate) processes: Option<usize>,
-    pub(crate) init: Option<Result<Vec<u8>, PoolError>>,
+    pub(crate) init: Option<Result<Init, PoolError>>,
     pub(crate) maxtasks: Option<usize>,
     pub(crate) method: Option<StartMethod>,
     pub(crate) task_timeout: Option<Duration>,
@@ -70,12 +70,10 @@ impl PoolBuilder {
     pub fn initializer<A: Data>(mut self, f: fn(A), args: A) -> Self {
         self.init = Some(Call::new(f, &args).map_err(PoolError::from).and_then(
             |(call, handles)| {
-                if handles.is_empty() {
-                    Ok(encode(&call)?)
-                } else {
-                    // (initializer arguments cannot carry OS handles)
-                    Err(multiproc_pickle::PickleError::HandleOutsideTransfer.into())
-                }
+                Ok(Init {
+                    call: encode(&call)?,
+                    handles,
+                })
             },
         ));
         self

@@ -277,7 +277,7 @@ impl Dispatcher {
             None if unit.n == 1 && unit.retried => (Some(0), Vec::new(), true),
             None => (None, (0..unit.n).map(|j| (j, 1)).collect(), true),
         };
-        let parts = match (unit.split)(&unit.payload, &ranges) {
+        let parts = match (unit.split)(&unit.payload, &unit.handles, &ranges) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!("cannot re-encode the items of a dead worker's unit: {e}");
@@ -288,11 +288,12 @@ impl Dispatcher {
             unit.sink.deliver(unit.first + k, 1, Err(err));
         }
         let mut st = self.shared.st.lock();
-        for (&(first, n), payload) in ranges.iter().zip(parts).rev() {
+        for (&(first, n), (payload, handles)) in ranges.iter().zip(parts).rev() {
             st.queue.push_front(Unit {
                 first: unit.first + first,
                 n,
                 payload,
+                handles,
                 sink: unit.sink.clone(),
                 split: unit.split,
                 retried,

@@ -76,12 +76,13 @@ impl<A: Data, R: Data, I: Iterator<Item = A>> IMapIter<'_, A, R, I> {
             let n = self.chunk.len();
             let sink: Arc<dyn Sink> = self.sink.clone();
             match chunk_call(self.f, &self.chunk) {
-                Ok(payload) => {
+                Ok((payload, handles)) => {
                     bytes += payload.len();
                     batch.push(Unit {
                         first: self.submitted_items + items,
                         n,
                         payload,
+                        handles,
                         sink,
                         split: resplit::<A, R>,
                         retried: false,

@@ -166,10 +166,12 @@ impl Pool {
                 break;
             }
             let n = chunk.len();
+            let (payload, handles) = chunk_call(f, &chunk)?;
             batch.push(Unit {
                 first,
                 n,
-                payload: chunk_call(f, &chunk)?,
+                payload,
+                handles,
                 sink: sink.clone(),
                 split: resplit::<A, R>,
                 retried: false,

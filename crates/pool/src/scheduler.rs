@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use multiproc_pickle::OsHandle;
 use multiproc_process::Connection;
 use multiproc_sync::ByteQueue;
 use parking_lot::Mutex;
@@ -56,6 +57,9 @@ pub(crate) struct Unit {
     pub first: usize,
     pub n: usize,
     pub payload: Vec<u8>,
+    /// The OS handles the unit's arguments own (empty, no allocation, for most units): they
+    /// go with the payload each time it is sent, and stay here until the unit is answered.
+    pub handles: Vec<OsHandle>,
     pub sink: Arc<dyn Sink>,
     /// Re-encodes parts of this unit (after a worker died running it).
     pub split: Resplit,
@@ -145,7 +149,9 @@ impl Lane {
 
     /// Whether `unit` may be queued behind this worker's running unit now (rule 3).
     fn accepts_behind(&mut self, unit: &Unit, maxtasks: Option<usize>) -> bool {
-        if !self.open || self.busy.is_empty() || self.front_stolen {
+        // (a unit with OS handles goes only to an idle worker: the handles' side channel then
+        // never holds more than one unit's, so sending them never blocks)
+        if !self.open || self.busy.is_empty() || self.front_stolen || !unit.handles.is_empty() {
             return false;
         }
         if let Some((after, _)) = self.revoked {
@@ -259,13 +265,18 @@ impl State {
             let Some(k) = lane.busy.iter().position(|b| !before(b.msg, first)) else {
                 continue;
             };
-            let payloads: Vec<&[u8]> = lane
-                .busy
-                .iter()
-                .skip(k)
-                .map(|b| &b.unit.payload[..])
-                .collect();
-            if let Err(e) = lane.conn.send_bytes_many(&payloads) {
+            let sent = if lane.busy.iter().skip(k).all(|b| b.unit.handles.is_empty()) {
+                let payloads: Vec<&[u8]> = lane
+                    .busy
+                    .iter()
+                    .skip(k)
+                    .map(|b| &b.unit.payload[..])
+                    .collect();
+                lane.conn.send_bytes_many(&payloads)
+            } else {
+                send_with_handles(&lane.conn, lane.busy.iter().skip(k).map(|b| &b.unit))
+            };
+            if let Err(e) = sent {
                 // The worker is gone; the dispatcher sees its death and replaces it. What it
                 // did not get goes back to the queue, in order.
                 tracing::debug!("worker unreachable: {e}");
@@ -316,6 +327,37 @@ impl State {
             .map(|l| l.front_since + STEAL_AFTER)
             .min()
     }
+}
+
+/// Send `units` in order, those whose arguments own OS handles with them.
+fn send_with_handles<'a>(
+    conn: &Connection,
+    units: impl Iterator<Item = &'a Unit>,
+) -> Result<(), multiproc_process::Error> {
+    let mut plain: Vec<&[u8]> = Vec::new();
+    for u in units {
+        if u.handles.is_empty() {
+            plain.push(&u.payload);
+            continue;
+        }
+        if !plain.is_empty() {
+            conn.send_bytes_many(&plain)?;
+            plain.clear();
+        }
+        #[cfg(unix)]
+        {
+            let handles: Vec<_> = u.handles.iter().map(std::os::fd::AsFd::as_fd).collect();
+            conn.send_bytes_with_handles(&u.payload, &handles)?;
+        }
+        #[cfg(not(unix))]
+        return Err(multiproc_process::Error::HandlesNotCarried(
+            "pool tasks get OS handles only on Unix",
+        ));
+    }
+    if !plain.is_empty() {
+        conn.send_bytes_many(&plain)?;
+    }
+    Ok(())
 }
 
 /// What the pool's threads share.

@@ -7,11 +7,15 @@ use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Once};
 
-use multiproc_pickle::{decode, decode_borrowed, encode, Bytes, Call, FnRef, PickleError};
+use multiproc_pickle::handles::{deserialize_handle, serialize_handle};
+use multiproc_pickle::{
+    decode, decode_borrowed, decode_with_handles, encode, Bytes, Call, FnRef, OsHandle,
+    PickleError, SharedError,
+};
 use multiproc_process::{Connection, Process, StartMethod};
 use multiproc_sync::ByteQueue;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::control::{Control, Running};
 use crate::inbox::{header, Kind, INLINE_MAX};
@@ -158,9 +162,17 @@ pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
         .map_err(|e| e.to_string())
 }
 
+/// An encoded chunk (or initializer) and the OS handles its arguments own (duplicates, kept
+/// by the pool until the unit is answered: a unit sent again after a worker died, or taken
+/// back, still has them).
+pub(crate) type Encoded = (Vec<u8>, Vec<OsHandle>);
+
+/// The most OS handles one message can carry (`SCM_RIGHTS`).
+const MAX_HANDLES: usize = 253;
+
 /// Package a chunk of `f` applied to `items` (encoded from the slice: it arrives as the
-/// `Vec<A>` that `run_chunk` takes).
-pub(crate) fn chunk_call<A, R>(f: fn(A) -> R, items: &[A]) -> Result<Vec<u8>, PoolError>
+/// `Vec<A>` that `run_chunk` takes), with the OS handles the items own.
+pub(crate) fn chunk_call<A, R>(f: fn(A) -> R, items: &[A]) -> Result<Encoded, PoolError>
 where
     A: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
@@ -168,34 +180,55 @@ where
     encode_chunk::<A, R>(FnRef::of(f), items)
 }
 
-fn encode_chunk<A, R>(f: FnRef, items: &[A]) -> Result<Vec<u8>, PoolError>
+fn encode_chunk<A, R>(f: FnRef, items: &[A]) -> Result<Encoded, PoolError>
 where
     A: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
 {
     let (call, handles) = Call::new_encoding_as(run_chunk::<A, R>, &(f, items))?;
-    if !handles.is_empty() {
-        // (pool task arguments cannot carry OS handles)
-        return Err(PickleError::HandleOutsideTransfer.into());
+    if handles.len() > MAX_HANDLES {
+        return Err(PoolError::Serialization(SharedError::new(
+            PickleError::Encode(format!(
+            "a chunk of pool tasks owns {} OS handles, at most {MAX_HANDLES} can travel with it: \
+             use a smaller chunksize",
+            handles.len()
+        )),
+        )));
     }
-    Ok(encode(&call)?)
+    Ok((encode(&call)?, handles))
 }
 
-/// Re-encodes ranges `(first, n)` of the items of an encoded chunk, each as a chunk of its own
-/// (after a worker died running it: the pool's side knows only bytes, this knows the types).
-pub(crate) type Resplit = fn(&[u8], &[(usize, usize)]) -> Result<Vec<Vec<u8>>, PoolError>;
+/// Duplicates of `handles` (for a decode, which consumes them).
+pub(crate) fn duplicate(handles: &[OsHandle]) -> Result<Vec<OsHandle>, PoolError> {
+    handles
+        .iter()
+        .map(|h| h.try_clone())
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| PoolError::Serialization(SharedError::new(PickleError::Io(e))))
+}
+
+/// Re-encodes ranges `(first, n)` of the items of an encoded chunk (with the handles it owns),
+/// each as a chunk of its own (after a worker died running it: the pool's side knows only
+/// bytes, this knows the types).
+pub(crate) type Resplit =
+    fn(&[u8], &[OsHandle], &[(usize, usize)]) -> Result<Vec<Encoded>, PoolError>;
 
 /// The [`Resplit`] of chunks of `fn(A) -> R`.
 pub(crate) fn resplit<A, R>(
     payload: &[u8],
+    handles: &[OsHandle],
     ranges: &[(usize, usize)],
-) -> Result<Vec<Vec<u8>>, PoolError>
+) -> Result<Vec<Encoded>, PoolError>
 where
     A: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
 {
     let call: Call = decode(payload)?;
-    let (f, items): (FnRef, Vec<A>) = decode(call.args())?;
+    let (f, items): (FnRef, Vec<A>) = if handles.is_empty() {
+        decode(call.args())?
+    } else {
+        decode_with_handles(call.args(), duplicate(handles)?)?
+    };
     ranges
         .iter()
         .map(|&(first, n)| {
@@ -263,13 +296,13 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(reply: &[u8]) -> Result<Chunk<R>
 
 /// The loop every worker runs: initializer, then chunks until the pool hangs up. Chunks come
 /// on the worker's pipe; replies go to the pool's inbox (the pipe only for a large one).
-fn serve(conn: &Connection, init: Option<&[u8]>, inbox: &ByteQueue, id: u64, control: Control) {
+fn serve(conn: &Connection, init: Option<Init>, inbox: &ByteQueue, id: u64, control: Control) {
     install_panic_hook();
     if let Some(init) = init {
-        match decode::<Call>(init) {
+        match decode::<Call>(&init.call) {
             Ok(call) => {
                 // SAFETY: the initializer comes from our parent pool over a private pipe.
-                if let Err(e) = unsafe { call.invoke(Vec::new()) } {
+                if let Err(e) = unsafe { call.invoke(init.handles) } {
                     tracing::error!("pool initializer failed: {e}");
                 }
             }
@@ -290,7 +323,8 @@ fn serve(conn: &Connection, init: Option<&[u8]>, inbox: &ByteQueue, id: u64, con
             message: 0,
         })
     });
-    while let Ok(bytes) = conn.recv_bytes() {
+    // (a unit whose arguments own OS handles brings them; one taken back closes them here)
+    while let Ok((bytes, handles)) = conn.recv_bytes_with_handles() {
         let m = next;
         next = next.wrapping_add(1);
         if !control.claim(m) {
@@ -303,7 +337,7 @@ fn serve(conn: &Connection, init: Option<&[u8]>, inbox: &ByteQueue, id: u64, con
         });
         let reply: Reply = match decode::<Call>(&bytes) {
             // SAFETY: chunks come from our parent pool over a private pipe.
-            Ok(call) => unsafe { call.invoke(Vec::new()) }
+            Ok(call) => unsafe { call.invoke(handles) }
                 .map(Bytes)
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -327,19 +361,77 @@ fn serve(conn: &Connection, init: Option<&[u8]>, inbox: &ByteQueue, id: u64, con
     }
 }
 
-/// What a worker process gets: its pipe, the encoded initializer, the inbox, its id, its
-/// control block.
-type WorkerArgs = (Connection, Option<Bytes>, ByteQueue, u64, Control);
+/// The pool's initializer: the encoded call and the OS handles its arguments own. The pool
+/// keeps it (handles included) to start every worker, also those that replace dead ones; each
+/// start gets duplicates, moved with the process-start transfer (every start method).
+pub(crate) struct Init {
+    pub call: Vec<u8>,
+    pub handles: Vec<OsHandle>,
+}
+
+impl Init {
+    /// A copy for one worker (duplicated handles).
+    fn for_worker(&self) -> Result<Init, PoolError> {
+        Ok(Init {
+            call: self.call.clone(),
+            handles: duplicate(&self.handles)?,
+        })
+    }
+}
+
+/// Bytes that serialize as `Bytes` does (one `serialize_bytes`), borrowed.
+struct BytesRef<'a>(&'a [u8]);
+
+impl Serialize for BytesRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+struct HandleRef<'a>(&'a OsHandle);
+
+impl Serialize for HandleRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_handle(self.0, s)
+    }
+}
+
+struct HandleOwned(OsHandle);
+
+impl<'de> Deserialize<'de> for HandleOwned {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_handle(d).map(HandleOwned)
+    }
+}
+
+impl Serialize for Init {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let handles: Vec<HandleRef<'_>> = self.handles.iter().map(HandleRef).collect();
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&BytesRef(&self.call))?;
+        t.serialize_element(&handles)?;
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Init {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (call, handles) = <(Bytes, Vec<HandleOwned>)>::deserialize(d)?;
+        Ok(Init {
+            call: call.0,
+            handles: handles.into_iter().map(|h| h.0).collect(),
+        })
+    }
+}
+
+/// What a worker process gets: its pipe, the initializer, the inbox, its id, its control
+/// block.
+type WorkerArgs = (Connection, Option<Init>, ByteQueue, u64, Control);
 
 /// Entry of a pool worker process.
 fn process_worker((conn, init, inbox, id, control): WorkerArgs) {
-    serve(
-        &conn,
-        init.as_deref().map(|v| v.as_slice()),
-        &inbox,
-        id,
-        control,
-    );
+    serve(&conn, init, &inbox, id, control);
 }
 
 /// How a worker runs: the one seam between the dispatcher and where work happens. Local
@@ -375,21 +467,16 @@ pub(crate) struct Worker {
 impl Worker {
     pub fn start(
         kind: &WorkerKind,
-        init: Option<&Vec<u8>>,
+        init: Option<&Init>,
         inbox: &ByteQueue,
         id: u64,
     ) -> Result<Worker, PoolError> {
+        let init = init.map(Init::for_worker).transpose()?;
         let (ours, theirs) = multiproc_process::pipe(true).map_err(PoolError::start)?;
         let control = Control::new()?;
         let handle = match kind {
             WorkerKind::Process(method) => {
-                let args: WorkerArgs = (
-                    theirs,
-                    init.cloned().map(Bytes),
-                    inbox.clone(),
-                    id,
-                    control.clone(),
-                );
+                let args: WorkerArgs = (theirs, init, inbox.clone(), id, control.clone());
                 let p = Process::new(process_worker, args).daemon(true);
                 // Python's `SpawnPoolWorker-N`: the process's own number, under the pool's name
                 // (what its panics and `current_process().name` show).
@@ -405,12 +492,11 @@ impl Worker {
                 Handle::Process(p)
             }
             WorkerKind::Thread => {
-                let init = init.cloned();
                 let inbox = inbox.clone();
                 let c = control.clone();
                 let h = std::thread::Builder::new()
                     .name("multiproc-threadpool-worker".into())
-                    .spawn(move || serve(&theirs, init.as_deref(), &inbox, id, c))
+                    .spawn(move || serve(&theirs, init, &inbox, id, c))
                     .map_err(PoolError::start)?;
                 Handle::Thread(Some(h))
             }

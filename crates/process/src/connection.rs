@@ -18,23 +18,23 @@ const READ_BUF: usize = 64 * 1024;
 /// How long a reader polls for data before it blocks.
 const READ_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
 
-/// Read into `v`'s spare capacity as [`sys::read_into_spare`] does, waiting for data when the
-/// descriptor is in non-blocking mode (its file may be shared with another process that set
-/// it so). A `WouldBlock` passed up from inside a frame would drop what was read of it while
-/// its header is consumed: the stream would lose its framing.
-fn read_waiting(fd: &OsHandle, v: &mut Vec<u8>, max: usize) -> Result<usize, Error> {
-    loop {
-        match sys::read_into_spare(sys::borrow(fd), v, max) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                sys::poll_readable(&[sys::raw(sys::borrow(fd))], None)?;
-            }
-            r => return Ok(r?),
-        }
-    }
+/// OS handles that arrived with the bytes of one read (a Unix socket's `SCM_RIGHTS`).
+struct Batch {
+    /// How many bytes had been received from the socket when they came (the end of that read).
+    at: u64,
+    handles: Vec<OsHandle>,
+    /// The kernel dropped some (`MSG_CTRUNC`).
+    truncated: bool,
 }
 
 struct ReadSide {
     fd: Option<OsHandle>,
+    /// Whether `fd` is a Unix socket: read with `recvmsg`, collecting attached handles.
+    sock: bool,
+    /// Bytes received from `fd` so far (positions of frames and handle batches).
+    received: u64,
+    /// Handles received and not yet given to a message, oldest first.
+    batches: std::collections::VecDeque<Batch>,
     buf: Vec<u8>,
     start: usize,
     /// Set when a frame could not be read whole (too large, malformed): the stream has lost
@@ -67,12 +67,43 @@ impl ReadSide {
                 }
                 std::hint::spin_loop();
             }
-            let got = read_waiting(fd, &mut self.buf, READ_BUF)?;
+            let got = read_some(
+                fd,
+                self.sock,
+                &mut self.buf,
+                READ_BUF,
+                &mut self.received,
+                &mut self.batches,
+            )?;
             if got == 0 {
                 return Err(Error::Eof);
             }
         }
         Ok(())
+    }
+
+    /// The handles that arrived with the bytes of the frame that ends at stream position `end`,
+    /// which announced `count` (`None`: a plain frame). Anything else is an error, and every
+    /// handle that came with the frame is closed (dropped) with it.
+    fn claim(&mut self, end: u64, count: Option<u32>) -> Result<Vec<OsHandle>, Error> {
+        let mut handles = Vec::new();
+        let mut truncated = false;
+        let mut batches = 0;
+        while self.batches.front().is_some_and(|b| b.at <= end) {
+            let b = self.batches.pop_front().expect("checked");
+            batches += 1;
+            truncated |= b.truncated;
+            handles.extend(b.handles);
+        }
+        match count {
+            None if batches == 0 => Ok(handles),
+            _ if truncated => Err(Error::HandlesTruncated),
+            Some(c) if batches == 1 && handles.len() == c as usize => Ok(handles),
+            c => Err(Error::HandleCountMismatch {
+                announced: c.unwrap_or(0),
+                received: handles.len(),
+            }),
+        }
     }
 
     fn take(&mut self, n: usize) -> &[u8] {
@@ -92,7 +123,10 @@ impl ReadSide {
         e.into()
     }
 
-    fn recv_frame(&mut self, max: u64) -> Result<Vec<u8>, Error> {
+    /// One frame: its bytes and the OS handles that came with it (on a socket), or the number
+    /// of handles it announced (on a pipe: they come through the side channel).
+    #[allow(clippy::type_complexity)]
+    fn recv_frame(&mut self, max: u64) -> Result<(Vec<u8>, Vec<OsHandle>, Option<u32>), Error> {
         if let Some(why) = &self.broken {
             return Err(PickleError::BadFrame(format!(
                 "connection unusable after an earlier error: {why}"
@@ -101,19 +135,42 @@ impl ReadSide {
         }
         self.fill(4)?;
         let p: [u8; 4] = self.buffered()[..4].try_into().expect("4 bytes buffered");
-        let prefix = frame::parse_prefix(p).inspect_err(|e| self.broken = Some(e.to_string()))?;
-        let size = match prefix {
-            Prefix::Len(n) => {
-                self.start += 4;
-                n
-            }
-            Prefix::Long => {
-                self.fill(12)?;
-                let n = u64::from_be_bytes(self.buffered()[4..12].try_into().expect("12 bytes"));
-                self.start += 12;
-                n
+        let (size, count) = if p == frame::HANDLES_MARKER {
+            self.fill(frame::HANDLES_HEADER)?;
+            let b = self.buffered();
+            let count = u32::from_be_bytes(b[4..8].try_into().expect("16 bytes"));
+            let n = u64::from_be_bytes(b[8..16].try_into().expect("16 bytes"));
+            self.start += frame::HANDLES_HEADER;
+            (n, Some(count))
+        } else {
+            let prefix =
+                frame::parse_prefix(p).inspect_err(|e| self.broken = Some(e.to_string()))?;
+            match prefix {
+                Prefix::Len(n) => {
+                    self.start += 4;
+                    (n, None)
+                }
+                Prefix::Long => {
+                    self.fill(12)?;
+                    let n =
+                        u64::from_be_bytes(self.buffered()[4..12].try_into().expect("12 bytes"));
+                    self.start += 12;
+                    (n, None)
+                }
             }
         };
+        let out = self.recv_body(size, max)?;
+        if !self.sock {
+            // (a pipe: its handles come through its side channel, if it has one)
+            return Ok((out, Vec::new(), count));
+        }
+        let end = self.received - self.buffered().len() as u64;
+        let handles = self.claim(end, count)?;
+        Ok((out, handles, None))
+    }
+
+    /// The `size` bytes of a frame whose header was taken.
+    fn recv_body(&mut self, size: u64, max: u64) -> Result<Vec<u8>, Error> {
         let n = frame::check_size(size, max).inspect_err(|e| self.broken = Some(e.to_string()))?;
         // The message's vector grows as its bytes arrive (`frame::reserve_next`), so a header
         // announcing 1 GiB reserves nothing until the peer actually sends that much.
@@ -129,7 +186,15 @@ impl ReadSide {
             let want = n - out.len();
             if want >= READ_BUF / 2 {
                 let fd = self.fd.as_ref().ok_or(Error::Closed)?;
-                if read_waiting(fd, &mut out, room)? == 0 {
+                let got = read_some(
+                    fd,
+                    self.sock,
+                    &mut out,
+                    room,
+                    &mut self.received,
+                    &mut self.batches,
+                )?;
+                if got == 0 {
                     self.broken = Some("end of file inside a message".into());
                     return Err(Error::Eof);
                 }
@@ -143,6 +208,67 @@ impl ReadSide {
         }
         Ok(out)
     }
+}
+
+/// A pipe's side channel for OS handles (see [`Connection::with_side`]).
+struct Side {
+    sock: OsHandle,
+    /// The number the next handle-carrying frame this end sends gets.
+    sent: AtomicU64,
+    /// The number the next handle-carrying frame this end receives must have.
+    next: AtomicU64,
+}
+
+/// Read what is available into `v`'s spare capacity (at most `max` bytes), counting it in
+/// `received`; on a Unix socket, handles that come along join `batches`.
+fn read_some(
+    fd: &OsHandle,
+    sock: bool,
+    v: &mut Vec<u8>,
+    max: usize,
+    received: &mut u64,
+    batches: &mut std::collections::VecDeque<Batch>,
+) -> Result<usize, Error> {
+    loop {
+        match read_once(fd, sock, v, max, received, batches) {
+            // The descriptor is in non-blocking mode (its file may be shared with another
+            // process that set it so): wait for data. A `WouldBlock` passed up from inside a
+            // frame would drop what was read of it while its header is consumed, and the
+            // stream would lose its framing.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                sys::poll_readable(&[sys::raw(sys::borrow(fd))], None)?;
+            }
+            r => return Ok(r?),
+        }
+    }
+}
+
+/// One read of [`read_some`]: a socket's descriptors are queued in `batches`.
+fn read_once(
+    fd: &OsHandle,
+    sock: bool,
+    v: &mut Vec<u8>,
+    max: usize,
+    received: &mut u64,
+    batches: &mut std::collections::VecDeque<Batch>,
+) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    if sock {
+        let got = sys::recv_into_spare(sys::borrow(fd), v, max)?;
+        *received += got.len as u64;
+        if !got.fds.is_empty() || got.truncated {
+            batches.push_back(Batch {
+                at: *received,
+                handles: got.fds,
+                truncated: got.truncated,
+            });
+        }
+        return Ok(got.len);
+    }
+    let _ = (sock, &batches);
+    let got = sys::read_into_spare(sys::borrow(fd), v, max)?;
+    *received += got as u64;
+    Ok(got)
 }
 
 /// One end of a [`pipe`] or of a [`Listener`](crate::Listener)/[`Client`](crate::Client)
@@ -169,6 +295,12 @@ pub struct Connection {
     w: Mutex<Option<OsHandle>>,
     readable: bool,
     writable: bool,
+    /// Why this end cannot send OS handles (`None`: it can, it writes to a Unix socket or
+    /// has a side socket).
+    no_handles: Option<&'static str>,
+    /// A [`pipe`]'s side channel: a datagram socket shared with the peer, one datagram of
+    /// handles (and its frame's number) per frame that carries handles.
+    side: Option<Side>,
     max: AtomicU64,
     max_depth: AtomicUsize,
 }
@@ -199,10 +331,19 @@ pub fn pipe(duplex: bool) -> Result<(Connection, Connection), Error> {
     if duplex {
         let (r1, w1) = sys::pipe()?;
         let (r2, w2) = sys::pipe()?;
-        Ok((
+        let (a, b) = (
             Connection::from_handles(Some(r1), Some(w2)),
             Connection::from_handles(Some(r2), Some(w1)),
-        ))
+        );
+        // The bytes go through pipes (large kernel buffers, nothing per message); OS handles
+        // through a datagram socket pair beside them.
+        #[cfg(unix)]
+        {
+            let (s1, s2) = sys::datagram_pair()?;
+            Ok((a.with_side(s1), b.with_side(s2)))
+        }
+        #[cfg(not(unix))]
+        Ok((a, b))
     } else {
         let (r, w) = sys::pipe()?;
         Ok((
@@ -219,11 +360,30 @@ impl Connection {
         for h in read.iter().chain(write.iter()) {
             sys::track_inheritable(sys::borrow(h));
         }
+        #[cfg(unix)]
+        let sock = read
+            .as_ref()
+            .is_some_and(|h| sys::is_unix_socket(sys::borrow(h)));
+        #[cfg(not(unix))]
+        let sock = false;
+        #[cfg(unix)]
+        let no_handles = match &write {
+            None => Some("it is read-only"),
+            Some(h) if sys::is_unix_socket(sys::borrow(h)) => None,
+            Some(_) => Some("it is not a Unix socket (a one-way pipe or a network connection)"),
+        };
+        #[cfg(not(unix))]
+        let no_handles = Some("handles travel only at process start on this platform");
         Connection {
             readable: read.is_some(),
             writable: write.is_some(),
+            no_handles,
+            side: None,
             r: Mutex::new(ReadSide {
                 fd: read,
+                sock,
+                received: 0,
+                batches: std::collections::VecDeque::new(),
                 buf: Vec::new(),
                 start: 0,
                 broken: None,
@@ -231,6 +391,67 @@ impl Connection {
             w: Mutex::new(write),
             max: AtomicU64::new(frame::DEFAULT_MAX_MESSAGE),
             max_depth: AtomicUsize::new(multiproc_pickle::DEFAULT_MAX_DEPTH),
+        }
+    }
+
+    /// Give a pipe connection its side channel for OS handles (one end of a datagram socket
+    /// pair; the peer has the other).
+    #[cfg(unix)]
+    fn with_side(mut self, sock: OsHandle) -> Connection {
+        sys::track_inheritable(sys::borrow(&sock));
+        if self.no_handles.is_some() && self.writable {
+            self.no_handles = None;
+        }
+        self.side = Some(Side {
+            sock,
+            sent: AtomicU64::new(0),
+            next: AtomicU64::new(0),
+        });
+        self
+    }
+
+    /// The handles of the handle-carrying frame just read from the pipe, announced as
+    /// `count`: the side channel's next datagram. Strays (numbered below the one expected:
+    /// never sent by a `Connection`) are closed and skipped.
+    #[cfg(unix)]
+    fn side_handles(&self, side: &Side, count: u32) -> Result<Vec<OsHandle>, Error> {
+        let want = side.next.fetch_add(1, Ordering::AcqRel);
+        loop {
+            let mut d = [0u8; 8];
+            let got = match multiproc_pickle::scm::recv_with_fds(
+                sys::borrow(&side.sock),
+                &mut d,
+                false,
+                true,
+            ) {
+                Ok(got) => got,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Err(Error::HandleCountMismatch {
+                        announced: count,
+                        received: 0,
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let seq = u64::from_le_bytes(d);
+            if got.len != 8 || seq < want {
+                tracing::debug!(
+                    seq,
+                    want,
+                    "stray datagram on a pipe's handle channel; closed"
+                );
+                continue;
+            }
+            if got.truncated {
+                return Err(Error::HandlesTruncated);
+            }
+            if seq > want || got.fds.len() != count as usize {
+                return Err(Error::HandleCountMismatch {
+                    announced: count,
+                    received: got.fds.len(),
+                });
+            }
+            return Ok(got.fds);
         }
     }
 
@@ -358,7 +579,10 @@ impl Connection {
         Ok(())
     }
 
-    /// Receive one message of raw bytes. [`Error::Eof`] when the peer has closed.
+    /// Receive one message of raw bytes. [`Error::Eof`] when the peer has closed. A message
+    /// that carries OS handles is an [`Error::UnexpectedHandles`] (its handles are closed):
+    /// read those with [`recv`](Self::recv) or
+    /// [`recv_bytes_with_handles`](Self::recv_bytes_with_handles).
     pub fn recv_bytes(&self) -> Result<Vec<u8>, Error> {
         self.recv_bytes_max(self.max_message_size())
     }
@@ -366,12 +590,135 @@ impl Connection {
     /// Receive one message, refusing (with [`PickleError::TooLarge`]) one longer than
     /// `maxlength`, like Python's `recv_bytes(maxlength)`.
     pub fn recv_bytes_max(&self, maxlength: u64) -> Result<Vec<u8>, Error> {
+        let (bytes, handles) = self.recv_frame(maxlength.min(self.max_message_size()))?;
+        if !handles.is_empty() {
+            return Err(Error::UnexpectedHandles(handles.len() as u32));
+        }
+        Ok(bytes)
+    }
+
+    fn recv_frame(&self, max: u64) -> Result<(Vec<u8>, Vec<OsHandle>), Error> {
         if !self.readable {
             return Err(Error::WrongDirection("write-only"));
         }
-        self.r
-            .lock()
-            .recv_frame(maxlength.min(self.max_message_size()))
+        let mut r = self.r.lock();
+        let (bytes, handles, count) = r.recv_frame(max)?;
+        #[cfg(unix)]
+        if let (Some(side), Some(count)) = (&self.side, count) {
+            return Ok((bytes, self.side_handles(side, count)?));
+        }
+        let _ = count;
+        Ok((bytes, handles))
+    }
+
+    /// Whether this end can send values that own OS handles (a [`Connection`], a lock, a
+    /// queue, a descriptor): it writes to a Unix socket (`pipe(true)`, a Unix-socket
+    /// [`Listener`](crate::Listener)). Elsewhere such a value is an
+    /// [`Error::HandlesNotCarried`] that says why.
+    ///
+    /// ```
+    /// let (a, _b) = multiproc_process::pipe(true).unwrap();
+    /// assert!(a.can_carry_handles() == cfg!(unix));
+    /// let (_rx, tx) = multiproc_process::pipe(false).unwrap();
+    /// assert!(!tx.can_carry_handles());
+    /// ```
+    pub fn can_carry_handles(&self) -> bool {
+        self.no_handles.is_none()
+    }
+
+    /// Send one message of raw bytes with OS handles attached (`SCM_RIGHTS`, duplicated into
+    /// the receiver): the peer gets both with
+    /// [`recv_bytes_with_handles`](Self::recv_bytes_with_handles). At most 253 handles.
+    ///
+    /// ```
+    /// # #[cfg(unix)] {
+    /// use std::os::fd::AsFd;
+    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// let file = std::fs::File::open("/dev/null").unwrap();
+    /// a.send_bytes_with_handles(b"a file", &[file.as_fd()]).unwrap();
+    /// let (bytes, handles) = b.recv_bytes_with_handles().unwrap();
+    /// assert_eq!((bytes.as_slice(), handles.len()), (&b"a file"[..], 1));
+    /// # }
+    /// ```
+    #[cfg(unix)]
+    pub fn send_bytes_with_handles(
+        &self,
+        data: &[u8],
+        handles: &[std::os::fd::BorrowedFd<'_>],
+    ) -> Result<(), Error> {
+        if !self.writable {
+            return Err(Error::WrongDirection("read-only"));
+        }
+        if let Some(why) = self.no_handles {
+            return Err(Error::HandlesNotCarried(why));
+        }
+        if handles.len() > multiproc_pickle::scm::MAX_FDS {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "more than 253 handles in one message",
+            )));
+        }
+        frame::check_size(data.len() as u64, self.max_message_size())?;
+        let h = frame::encode_handles_header(data.len(), handles.len() as u32);
+        let w = self.w.lock();
+        let fd = w.as_ref().ok_or(Error::Closed)?;
+        match &self.side {
+            // (the handles first: when the peer reads the frame, they are there)
+            Some(side) => {
+                let seq = side.sent.load(Ordering::Acquire);
+                multiproc_pickle::scm::send_with_fds(
+                    sys::borrow(&side.sock),
+                    &[&seq.to_le_bytes()],
+                    handles,
+                    false,
+                )?;
+                side.sent.store(seq + 1, Ordering::Release);
+                sys::write_all_vectored(sys::borrow(fd), &[&h, data])?;
+            }
+            None => sys::send_all_with_fds(sys::borrow(fd), &[&h, data], handles)?,
+        }
+        Ok(())
+    }
+
+    /// Receive one message and the OS handles that came with it (none for a plain message).
+    /// Handles that did not arrive as the message announced are an error
+    /// ([`Error::HandleCountMismatch`], [`Error::HandlesTruncated`]), and every one that did
+    /// arrive is closed: a hostile peer cannot make this end leak descriptors.
+    pub fn recv_bytes_with_handles(&self) -> Result<(Vec<u8>, Vec<OsHandle>), Error> {
+        self.recv_frame(self.max_message_size())
+    }
+
+    /// Send a raw descriptor (duplicated into the receiver), like Python's
+    /// `reduction.send_handle`; the peer takes it with [`recv_handle`](Self::recv_handle).
+    ///
+    /// ```
+    /// # #[cfg(unix)] {
+    /// use std::io::{Read, Seek, Write};
+    /// use std::os::fd::AsFd;
+    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// let path = std::env::temp_dir().join(format!("mp-send-handle-{}", std::process::id()));
+    /// let mut file = std::fs::File::options()
+    ///     .read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+    /// std::fs::remove_file(&path).unwrap();
+    /// file.write_all(b"shared").unwrap();
+    /// a.send_handle(file.as_fd()).unwrap();
+    /// let mut same = std::fs::File::from(b.recv_handle().unwrap());
+    /// let mut text = String::new();
+    /// same.rewind().unwrap();
+    /// same.read_to_string(&mut text).unwrap();
+    /// assert_eq!(text, "shared");
+    /// # }
+    /// ```
+    #[cfg(unix)]
+    pub fn send_handle(&self, handle: std::os::fd::BorrowedFd<'_>) -> Result<(), Error> {
+        self.send(&HandleRef(&handle))
+    }
+
+    /// Receive a descriptor sent with [`send_handle`](Self::send_handle) (or any message that
+    /// is exactly one handle), like Python's `reduction.recv_handle`.
+    #[cfg(unix)]
+    pub fn recv_handle(&self) -> Result<std::os::fd::OwnedFd, Error> {
+        Ok(self.recv::<HandleOwned>()?.0)
     }
 
     /// Receive one message into `buf`, returning its length. A message longer than `buf` is an
@@ -396,16 +743,55 @@ impl Connection {
         Ok(msg.len())
     }
 
-    /// Send a serde value.
+    /// Send a serde value. A value that owns OS handles (a [`Connection`], a lock, a queue, a
+    /// shared-memory block) travels with them where this end
+    /// [can carry handles](Self::can_carry_handles); elsewhere it is an
+    /// [`Error::HandlesNotCarried`].
+    ///
+    /// ```
+    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// let (x, y) = multiproc_process::pipe(true).unwrap();
+    /// # #[cfg(unix)] {
+    /// a.send(&x).unwrap(); // a connection over a connection
+    /// let x2: multiproc_process::Connection = b.recv().unwrap();
+    /// x2.send(&5u8).unwrap();
+    /// assert_eq!(y.recv::<u8>().unwrap(), 5);
+    /// # }
+    /// ```
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
-        self.send_bytes(&multiproc_pickle::encode(value)?)
+        #[cfg(unix)]
+        if self.no_handles.is_none() {
+            let (bytes, handles) = multiproc_pickle::encode_with_handles(value)?;
+            if handles.is_empty() {
+                return self.send_bytes(&bytes);
+            }
+            let borrowed: Vec<_> = handles.iter().map(sys::borrow).collect();
+            return self.send_bytes_with_handles(&bytes, &borrowed);
+        }
+        match multiproc_pickle::encode(value) {
+            Ok(bytes) => self.send_bytes(&bytes),
+            Err(PickleError::HandleOutsideTransfer) => Err(Error::HandlesNotCarried(
+                self.no_handles.unwrap_or("it cannot carry them"),
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// Receive a serde value sent with [`send`](Self::send). A message that does not decode as a
-    /// `T`, or nests deeper than [`max_depth`](Self::max_depth), is an error for that message.
+    /// Receive a serde value sent with [`send`](Self::send), with the OS handles it owns. A
+    /// message that does not decode as a `T`, or nests deeper than
+    /// [`max_depth`](Self::max_depth), is an error for that message (and the handles that came
+    /// with it are closed).
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        Ok(multiproc_pickle::decode_with_max_depth(
-            &self.recv_bytes()?,
+        let (bytes, handles) = self.recv_frame(self.max_message_size())?;
+        if handles.is_empty() {
+            return Ok(multiproc_pickle::decode_with_max_depth(
+                &bytes,
+                self.max_depth(),
+            )?);
+        }
+        Ok(multiproc_pickle::decode_with_handles_and_max_depth(
+            &bytes,
+            handles,
             self.max_depth(),
         )?)
     }
@@ -445,6 +831,8 @@ impl Connection {
         r.fd = None;
         r.buf = Vec::new();
         r.start = 0;
+        r.batches.clear();
+        // (the side socket closes with the connection's drop: `close` takes `&self`)
         *w = None;
     }
 }
@@ -452,6 +840,9 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.close();
+        if let Some(side) = self.side.take() {
+            sys::untrack_inheritable(sys::borrow(&side.sock));
+        }
     }
 }
 
@@ -469,9 +860,9 @@ impl Waitable for Connection {
     }
 }
 
-struct HandleRef<'a>(&'a OsHandle);
+struct HandleRef<'a, H: multiproc_pickle::handles::AsOsHandle>(&'a H);
 
-impl Serialize for HandleRef<'_> {
+impl<H: multiproc_pickle::handles::AsOsHandle> Serialize for HandleRef<'_, H> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         serialize_handle(self.0, s)
     }
@@ -492,23 +883,75 @@ impl Serialize for Connection {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.r.lock();
         let w = self.w.lock();
+        // handles read ahead go along, at their places in the bytes read ahead
+        let from = r.received - r.buffered().len() as u64;
+        let batches: Vec<(u64, bool, Vec<HandleRef<'_, OsHandle>>)> = r
+            .batches
+            .iter()
+            .map(|b| {
+                let handles = b.handles.iter().map(HandleRef).collect();
+                (b.at.saturating_sub(from), b.truncated, handles)
+            })
+            .collect();
+        let side = self.side.as_ref().map(|sd| {
+            (
+                HandleRef(&sd.sock),
+                sd.sent.load(Ordering::Acquire),
+                sd.next.load(Ordering::Acquire),
+            )
+        });
         let wire = (
             r.fd.as_ref().map(HandleRef),
             w.as_ref().map(HandleRef),
             Bytes(r.buffered().to_vec()),
             self.max_message_size(),
             self.max_depth(),
+            batches,
+            side,
         );
         wire.serialize(s)
     }
 }
 
+/// The wire form of [`Connection`]'s read-ahead handles.
+type WireBatches = Vec<(u64, bool, Vec<HandleOwned>)>;
+
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (r, w, buffered, max, max_depth) =
-            <(Option<HandleOwned>, Option<HandleOwned>, Bytes, u64, usize)>::deserialize(d)?;
-        let c = Connection::from_handles(r.map(|h| h.0), w.map(|h| h.0));
-        c.r.lock().buf = buffered.0;
+        let (r, w, buffered, max, max_depth, batches, side) = <(
+            Option<HandleOwned>,
+            Option<HandleOwned>,
+            Bytes,
+            u64,
+            usize,
+            WireBatches,
+            Option<(HandleOwned, u64, u64)>,
+        )>::deserialize(d)?;
+        #[allow(unused_mut)]
+        let mut c = Connection::from_handles(r.map(|h| h.0), w.map(|h| h.0));
+        #[cfg(unix)]
+        if let Some((sock, sent, next)) = side {
+            c = c.with_side(sock.0);
+            if let Some(sd) = &c.side {
+                sd.sent.store(sent, Ordering::Release);
+                sd.next.store(next, Ordering::Release);
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = side;
+        {
+            let mut rs = c.r.lock();
+            rs.received = buffered.0.len() as u64;
+            rs.buf = buffered.0;
+            rs.batches = batches
+                .into_iter()
+                .map(|(at, truncated, handles)| Batch {
+                    at,
+                    truncated,
+                    handles: handles.into_iter().map(|h| h.0).collect(),
+                })
+                .collect();
+        }
         c.set_max_message_size(max);
         c.set_max_depth(max_depth);
         Ok(c)
@@ -588,11 +1031,182 @@ mod tests {
             multiproc_pickle::encode(&a),
             Err(PickleError::HandleOutsideTransfer)
         ));
-        let (x, _y) = pipe(true).unwrap();
+        // a one-way pipe cannot carry handles, and says so
+        let (_rx, tx) = pipe(false).unwrap();
+        assert!(!tx.can_carry_handles());
+        assert!(matches!(tx.send(&a), Err(Error::HandlesNotCarried(_))));
+        assert!(tx.send(&1u8).is_ok());
+    }
+
+    #[cfg(unix)]
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+    }
+
+    /// A connection over a connection, over a duplex pipe (its side channel) and over a Unix
+    /// socket (in band), interleaved with plain messages; and raw descriptors.
+    #[test]
+    #[cfg(unix)]
+    fn connections_and_descriptors_travel_over_connections() {
+        use std::os::fd::AsFd;
+        let (sa, sb) = sys::socketpair().unwrap();
+        let sock_pair = (
+            Connection::from_handles(Some(sa.try_clone().unwrap()), Some(sa)),
+            Connection::from_handles(Some(sb.try_clone().unwrap()), Some(sb)),
+        );
+        for (a, b) in [pipe(true).unwrap(), sock_pair] {
+            assert!(a.can_carry_handles());
+            for round in 0..3u8 {
+                let (x, y) = pipe(true).unwrap();
+                a.send(&round).unwrap();
+                a.send(&(round, &x, "after")).unwrap();
+                drop(x);
+                a.send(&round).unwrap();
+                assert_eq!(b.recv::<u8>().unwrap(), round);
+                let (r, x2, tail): (u8, Connection, String) = b.recv().unwrap();
+                assert_eq!((r, tail.as_str()), (round, "after"));
+                assert_eq!(b.recv::<u8>().unwrap(), round);
+                x2.send(&"through").unwrap();
+                assert_eq!(y.recv::<String>().unwrap(), "through");
+                // and the received connection carries handles in turn
+                let (p, q) = pipe(true).unwrap();
+                y.send(&p).unwrap();
+                let p2: Connection = x2.recv().unwrap();
+                p2.send(&9u8).unwrap();
+                assert_eq!(q.recv::<u8>().unwrap(), 9);
+            }
+            let file = std::fs::File::open("/dev/null").unwrap();
+            a.send_handle(file.as_fd()).unwrap();
+            let fd = b.recv_handle().unwrap();
+            assert_ne!(sys::raw(fd.as_fd()), sys::raw(file.as_fd()));
+            // read as raw bytes, a handle message is a typed error and its handles close
+            let before = open_fds();
+            a.send_handle(file.as_fd()).unwrap();
+            assert!(matches!(b.recv_bytes(), Err(Error::UnexpectedHandles(1))));
+            assert_eq!(open_fds(), before);
+            a.send_bytes(b"still in step").unwrap();
+            assert_eq!(b.recv_bytes().unwrap(), b"still in step");
+        }
+    }
+
+    /// A hostile peer on a Unix socket: more descriptors than announced, descriptors on a
+    /// message that announced none, a frame with descriptors that fails to decode. Each is a
+    /// typed error, every descriptor received is closed, and the connection stays in step.
+    #[test]
+    #[cfg(unix)]
+    fn hostile_descriptors_are_refused_and_closed() {
+        use std::os::fd::AsFd;
+        let (sa, sb) = sys::socketpair().unwrap();
+        let b = Connection::from_handles(Some(sb.try_clone().unwrap()), Some(sb));
+        let files: Vec<std::fs::File> = (0..3)
+            .map(|_| std::fs::File::open("/dev/null").unwrap())
+            .collect();
+        let fds: Vec<_> = files.iter().map(|f| f.as_fd()).collect();
+        let before = open_fds();
+        // announces one, sends three
+        let h = frame::encode_handles_header(1, 1);
+        sys::send_all_with_fds(sa.as_fd(), &[&h, &[0]], &fds).unwrap();
+        let r = b.recv::<HandleOwned>();
+        assert!(
+            matches!(
+                r,
+                Err(Error::HandleCountMismatch {
+                    announced: 1,
+                    received: 3
+                })
+            ),
+            "{:?}",
+            r.err()
+        );
+        assert_eq!(open_fds(), before);
+        // a plain frame with descriptors attached
+        let (h, n) = frame::encode_header(1);
+        sys::send_all_with_fds(sa.as_fd(), &[&h[..n], &[7]], &fds[..2]).unwrap();
         assert!(matches!(
-            x.send(&a),
-            Err(Error::Pickle(PickleError::HandleOutsideTransfer))
+            b.recv::<u8>(),
+            Err(Error::HandleCountMismatch {
+                announced: 0,
+                received: 2
+            })
         ));
+        assert_eq!(open_fds(), before);
+        // announced right, but the bytes do not decode (as a connection)
+        let h = frame::encode_handles_header(2, 2);
+        sys::send_all_with_fds(sa.as_fd(), &[&h, &[0xff, 0xff]], &fds[..2]).unwrap();
+        assert!(matches!(b.recv::<Connection>(), Err(Error::Pickle(_))));
+        assert_eq!(open_fds(), before);
+        // the stream is still in step
+        let (h, n) = frame::encode_header(1);
+        sys::write_all_vectored(sa.as_fd(), &[&h[..n], &[42]]).unwrap();
+        assert_eq!(b.recv::<u8>().unwrap(), 42);
+
+        // the same on a pipe's side channel: a stray datagram, then a short one
+        let (a, b) = pipe(true).unwrap();
+        let before = open_fds();
+        let side = a.side.as_ref().unwrap();
+        multiproc_pickle::scm::send_with_fds(side.sock.as_fd(), &[b"junk"], &fds, false).unwrap();
+        a.send_handle(fds[0]).unwrap();
+        drop(b.recv_handle().unwrap());
+        assert_eq!(open_fds(), before);
+        let h = frame::encode_handles_header(1, 2);
+        sys::write_all_vectored(sys::borrow(a.w.lock().as_ref().unwrap()), &[&h, &[0]]).unwrap();
+        assert!(matches!(
+            b.recv::<HandleOwned>(),
+            Err(Error::HandleCountMismatch {
+                announced: 2,
+                received: 0
+            })
+        ));
+        assert_eq!(open_fds(), before);
+    }
+
+    #[cfg(target_os = "linux")]
+    const CTRUNC_CHILD: &str = "MULTIPROC_TEST_CTRUNC_CHILD";
+
+    /// Out of descriptors, the kernel truncates what arrives (`MSG_CTRUNC`): a typed error.
+    /// Run in a child of its own (the limit on open files is per process).
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn truncated_descriptors_are_a_typed_error() {
+        use std::os::fd::AsFd;
+        if std::env::var_os(CTRUNC_CHILD).is_some() {
+            let (a, b) = pipe(true).unwrap();
+            let files: Vec<std::fs::File> = (0..8)
+                .map(|_| std::fs::File::open("/dev/null").unwrap())
+                .collect();
+            let fds: Vec<_> = files.iter().map(|f| f.as_fd()).collect();
+            a.send_bytes_with_handles(b"x", &fds).unwrap();
+            // room for two more descriptors only
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit into a valid struct.
+            assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+            // (descriptors are numbered from the lowest free one: room for two at most)
+            let open: std::collections::HashSet<u64> = std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+                .collect();
+            let lowest_free = (0..).find(|n| !open.contains(n)).unwrap();
+            lim.rlim_cur = (lowest_free + 2) as libc::rlim_t;
+            // SAFETY: setrlimit with a valid struct.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+            let r = b.recv_bytes_with_handles();
+            assert!(matches!(r, Err(Error::HandlesTruncated)), "{r:?}");
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args(["--exact", "--test-threads", "1"])
+            .arg("connection::tests::truncated_descriptors_are_a_typed_error")
+            .env(CTRUNC_CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
     }
 
     /// This process's address-space size (`VmSize`), in bytes.

@@ -84,6 +84,29 @@ pub enum Error {
          is killed when its own parent ends); leave the child's daemon flag as inherited"
     )]
     DaemonWithNonDaemonChild,
+    /// A value that owns OS handles was sent on a connection that cannot carry them (a
+    /// one-way pipe, a TCP connection): only Unix sockets can (`pipe(true)`, a Unix-socket
+    /// `Listener`/`Client`).
+    #[error("this connection cannot carry OS handles: {0}")]
+    HandlesNotCarried(&'static str),
+    /// A received message's OS handles did not arrive as announced (more or fewer than its
+    /// header said, or some attached to a message that announced none). Every handle that did
+    /// arrive with it was closed; the connection stays usable.
+    #[error("a message announced {announced} OS handles and came with {received}")]
+    HandleCountMismatch {
+        /// How many the message's header announced.
+        announced: u32,
+        /// How many arrived with it.
+        received: usize,
+    },
+    /// The kernel dropped some of a message's OS handles (`MSG_CTRUNC`: more than a message
+    /// may carry, or this process is out of descriptors). Those that arrived were closed.
+    #[error("a message's OS handles were truncated by the kernel (out of descriptors?)")]
+    HandlesTruncated,
+    /// A message that carries OS handles was read with `recv_bytes`; read it with `recv` or
+    /// `recv_bytes_with_handles`. Its handles were closed.
+    #[error("a message carrying {0} OS handles was read without them (use recv or recv_bytes_with_handles)")]
+    UnexpectedHandles(u32),
     /// `close()` was called on a process that is still running.
     #[error("cannot close a process while it is still running; join or kill it first")]
     StillRunning,

@@ -300,9 +300,10 @@ fn at_exit_daemons_are_terminated_and_others_joined() {
 #[test]
 fn unserializable_argument_fails_at_start() {
     let (a, _b) = pipe(true).unwrap();
-    // a Connection inside a value sent through another connection is refused...
-    let (x, _y) = pipe(true).unwrap();
-    assert!(x.send(&a).is_err());
+    // a Connection inside a value sent through a connection that cannot carry it is refused
+    // (a one-way pipe), and says why...
+    let (_y, x) = pipe(false).unwrap();
+    assert!(matches!(x.send(&a), Err(Error::HandlesNotCarried(_))));
     // ...and an argument that cannot be serialized is an error of `start`, in the caller
     #[derive(serde::Serialize, serde::Deserialize)]
     struct Bad(#[serde(serialize_with = "fail")] u8);
@@ -565,5 +566,56 @@ fn daemon_children_die_with_a_killed_parent_others_live_on() {
         );
         assert!(here.poll(Some(Duration::from_secs(30))).unwrap(), "{m:?}");
         assert_eq!(here.recv::<String>().unwrap(), "finished", "{m:?}");
+    }
+}
+
+/// In a running child: take a connection, then a raw descriptor, over the connection it was
+/// started with, and use both.
+#[cfg(unix)]
+fn take_handles_while_running(conn: Connection) {
+    use std::io::Write;
+    let other: Connection = conn.recv_bounded();
+    other.send(&"over the received connection").unwrap();
+    let mut file = std::fs::File::from(conn.recv_handle().unwrap());
+    file.write_all(b"written by the child").unwrap();
+    drop(file);
+    conn.send(&"done").unwrap();
+}
+
+#[test]
+#[cfg(unix)]
+fn connections_and_descriptors_reach_a_running_child() {
+    use std::io::{Read, Seek};
+    use std::os::fd::AsFd;
+    for m in METHODS {
+        let (here, there) = pipe(true).unwrap();
+        let p = Process::new(take_handles_while_running, there).start_method(m);
+        p.start().unwrap();
+        // (started first: these cross the open connection, not the process-start transfer)
+        let (x, y) = pipe(true).unwrap();
+        here.send(&x).unwrap();
+        drop(x);
+        assert_eq!(
+            y.recv_bounded::<String>(),
+            "over the received connection",
+            "{m:?}"
+        );
+        let path =
+            std::env::temp_dir().join(format!("mp-fd-transfer-{}-{m:?}", std::process::id()));
+        let mut file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        here.send_handle(file.as_fd()).unwrap();
+        assert_eq!(here.recv_bounded::<String>(), "done", "{m:?}");
+        let mut text = String::new();
+        file.rewind().unwrap();
+        file.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "written by the child", "{m:?}");
+        assert_eq!(p.join_bounded(), 0, "{m:?}");
     }
 }

@@ -57,6 +57,14 @@ pub enum QueueError {
         /// The largest message a queue carries.
         max: u64,
     },
+    /// The value owns OS handles (a connection, a lock, a queue, shared memory): a queue carries
+    /// bytes through shared memory, not handles (nothing was put). Send such a value over a
+    /// `Connection` from `pipe(true)`, or pass it as a process or pool-task argument.
+    #[error(
+        "a queue cannot carry OS handles (a connection, lock, queue or shared memory inside the \
+         value): send it over a duplex pipe's Connection or as a process or pool-task argument"
+    )]
+    CarriesHandles,
     /// The ring holds what no producer wrote (a process scribbled over its shared memory):
     /// the queue's contents cannot be trusted any more.
     #[error("the queue is broken: {0}")]
@@ -156,6 +164,14 @@ impl<T> From<PutError<T>> for QueueError {
 /// descriptor waits in a socket the queue owns until a consumer takes it. `qsize`, `empty` and
 /// `full` are exact, and stay exact when processes are killed in the middle of `put` or `get`.
 /// `put` waits only for `maxsize`, or when the ring (8 MiB by default) is full of items under
+/// The error for a value that cannot be put.
+fn encode_error(e: multiproc_pickle::PickleError) -> QueueError {
+    match e {
+        multiproc_pickle::PickleError::HandleOutsideTransfer => QueueError::CarriesHandles,
+        e => QueueError::Encode(SharedError::new(e)),
+    }
+}
+
 /// 64 KiB: an item of 64 KiB or more goes beside the ring rather than wait for room (it waits
 /// at most 10 ms, and only while a consumer is inside `get`, freeing room). 256 items can be
 /// beside the ring at once with Linux's default socket buffer; past that, `put` waits for
@@ -249,7 +265,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(b) => b,
             Err(e) => {
                 return Err(PutError {
-                    error: QueueError::Encode(SharedError::new(e)),
+                    error: encode_error(e),
                     value,
                 })
             }
@@ -270,7 +286,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// assert_eq!(q.get().unwrap(), big);
     /// ```
     pub fn put_ref(&self, value: &T) -> Result<(), QueueError> {
-        let bytes = encode(value).map_err(|e| QueueError::Encode(SharedError::new(e)))?;
+        let bytes = encode(value).map_err(encode_error)?;
         self.ring.push(&[&bytes], true, None)
     }
 

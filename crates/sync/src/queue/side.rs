@@ -67,7 +67,8 @@ impl Side {
         let mut d = [0u8; DATAGRAM];
         d[..8].copy_from_slice(&seq.to_le_bytes());
         d[8..].copy_from_slice(&item.len.to_le_bytes());
-        sys::send_with_handle(&self.tx, &d, &item.file).map_err(os_error("send a queue item"))
+        sys::send_with_handles(&self.tx, &d, &[sys::borrow(&item.file)])
+            .map_err(os_error("send a queue item"))
     }
 
     /// The item numbered `seq`, mapped, and left on the socket (see the module's text):
@@ -75,11 +76,13 @@ impl Side {
     pub(super) fn find(&self, seq: u64) -> Result<Option<Mapping>, QueueError> {
         loop {
             let mut d = [0u8; DATAGRAM];
-            let Some((n, file)) = sys::recv_with_handle(&self.rx, &mut d, true)
+            let Some((n, fds)) = sys::recv_with_handles(&self.rx, &mut d, true)
                 .map_err(os_error("receive a queue item"))?
             else {
                 return Ok(None);
             };
+            // one descriptor per datagram; extra ones (never sent by a queue) are closed here
+            let file = fds.into_iter().next();
             let first = u64::from_le_bytes(d[..8].try_into().expect("8 bytes"));
             let len = u64::from_le_bytes(d[8..].try_into().expect("8 bytes"));
             match (n == DATAGRAM, file) {
@@ -104,7 +107,8 @@ impl Side {
     /// descriptor: the item's memory is freed once its last mapping goes.
     pub(super) fn remove_first(&self) -> Result<(), QueueError> {
         let mut d = [0u8; DATAGRAM];
-        sys::recv_with_handle(&self.rx, &mut d, false).map_err(os_error("receive a queue item"))?;
+        sys::recv_with_handles(&self.rx, &mut d, false)
+            .map_err(os_error("receive a queue item"))?;
         Ok(())
     }
 }

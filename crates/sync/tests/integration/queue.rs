@@ -138,6 +138,21 @@ fn an_unserializable_value_fails_at_put_in_the_caller() {
     assert!(q.empty());
 }
 
+#[test]
+fn a_value_owning_handles_is_refused_at_put_with_a_reason() {
+    let q: Queue<Queue<u8>> = Queue::new().unwrap();
+    let e = q.put(Queue::new().unwrap()).unwrap_err();
+    assert!(
+        matches!(e.error, QueueError::CarriesHandles),
+        "{:?}",
+        e.error
+    );
+    assert!(e.error.to_string().contains("Connection"));
+    let e = q.put_ref(&Queue::new().unwrap()).unwrap_err();
+    assert!(matches!(e, QueueError::CarriesHandles), "{e:?}");
+    assert!(q.empty());
+}
+
 fn put_and_leave((q, n): (Queue<u32>, u32)) {
     for i in 0..n {
         q.put(i).unwrap();

@@ -8,6 +8,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use multiproc_pickle::scm;
+
 /// Raw handle that `wait()` can poll.
 pub(crate) type RawWait = RawFd;
 
@@ -91,6 +93,26 @@ pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: socketpair succeeded, so both descriptors are open and ours.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A connected pair of Unix datagram sockets, both close-on-exec (a pipe's side channel for
+/// OS handles).
+pub(crate) fn datagram_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    let ty = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let ty = libc::SOCK_DGRAM;
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, ty, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: socketpair succeeded, so both descriptors are open and ours.
+    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        set_cloexec(fds[0])?;
+        set_cloexec(fds[1])?;
+    }
+    Ok(pair)
 }
 
 /// Read what is available (at least one byte, or 0 at end of file).
@@ -229,126 +251,63 @@ fn poll(pfds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<Vec<
     }
 }
 
-/// Send `data` (at least one byte) with `fds` attached as `SCM_RIGHTS`.
+/// Send `data` (at least one byte) with `fds` attached as `SCM_RIGHTS`, all of it.
 pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
-    assert!(
-        !data.is_empty(),
-        "ancillary data needs at least one byte of payload"
-    );
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr() as *mut _,
-        iov_len: data.len(),
-    };
-    let fd_bytes = std::mem::size_of_val(fds) as u32;
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(fd_bytes) } as usize;
-    let mut cbuf = vec![0u64; space.div_ceil(8).max(1)];
-    // SAFETY: zeroed msghdr is a valid starting value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !fds.is_empty() {
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        // SAFETY: msg_control points at `space` bytes, enough for one cmsg with `fds`.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes) as _;
-            std::ptr::copy_nonoverlapping(
-                fds.as_ptr(),
-                libc::CMSG_DATA(cmsg).cast::<RawFd>(),
-                fds.len(),
-            );
-        }
-    }
-    let mut sent = 0;
-    while sent < data.len() {
-        msg.msg_iov = &mut iov;
-        #[cfg(target_os = "linux")]
-        let flags = libc::MSG_NOSIGNAL;
-        #[cfg(not(target_os = "linux"))]
-        let flags = 0;
-        // SAFETY: msg describes live buffers (iov into `data`, control into `cbuf`).
-        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        sent += n as usize;
-        // the descriptors went with the first chunk
-        msg.msg_control = std::ptr::null_mut();
-        msg.msg_controllen = 0;
-        // SAFETY: sent <= data.len(), so the pointer stays within `data`.
-        iov.iov_base = unsafe { data.as_ptr().add(sent) } as *mut _;
-        iov.iov_len = data.len() - sent;
+    // SAFETY: the caller's descriptors stay open for this call.
+    let fds: Vec<BorrowedFd<'_>> = fds
+        .iter()
+        .map(|&f| unsafe { BorrowedFd::borrow_raw(f) })
+        .collect();
+    send_all_with_fds(sock, &[data], &fds)
+}
+
+/// Send all of `bufs`, in order, with `fds` attached to the first bytes (`SCM_RIGHTS`).
+pub(crate) fn send_all_with_fds(
+    sock: BorrowedFd<'_>,
+    bufs: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut sent = scm::send_with_fds(sock, bufs, fds, false)?;
+    while sent < total {
+        // the descriptors went with the first bytes; send the rest plainly
+        let mut skip = sent;
+        let rest: Vec<&[u8]> = bufs
+            .iter()
+            .filter_map(|b| {
+                if skip >= b.len() {
+                    skip -= b.len();
+                    None
+                } else {
+                    let r = &b[skip..];
+                    skip = 0;
+                    Some(r)
+                }
+            })
+            .collect();
+        sent += scm::send_with_fds(sock, &rest, &[], false)?;
     }
     Ok(())
 }
 
-/// Receive exactly `buf.len()` bytes and the descriptors attached to them (close-on-exec).
+/// Receive exactly `buf.len()` bytes and the descriptors attached to them (close-on-exec), at
+/// most `max_fds` of them (more, or a truncated control buffer, is an error; every descriptor
+/// received is closed then).
 pub(crate) fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     max_fds: usize,
 ) -> io::Result<Vec<OwnedFd>> {
-    let fd_bytes = (max_fds.max(1) * std::mem::size_of::<RawFd>()) as u32;
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(fd_bytes) } as usize;
-    let mut cbuf = vec![0u64; space.div_ceil(8)];
     let mut fds = Vec::new();
     let mut got = 0;
     while got < buf.len() {
-        let mut iov = libc::iovec {
-            iov_base: buf[got..].as_mut_ptr().cast(),
-            iov_len: buf.len() - got,
-        };
-        // SAFETY: zeroed msghdr is a valid starting value.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space as _;
-        #[cfg(target_os = "linux")]
-        let flags = libc::MSG_CMSG_CLOEXEC;
-        #[cfg(not(target_os = "linux"))]
-        let flags = 0;
-        // SAFETY: msg describes live buffers (iov into `buf`, control into `cbuf`).
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
+        let r = scm::recv_with_fds(sock, &mut buf[got..], false, false)?;
+        if r.len == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        got += n as usize;
-        // SAFETY: the kernel filled msg_control with well-formed cmsg headers; we walk them
-        // with the CMSG macros and only read SCM_RIGHTS payloads as descriptors.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                    let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                    let len = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
-                    for i in 0..len / std::mem::size_of::<RawFd>() {
-                        let fd = std::ptr::read_unaligned(data.add(i));
-                        #[cfg(not(target_os = "linux"))]
-                        let _ = set_cloexec(fd);
-                        fds.push(OwnedFd::from_raw_fd(fd));
-                    }
-                }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-            }
-        }
-        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        got += r.len;
+        fds.extend(r.fds);
+        if r.truncated || fds.len() > max_fds {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "too many descriptors attached",
@@ -356,6 +315,32 @@ pub(crate) fn recv_with_fds(
         }
     }
     Ok(fds)
+}
+
+/// Whether `fd` is a socket (that can carry descriptors if it is a Unix one).
+pub(crate) fn is_unix_socket(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: a zeroed sockaddr_storage is a valid buffer for getsockname.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of_val(&addr) as libc::socklen_t;
+    // SAFETY: getsockname into `addr`, whose size `len` states.
+    let r = unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    r == 0 && addr.ss_family as libc::c_int == libc::AF_UNIX
+}
+
+/// Read what is available into `v`'s spare capacity (at most `max` bytes), with the
+/// descriptors that came along (a Unix socket).
+pub(crate) fn recv_into_spare(
+    fd: BorrowedFd<'_>,
+    v: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<scm::Received> {
+    scm::recv_into_spare(fd, v, max)
 }
 
 /// The raw number of a handle, for `wait()` and the bootstrap environment variable.

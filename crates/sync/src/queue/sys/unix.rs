@@ -1,8 +1,10 @@
-//! Unix: a datagram socket pair with `SCM_RIGHTS`, memory files (`memfd` on Linux, an
+//! Unix: a datagram socket pair with `SCM_RIGHTS` (through `multiproc_pickle::scm`), memory files (`memfd` on Linux, an
 //! unlinked POSIX shared memory object elsewhere) and read-only `mmap`s.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use multiproc_pickle::scm;
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     if r == -1 {
@@ -46,125 +48,47 @@ fn is_full(e: &io::Error) -> bool {
         || matches!(e.raw_os_error(), Some(libc::ETOOMANYREFS | libc::ENOBUFS))
 }
 
-/// Send one datagram `data` with `file` attached, without waiting. `false` when the socket has
-/// no room now.
-pub(in crate::queue) fn send_with_handle(
+/// Send one datagram `data` with `files` attached, without waiting. `false` when the socket
+/// has no room now.
+pub(in crate::queue) fn send_with_handles(
     sock: &OwnedFd,
     data: &[u8],
-    file: &OwnedFd,
+    files: &[BorrowedFd<'_>],
 ) -> io::Result<bool> {
-    let fd = file.as_raw_fd();
-    let fd_bytes = std::mem::size_of::<RawFd>() as u32;
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(fd_bytes) } as usize;
-    let mut cbuf = [0u64; 4];
-    debug_assert!(space <= std::mem::size_of_val(&cbuf));
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr() as *mut _,
-        iov_len: data.len(),
-    };
-    // SAFETY: a zeroed msghdr is a valid starting value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    // SAFETY: msg_control points at `space` bytes (in `cbuf`), room for one cmsg with one fd.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(fd_bytes) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-    }
-    #[cfg(target_os = "linux")]
-    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    #[cfg(not(target_os = "linux"))]
-    let flags = libc::MSG_DONTWAIT;
-    loop {
-        // SAFETY: msg describes live buffers (iov into `data`, control into `cbuf`).
-        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags) };
-        if n >= 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::Interrupted => continue,
-            _ if is_full(&e) => return Ok(false),
-            _ => return Err(e),
-        }
+    match scm::send_with_fds(sock.as_fd(), &[data], files, true) {
+        Ok(_) => Ok(true),
+        Err(e) if is_full(&e) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
 /// Take (or with `peek`, look at without taking) the first datagram, without waiting: its
-/// length (at most `buf.len()` bytes are copied) and the descriptor it carries, installed in
-/// this process (close-on-exec; a peek installs a duplicate). `None` when there is none.
-pub(in crate::queue) fn recv_with_handle(
+/// length (at most `buf.len()` bytes are copied) and the descriptors it carries, installed in
+/// this process (close-on-exec; a peek installs duplicates). `None` when there is none.
+pub(in crate::queue) fn recv_with_handles(
     sock: &OwnedFd,
     buf: &mut [u8],
     peek: bool,
-) -> io::Result<Option<(usize, Option<OwnedFd>)>> {
-    // room for a few descriptors: a stray message with more must not truncate silently
-    let mut cbuf = [0u64; 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+) -> io::Result<Option<(usize, Vec<OwnedFd>)>> {
+    let got = match scm::recv_with_fds(sock.as_fd(), buf, peek, true) {
+        Ok(got) => got,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(e),
     };
-    // SAFETY: a zeroed msghdr is a valid starting value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
-    let mut flags = libc::MSG_DONTWAIT;
-    if peek {
-        flags |= libc::MSG_PEEK;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        flags |= libc::MSG_CMSG_CLOEXEC;
-    }
-    let n = loop {
-        // SAFETY: msg describes live buffers (iov into `buf`, control into `cbuf`).
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock => return Ok(None),
-            _ => return Err(e),
-        }
-    };
-    let mut fds = Vec::new();
-    // SAFETY: the kernel filled msg_control with well-formed cmsg headers; we walk them with
-    // the CMSG macros and read only SCM_RIGHTS payloads as descriptors, each now ours.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
-                let len = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
-                for i in 0..len / std::mem::size_of::<RawFd>() {
-                    let fd = std::ptr::read_unaligned(data.add(i));
-                    #[cfg(not(target_os = "linux"))]
-                    let _ = set_cloexec(fd);
-                    fds.push(OwnedFd::from_raw_fd(fd));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    if peek && msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        // (the descriptor could not be installed: out of descriptors, most likely)
+    if peek && got.truncated {
+        // (the descriptors could not be installed: out of descriptors, most likely; those
+        // that were are closed with `got`)
         return Err(io::Error::new(
             io::ErrorKind::OutOfMemory,
-            "a queue item's descriptor could not be received",
+            "a queue item's descriptors could not be received",
         ));
     }
-    // one descriptor per message; extra ones (never sent by a queue) are closed here
-    Ok(Some((n, fds.into_iter().next())))
+    Ok(Some((got.len, got.fds)))
+}
+
+/// Borrow a handle (the form `send_with_handles` takes).
+pub(in crate::queue) fn borrow(h: &OwnedFd) -> BorrowedFd<'_> {
+    h.as_fd()
 }
 
 /// A new anonymous memory file (close-on-exec) holding the concatenation of `parts`.

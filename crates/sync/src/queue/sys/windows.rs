@@ -15,21 +15,27 @@ pub(in crate::queue) fn socket_pair() -> io::Result<(OsHandle, OsHandle)> {
 }
 
 /// See the Unix version.
-pub(in crate::queue) fn send_with_handle(
+pub(in crate::queue) fn send_with_handles(
     _sock: &OsHandle,
     _data: &[u8],
-    _handle: &OsHandle,
+    _handles: &[std::os::windows::io::BorrowedHandle<'_>],
 ) -> io::Result<bool> {
     unsupported()
 }
 
 /// See the Unix version.
-pub(in crate::queue) fn recv_with_handle(
+pub(in crate::queue) fn recv_with_handles(
     _sock: &OsHandle,
     _buf: &mut [u8],
     _peek: bool,
-) -> io::Result<Option<(usize, Option<OsHandle>)>> {
+) -> io::Result<Option<(usize, Vec<OsHandle>)>> {
     unsupported()
+}
+
+/// See the Unix version.
+pub(in crate::queue) fn borrow(h: &OsHandle) -> std::os::windows::io::BorrowedHandle<'_> {
+    use std::os::windows::io::AsHandle;
+    h.as_handle()
 }
 
 /// See the Unix version.
