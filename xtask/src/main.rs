@@ -1,13 +1,16 @@
 //! Maintainer tasks for the multiproc workspace, run as `cargo xtask <task>`.
 //!
-//! * `cargo xtask ci`: formatting, clippy (`-D warnings`), every test, docs (`-D warnings`),
-//!   then `cargo check` for Windows and macOS. Stops at the first failing step.
+//! * `cargo xtask ci`: formatting, the doc-path check (examples name `multiproc::` paths only),
+//!   clippy (`-D warnings`), every test, docs (`-D warnings`), then `cargo check` for Windows
+//!   and macOS. Stops at the first failing step.
 //! * `cargo xtask cross`: only the cross-target checks.
 //! * `cargo xtask bench [--quick]`: our benchmarks, CPython's `multiprocessing` and the OS limits
 //!   (`../shared/bench/`) on this machine, in one table (also written to
 //!   `target/bench-report.txt`).
 //!
 //! Standard library only, so it builds in a moment.
+
+mod docpaths;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -201,6 +204,8 @@ fn step(c: Command) -> Res {
 
 fn ci() -> Res {
     step(cargo_cmd(&["fmt", "--all", "--", "--check"]))?;
+    header("doc examples use facade paths");
+    docpaths::check(&root())?;
     step(cargo_cmd(&[
         "clippy",
         "--workspace",

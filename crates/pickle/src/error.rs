@@ -3,7 +3,7 @@ use thiserror::Error;
 /// Everything that can go wrong while turning values into bytes and back.
 ///
 /// ```
-/// use multiproc_pickle::{decode, PickleError};
+/// use multiproc::pickle::{decode, PickleError};
 /// let err = decode::<String>(&[200]).unwrap_err();
 /// assert!(matches!(err, PickleError::Decode(_)));
 /// ```

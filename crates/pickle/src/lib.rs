@@ -11,7 +11,7 @@
 //! * [`handles`]: OS handles (pipe ends, sockets) carried inside serialized values.
 //!
 //! ```
-//! use multiproc_pickle::{decode, encode};
+//! use multiproc::pickle::{decode, encode};
 //! let bytes = encode(&(1u32, "two".to_string())).unwrap();
 //! let back: (u32, String) = decode(&bytes).unwrap();
 //! assert_eq!(back, (1, "two".to_string()));

@@ -30,7 +30,7 @@ pub(crate) struct Config {
 /// ```no_run
 /// use std::time::Duration;
 /// fn setup(tag: String) { /* runs once in each worker */ let _ = tag; }
-/// let pool = multiproc_pool::Pool::builder()
+/// let pool = multiproc::Pool::builder()
 ///     .processes(4)
 ///     .initializer(setup, "ready".to_string())
 ///     .maxtasksperchild(100)

@@ -3,7 +3,7 @@ use thiserror::Error;
 /// Why a task (or the pool) failed.
 ///
 /// ```
-/// use multiproc_pool::PoolError;
+/// use multiproc::PoolError;
 /// let e = PoolError::WorkerDied { exitcode: -9 };
 /// assert_eq!(e.to_string(), "the worker running this task died (exit code -9)");
 /// ```

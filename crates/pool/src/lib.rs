@@ -13,8 +13,8 @@
 //! ```no_run
 //! fn factorial(n: u64) -> f64 { (1..=n).map(|k| k as f64).product() }
 //!
-//! multiproc_process::init(); // first thing in main
-//! let pool = multiproc_pool::Pool::new(4).unwrap();
+//! multiproc::init(); // first thing in main
+//! let pool = multiproc::Pool::new(4).unwrap();
 //! let results = pool.map(factorial, 1..=100u64).unwrap();
 //! println!("completed {} computations", results.len());
 //! ```

@@ -31,8 +31,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Data for T {}
 /// ```no_run
 /// fn square(x: u64) -> u64 { x * x }
 ///
-/// multiproc_process::init(); // first thing in main
-/// let pool = multiproc_pool::Pool::new(4).unwrap();
+/// multiproc::init(); // first thing in main
+/// let pool = multiproc::Pool::new(4).unwrap();
 /// let squares = pool.map(square, 0..10u64).unwrap();
 /// assert_eq!(squares[9], 81);
 /// ```
@@ -317,7 +317,7 @@ impl Pool {
     /// ```no_run
     /// use std::sync::mpsc;
     /// fn double(x: i32) -> i32 { 2 * x }
-    /// let pool = multiproc_pool::Pool::new(2).unwrap();
+    /// let pool = multiproc::Pool::new(2).unwrap();
     /// let (tx, rx) = mpsc::channel();
     /// let r = pool
     ///     .map_async_with(double, 1..=3, None, move |v: &Vec<i32>| tx.send(v.iter().sum::<i32>()).unwrap(), |_| {})
@@ -374,7 +374,7 @@ impl Pool {
     ///
     /// ```no_run
     /// fn add((a, b): (i32, i32)) -> i32 { a + b }
-    /// let pool = multiproc_pool::Pool::new(2).unwrap();
+    /// let pool = multiproc::Pool::new(2).unwrap();
     /// assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).unwrap(), [3, 7]);
     /// ```
     pub fn starmap<A: Data, R: Data>(
@@ -491,7 +491,7 @@ impl Drop for Pool {
 ///
 /// ```
 /// fn shout(s: String) -> String { s.to_uppercase() }
-/// let pool = multiproc_pool::ThreadPool::new(2).unwrap();
+/// let pool = multiproc::ThreadPool::new(2).unwrap();
 /// assert_eq!(pool.map(shout, vec!["a".to_string(), "b".to_string()]).unwrap(), ["A", "B"]);
 /// ```
 pub struct ThreadPool(Pool);

@@ -100,7 +100,7 @@ impl<T> Cell<T> {
 ///
 /// ```no_run
 /// # fn square(x: u64) -> u64 { x * x }
-/// let pool = multiproc_pool::Pool::new(2).unwrap();
+/// let pool = multiproc::Pool::new(2).unwrap();
 /// let r = pool.apply_async(square, 12).unwrap();
 /// assert_eq!(r.get(None).unwrap(), 144);
 /// ```

@@ -93,7 +93,7 @@ pub(crate) fn next_identity() -> Vec<u32> {
 /// The process this code runs in.
 ///
 /// ```
-/// let me = multiproc_process::current_process();
+/// let me = multiproc::current_process();
 /// assert_eq!(me.pid, std::process::id());
 /// assert_eq!(me.name, "MainProcess");
 /// ```
@@ -158,7 +158,7 @@ impl crate::Waitable for ParentProcess {
 /// The parent of this process, if it is a multiproc child.
 ///
 /// ```
-/// assert!(multiproc_process::parent_process().is_none()); // the doc test is a main process
+/// assert!(multiproc::parent_process().is_none()); // the doc test is a main process
 /// ```
 pub fn parent_process() -> Option<ParentProcess> {
     ME.lock()
@@ -175,8 +175,8 @@ pub fn parent_process() -> Option<ParentProcess> {
 /// and returns. Calling it again does nothing.
 ///
 /// ```
-/// multiproc_process::init();
-/// multiproc_process::init(); // idempotent
+/// multiproc::init();
+/// multiproc::init(); // idempotent
 /// ```
 pub fn init() {
     static ONCE: Once = Once::new();

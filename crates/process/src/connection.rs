@@ -142,7 +142,7 @@ impl ReadSide {
 /// by its own lock.
 ///
 /// ```
-/// let (a, b) = multiproc_process::pipe(true).unwrap();
+/// let (a, b) = multiproc::pipe(true).unwrap();
 /// a.send(&("hello", 42u32)).unwrap();
 /// let (s, n): (String, u32) = b.recv().unwrap();
 /// assert_eq!((s.as_str(), n), ("hello", 42));
@@ -174,7 +174,7 @@ impl std::fmt::Debug for Connection {
 /// and the second only sends.
 ///
 /// ```
-/// let (rx, tx) = multiproc_process::pipe(false).unwrap();
+/// let (rx, tx) = multiproc::pipe(false).unwrap();
 /// tx.send(&vec![1u8, 2, 3]).unwrap();
 /// assert_eq!(rx.recv::<Vec<u8>>().unwrap(), [1, 2, 3]);
 /// assert!(rx.send(&1u8).is_err()); // read-only end
@@ -240,7 +240,7 @@ impl Connection {
     /// do not block (a socket's usable share is smaller than its reported size).
     ///
     /// ```
-    /// let (rx, tx) = multiproc_process::pipe(false).unwrap();
+    /// let (rx, tx) = multiproc::pipe(false).unwrap();
     /// assert!(tx.send_buffer_size().unwrap() >= 4096);
     /// assert_eq!(rx.send_buffer_size(), None);
     /// ```
@@ -259,7 +259,7 @@ impl Connection {
     /// rest of that frame is never interpreted as messages).
     ///
     /// ```
-    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// let (a, b) = multiproc::pipe(true).unwrap();
     /// b.set_max_message_size(4);
     /// a.send_bytes(b"too long").unwrap();
     /// assert!(b.recv_bytes().is_err());
@@ -281,9 +281,9 @@ impl Connection {
     /// for data that nests deeper and a stack that can hold it.
     ///
     /// ```
-    /// use multiproc_process::Error;
-    /// use multiproc_pickle::PickleError;
-    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// use multiproc::Error;
+    /// use multiproc::pickle::PickleError;
+    /// let (a, b) = multiproc::pipe(true).unwrap();
     /// b.set_max_depth(2);
     /// a.send(&Some(Some(Some(1u8)))).unwrap();
     /// assert!(matches!(
@@ -316,7 +316,7 @@ impl Connection {
     /// All sizes are checked before anything is sent.
     ///
     /// ```
-    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// let (a, b) = multiproc::pipe(true).unwrap();
     /// a.send_bytes_many(&[b"one", b"", b"three"]).unwrap();
     /// assert_eq!(b.recv_bytes().unwrap(), b"one");
     /// assert_eq!(b.recv_bytes().unwrap(), b"");
@@ -363,8 +363,8 @@ impl Connection {
     /// [`Error::BufferTooShort`] that carries the whole message, so nothing is lost.
     ///
     /// ```
-    /// use multiproc_process::Error;
-    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// use multiproc::Error;
+    /// let (a, b) = multiproc::pipe(true).unwrap();
     /// a.send_bytes(b"0123456789").unwrap();
     /// let mut small = [0u8; 4];
     /// match b.recv_bytes_into(&mut small) {
@@ -400,7 +400,7 @@ impl Connection {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// let (a, b) = multiproc::pipe(true).unwrap();
     /// assert!(!b.poll(Some(Duration::from_millis(10))).unwrap());
     /// a.send(&1u8).unwrap();
     /// assert!(b.poll(Some(Duration::ZERO)).unwrap());

@@ -23,7 +23,7 @@ use crate::{Connection, Error, Process};
 ///   request. Near-fork start-up without fork's thread hazards.
 ///
 /// ```
-/// use multiproc_process::StartMethod;
+/// use multiproc::StartMethod;
 /// assert_eq!("fork".parse::<StartMethod>().unwrap(), StartMethod::Fork);
 /// assert_eq!(StartMethod::Forkserver.name(), "forkserver");
 /// assert!(StartMethod::available().contains(&StartMethod::Spawn));
@@ -94,7 +94,7 @@ const METHODS: [StartMethod; 3] = [
 /// error ([`Error::StartMethodAlreadySet`]); contexts are the way to mix methods.
 ///
 /// ```
-/// use multiproc_process::{set_start_method, get_start_method, StartMethod};
+/// use multiproc::{set_start_method, get_start_method, StartMethod};
 /// set_start_method(StartMethod::Forkserver).unwrap();
 /// assert_eq!(get_start_method(), StartMethod::Forkserver);
 /// assert!(set_start_method(StartMethod::Spawn).is_err());
@@ -139,7 +139,7 @@ pub(crate) fn executable() -> std::io::Result<PathBuf> {
 /// A start method bound to the objects it creates, like Python's `get_context(method)`.
 ///
 /// ```no_run
-/// use multiproc_process::{get_context, StartMethod};
+/// use multiproc::{get_context, StartMethod};
 /// fn hello(name: String) { println!("hello {name}"); }
 /// let ctx = get_context(StartMethod::Fork).unwrap();
 /// let p = ctx.process(hello, "bob".to_string());

@@ -4,7 +4,7 @@ use thiserror::Error;
 /// Errors of processes, connections and listeners.
 ///
 /// ```
-/// use multiproc_process::{pipe, Error};
+/// use multiproc::{pipe, Error};
 /// let (a, b) = pipe(true).unwrap();
 /// drop(b);
 /// assert!(matches!(a.recv_bytes(), Err(Error::Eof)));

@@ -12,7 +12,7 @@
 //! `#[multiproc::main]`); a test binary adds one line, [`test_support!`].
 //!
 //! ```no_run
-//! use multiproc_process::{pipe, Connection, Process};
+//! use multiproc::{pipe, Connection, Process};
 //!
 //! fn worker(conn: Connection) {
 //!     let n: u64 = conn.recv().unwrap();
@@ -20,7 +20,7 @@
 //! }
 //!
 //! fn main() {
-//!     multiproc_process::init();
+//!     multiproc::init();
 //!     let (here, there) = pipe(true).unwrap();
 //!     let p = Process::new(worker, there);
 //!     p.start().unwrap();
@@ -58,7 +58,7 @@ pub use wait::{wait, RawWaitHandle, Waitable};
 ///
 /// ```no_run
 /// // at the top of tests/my_test.rs
-/// multiproc_process::test_support!();
+/// multiproc::test_support!();
 /// ```
 #[macro_export]
 macro_rules! test_support {

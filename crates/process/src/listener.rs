@@ -32,7 +32,7 @@ const DEFAULT_MAX_PENDING: usize = 64;
 /// Parses from `"unix:/path/to/socket"`, a plain path containing `/`, or `"host:port"`.
 ///
 /// ```
-/// use multiproc_process::Address;
+/// use multiproc::connection::Address;
 /// let a: Address = "127.0.0.1:6000".parse().unwrap();
 /// assert!(matches!(a, Address::Tcp(_)));
 /// let u: Address = "unix:/tmp/x.sock".parse().unwrap();
@@ -164,7 +164,7 @@ impl Pending {
 /// are under way, and one more drops the oldest.
 ///
 /// ```
-/// use multiproc_process::{Client, Listener};
+/// use multiproc::connection::{Client, Listener};
 /// let listener = Listener::bind("127.0.0.1:0", Some(b"secret")).unwrap();
 /// let addr = listener.address();
 /// let t = std::thread::spawn(move || {
@@ -312,7 +312,7 @@ impl Listener {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let listener = multiproc_process::Listener::bind("127.0.0.1:0", Some(b"k")).unwrap();
+    /// let listener = multiproc::connection::Listener::bind("127.0.0.1:0", Some(b"k")).unwrap();
     /// assert!(listener.accept_timeout(Some(Duration::from_millis(10))).unwrap().is_none());
     /// ```
     pub fn accept_timeout(&self, timeout: Option<Duration>) -> Result<Option<Connection>, Error> {
@@ -414,7 +414,7 @@ impl Drop for Listener {
 /// Connects to a [`Listener`] (ours or CPython's): Python's `multiprocessing.connection.Client`.
 ///
 /// ```no_run
-/// use multiproc_process::Client;
+/// use multiproc::connection::Client;
 /// let conn = Client::connect("127.0.0.1:6000", Some(b"secret")).unwrap();
 /// conn.send_bytes(b"hello").unwrap();
 /// ```

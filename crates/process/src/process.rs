@@ -77,7 +77,7 @@ struct Inner {
 /// [`parent_process()`](crate::parent_process)`.is_alive()`).
 ///
 /// ```no_run
-/// use multiproc_process::Process;
+/// use multiproc::Process;
 ///
 /// fn greet((name, times): (String, u32)) {
 ///     for _ in 0..times {
@@ -85,7 +85,7 @@ struct Inner {
 ///     }
 /// }
 ///
-/// multiproc_process::init(); // first thing in main
+/// multiproc::init(); // first thing in main
 /// let p = Process::new(greet, ("bob".to_string(), 2)).name("greeter");
 /// p.start().unwrap();
 /// assert_eq!(p.join().unwrap(), 0);
@@ -569,7 +569,7 @@ fn forkserver_exit_code(reports: &mut Reports, server: &forkserver::Server) -> i
 /// The children started by this process that are still running; finished ones are reaped.
 ///
 /// ```
-/// assert!(multiproc_process::active_children().is_empty());
+/// assert!(multiproc::active_children().is_empty());
 /// ```
 pub fn active_children() -> Vec<Process> {
     let all: Vec<Process> = CHILDREN.lock().clone();
@@ -598,7 +598,7 @@ pub(crate) fn forget_inherited_children() {
 /// (Python's `os.process_cpu_count`), so a pool sized by it does not oversubscribe a container.
 ///
 /// ```
-/// assert!(multiproc_process::cpu_count() >= 1);
+/// assert!(multiproc::cpu_count() >= 1);
 /// ```
 pub fn cpu_count() -> usize {
     sys::cpu_count()

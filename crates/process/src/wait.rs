@@ -32,7 +32,7 @@ pub trait Waitable {
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc_process::{pipe, wait};
+/// use multiproc::{connection::wait, pipe};
 /// let (a, b) = pipe(true).unwrap();
 /// let (c, d) = pipe(true).unwrap();
 /// assert!(wait(&[&b, &d], Some(Duration::from_millis(5))).unwrap().is_empty());

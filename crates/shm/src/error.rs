@@ -3,7 +3,7 @@ use thiserror::Error;
 /// Errors of shared memory.
 ///
 /// ```
-/// use multiproc_shm::{SharedMemory, ShmError};
+/// use multiproc::shm::{SharedMemory, ShmError};
 /// assert!(matches!(SharedMemory::attach("/no-such-segment-here"), Err(ShmError::NotFound(_))));
 /// ```
 #[derive(Debug, Error)]

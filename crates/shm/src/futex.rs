@@ -10,11 +10,11 @@
 //! use std::time::Duration;
 //! let w = AtomicU32::new(0);
 //! // the value is not 1: returns at once
-//! assert!(multiproc_shm::futex::wait(&w, 1, Some(Duration::from_secs(1))));
+//! assert!(multiproc::shm::futex::wait(&w, 1, Some(Duration::from_secs(1))));
 //! // the value is 0 and nobody changes it: times out
-//! assert!(!multiproc_shm::futex::wait(&w, 0, Some(Duration::from_millis(5))));
+//! assert!(!multiproc::shm::futex::wait(&w, 0, Some(Duration::from_millis(5))));
 //! w.store(1, Ordering::Release);
-//! multiproc_shm::futex::wake(&w, 1);
+//! multiproc::shm::futex::wake(&w, 1);
 //! ```
 
 use std::sync::atomic::AtomicU32;

@@ -17,7 +17,7 @@
 //!   `lock()` gives a guard that dereferences to the data.
 //!
 //! ```
-//! use multiproc_shm::Segment;
+//! use multiproc::shm::Segment;
 //! let seg = Segment::new(4096).unwrap();
 //! assert_eq!(seg.len(), 4096);
 //! seg.write(0, b"hello").unwrap();

@@ -49,7 +49,7 @@ impl LockResult {
 /// not tied to a thread).
 ///
 /// ```
-/// use multiproc_shm::{LockResult, RawMutex};
+/// use multiproc::shm::{LockResult, RawMutex};
 /// let m = RawMutex::new();
 /// assert_eq!(m.lock(None), LockResult::Acquired);
 /// assert_eq!(m.try_lock(), LockResult::TimedOut);

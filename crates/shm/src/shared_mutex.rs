@@ -14,7 +14,7 @@ use crate::{LockResult, NotLocked, RawMutex, Segment, ShmError};
 /// share the same lock word; the memory stays mapped while any clone lives.
 ///
 /// ```
-/// use multiproc_shm::{LockResult, SharedMutex};
+/// use multiproc::shm::{LockResult, SharedMutex};
 /// let m = SharedMutex::new().unwrap();
 /// let m2 = m.clone();
 /// assert_eq!(m.lock(None), LockResult::Acquired);
@@ -39,7 +39,7 @@ impl SharedMutex {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use multiproc_shm::{Segment, SharedMutex};
+    /// use multiproc::shm::{Segment, SharedMutex};
     /// let seg = Arc::new(Segment::new(64).unwrap());
     /// let m = SharedMutex::in_segment(seg.clone(), 8).unwrap();
     /// assert!(m.lock(None).acquired());

@@ -42,7 +42,7 @@ unsafe impl State for BarrierState {}
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc_sync::{Barrier, SyncError};
+/// use multiproc::{Barrier, SyncError};
 /// let b = Barrier::new(1).unwrap();
 /// assert_eq!(b.wait(None), Ok(0)); // one party: trips at once
 /// let b2 = Barrier::new(2).unwrap();

@@ -28,7 +28,7 @@ enum CondLock {
 ///
 /// ```
 /// use std::time::Duration;
-/// let c = multiproc_sync::Condition::new().unwrap();
+/// let c = multiproc::Condition::new().unwrap();
 /// assert!(c.acquire(None).acquired());
 /// assert_eq!(c.wait(Some(Duration::from_millis(5))), Ok(false)); // nobody notifies
 /// assert_eq!(c.notify(1), Ok(0)); // nobody waits

@@ -3,7 +3,7 @@ use thiserror::Error;
 /// Errors of the synchronization primitives.
 ///
 /// ```
-/// use multiproc_sync::{Lock, SyncError};
+/// use multiproc::{Lock, SyncError};
 /// let lock = Lock::new().unwrap();
 /// assert!(matches!(lock.release(), Err(SyncError::NotLocked)));
 /// ```

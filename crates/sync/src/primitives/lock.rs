@@ -21,7 +21,7 @@ use crate::SyncError;
 /// Clones share the lock; pass it to a child process as (part of) its arguments.
 ///
 /// ```
-/// use multiproc_sync::{Lock, LockResult};
+/// use multiproc::{Lock, LockResult};
 /// let lock = Lock::new().unwrap();
 /// {
 ///     let guard = lock.lock();
@@ -164,7 +164,7 @@ fn thread_no() -> u32 {
 /// process that later gets a dead holder's pid is not taken for it) and a thread number.
 ///
 /// ```
-/// use multiproc_sync::{LockResult, RLock, SyncError};
+/// use multiproc::{LockResult, RLock, SyncError};
 /// let r = RLock::new().unwrap();
 /// assert_eq!(r.acquire(None), LockResult::Acquired);
 /// assert_eq!(r.acquire(None), LockResult::Acquired); // again, same thread

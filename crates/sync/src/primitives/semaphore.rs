@@ -49,7 +49,7 @@ unsafe impl State for SemState {}
 ///
 /// ```
 /// use std::time::Duration;
-/// let s = multiproc_sync::Semaphore::new(2).unwrap();
+/// let s = multiproc::Semaphore::new(2).unwrap();
 /// assert!(s.acquire(None));
 /// assert!(s.acquire(None));
 /// assert!(!s.acquire(Some(Duration::from_millis(10)))); // none left: times out
@@ -169,7 +169,7 @@ impl Semaphore {
 /// [`SyncError::TooManyReleases`] when it would exceed the initial value.
 ///
 /// ```
-/// use multiproc_sync::{BoundedSemaphore, SyncError};
+/// use multiproc::{BoundedSemaphore, SyncError};
 /// let s = BoundedSemaphore::new(1).unwrap();
 /// assert!(s.acquire(None));
 /// s.release().unwrap();
@@ -236,7 +236,7 @@ unsafe impl State for EventState {}
 ///
 /// ```
 /// use std::time::Duration;
-/// let e = multiproc_sync::Event::new().unwrap();
+/// let e = multiproc::Event::new().unwrap();
 /// assert!(!e.wait(Some(Duration::from_millis(5))));
 /// e.set();
 /// assert!(e.is_set() && e.wait(None));

@@ -24,7 +24,7 @@ pub const DEFAULT_CAPACITY: usize = 8 << 20;
 /// Why a queue operation failed.
 ///
 /// ```
-/// use multiproc_sync::{Queue, QueueError};
+/// use multiproc::{Queue, QueueError};
 /// let q: Queue<u32> = Queue::new().unwrap();
 /// assert_eq!(q.get_nowait(), Err(QueueError::Empty));
 /// ```
@@ -101,7 +101,7 @@ pub struct PutError<T> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc_sync::{Queue, QueueError};
+/// use multiproc::{Queue, QueueError};
 /// let q = Queue::with_maxsize(2).unwrap();
 /// q.put("a".to_string()).unwrap();
 /// q.put("b".to_string()).unwrap();
@@ -195,7 +195,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// long as it takes for room.
     ///
     /// ```
-    /// let q = multiproc_sync::Queue::new().unwrap();
+    /// let q = multiproc::Queue::new().unwrap();
     /// let big = vec![7u8; 1000];
     /// q.put_ref(&big).unwrap();
     /// assert_eq!(q.get().unwrap(), big);
@@ -273,7 +273,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 /// `empty` and `close`.
 ///
 /// ```
-/// let q = multiproc_sync::SimpleQueue::new().unwrap();
+/// let q = multiproc::SimpleQueue::new().unwrap();
 /// q.put(7u8).unwrap();
 /// assert_eq!(q.get().unwrap(), 7);
 /// assert!(q.empty());
@@ -343,7 +343,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc_sync::{JoinableQueue, QueueError};
+/// use multiproc::{JoinableQueue, QueueError};
 /// let q = JoinableQueue::new().unwrap();
 /// q.put(1u32).unwrap();
 /// assert!(!q.join(Some(Duration::from_millis(5)))); // one unfinished
@@ -416,14 +416,14 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
 ///
 /// ```
 /// use std::time::Duration;
-/// let q = multiproc_sync::ByteQueue::with_capacity(64 << 10).unwrap();
+/// let q = multiproc::ByteQueue::with_capacity(64 << 10).unwrap();
 /// q.put_parts(&[b"head:", b"body"]).unwrap();
 /// let len = q.get_with(Some(Duration::from_secs(1)), |bytes| {
 ///     assert_eq!(bytes, b"head:body");
 ///     bytes.len()
 /// });
 /// assert_eq!(len, Ok(9));
-/// assert_eq!(q.try_get_with(|b| b.len()), Err(multiproc_sync::QueueError::Empty));
+/// assert_eq!(q.try_get_with(|b| b.len()), Err(multiproc::QueueError::Empty));
 /// ```
 #[derive(Clone)]
 pub struct ByteQueue {
