@@ -164,7 +164,3 @@ fn sharedctypes_reexports() {
     let ra = RawArray::<u8>::new(2).unwrap();
     assert!(matches!(ra.get(5), Err(ShmError::IndexOutOfRange { .. })));
 }
-
-#[multiproc::main]
-#[allow(dead_code)]
-fn main_with_attribute_compiles() {}

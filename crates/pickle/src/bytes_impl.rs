@@ -65,8 +65,9 @@ impl<'de> Deserialize<'de> for Bytes {
 /// without changing the field's type.
 ///
 /// ```
-/// use serde::{Deserialize, Serialize};
+/// use multiproc::serde::{Deserialize, Serialize};
 /// #[derive(Serialize, Deserialize, PartialEq, Debug)]
+/// #[serde(crate = "multiproc::serde")]
 /// struct Image {
 ///     width: u32,
 ///     #[serde(with = "multiproc::pickle::bytes")]

@@ -15,7 +15,7 @@
 //! # #[cfg(unix)] {
 //! use multiproc::pickle::handles::{deserialize_handle, serialize_handle};
 //! use multiproc::pickle::{decode_with_handles, encode_with_handles, OsHandle};
-//! use serde::{Deserialize, Deserializer, Serialize, Serializer};
+//! use multiproc::serde::{Deserialize, Deserializer, Serialize, Serializer};
 //!
 //! struct Carrier(OsHandle);
 //! impl Serialize for Carrier {

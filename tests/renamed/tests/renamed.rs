@@ -2,24 +2,57 @@
 //! (and has no `multiproc` to fall back on): the attribute's `init()` call must find the
 //! facade under its new name, so a child started with each start method runs its task.
 //!
+//! Its message and shared-value types derive serde and bytemuck through the facade's
+//! re-exports (`mp::serde`, `mp::bytemuck`): the crate depends on nothing else.
+//!
 //! `harness = false`: this `main` is the test, as it is a user's program.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use mp::{Connection, StartMethod};
+use mp::bytemuck::{Pod, Zeroable};
+use mp::serde::{Deserialize, Serialize};
+use mp::{Connection, StartMethod, Value};
 
-fn square(conn: Connection) {
-    let n: u64 = conn.recv().expect("the parent sends a number");
-    conn.send(&(n * n)).expect("the parent is listening");
+/// A message type derived through the facade's serde: this crate has no serde of its own.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+#[serde(crate = "mp::serde")]
+struct Ask {
+    n: u64,
+    tag: String,
+}
+
+/// A shared value's element derived through the facade's bytemuck.
+#[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq)]
+#[bytemuck(crate = "mp::bytemuck")]
+#[repr(C)]
+struct Tally {
+    asked: u32,
+    answered: u32,
+}
+
+fn square((conn, tally): (Connection, Value<Tally>)) {
+    let ask: Ask = conn.recv().expect("the parent sends a question");
+    tally.lock().answered += 1;
+    conn.send(&(ask.n * ask.n, ask.tag))
+        .expect("the parent is listening");
 }
 
 fn one(method: StartMethod) -> Result<(), String> {
     let ctx = mp::get_context(method).map_err(|e| e.to_string())?;
     let (here, there) = ctx.pipe(true).map_err(|e| e.to_string())?;
-    let p = ctx.process(square, there);
+    let tally = Value::new(Tally {
+        asked: 1,
+        answered: 0,
+    })
+    .map_err(|e| e.to_string())?;
+    let p = ctx.process(square, (there, tally.clone()));
     p.start().map_err(|e| e.to_string())?;
-    here.send(&9u64).map_err(|e| e.to_string())?;
+    let ask = Ask {
+        n: 9,
+        tag: method.name().into(),
+    };
+    here.send(&ask).map_err(|e| e.to_string())?;
     if !here
         .poll(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?
@@ -27,14 +60,24 @@ fn one(method: StartMethod) -> Result<(), String> {
         let _ = p.kill();
         return Err("no answer from the child within 60 s".into());
     }
-    let got: u64 = here.recv().map_err(|e| e.to_string())?;
+    let (got, tag): (u64, String) = here.recv().map_err(|e| e.to_string())?;
     let code = p
         .join_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
-    match (got, code) {
-        (81, Some(0)) => Ok(()),
+    let t = tally.get();
+    match (got, code, t) {
+        (
+            81,
+            Some(0),
+            Tally {
+                asked: 1,
+                answered: 1,
+            },
+        ) if tag == method.name() => Ok(()),
         other => Err(format!(
-            "child answered/exited {other:?}, wanted (81, Some(0))"
+            "child answered/exited/tallied {other:?} with tag {tag:?}, \
+             wanted (81, Some(0), 1 of 1) with {:?}",
+            method.name()
         )),
     }
 }
@@ -52,7 +95,11 @@ fn main() -> ExitCode {
         }
     }
     let passed = StartMethod::available().len() - failed;
-    println!("\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out", if failed == 0 { "ok" } else { "FAILED" });
+    let status = if failed == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {status}. {passed} passed; {failed} failed; 0 ignored; 0 measured; \
+         0 filtered out"
+    );
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
