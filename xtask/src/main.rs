@@ -2,7 +2,8 @@
 //!
 //! * `cargo xtask ci`: formatting, the doc-path check (examples name `multiproc::` paths only),
 //!   clippy (`-D warnings`), every test, docs (`-D warnings`), then `cargo check` for Windows
-//!   and macOS. Stops at the first failing step.
+//!   and macOS, then the published crates on the `rust-version` toolchain (installed with rustup
+//!   if missing). Stops at the first failing step.
 //! * `cargo xtask cross`: only the cross-target checks.
 //! * `cargo xtask bench [--quick]`: our benchmarks, CPython's `multiprocessing` and the OS limits
 //!   (`../shared/bench/`) on this machine, in one table (also written to
@@ -11,6 +12,7 @@
 //! Standard library only, so it builds in a moment.
 
 mod docpaths;
+mod msrv;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -30,7 +32,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci              fmt --check, clippy -D warnings, test, doc -D warnings, cross-target checks
+  ci              fmt --check, doc paths, clippy -D warnings, test, doc -D warnings,
+                  cross-target checks, MSRV check
   cross           cargo check for x86_64-pc-windows-msvc and x86_64-apple-darwin only
   bench [--quick] our benchmarks vs CPython multiprocessing vs OS limits, one table
                   (needs ../shared/bench, python3 and cc; report in target/bench-report.txt)";
@@ -222,6 +225,7 @@ fn ci() -> Res {
     doc.env("RUSTDOCFLAGS", "-D warnings");
     step(doc)?;
     cross()?;
+    msrv::check(&root())?;
     println!("\nxtask: ci passed");
     Ok(())
 }

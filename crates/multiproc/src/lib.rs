@@ -90,7 +90,9 @@ pub use multiproc_process::{
     Error, ParentProcess, Process, ProcessInfo, StartMethod,
 };
 
-pub use multiproc_pool::{AsyncResult, Pool, PoolBuilder, PoolError, ThreadPool};
+pub use multiproc_pool::{
+    AsyncResult, Pool, PoolBuilder, PoolError, ThreadPool, ThreadPoolBuilder,
+};
 
 /// Python's `multiprocessing.pool`: the pool types, plus the iterator of `imap`.
 pub mod pool {
@@ -98,7 +100,7 @@ pub mod pool {
     #[cfg(feature = "progress-bar")]
     pub use multiproc_pool::ProgressBar;
     pub use multiproc_pool::{
-        AsyncResult, Data, IMapIter, Pool, PoolBuilder, PoolError, ThreadPool,
+        AsyncResult, Data, IMapIter, Pool, PoolBuilder, PoolError, ThreadPool, ThreadPoolBuilder,
     };
 }
 

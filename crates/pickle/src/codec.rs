@@ -291,7 +291,7 @@ mod tests {
             #[derive(serde::Deserialize, Debug)]
             #[allow(dead_code)]
             struct List(u8, Option<Box<List>>);
-            let bytes: Vec<u8> = std::iter::repeat([7u8, 1]).take(50_000).flatten().collect();
+            let bytes: Vec<u8> = std::iter::repeat_n([7u8, 1], 50_000).flatten().collect();
             decode::<List>(&bytes)
         });
         assert!(matches!(r, Err(PickleError::TooDeep { .. })), "{r:?}");

@@ -17,6 +17,8 @@
 //! assert_eq!(back, (1, "two".to_string()));
 //! ```
 
+#![warn(missing_debug_implementations)]
+
 mod bytes_impl;
 mod codec;
 mod depth;

@@ -24,7 +24,7 @@ pub(crate) struct Config {
     pub task_timeout: Option<Duration>,
 }
 
-/// Configures a [`Pool`] (or a [`ThreadPool`](crate::ThreadPool)): Python's `Pool(processes, initializer,
+/// Configures a [`Pool`] (a [`ThreadPool`](crate::ThreadPool) has its own builder): Python's `Pool(processes, initializer,
 /// initargs, maxtasksperchild, context)` plus a per-task timeout.
 ///
 /// ```no_run
@@ -39,6 +39,7 @@ pub(crate) struct Config {
 ///     .unwrap();
 /// # drop(pool);
 /// ```
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct PoolBuilder {
     pub(crate) processes: Option<usize>,
     pub(crate) init: Option<Result<Vec<u8>, PoolError>>,
@@ -93,7 +94,8 @@ impl PoolBuilder {
     }
 
     /// Kill and replace a worker whose task (chunk) runs longer than `timeout`; that task fails
-    /// with [`PoolError::TaskTimeout`]. Not available for thread pools (threads cannot be killed).
+    /// with [`PoolError::TaskTimeout`]. (A [`ThreadPool`](crate::ThreadPool) has none: a thread
+    /// cannot be killed.)
     pub fn task_timeout(mut self, timeout: Duration) -> Self {
         self.task_timeout = Some(timeout);
         self
@@ -110,11 +112,6 @@ impl PoolBuilder {
         if self.maxtasks == Some(0) {
             return Err(PoolError::InvalidArgument(
                 "maxtasksperchild must be at least 1",
-            ));
-        }
-        if self.threads && self.task_timeout.is_some() {
-            return Err(PoolError::InvalidArgument(
-                "a thread pool cannot kill a task: no task_timeout",
             ));
         }
         let init = self.init.transpose()?;

@@ -19,6 +19,8 @@
 //! println!("completed {} computations", results.len());
 //! ```
 
+#![warn(missing_debug_implementations)]
+
 mod builder;
 mod control;
 mod dispatcher;
@@ -30,12 +32,14 @@ mod pool;
 mod progress;
 mod result;
 mod scheduler;
+mod thread_pool;
 mod worker;
 
 pub use builder::PoolBuilder;
 pub use error::PoolError;
 pub use imap::IMapIter;
-pub use pool::{Data, Pool, ThreadPool};
+pub use pool::{Data, Pool};
 #[cfg(feature = "progress-bar")]
 pub use progress::ProgressBar;
 pub use result::AsyncResult;
+pub use thread_pool::{ThreadPool, ThreadPoolBuilder};

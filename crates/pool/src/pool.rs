@@ -1,4 +1,4 @@
-//! [`Pool`] and [`ThreadPool`]: the mapping calls and the pool's life (close, terminate, join).
+//! [`Pool`]: the mapping calls and the pool's life (close, terminate, join).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -485,51 +485,10 @@ impl Drop for Pool {
     }
 }
 
-/// A pool of worker *threads* with the same API as [`Pool`]: for I/O-bound work, and to compare.
-/// Tasks still travel as serialized calls, so the code moves between the two unchanged; there
-/// is no `task_timeout` (a thread cannot be killed).
-///
-/// ```
-/// fn shout(s: String) -> String { s.to_uppercase() }
-/// let pool = multiproc::ThreadPool::new(2).unwrap();
-/// assert_eq!(pool.map(shout, vec!["a".to_string(), "b".to_string()]).unwrap(), ["A", "B"]);
-/// ```
-pub struct ThreadPool(Pool);
-
-impl std::fmt::Debug for ThreadPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("ThreadPool").field(&self.0.size).finish()
-    }
-}
-
-impl ThreadPool {
-    /// A pool of `threads` worker threads.
-    pub fn new(threads: usize) -> Result<ThreadPool, PoolError> {
-        ThreadPool::builder()
-            .processes(threads)
-            .build()
-            .map(ThreadPool)
-    }
-
-    /// Configure a thread pool (`task_timeout` is refused at `build`).
-    pub fn builder() -> PoolBuilder {
-        PoolBuilder {
-            threads: true,
-            ..Pool::builder()
-        }
-    }
-}
-
-impl std::ops::Deref for ThreadPool {
-    type Target = Pool;
-    fn deref(&self) -> &Pool {
-        &self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ThreadPool;
 
     #[test]
     fn python_default_chunksize() {

@@ -104,6 +104,7 @@ impl<T> Cell<T> {
 /// let r = pool.apply_async(square, 12).unwrap();
 /// assert_eq!(r.get(None).unwrap(), 144);
 /// ```
+#[must_use = "the task runs anyway, but its result and its error are lost unless you `get` it"]
 pub struct AsyncResult<T> {
     cell: Arc<Cell<T>>,
 }

@@ -30,6 +30,8 @@
 //! }
 //! ```
 
+#![warn(missing_debug_implementations)]
+
 mod auth;
 mod bootstrap;
 mod connection;

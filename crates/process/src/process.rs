@@ -123,6 +123,7 @@ static CHILDREN: PerProcess<Vec<Process>> = PerProcess::new(|parents| {
 
 impl Process {
     /// A process that will run `target(args)` once [started](Self::start).
+    #[must_use = "a process does nothing until `start` is called"]
     pub fn new<A>(target: fn(A), args: A) -> Process
     where
         A: Serialize + DeserializeOwned + Send + 'static,
@@ -145,6 +146,7 @@ impl Process {
 
     /// Name the process (default `Process-N`). Visible to the child as
     /// [`current_process().name`](crate::current_process).
+    #[must_use = "the setting is on the process returned; the one given is consumed"]
     pub fn name(self, name: impl Into<String>) -> Self {
         *self.inner.name.lock() = Some(name.into());
         self
@@ -155,12 +157,14 @@ impl Process {
     /// (a pool worker, say) never outlives its parent, even in the middle of a long task.
     /// It learns of its parent's end from the bootstrap socket, whose other end only the
     /// parent holds, so it does not matter which of the parent's threads started it.
+    #[must_use = "the setting is on the process returned; the one given is consumed"]
     pub fn daemon(self, daemon: bool) -> Self {
         self.inner.daemon.store(daemon, Ordering::Relaxed);
         self
     }
 
     /// Start this process with `method` instead of the global one.
+    #[must_use = "the setting is on the process returned; the one given is consumed"]
     pub fn start_method(self, method: StartMethod) -> Self {
         *self.inner.method.lock() = Some(method);
         self
@@ -169,6 +173,7 @@ impl Process {
     /// Spawn this process from `path` instead of the current executable (must be the same
     /// build; another build refuses the task and [`join`](Self::join) reports
     /// [`Error::Refused`]).
+    #[must_use = "the setting is on the process returned; the one given is consumed"]
     pub fn executable(self, path: impl Into<PathBuf>) -> Self {
         *self.inner.executable.lock() = Some(path.into());
         self

@@ -24,6 +24,8 @@
 //! assert_eq!(seg.read(0, 5).unwrap(), b"hello");
 //! ```
 
+#![warn(missing_debug_implementations)]
+
 /// The integration tests' bounds on blocking calls, for the unit tests too.
 #[cfg(test)]
 #[path = "../../process/tests/integration/bounded.rs"]

@@ -368,6 +368,7 @@ impl<T: Pod> Value<T> {
     /// drop(g);
     /// assert!(v.try_lock().is_some());
     /// ```
+    #[must_use = "the lock is released at once if the guard is not kept"]
     pub fn try_lock(&self) -> Option<ValueGuard<'_, T>> {
         let got = self.guarded.try_acquire()?;
         Some(self.guarded.guard(self.ptr(), got))
@@ -623,6 +624,7 @@ impl<T: Pod> Array<T> {
     /// let g = a.try_lock().unwrap();
     /// assert!(a.try_lock().is_none());
     /// ```
+    #[must_use = "the lock is released at once if the guard is not kept"]
     pub fn try_lock(&self) -> Option<ArrayGuard<'_, T>> {
         let got = self.guarded.try_acquire()?;
         Some(self.guarded.guard(self.ptr(), got))

@@ -86,12 +86,14 @@ impl Barrier {
     }
 
     /// Run `action` once each time the barrier trips (Python's `action=`).
+    #[must_use = "the setting is on the barrier returned"]
     pub fn with_action(mut self, action: fn()) -> Barrier {
         self.action = Some(FnRef::of_action(action));
         self
     }
 
     /// The timeout of a `wait(None)` (Python's `timeout=`).
+    #[must_use = "the setting is on the barrier returned"]
     pub fn with_timeout(mut self, timeout: Duration) -> Barrier {
         self.timeout = Some(timeout);
         self

@@ -114,6 +114,7 @@ impl Semaphore {
     }
 
     /// Take a permit only if one is free now.
+    #[must_use = "whether the semaphore was acquired: release it only if it was"]
     pub fn try_acquire(&self) -> bool {
         self.acquire(Some(Duration::ZERO))
     }
@@ -194,6 +195,7 @@ impl BoundedSemaphore {
     }
 
     /// See [`Semaphore::try_acquire`].
+    #[must_use = "whether the semaphore was acquired: release it only if it was"]
     pub fn try_acquire(&self) -> bool {
         self.sem.try_acquire()
     }

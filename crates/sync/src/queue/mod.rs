@@ -331,7 +331,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     }
 }
 
-/// Python's `multiprocessing.JoinableQueue`: a [`Queue`] (it derefs to one) that counts
+/// Python's `multiprocessing.JoinableQueue`: a [`Queue`]'s methods, plus a count of
 /// unfinished tasks. Every `put` adds one; consumers call [`task_done`](Self::task_done) for each item they finished;
 /// [`join`](Self::join) waits until none is left.
 ///
@@ -378,13 +378,6 @@ impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
     }
 }
 
-impl<T> std::ops::Deref for JoinableQueue<T> {
-    type Target = Queue<T>;
-    fn deref(&self) -> &Queue<T> {
-        &self.0
-    }
-}
-
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// An unbounded joinable queue.
     pub fn new() -> Result<JoinableQueue<T>, QueueError> {
@@ -394,6 +387,66 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// A joinable queue of at most `maxsize` items.
     pub fn with_maxsize(maxsize: u32) -> Result<JoinableQueue<T>, QueueError> {
         Queue::with_maxsize(maxsize).map(JoinableQueue)
+    }
+
+    /// [`Queue::put_ref`].
+    pub fn put_ref(&self, value: &T) -> Result<(), QueueError> {
+        self.0.put_ref(value)
+    }
+
+    /// [`Queue::put`]: one more unfinished task.
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.0.put(value)
+    }
+
+    /// [`Queue::put_timeout`].
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.0.put_timeout(value, timeout)
+    }
+
+    /// [`Queue::put_nowait`].
+    pub fn put_nowait(&self, value: T) -> Result<(), PutError<T>> {
+        self.0.put_nowait(value)
+    }
+
+    /// [`Queue::get`]; call [`task_done`](Self::task_done) when the item is finished.
+    pub fn get(&self) -> Result<T, QueueError> {
+        self.0.get()
+    }
+
+    /// [`Queue::get_timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
+        self.0.get_timeout(timeout)
+    }
+
+    /// [`Queue::get_nowait`].
+    pub fn get_nowait(&self) -> Result<T, QueueError> {
+        self.0.get_nowait()
+    }
+
+    /// [`Queue::qsize`]: items put and not yet taken (not the unfinished count).
+    pub fn qsize(&self) -> usize {
+        self.0.qsize()
+    }
+
+    /// [`Queue::empty`].
+    pub fn empty(&self) -> bool {
+        self.0.empty()
+    }
+
+    /// [`Queue::full`].
+    pub fn full(&self) -> bool {
+        self.0.full()
+    }
+
+    /// [`Queue::close`].
+    pub fn close(&self) {
+        self.0.close()
+    }
+
+    /// [`Queue::is_closed`].
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
     }
 
     /// Mark one item taken with `get` as finished.
