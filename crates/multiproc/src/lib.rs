@@ -134,7 +134,8 @@ pub use multiproc_pickle as pickle;
 /// Python's `multiprocessing.connection`: listeners, clients, `wait`.
 pub mod connection {
     pub use multiproc_process::{
-        wait, Address, Client, Connection, Listener, RawWaitHandle, ToAddress, Waitable,
+        wait, wait_timeout, Address, Client, Connection, Listener, RawWaitHandle, ToAddress,
+        Waitable,
     };
 }
 

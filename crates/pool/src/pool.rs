@@ -245,7 +245,7 @@ impl Pool {
 
     /// Run `f(arg)` in a worker and wait for the result.
     pub fn apply<A: Data, R: Data>(&self, f: fn(A) -> R, arg: A) -> Result<R, PoolError> {
-        self.apply_async(f, arg)?.get(None)
+        self.apply_async(f, arg)?.get()
     }
 
     /// Run `f(arg)` in a worker; the result arrives in the returned [`AsyncResult`].
@@ -279,7 +279,7 @@ impl Pool {
         f: fn(A) -> R,
         items: impl IntoIterator<Item = A>,
     ) -> Result<Vec<R>, PoolError> {
-        self.map_async(f, items, None)?.get(None)
+        self.map_async(f, items, None)?.get()
     }
 
     /// [`map`](Self::map) with an explicit chunk size.
@@ -289,7 +289,7 @@ impl Pool {
         items: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Vec<R>, PoolError> {
-        self.map_async(f, items, Some(chunksize))?.get(None)
+        self.map_async(f, items, Some(chunksize))?.get()
     }
 
     /// Like [`map`](Self::map) but without waiting; `chunksize: None` is Python's default.
@@ -322,7 +322,7 @@ impl Pool {
     /// let r = pool
     ///     .map_async_with(double, 1..=3, None, move |v: &Vec<i32>| tx.send(v.iter().sum::<i32>()).unwrap(), |_| {})
     ///     .unwrap();
-    /// assert_eq!(r.get(None).unwrap(), [2, 4, 6]);
+    /// assert_eq!(r.get().unwrap(), [2, 4, 6]);
     /// assert_eq!(rx.recv().unwrap(), 12);
     /// ```
     pub fn map_async_with<A: Data, R: Data>(
@@ -346,7 +346,7 @@ impl Pool {
         chunksize: Option<usize>,
     ) -> Result<Vec<Result<R, PoolError>>, PoolError> {
         self.map_into(f, items, chunksize, Cell::new(None, None), keep_each, None)?
-            .get(None)
+            .get()
     }
 
     /// [`map`](Self::map) that reports progress: `progress(done, total)` is called on the
@@ -366,7 +366,7 @@ impl Pool {
             collect_all,
             Some(Box::new(progress)),
         )?
-        .get(None)
+        .get()
     }
 
     /// Python's `starmap`: our tasks take one argument, so a tuple *is* the argument list;

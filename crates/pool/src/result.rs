@@ -102,7 +102,7 @@ impl<T> Cell<T> {
 /// # fn square(x: u64) -> u64 { x * x }
 /// let pool = multiproc::Pool::new(2).unwrap();
 /// let r = pool.apply_async(square, 12).unwrap();
-/// assert_eq!(r.get(None).unwrap(), 144);
+/// assert_eq!(r.get().unwrap(), 144);
 /// ```
 #[must_use = "the task runs anyway, but its result and its error are lost unless you `get` it"]
 pub struct AsyncResult<T> {
@@ -122,10 +122,20 @@ impl<T> AsyncResult<T> {
         AsyncResult { cell }
     }
 
-    /// Wait up to `timeout` (`None`: forever) and take the result. On timeout the task goes
+    /// [`get_timeout`](Self::get_timeout) with no bound: waits as long as it takes.
+    pub fn get(&self) -> Result<T, PoolError> {
+        self.get_within(None)
+    }
+
+    /// Wait at most `timeout` and take the result. On timeout the task goes
     /// on and a later `get` can still succeed. The value moves out on the first success; a
     /// second `get` after that is an error.
-    pub fn get(&self, timeout: Option<Duration>) -> Result<T, PoolError> {
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, PoolError> {
+        self.get_within(Some(timeout))
+    }
+
+    /// `get` (`None`) or `get_timeout` (`Some`).
+    pub(crate) fn get_within(&self, timeout: Option<Duration>) -> Result<T, PoolError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut g = self.cell.value.lock();
         loop {
@@ -154,8 +164,18 @@ impl<T> AsyncResult<T> {
         }
     }
 
+    /// [`wait_timeout`](Self::wait_timeout) with no bound: waits as long as it takes.
+    pub fn wait(&self) -> bool {
+        self.wait_within(None)
+    }
+
     /// Wait up to `timeout` for the result to be ready; true if it is.
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_within(Some(timeout))
+    }
+
+    /// `wait` (`None`) or `wait_timeout` (`Some`).
+    pub(crate) fn wait_within(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut g = self.cell.value.lock();
         while !self.ready() {

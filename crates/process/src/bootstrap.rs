@@ -137,11 +137,21 @@ impl ParentProcess {
 
     /// Whether the parent still runs (it holds the other end of our bootstrap socket).
     pub fn is_alive(&self) -> bool {
-        !self.join(Some(Duration::ZERO))
+        !self.join_timeout(Duration::ZERO)
+    }
+
+    /// [`join_timeout`](Self::join_timeout) with no bound: waits as long as it takes.
+    pub fn join(&self) -> bool {
+        self.join_within(None)
     }
 
     /// Wait until the parent has ended or `timeout` passes; true if it has ended.
-    pub fn join(&self, timeout: Option<Duration>) -> bool {
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.join_within(Some(timeout))
+    }
+
+    /// `join` (`None`) or `join_timeout` (`Some`).
+    pub(crate) fn join_within(&self, timeout: Option<Duration>) -> bool {
         let raw = sys::raw(sys::borrow(&self.ctx.boot));
         sys::poll_readable(&[raw], timeout)
             .map(|r| r[0])

@@ -163,7 +163,7 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("readable", &self.readable)
             .field("writable", &self.writable)
-            .field("closed", &self.closed())
+            .field("closed", &self.is_closed())
             .finish()
     }
 }
@@ -230,7 +230,8 @@ impl Connection {
     }
 
     /// Whether [`close`](Self::close) was called.
-    pub fn closed(&self) -> bool {
+    #[doc(alias = "closed")]
+    pub fn is_closed(&self) -> bool {
         self.r.lock().fd.is_none() && self.w.lock().is_none()
     }
 
@@ -563,7 +564,7 @@ mod tests {
         assert!(matches!(b.recv_bytes(), Err(Error::Eof)));
         b.close();
         assert!(matches!(b.send_bytes(b"x"), Err(Error::Closed)));
-        assert!(b.closed());
+        assert!(b.is_closed());
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub use context::{
 pub use error::Error;
 pub use listener::{Address, Client, Listener, ToAddress};
 pub use process::{active_children, cpu_count, Process};
-pub use wait::{wait, RawWaitHandle, Waitable};
+pub use wait::{wait, wait_timeout, RawWaitHandle, Waitable};
 
 /// Let a test binary (or any binary without a multiproc-aware `main`) start child processes:
 /// one line at the top level of the crate. It runs [`init`] before `main` (and before the test

@@ -108,7 +108,7 @@ impl std::fmt::Debug for Process {
             f,
             "<Process name={:?} {state}{}>",
             self.get_name(),
-            if self.daemon_flag() { " daemon" } else { "" }
+            if self.is_daemon() { " daemon" } else { "" }
         )
     }
 }
@@ -188,13 +188,10 @@ impl Process {
             .unwrap_or_else(|| "Process".into())
     }
 
-    fn is_daemon(&self) -> bool {
-        self.inner.daemon.load(Ordering::Relaxed)
-    }
-
     /// Whether the process is a daemon.
-    pub fn daemon_flag(&self) -> bool {
-        self.is_daemon()
+    #[doc(alias = "daemon")]
+    pub fn is_daemon(&self) -> bool {
+        self.inner.daemon.load(Ordering::Relaxed)
     }
 
     /// Start the child. Serializing the arguments happens here, so an argument that cannot be
@@ -407,17 +404,23 @@ impl Process {
     /// Wait for the process to end and return its exit code. A child that refused its task
     /// (e.g. a different build) is [`Error::Refused`].
     pub fn join(&self) -> Result<i32, Error> {
-        match self.join_timeout(None)? {
+        match self.join_within(None)? {
             Some(code) => Ok(code),
             None => unreachable!("join without timeout returns only when the child ended"),
         }
     }
 
-    /// Wait up to `timeout` (`None`: forever). `Ok(None)` if the child is still running then.
+    /// [`join`](Self::join), waiting at most `timeout`: `Ok(None)` if the child is still
+    /// running then.
     ///
     /// While it waits it reads what the child reports (a panic message, say), so a child
     /// never waits for its parent to read it.
-    pub fn join_timeout(&self, timeout: Option<Duration>) -> Result<Option<i32>, Error> {
+    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>, Error> {
+        self.join_within(Some(timeout))
+    }
+
+    /// `join` (`None`) or `join_timeout` (`Some`).
+    pub(crate) fn join_within(&self, timeout: Option<Duration>) -> Result<Option<i32>, Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let Some((pidfd, boot)) = self.handles()? else {

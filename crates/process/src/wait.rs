@@ -35,13 +35,30 @@ pub trait Waitable {
 /// use multiproc::{connection::wait, pipe};
 /// let (a, b) = pipe(true).unwrap();
 /// let (c, d) = pipe(true).unwrap();
-/// assert!(wait(&[&b, &d], Some(Duration::from_millis(5))).unwrap().is_empty());
+/// assert!(wait_timeout(&[&b, &d], Duration::from_millis(5)).unwrap().is_empty());
 /// c.send_bytes(b"x").unwrap();
-/// assert_eq!(wait(&[&b, &d], None).unwrap(), [1]);
+/// assert_eq!(wait(&[&b, &d]).unwrap(), [1]);
 /// a.send_bytes(b"y").unwrap();
-/// assert_eq!(wait(&[&b, &d], None).unwrap(), [0, 1]);
+/// assert_eq!(wait(&[&b, &d]).unwrap(), [0, 1]);
 /// ```
-pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>, Error> {
+pub fn wait(objects: &[&dyn Waitable]) -> Result<Vec<usize>, Error> {
+    wait_within(objects, None)
+}
+
+/// [`wait`], for at most `timeout`: an empty list if nothing became ready in that time.
+///
+/// ```
+/// use std::time::Duration;
+/// let (_a, b) = multiproc::pipe(true).unwrap();
+/// let ready = multiproc::connection::wait_timeout(&[&b], Duration::from_millis(5)).unwrap();
+/// assert!(ready.is_empty());
+/// ```
+pub fn wait_timeout(objects: &[&dyn Waitable], timeout: Duration) -> Result<Vec<usize>, Error> {
+    wait_within(objects, Some(timeout))
+}
+
+/// `wait` (`None`) or `wait_timeout` (`Some`).
+fn wait_within(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>, Error> {
     let mut ready: Vec<usize> = Vec::new();
     let mut handles = Vec::with_capacity(objects.len());
     for (i, o) in objects.iter().enumerate() {

@@ -34,7 +34,7 @@ impl Guarded {
     fn acquire(&self) -> (MutexGuard<'_, ()>, bool) {
         let local = self.local.lock();
         loop {
-            match self.lock.lock(None) {
+            match self.lock.lock() {
                 LockResult::TimedOut => continue, // (not with no deadline; be total)
                 r => return (local, r == LockResult::OwnerDied),
             }
@@ -47,7 +47,7 @@ impl Guarded {
         let local = self.local.try_lock_for(timeout)?;
         match self
             .lock
-            .lock(Some(timeout.saturating_sub(start.elapsed())))
+            .lock_timeout(timeout.saturating_sub(start.elapsed()))
         {
             LockResult::TimedOut => None,
             r => Some((local, r == LockResult::OwnerDied)),
@@ -871,7 +871,7 @@ mod tests {
         assert_eq!(handles.len(), 2);
         let b: Array<u8> = multiproc_pickle::decode_with_handles(&bytes, handles).unwrap();
         assert_eq!(b.to_vec(), [1, 2]);
-        assert_eq!(lock.lock(None), LockResult::Acquired);
+        assert_eq!(lock.lock(), LockResult::Acquired);
         assert!(b.try_lock().is_none(), "the user's lock travelled");
         lock.unlock().unwrap();
     }

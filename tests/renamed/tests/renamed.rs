@@ -62,7 +62,7 @@ fn one(method: StartMethod) -> Result<(), String> {
     }
     let (got, tag): (u64, String) = here.recv().map_err(|e| e.to_string())?;
     let code = p
-        .join_timeout(Some(Duration::from_secs(60)))
+        .join_timeout(Duration::from_secs(60))
         .map_err(|e| e.to_string())?;
     let t = tally.get();
     match (got, code, t) {

@@ -26,7 +26,7 @@ pub const DEFAULT_CAPACITY: usize = 8 << 20;
 /// ```
 /// use multiproc::{Queue, QueueError};
 /// let q: Queue<u32> = Queue::new().unwrap();
-/// assert_eq!(q.get_nowait(), Err(QueueError::Empty));
+/// assert_eq!(q.try_get(), Err(QueueError::Empty));
 /// ```
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -105,12 +105,12 @@ pub struct PutError<T> {
 /// let q = Queue::with_maxsize(2).unwrap();
 /// q.put("a".to_string()).unwrap();
 /// q.put("b".to_string()).unwrap();
-/// let full = q.put_nowait("c".to_string()).unwrap_err();
+/// let full = q.try_put("c".to_string()).unwrap_err();
 /// assert_eq!((full.error, full.value.as_str()), (QueueError::Full, "c"));
-/// assert_eq!(q.qsize(), 2);
+/// assert_eq!(q.len(), 2);
 /// assert_eq!(q.get().unwrap(), "a");
 /// assert_eq!(q.get_timeout(Duration::from_millis(5)).unwrap(), "b");
-/// assert!(q.empty());
+/// assert!(q.is_empty());
 /// ```
 pub struct Queue<T> {
     ring: Ring,
@@ -216,7 +216,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Put `value` only if there is room now: Python's `put_nowait`.
-    pub fn put_nowait(&self, value: T) -> Result<(), PutError<T>> {
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
         self.put_inner(value, false, None)
     }
 
@@ -237,22 +238,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Take the oldest item only if there is one now: Python's `get_nowait`.
-    pub fn get_nowait(&self) -> Result<T, QueueError> {
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> Result<T, QueueError> {
         self.get_inner(false, None)
     }
 
     /// The number of items in the queue (exact: put and not yet taken).
-    pub fn qsize(&self) -> usize {
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> usize {
         self.ring.items() as usize
     }
 
     /// Whether the queue holds no item.
-    pub fn empty(&self) -> bool {
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
         self.ring.items() == 0
     }
 
     /// Whether the queue holds `maxsize` items.
-    pub fn full(&self) -> bool {
+    #[doc(alias = "full")]
+    pub fn is_full(&self) -> bool {
         let max = self.ring.maxsize();
         max > 0 && self.ring.items() >= max
     }
@@ -276,7 +281,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 /// let q = multiproc::SimpleQueue::new().unwrap();
 /// q.put(7u8).unwrap();
 /// assert_eq!(q.get().unwrap(), 7);
-/// assert!(q.empty());
+/// assert!(q.is_empty());
 /// ```
 pub struct SimpleQueue<T>(Queue<T>);
 
@@ -320,9 +325,10 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
         self.0.get()
     }
 
-    /// See [`Queue::empty`].
-    pub fn empty(&self) -> bool {
-        self.0.empty()
+    /// See [`Queue::is_empty`].
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// See [`Queue::close`].
@@ -346,10 +352,10 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
 /// use multiproc::{JoinableQueue, QueueError};
 /// let q = JoinableQueue::new().unwrap();
 /// q.put(1u32).unwrap();
-/// assert!(!q.join(Some(Duration::from_millis(5)))); // one unfinished
+/// assert!(!q.join_timeout(Duration::from_millis(5))); // one unfinished
 /// assert_eq!(q.get().unwrap(), 1);
 /// q.task_done().unwrap();
-/// assert!(q.join(None));
+/// assert!(q.join());
 /// assert_eq!(q.task_done(), Err(QueueError::TooManyTaskDone));
 /// ```
 pub struct JoinableQueue<T>(Queue<T>);
@@ -404,9 +410,10 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         self.0.put_timeout(value, timeout)
     }
 
-    /// [`Queue::put_nowait`].
-    pub fn put_nowait(&self, value: T) -> Result<(), PutError<T>> {
-        self.0.put_nowait(value)
+    /// [`Queue::try_put`].
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
+        self.0.try_put(value)
     }
 
     /// [`Queue::get`]; call [`task_done`](Self::task_done) when the item is finished.
@@ -419,24 +426,28 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         self.0.get_timeout(timeout)
     }
 
-    /// [`Queue::get_nowait`].
-    pub fn get_nowait(&self) -> Result<T, QueueError> {
-        self.0.get_nowait()
+    /// [`Queue::try_get`].
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> Result<T, QueueError> {
+        self.0.try_get()
     }
 
-    /// [`Queue::qsize`]: items put and not yet taken (not the unfinished count).
-    pub fn qsize(&self) -> usize {
-        self.0.qsize()
+    /// [`Queue::len`]: items put and not yet taken (not the unfinished count).
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
-    /// [`Queue::empty`].
-    pub fn empty(&self) -> bool {
-        self.0.empty()
+    /// [`Queue::is_empty`].
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
-    /// [`Queue::full`].
-    pub fn full(&self) -> bool {
-        self.0.full()
+    /// [`Queue::is_full`].
+    #[doc(alias = "full")]
+    pub fn is_full(&self) -> bool {
+        self.0.is_full()
     }
 
     /// [`Queue::close`].
@@ -454,8 +465,18 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         self.0.ring.task_done()
     }
 
+    /// [`join_timeout`](Self::join_timeout) with no bound: waits as long as it takes.
+    pub fn join(&self) -> bool {
+        self.join_within(None)
+    }
+
     /// Wait until every item put has been marked done, at most `timeout`; whether it happened.
-    pub fn join(&self, timeout: Option<Duration>) -> bool {
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.join_within(Some(timeout))
+    }
+
+    /// `join` (`None`) or `join_timeout` (`Some`).
+    pub(crate) fn join_within(&self, timeout: Option<Duration>) -> bool {
         self.0.ring.join(timeout)
     }
 }
@@ -546,8 +567,14 @@ impl ByteQueue {
     }
 
     /// Messages put and not yet taken.
-    pub fn qsize(&self) -> usize {
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> usize {
         self.ring.items() as usize
+    }
+
+    /// Whether the queue holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Close the queue for every process (see [`Queue::close`]).
