@@ -22,8 +22,9 @@ pub trait Waitable {
     fn wait_handle(&self) -> Option<RawWaitHandle>;
 }
 
-/// Wait until at least one object is ready or `timeout` passes; returns the indices of
-/// **every** ready object, in order (empty on timeout), like `multiprocessing.connection.wait`.
+/// Wait until at least one object is ready (as long as it takes; see [`wait_timeout`]);
+/// returns the indices of **every** ready object, in order, like
+/// `multiprocessing.connection.wait`.
 /// A closed object counts as ready, so a loop over `wait` never blocks on it forever.
 ///
 /// When some objects are ready without asking the OS (a message already read ahead, a process
@@ -32,7 +33,8 @@ pub trait Waitable {
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc::{connection::wait, pipe};
+/// use multiproc::connection::{wait, wait_timeout};
+/// use multiproc::pipe;
 /// let (a, b) = pipe(true).unwrap();
 /// let (c, d) = pipe(true).unwrap();
 /// assert!(wait_timeout(&[&b, &d], Duration::from_millis(5)).unwrap().is_empty());
