@@ -30,8 +30,9 @@ fn main() -> Result<(), multiproc::PoolError> {
     let pool = Pool::new(4)?;
     for i in 0..10 {
         let (ok, bad) = (results.clone(), errors.clone());
-        // Callbacks run in this process, on the pool's result thread, as in Python.
-        pool.apply_async_with(
+        // Callbacks run in this process, on the pool's result thread, as in Python; they get
+        // the outcome, so the AsyncResult is not needed.
+        let _ = pool.apply_async_with(
             cube,
             i,
             move |r| ok.lock().expect("not poisoned").push(*r),

@@ -92,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while !readers.is_empty() {
         let mut ready = {
             let objects: Vec<&dyn Waitable> = readers.iter().map(|r| r as &dyn Waitable).collect();
-            wait(&objects, None)?
+            wait(&objects)?
         };
         ready.sort_unstable();
         // Remove from the back so the indices of the others stay valid.

@@ -63,7 +63,9 @@ fn safe_add((counter, arrived): (Value<i64>, RawValue<u32>)) {
 }
 
 /// Start `PROCS` children of `target` and wait for them all.
-fn run_all<A: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static>(
+fn run_all<
+    A: Clone + Send + multiproc::serde::Serialize + multiproc::serde::de::DeserializeOwned + 'static,
+>(
     target: fn((A, RawValue<u32>)),
     counter: &A,
 ) -> Result<(), Box<dyn std::error::Error>> {

@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use multiproc::connection::{wait, Client, Listener, Waitable};
+use multiproc::connection::{wait_timeout, Client, Listener, Waitable};
 use multiproc::{Connection, Process, StartMethod};
 
 type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -296,7 +296,7 @@ fn waiting() -> Res {
     while !running.is_empty() {
         let mut ready = {
             let objects: Vec<&dyn Waitable> = running.iter().map(|p| p as &dyn Waitable).collect();
-            wait(&objects, Some(Duration::from_secs(10)))?
+            wait_timeout(&objects, Duration::from_secs(10))?
         };
         if ready.is_empty() {
             return Err("children did not end within 10 s".into());
@@ -360,7 +360,7 @@ fn pool() -> Res {
         .collect::<Result<_, _>>()?;
     println!("   imap_unordered(fragile, [4, 5, 6]) yielded {firsts:?} (completion order)");
     let r = pool.apply_async(fragile, 12)?;
-    println!("   apply_async(fragile, 12).get() = {}", r.get(None)?);
+    println!("   apply_async(fragile, 12).get() = {}", r.get()?);
     let outcomes = pool.map_each(fragile, 1..=5, Some(1))?;
     for (x, o) in (1..=5).zip(&outcomes) {
         match o {
@@ -423,11 +423,11 @@ fn shared_state() -> Res {
     let ready = multiproc::Event::new()?;
     let holder = Process::new(hold_forever, (lock.clone(), ready.clone()));
     holder.start()?;
-    ready.wait(Some(Duration::from_secs(20)));
+    ready.wait_timeout(Duration::from_secs(20));
     holder.kill()?;
     holder.join()?;
     let t = Instant::now();
-    let r = lock.acquire(Some(Duration::from_secs(5)));
+    let r = lock.acquire_timeout(Duration::from_secs(5));
     println!(
         "   a process killed while holding a Lock: the next acquire returns {r:?} after {} (CPython would wait forever)",
         ms(t.elapsed())

@@ -92,7 +92,7 @@ pub(crate) fn run(opts: &Opts) -> Res {
         let n = 5_000 / q;
         let t = Instant::now();
         for i in 0..n as u64 {
-            let r = pool.apply_async(square, i)?.get(None)?;
+            let r = pool.apply_async(square, i)?.get()?;
             if r != i * i {
                 return Err(format!("apply_async: square({i}) gave {r}").into());
             }

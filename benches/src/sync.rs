@@ -32,7 +32,7 @@ pub(crate) fn run(opts: &Opts) -> Res {
         let lock = Lock::new()?;
         let t = Instant::now();
         for _ in 0..n {
-            let _ = black_box(lock.acquire(None));
+            let _ = black_box(lock.acquire());
             lock.release()?;
         }
         report(

@@ -1,13 +1,18 @@
 //! Maintainer tasks for the multiproc workspace, run as `cargo xtask <task>`.
 //!
-//! * `cargo xtask ci`: formatting, clippy (`-D warnings`), every test, docs (`-D warnings`),
-//!   then `cargo check` for Windows and macOS. Stops at the first failing step.
+//! * `cargo xtask ci`: formatting, the doc-path check (examples name `multiproc::` paths only),
+//!   clippy (`-D warnings`), every test, docs (`-D warnings`), then `cargo check` for Windows
+//!   and macOS, then the published crates on the `rust-version` toolchain (installed with rustup
+//!   if missing). Stops at the first failing step.
 //! * `cargo xtask cross`: only the cross-target checks.
 //! * `cargo xtask bench [--quick]`: our benchmarks, CPython's `multiprocessing` and the OS limits
 //!   (`../shared/bench/`) on this machine, in one table (also written to
 //!   `target/bench-report.txt`).
 //!
 //! Standard library only, so it builds in a moment.
+
+mod docpaths;
+mod msrv;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -27,7 +32,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci              fmt --check, clippy -D warnings, test, doc -D warnings, cross-target checks
+  ci              fmt --check, doc paths, clippy -D warnings, test, doc -D warnings,
+                  cross-target checks, MSRV check
   cross           cargo check for x86_64-pc-windows-msvc and x86_64-apple-darwin only
   bench [--quick] our benchmarks vs CPython multiprocessing vs OS limits, one table
                   (needs ../shared/bench, python3 and cc; report in target/bench-report.txt)";
@@ -201,6 +207,8 @@ fn step(c: Command) -> Res {
 
 fn ci() -> Res {
     step(cargo_cmd(&["fmt", "--all", "--", "--check"]))?;
+    header("doc examples use facade paths");
+    docpaths::check(&root())?;
     step(cargo_cmd(&[
         "clippy",
         "--workspace",
@@ -217,6 +225,7 @@ fn ci() -> Res {
     doc.env("RUSTDOCFLAGS", "-D warnings");
     step(doc)?;
     cross()?;
+    msrv::check(&root())?;
     println!("\nxtask: ci passed");
     Ok(())
 }

@@ -29,7 +29,7 @@ use multiproc_sync::{PutError, QueueError, SyncError};
 ///     let lock = Lock::new()?; // SyncError
 ///     let (a, b) = multiproc::Pipe(true)?; // multiproc::ProcessError
 ///     a.send(&7u32)?;
-///     assert!(lock.acquire(None).acquired());
+///     assert!(lock.acquire().acquired());
 ///     q.put(b.recv()?)?; // PutError<u32>: the value is dropped
 ///     lock.release()?;
 ///     Ok(q.get()?)

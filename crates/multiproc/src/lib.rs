@@ -50,7 +50,7 @@
 //! use multiproc::{Error, Queue, QueueError};
 //!
 //! fn first(q: &Queue<u32>) -> multiproc::Result<u32> {
-//!     Ok(q.get_nowait()?)
+//!     Ok(q.try_get()?)
 //! }
 //!
 //! let q = Queue::new().unwrap();
@@ -58,6 +58,45 @@
 //! q.put(3).unwrap();
 //! assert_eq!(first(&q).unwrap(), 3);
 //! ```
+
+//! ## Your own types
+//!
+//! Messages, task arguments and results are serde types; the element of a [`Value`],
+//! [`Array`], [`RawValue`] or [`RawArray`] is a [`bytemuck::Pod`] type. The facade re-exports
+//! both crates, so their derives need no dependency of your own: point each derive at the
+//! re-export with its `crate` attribute.
+//!
+//! ```
+//! use multiproc::bytemuck::{Pod, Zeroable};
+//! use multiproc::serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! #[serde(crate = "multiproc::serde")]
+//! struct Job {
+//!     id: u32,
+//!     name: String,
+//! }
+//!
+//! #[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq)]
+//! #[bytemuck(crate = "multiproc::bytemuck")]
+//! #[repr(C)]
+//! struct Point {
+//!     x: f64,
+//!     y: f64,
+//! }
+//!
+//! let (a, b) = multiproc::pipe(true).unwrap();
+//! a.send(&Job { id: 1, name: "resize".into() }).unwrap();
+//! assert_eq!(b.recv::<Job>().unwrap(), Job { id: 1, name: "resize".into() });
+//!
+//! let p = multiproc::Value::new(Point { x: 1.0, y: 2.0 }).unwrap();
+//! assert_eq!(p.get(), Point { x: 1.0, y: 2.0 });
+//! ```
+//!
+//! Without the attribute the derives name `::serde` / `::bytemuck`, which then must be your
+//! own dependencies (of the same major versions).
+
+#![warn(missing_debug_implementations)]
 
 mod error;
 
@@ -68,13 +107,23 @@ pub struct ReadmeDoctests;
 
 pub use error::{Error, Result};
 pub use multiproc_macros::main;
+
+/// The serde the facade's bounds name (`Serialize`, `DeserializeOwned`), derives included.
+/// Derive with `#[serde(crate = "multiproc::serde")]` to need no serde dependency of your own.
+pub use serde;
+
+/// The bytemuck whose [`Pod`](bytemuck::Pod) shared values hold, derives included. Derive
+/// with `#[bytemuck(crate = "multiproc::bytemuck")]` to need no bytemuck dependency of your own.
+pub use bytemuck;
 pub use multiproc_process::{
     active_children, cpu_count, current_process, get_context, get_start_method, init,
     parent_process, pipe, set_executable, set_start_method, test_support, Connection, Context,
     Error as ProcessError, ParentProcess, Process, ProcessInfo, StartMethod,
 };
 
-pub use multiproc_pool::{AsyncResult, Pool, PoolBuilder, PoolError, ThreadPool};
+pub use multiproc_pool::{
+    AsyncResult, Pool, PoolBuilder, PoolError, ThreadPool, ThreadPoolBuilder,
+};
 
 /// Python's `multiprocessing.pool`: the pool types, plus the iterator of `imap`.
 pub mod pool {
@@ -82,7 +131,7 @@ pub mod pool {
     #[cfg(feature = "progress-bar")]
     pub use multiproc_pool::ProgressBar;
     pub use multiproc_pool::{
-        AsyncResult, Data, IMapIter, Pool, PoolBuilder, PoolError, ThreadPool,
+        AsyncResult, Data, IMapIter, Pool, PoolBuilder, PoolError, ThreadPool, ThreadPoolBuilder,
     };
 }
 
@@ -120,7 +169,8 @@ pub use multiproc_pickle::PickleError;
 /// Python's `multiprocessing.connection`: listeners, clients, `wait`.
 pub mod connection {
     pub use multiproc_process::{
-        wait, Address, Client, Connection, Listener, RawWaitHandle, ToAddress, Waitable,
+        wait, wait_timeout, Address, Client, Connection, Listener, RawWaitHandle, ToAddress,
+        Waitable,
     };
 }
 

@@ -52,7 +52,7 @@ fn every_crate() -> multiproc::Result<u64> {
     sum += v.get();
     // locks
     let lock = Lock::new()?;
-    assert!(lock.acquire(None).acquired());
+    assert!(lock.acquire().acquired());
     lock.release()?;
     // queues: put's error is a PutError<T>
     let q: Queue<u64> = Queue::new()?;
@@ -61,7 +61,7 @@ fn every_crate() -> multiproc::Result<u64> {
     // pools
     let pool = Pool::new(2)?;
     sum += pool.map(square, 0..4u64)?.iter().sum::<u64>();
-    sum += pool.apply_async(square, 3)?.get(Some(BOUND))?;
+    sum += pool.apply_async(square, 3)?.get_timeout(BOUND)?;
     // pickle
     let bytes = multiproc::pickle::encode(&5u64)?;
     sum += multiproc::pickle::decode::<u64>(&bytes)?;
@@ -118,7 +118,7 @@ fn no_error_repeats_its_cause() {
     assert!(matches!(outside, PickleError::HandleOutsideTransfer));
     let q: Queue<u64> = Queue::with_maxsize(1).unwrap();
     q.put(1).unwrap();
-    let full: PutError<u64> = q.put_nowait(2).unwrap_err();
+    let full: PutError<u64> = q.try_put(2).unwrap_err();
 
     let errors: Vec<Error> = vec![
         refused.into(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bounded::{AcceptBounded, JoinBounded, RecvBounded, ThreadJoinBounded, BOUND};
 
 use multiproc::connection::{
-    wait, Address, Client, Connection, Listener, RawWaitHandle, ToAddress, Waitable,
+    wait_timeout, Address, Client, Connection, Listener, RawWaitHandle, ToAddress, Waitable,
 };
 use multiproc::pool::{Data, IMapIter};
 use multiproc::{
@@ -35,9 +35,11 @@ fn every_reexport_is_reachable() {
     let (a, b) = Pipe(true).unwrap();
     let p: Process = ctx.process(child, b).name("facade-child");
     p.start().unwrap();
-    assert!(!wait(&[&a as &dyn Waitable], Some(Duration::from_secs(30)))
-        .unwrap()
-        .is_empty());
+    assert!(
+        !wait_timeout(&[&a as &dyn Waitable], Duration::from_secs(30))
+            .unwrap()
+            .is_empty()
+    );
     let (name, ppid): (String, u32) = a.recv_bounded();
     assert_eq!((name.as_str(), ppid), ("facade-child", std::process::id()));
     assert_eq!(p.join_bounded(), 0);
@@ -78,7 +80,7 @@ fn pool_reexports() {
     let builder: PoolBuilder = Pool::builder().processes(2);
     let pool: Pool = builder.build().unwrap();
     let r: AsyncResult<i32> = pool.apply_async(triple, 2).unwrap();
-    assert_eq!(r.get(Some(BOUND)).unwrap(), 6);
+    assert_eq!(r.get_timeout(BOUND).unwrap(), 6);
     let it: IMapIter<'_, i32, i32, _> = pool.imap(triple, 0..3, 1).unwrap();
     assert_eq!(it.map(Result::unwrap).collect::<Vec<_>>(), [0, 3, 6]);
     pool.close();
@@ -118,14 +120,14 @@ fn sync_and_shm_reexports() {
     );
     assert!(!Event::new().unwrap().is_set());
     assert!(Condition::new().unwrap().notify(1).is_err());
-    assert_eq!(Barrier::new(1).unwrap().wait(Some(BOUND)), Ok(0));
+    assert_eq!(Barrier::new(1).unwrap().wait_timeout(BOUND), Ok(0));
     let sq: SimpleQueue<u8> = SimpleQueue::new().unwrap();
-    assert!(sq.empty());
+    assert!(sq.is_empty());
     let jq: JoinableQueue<u8> = JoinableQueue::new().unwrap();
-    assert!(jq.join(None));
+    assert!(jq.join());
     let full: Queue<u8> = Queue::with_maxsize(1).unwrap();
     full.put(1).unwrap();
-    let e: PutError<u8> = full.put_nowait(2).unwrap_err();
+    let e: PutError<u8> = full.try_put(2).unwrap_err();
     assert_eq!(e.error, QueueError::Full);
     use multiproc::shared_memory::{Item, ShareableList};
     let sl = ShareableList::new(None, &[Item::Int(1), "two".into()]).unwrap();
@@ -164,7 +166,3 @@ fn sharedctypes_reexports() {
     let ra = RawArray::<u8>::new(2).unwrap();
     assert!(matches!(ra.get(5), Err(ShmError::IndexOutOfRange { .. })));
 }
-
-#[multiproc::main]
-#[allow(dead_code)]
-fn main_with_attribute_compiles() {}

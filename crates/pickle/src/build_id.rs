@@ -9,9 +9,9 @@
 /// with `--build-id=none`) or the platform has no ELF notes.
 ///
 /// ```
-/// if let Some(id) = multiproc_pickle::build_id() {
+/// if let Some(id) = multiproc::pickle::build_id() {
 ///     assert!(!id.is_empty());
-///     assert_eq!(multiproc_pickle::build_id(), Some(id)); // the same bytes every time
+///     assert_eq!(multiproc::pickle::build_id(), Some(id)); // the same bytes every time
 /// }
 /// ```
 pub fn build_id() -> Option<&'static [u8]> {

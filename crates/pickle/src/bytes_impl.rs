@@ -8,7 +8,7 @@ use std::ops::{Deref, DerefMut};
 /// (about 50× faster for large buffers, see `cargo xtask bench`).
 ///
 /// ```
-/// use multiproc_pickle::{decode, encode, Bytes};
+/// use multiproc::pickle::{decode, encode, Bytes};
 /// let b = Bytes(vec![7u8; 1 << 20]);
 /// let enc = encode(&b).unwrap();
 /// assert_eq!(enc.len(), (1 << 20) + 3); // a 3-byte varint length, then the bytes
@@ -61,19 +61,20 @@ impl<'de> Deserialize<'de> for Bytes {
     }
 }
 
-/// `#[serde(with = "multiproc_pickle::bytes")]` for a `Vec<u8>` field: the [`Bytes`] fast path
+/// `#[serde(with = "multiproc::pickle::bytes")]` for a `Vec<u8>` field: the [`Bytes`] fast path
 /// without changing the field's type.
 ///
 /// ```
-/// use serde::{Deserialize, Serialize};
+/// use multiproc::serde::{Deserialize, Serialize};
 /// #[derive(Serialize, Deserialize, PartialEq, Debug)]
+/// #[serde(crate = "multiproc::serde")]
 /// struct Image {
 ///     width: u32,
-///     #[serde(with = "multiproc_pickle::bytes")]
+///     #[serde(with = "multiproc::pickle::bytes")]
 ///     pixels: Vec<u8>,
 /// }
 /// let img = Image { width: 2, pixels: vec![1, 2, 3, 4] };
-/// let back: Image = multiproc_pickle::decode(&multiproc_pickle::encode(&img).unwrap()).unwrap();
+/// let back: Image = multiproc::pickle::decode(&multiproc::pickle::encode(&img).unwrap()).unwrap();
 /// assert_eq!(back, img);
 /// ```
 pub mod bytes {

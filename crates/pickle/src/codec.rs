@@ -58,7 +58,7 @@ fn map_encode(e: postcard::Error) -> PickleError {
 /// [`encode_with_handles`] for those.
 ///
 /// ```
-/// let b = multiproc_pickle::encode(&42u64).unwrap();
+/// let b = multiproc::pickle::encode(&42u64).unwrap();
 /// assert_eq!(b, [42]);
 /// ```
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PickleError> {
@@ -78,9 +78,9 @@ pub const DEFAULT_MAX_DEPTH: usize = 128;
 /// deeper than [`DEFAULT_MAX_DEPTH`] ([`PickleError::TooDeep`]).
 ///
 /// ```
-/// let v: Vec<u16> = multiproc_pickle::decode(&multiproc_pickle::encode(&vec![1u16, 2]).unwrap()).unwrap();
+/// let v: Vec<u16> = multiproc::pickle::decode(&multiproc::pickle::encode(&vec![1u16, 2]).unwrap()).unwrap();
 /// assert_eq!(v, [1, 2]);
-/// assert!(multiproc_pickle::decode::<u8>(&[1, 2]).is_err());
+/// assert!(multiproc::pickle::decode::<u8>(&[1, 2]).is_err());
 /// ```
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PickleError> {
     decode_borrowed_with_max_depth(bytes, DEFAULT_MAX_DEPTH)
@@ -90,7 +90,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PickleError> {
 /// than `max_depth` levels is a [`PickleError::TooDeep`] error, whatever the bytes say.
 ///
 /// ```
-/// use multiproc_pickle::{decode_with_max_depth, encode, PickleError};
+/// use multiproc::pickle::{decode_with_max_depth, encode, PickleError};
 /// let deep = encode(&Some(Some(Some(1u8)))).unwrap();
 /// assert_eq!(decode_with_max_depth::<Option<Option<Option<u8>>>>(&deep, 3).unwrap(), Some(Some(Some(1))));
 /// assert!(matches!(
@@ -110,7 +110,7 @@ pub fn decode_with_max_depth<T: DeserializeOwned>(
 /// encodes exactly as `&[u8]` decodes.
 ///
 /// ```
-/// use multiproc_pickle::{decode_borrowed, encode, Bytes};
+/// use multiproc::pickle::{decode_borrowed, encode, Bytes};
 /// let msg = encode(&(7u8, Bytes(vec![1, 2, 3]))).unwrap();
 /// let (tag, payload): (u8, &[u8]) = decode_borrowed(&msg).unwrap();
 /// assert_eq!((tag, payload), (7, &[1u8, 2, 3][..]));
@@ -124,7 +124,7 @@ pub fn decode_borrowed<'de, T: serde::Deserialize<'de>>(
 /// [`decode_borrowed`] with another nesting limit than [`DEFAULT_MAX_DEPTH`].
 ///
 /// ```
-/// use multiproc_pickle::{decode_borrowed_with_max_depth, encode};
+/// use multiproc::pickle::{decode_borrowed_with_max_depth, encode};
 /// let msg = encode(&vec![vec![(1u8, "one")]]).unwrap();
 /// let v: Vec<Vec<(u8, &str)>> = decode_borrowed_with_max_depth(&msg, 2).unwrap();
 /// assert_eq!(v, [[(1, "one")]]);
@@ -162,9 +162,9 @@ pub fn decode_borrowed_with_max_depth<'de, T: serde::Deserialize<'de>>(
 /// Serialize `value`, moving duplicates of the OS handles it owns into a side list.
 ///
 /// ```
-/// let (bytes, handles) = multiproc_pickle::encode_with_handles(&"no handles").unwrap();
+/// let (bytes, handles) = multiproc::pickle::encode_with_handles(&"no handles").unwrap();
 /// assert!(handles.is_empty());
-/// assert_eq!(multiproc_pickle::decode::<String>(&bytes).unwrap(), "no handles");
+/// assert_eq!(multiproc::pickle::decode::<String>(&bytes).unwrap(), "no handles");
 /// ```
 pub fn encode_with_handles<T: Serialize + ?Sized>(
     value: &T,
@@ -189,8 +189,8 @@ pub fn encode_with_handles<T: Serialize + ?Sized>(
 /// [`DEFAULT_MAX_DEPTH`], as in [`decode`].
 ///
 /// ```
-/// let (bytes, handles) = multiproc_pickle::encode_with_handles(&7u8).unwrap();
-/// assert_eq!(multiproc_pickle::decode_with_handles::<u8>(&bytes, handles).unwrap(), 7);
+/// let (bytes, handles) = multiproc::pickle::encode_with_handles(&7u8).unwrap();
+/// assert_eq!(multiproc::pickle::decode_with_handles::<u8>(&bytes, handles).unwrap(), 7);
 /// ```
 pub fn decode_with_handles<T: DeserializeOwned>(
     bytes: &[u8],
@@ -202,8 +202,8 @@ pub fn decode_with_handles<T: DeserializeOwned>(
 /// [`decode_with_handles`] with another nesting limit than [`DEFAULT_MAX_DEPTH`].
 ///
 /// ```
-/// let (bytes, handles) = multiproc_pickle::encode_with_handles(&Some(Some(1u8))).unwrap();
-/// assert!(multiproc_pickle::decode_with_handles_and_max_depth::<Option<Option<u8>>>(&bytes, handles, 1).is_err());
+/// let (bytes, handles) = multiproc::pickle::encode_with_handles(&Some(Some(1u8))).unwrap();
+/// assert!(multiproc::pickle::decode_with_handles_and_max_depth::<Option<Option<u8>>>(&bytes, handles, 1).is_err());
 /// ```
 pub fn decode_with_handles_and_max_depth<T: DeserializeOwned>(
     bytes: &[u8],
@@ -312,7 +312,7 @@ mod tests {
             #[derive(serde::Deserialize, Debug)]
             #[allow(dead_code)]
             struct List(u8, Option<Box<List>>);
-            let bytes: Vec<u8> = std::iter::repeat([7u8, 1]).take(50_000).flatten().collect();
+            let bytes: Vec<u8> = std::iter::repeat_n([7u8, 1], 50_000).flatten().collect();
             decode::<List>(&bytes)
         });
         assert!(matches!(r, Err(PickleError::TooDeep { .. })), "{r:?}");

@@ -3,7 +3,7 @@ use thiserror::Error;
 /// Everything that can go wrong while turning values into bytes and back.
 ///
 /// ```
-/// use multiproc_pickle::{decode, PickleError};
+/// use multiproc::pickle::{decode, PickleError};
 /// let err = decode::<String>(&[200]).unwrap_err();
 /// assert!(matches!(err, PickleError::Decode(_)));
 /// ```
@@ -69,7 +69,7 @@ impl PickleError {
     /// The operating system's error behind this one, if there is one.
     ///
     /// ```
-    /// use multiproc_pickle::PickleError;
+    /// use multiproc::pickle::PickleError;
     /// let e = PickleError::Io(std::io::Error::from_raw_os_error(24));
     /// assert_eq!(e.io_error().and_then(|io| io.raw_os_error()), Some(24));
     /// assert!(PickleError::HandleOutsideTransfer.io_error().is_none());
@@ -84,7 +84,7 @@ impl PickleError {
 /// any error of multiproc, whatever wraps it.
 ///
 /// ```
-/// use multiproc_pickle::{find_source, PickleError};
+/// use multiproc::pickle::{find_source, PickleError};
 /// let e = PickleError::Io(std::io::Error::from(std::io::ErrorKind::Unsupported));
 /// let io: &std::io::Error = find_source(&e).unwrap();
 /// assert_eq!(io.kind(), std::io::ErrorKind::Unsupported);
@@ -112,7 +112,7 @@ pub fn find_source<'a, E: std::error::Error + 'static>(
 /// when they share one cause (clones of one error), never by comparing two causes' contents.
 ///
 /// ```
-/// use multiproc_pickle::SharedError;
+/// use multiproc::pickle::SharedError;
 /// let a = SharedError::new(std::io::Error::from_raw_os_error(24));
 /// assert_eq!(a.raw_os_error(), Some(24));
 /// assert_eq!(a, a.clone());
@@ -132,7 +132,7 @@ impl SharedError<dyn std::error::Error + Send + Sync> {
     /// be downcast).
     ///
     /// ```
-    /// use multiproc_pickle::{PickleError, SharedError};
+    /// use multiproc::pickle::{PickleError, SharedError};
     /// let e = SharedError::any(PickleError::HandleOutsideTransfer);
     /// assert!(e.downcast_ref::<PickleError>().is_some());
     /// ```

@@ -5,7 +5,7 @@
 //! more, the 4 bytes `ff ff ff ff` (−1) followed by an 8-byte big-endian length.
 //!
 //! ```
-//! use multiproc_pickle::frame::{encode_header, parse_prefix, Prefix};
+//! use multiproc::pickle::frame::{encode_header, parse_prefix, Prefix};
 //! let (h, n) = encode_header(64);
 //! assert_eq!(&h[..n], &[0, 0, 0, 64]);
 //! assert_eq!(parse_prefix([0, 0, 0, 64]).unwrap(), Prefix::Len(64));
@@ -23,7 +23,7 @@ pub const MAX_HEADER: usize = 12;
 /// Encode the header for a `len`-byte message; returns the buffer and how many bytes of it to send.
 ///
 /// ```
-/// let (h, n) = multiproc_pickle::frame::encode_header(3 << 30);
+/// let (h, n) = multiproc::pickle::frame::encode_header(3 << 30);
 /// assert_eq!(n, 12);
 /// assert_eq!(&h[..4], &[0xff; 4]);
 /// ```
@@ -51,7 +51,7 @@ pub enum Prefix {
 /// Read the first four bytes of a frame. Negative lengths other than the −1 marker are malformed.
 ///
 /// ```
-/// assert!(multiproc_pickle::frame::parse_prefix([0x80, 0, 0, 0]).is_err());
+/// assert!(multiproc::pickle::frame::parse_prefix([0x80, 0, 0, 0]).is_err());
 /// ```
 pub fn parse_prefix(p: [u8; 4]) -> Result<Prefix, PickleError> {
     match i32::from_be_bytes(p) {
@@ -67,7 +67,7 @@ pub fn parse_prefix(p: [u8; 4]) -> Result<Prefix, PickleError> {
 /// attached to the frame's first bytes.
 ///
 /// ```
-/// use multiproc_pickle::frame::{encode_handles_header, HANDLES_MARKER};
+/// use multiproc::pickle::frame::{encode_handles_header, HANDLES_MARKER};
 /// let h = encode_handles_header(5, 2);
 /// assert_eq!(h[..4], HANDLES_MARKER);
 /// assert_eq!(u32::from_be_bytes(h[4..8].try_into().unwrap()), 2);
@@ -90,7 +90,7 @@ pub fn encode_handles_header(len: usize, count: u32) -> [u8; HANDLES_HEADER] {
 /// Check an announced length against a maximum.
 ///
 /// ```
-/// use multiproc_pickle::{frame::check_size, PickleError};
+/// use multiproc::pickle::{frame::check_size, PickleError};
 /// assert!(check_size(10, 10).is_ok());
 /// assert!(matches!(check_size(11, 10), Err(PickleError::TooLarge { size: 11, max: 10 })));
 /// ```
@@ -117,7 +117,7 @@ pub const GROW_FROM: usize = 64 * 1024;
 /// [`PickleError::OutOfMemory`], not an abort.
 ///
 /// ```
-/// use multiproc_pickle::frame::{reserve_next, GROW_FROM};
+/// use multiproc::pickle::frame::{reserve_next, GROW_FROM};
 /// let mut buf = Vec::new();
 /// let room = reserve_next(&mut buf, 1 << 30).unwrap();
 /// assert_eq!(room, GROW_FROM);

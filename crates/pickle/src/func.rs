@@ -23,7 +23,7 @@ fn anchor_addr() -> i64 {
 /// [`Call`] carries the [`fingerprint`] that guards against that.
 ///
 /// ```
-/// use multiproc_pickle::FnRef;
+/// use multiproc::pickle::FnRef;
 /// fn double(x: u32) -> u32 { x * 2 }
 /// let r = FnRef::of(double as fn(u32) -> u32);
 /// // SAFETY: resolved in the same process, with the same signature.
@@ -46,7 +46,7 @@ impl FnRef {
     /// The identity of a function without arguments (a barrier's action, say).
     ///
     /// ```
-    /// use multiproc_pickle::FnRef;
+    /// use multiproc::pickle::FnRef;
     /// fn hello() {}
     /// let r = FnRef::of_action(hello);
     /// // SAFETY: resolved in the same process, made by `of_action`.
@@ -96,7 +96,7 @@ impl FnRef {
 /// forked while another thread was computing it never waits for that thread.
 ///
 /// ```
-/// assert_eq!(multiproc_pickle::fingerprint(), multiproc_pickle::fingerprint());
+/// assert_eq!(multiproc::pickle::fingerprint(), multiproc::pickle::fingerprint());
 /// ```
 pub fn fingerprint() -> u64 {
     static FP: AtomicU64 = AtomicU64::new(0); // 0: not computed yet
@@ -158,7 +158,7 @@ fn entry<A: DeserializeOwned, R: Serialize>(
 /// A function and its encoded arguments, ready to run in another process of the same build.
 ///
 /// ```
-/// use multiproc_pickle::{decode, Call};
+/// use multiproc::pickle::{decode, Call};
 /// fn add((a, b): (i32, i32)) -> i32 { a + b }
 /// let (call, handles) = Call::new(add, &(2, 3)).unwrap();
 /// // SAFETY: made by this very process.
@@ -190,7 +190,7 @@ impl Call {
     /// error.
     ///
     /// ```
-    /// use multiproc_pickle::{decode, Call};
+    /// use multiproc::pickle::{decode, Call};
     /// fn total(v: Vec<u32>) -> u32 { v.iter().sum() }
     /// let data = [1u32, 2, 3, 4];
     /// let (call, handles) = Call::new_encoding_as(total, &data[1..]).unwrap();
@@ -221,7 +221,7 @@ impl Call {
     /// their type can decode them without running the call.
     ///
     /// ```
-    /// use multiproc_pickle::{decode, Call};
+    /// use multiproc::pickle::{decode, Call};
     /// fn add((a, b): (i32, i32)) -> i32 { a + b }
     /// let (call, _) = Call::new(add, &(2, 3)).unwrap();
     /// assert_eq!(decode::<(i32, i32)>(call.args()).unwrap(), (2, 3));

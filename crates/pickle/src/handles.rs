@@ -14,9 +14,9 @@
 //!
 //! ```
 //! # #[cfg(unix)] {
-//! use multiproc_pickle::handles::{deserialize_handle, serialize_handle};
-//! use multiproc_pickle::{decode_with_handles, encode_with_handles, OsHandle};
-//! use serde::{Deserialize, Deserializer, Serialize, Serializer};
+//! use multiproc::pickle::handles::{deserialize_handle, serialize_handle};
+//! use multiproc::pickle::{decode_with_handles, encode_with_handles, OsHandle};
+//! use multiproc::serde::{Deserialize, Deserializer, Serialize, Serializer};
 //!
 //! struct Carrier(OsHandle);
 //! impl Serialize for Carrier {
@@ -36,7 +36,7 @@
 //! assert_eq!(handles.len(), 1);
 //! let back: Carrier = decode_with_handles(&bytes, handles).unwrap();
 //! # let _ = back;
-//! assert!(multiproc_pickle::encode(&c).is_err()); // no transfer: refused
+//! assert!(multiproc::pickle::encode(&c).is_err()); // no transfer: refused
 //! # }
 //! ```
 

@@ -12,11 +12,13 @@
 //! * `scm` (Unix): descriptors passed over Unix sockets (`SCM_RIGHTS`), shared by every crate.
 //!
 //! ```
-//! use multiproc_pickle::{decode, encode};
+//! use multiproc::pickle::{decode, encode};
 //! let bytes = encode(&(1u32, "two".to_string())).unwrap();
 //! let back: (u32, String) = decode(&bytes).unwrap();
 //! assert_eq!(back, (1, "two".to_string()));
 //! ```
+
+#![warn(missing_debug_implementations)]
 
 mod build_id;
 mod bytes_impl;

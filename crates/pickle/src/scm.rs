@@ -10,7 +10,7 @@
 //! # #[cfg(unix)] {
 //! use std::os::fd::AsFd;
 //! use std::os::unix::net::UnixStream;
-//! use multiproc_pickle::scm::{recv_with_fds, send_with_fds};
+//! use multiproc::pickle::scm::{recv_with_fds, send_with_fds};
 //!
 //! let (a, b) = UnixStream::pair().unwrap();
 //! let file = std::fs::File::open("/dev/null").unwrap();
@@ -61,7 +61,7 @@ fn set_cloexec(fd: RawFd) {
 /// # #[cfg(unix)] {
 /// use std::os::fd::AsFd;
 /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-/// let n = multiproc_pickle::scm::send_with_fds(a.as_fd(), &[b"x", b"yz"], &[], false).unwrap();
+/// let n = multiproc::pickle::scm::send_with_fds(a.as_fd(), &[b"x", b"yz"], &[], false).unwrap();
 /// assert_eq!(n, 3);
 /// # }
 /// ```

@@ -24,15 +24,15 @@ pub(crate) struct Config {
     pub task_timeout: Option<Duration>,
 }
 
-/// Configures a [`Pool`] (or a [`ThreadPool`](crate::ThreadPool)): Python's `Pool(processes, initializer,
+/// Configures a [`Pool`] (a [`ThreadPool`](crate::ThreadPool) has its own builder): Python's `Pool(processes, initializer,
 /// initargs, maxtasksperchild, context)` plus a per-task timeout.
 ///
 /// ```
 /// use std::time::Duration;
 /// fn setup(tag: String) { /* runs once in each worker */ let _ = tag; }
 /// fn square(x: u64) -> u64 { x * x }
-/// multiproc_process::init(); // first thing in main: without it, `build` is an error
-/// let pool = multiproc_pool::Pool::builder()
+/// multiproc::init(); // first thing in main: without it, `build` is an error
+/// let pool = multiproc::Pool::builder()
 ///     .processes(4)
 ///     .initializer(setup, "ready".to_string())
 ///     .maxtasksperchild(100)
@@ -41,6 +41,7 @@ pub(crate) struct Config {
 ///     .unwrap();
 /// assert_eq!(pool.map(square, 1..=3u64).unwrap(), [1, 4, 9]);
 /// ```
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct PoolBuilder {
     pub(crate) processes: Option<usize>,
     pub(crate) init: Option<Result<Init, PoolError>>,
@@ -92,7 +93,8 @@ impl PoolBuilder {
     }
 
     /// Kill and replace a worker whose task (chunk) runs longer than `timeout`; that task fails
-    /// with [`PoolError::TaskTimeout`]. Not available for thread pools (threads cannot be killed).
+    /// with [`PoolError::TaskTimeout`]. (A [`ThreadPool`](crate::ThreadPool) has none: a thread
+    /// cannot be killed.)
     pub fn task_timeout(mut self, timeout: Duration) -> Self {
         self.task_timeout = Some(timeout);
         self
@@ -109,11 +111,6 @@ impl PoolBuilder {
         if self.maxtasks == Some(0) {
             return Err(PoolError::InvalidArgument(
                 "maxtasksperchild must be at least 1",
-            ));
-        }
-        if self.threads && self.task_timeout.is_some() {
-            return Err(PoolError::InvalidArgument(
-                "a thread pool cannot kill a task: no task_timeout",
             ));
         }
         let init = self.init.transpose()?;

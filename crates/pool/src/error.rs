@@ -4,7 +4,7 @@ use thiserror::Error;
 /// Why a task (or the pool) failed.
 ///
 /// ```
-/// use multiproc_pool::PoolError;
+/// use multiproc::PoolError;
 /// let e = PoolError::WorkerDied { exitcode: -9 };
 /// assert_eq!(e.to_string(), "the worker running this task died (exit code -9)");
 /// ```
@@ -54,7 +54,7 @@ pub enum PoolError {
     #[error("the pool is still running: call close() or terminate() before join()")]
     StillRunning,
     /// Starting a worker (or the pool's own shared memory, inbox or thread) failed; the cause
-    /// (a `multiproc_process::Error`, a `ShmError`, a `QueueError`, an `io::Error`) is the
+    /// (a `multiproc::ProcessError`, a `ShmError`, a `QueueError`, an `io::Error`) is the
     /// [`source`](std::error::Error::source): downcast it, or ask
     /// [`io_error`](Self::io_error) for the operating system's error (`EMFILE`, ...).
     #[error("cannot start a worker")]
@@ -63,9 +63,9 @@ pub enum PoolError {
     /// would run `main` instead of the pool's work).
     ///
     /// ```
-    /// // This example's `main` forgot `multiproc_process::init()`:
-    /// let e = multiproc_pool::Pool::new(2).unwrap_err();
-    /// assert!(matches!(e, multiproc_pool::PoolError::NotInitialized));
+    /// // This example's `main` forgot `multiproc::init()`:
+    /// let e = multiproc::Pool::new(2).unwrap_err();
+    /// assert!(matches!(e, multiproc::PoolError::NotInitialized));
     /// assert!(e.to_string().contains("#[multiproc::main]"));
     /// ```
     #[error("cannot start a worker: {}", multiproc_process::Error::NotInitialized)]
@@ -81,7 +81,7 @@ impl PoolError {
     /// The operating system's error behind this one, if there is one.
     ///
     /// ```
-    /// use multiproc_pool::PoolError;
+    /// use multiproc::PoolError;
     /// assert!(PoolError::Timeout.io_error().is_none());
     /// ```
     pub fn io_error(&self) -> Option<&std::io::Error> {

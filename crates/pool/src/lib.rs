@@ -13,11 +13,13 @@
 //! ```
 //! fn factorial(n: u64) -> f64 { (1..=n).map(|k| k as f64).product() }
 //!
-//! multiproc_process::init(); // first thing in main
-//! let pool = multiproc_pool::Pool::new(4).unwrap();
+//! multiproc::init(); // first thing in main
+//! let pool = multiproc::Pool::new(4).unwrap();
 //! let results = pool.map(factorial, 1..=100u64).unwrap();
 //! println!("completed {} computations", results.len());
 //! ```
+
+#![warn(missing_debug_implementations)]
 
 mod builder;
 mod control;
@@ -30,12 +32,14 @@ mod pool;
 mod progress;
 mod result;
 mod scheduler;
+mod thread_pool;
 mod worker;
 
 pub use builder::PoolBuilder;
 pub use error::PoolError;
 pub use imap::IMapIter;
-pub use pool::{Data, Pool, ThreadPool};
+pub use pool::{Data, Pool};
 #[cfg(feature = "progress-bar")]
 pub use progress::ProgressBar;
 pub use result::AsyncResult;
+pub use thread_pool::{ThreadPool, ThreadPoolBuilder};

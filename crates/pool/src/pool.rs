@@ -1,4 +1,4 @@
-//! [`Pool`] and [`ThreadPool`]: the mapping calls and the pool's life (close, terminate, join).
+//! [`Pool`]: the mapping calls and the pool's life (close, terminate, join).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -31,8 +31,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Data for T {}
 /// ```
 /// fn square(x: u64) -> u64 { x * x }
 ///
-/// multiproc_process::init(); // first thing in main
-/// let pool = multiproc_pool::Pool::new(4).unwrap();
+/// multiproc::init(); // first thing in main
+/// let pool = multiproc::Pool::new(4).unwrap();
 /// let squares = pool.map(square, 0..10u64).unwrap();
 /// assert_eq!(squares[9], 81);
 /// ```
@@ -249,7 +249,7 @@ impl Pool {
 
     /// Run `f(arg)` in a worker and wait for the result.
     pub fn apply<A: Data, R: Data>(&self, f: fn(A) -> R, arg: A) -> Result<R, PoolError> {
-        self.apply_async(f, arg)?.get(None)
+        self.apply_async(f, arg)?.get()
     }
 
     /// Run `f(arg)` in a worker; the result arrives in the returned [`AsyncResult`].
@@ -283,7 +283,7 @@ impl Pool {
         f: fn(A) -> R,
         items: impl IntoIterator<Item = A>,
     ) -> Result<Vec<R>, PoolError> {
-        self.map_async(f, items, None)?.get(None)
+        self.map_async(f, items, None)?.get()
     }
 
     /// [`map`](Self::map) with an explicit chunk size.
@@ -293,7 +293,7 @@ impl Pool {
         items: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Vec<R>, PoolError> {
-        self.map_async(f, items, Some(chunksize))?.get(None)
+        self.map_async(f, items, Some(chunksize))?.get()
     }
 
     /// Like [`map`](Self::map) but without waiting; `chunksize: None` is Python's default.
@@ -321,13 +321,13 @@ impl Pool {
     /// ```
     /// use std::sync::mpsc;
     /// fn double(x: i32) -> i32 { 2 * x }
-    /// multiproc_process::init(); // first thing in main
-    /// let pool = multiproc_pool::Pool::new(2).unwrap();
+    /// multiproc::init(); // first thing in main
+    /// let pool = multiproc::Pool::new(2).unwrap();
     /// let (tx, rx) = mpsc::channel();
     /// let r = pool
     ///     .map_async_with(double, 1..=3, None, move |v: &Vec<i32>| tx.send(v.iter().sum::<i32>()).unwrap(), |_| {})
     ///     .unwrap();
-    /// assert_eq!(r.get(None).unwrap(), [2, 4, 6]);
+    /// assert_eq!(r.get().unwrap(), [2, 4, 6]);
     /// assert_eq!(rx.recv().unwrap(), 12);
     /// ```
     pub fn map_async_with<A: Data, R: Data>(
@@ -351,7 +351,7 @@ impl Pool {
         chunksize: Option<usize>,
     ) -> Result<Vec<Result<R, PoolError>>, PoolError> {
         self.map_into(f, items, chunksize, Cell::new(None, None), keep_each, None)?
-            .get(None)
+            .get()
     }
 
     /// [`map`](Self::map) that reports progress: `progress(done, total)` is called on the
@@ -371,7 +371,7 @@ impl Pool {
             collect_all,
             Some(Box::new(progress)),
         )?
-        .get(None)
+        .get()
     }
 
     /// Python's `starmap`: our tasks take one argument, so a tuple *is* the argument list;
@@ -379,8 +379,8 @@ impl Pool {
     ///
     /// ```
     /// fn add((a, b): (i32, i32)) -> i32 { a + b }
-    /// multiproc_process::init(); // first thing in main
-    /// let pool = multiproc_pool::Pool::new(2).unwrap();
+    /// multiproc::init(); // first thing in main
+    /// let pool = multiproc::Pool::new(2).unwrap();
     /// assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).unwrap(), [3, 7]);
     /// ```
     pub fn starmap<A: Data, R: Data>(
@@ -491,51 +491,10 @@ impl Drop for Pool {
     }
 }
 
-/// A pool of worker *threads* with the same API as [`Pool`]: for I/O-bound work, and to compare.
-/// Tasks still travel as serialized calls, so the code moves between the two unchanged; there
-/// is no `task_timeout` (a thread cannot be killed).
-///
-/// ```
-/// fn shout(s: String) -> String { s.to_uppercase() }
-/// let pool = multiproc_pool::ThreadPool::new(2).unwrap();
-/// assert_eq!(pool.map(shout, vec!["a".to_string(), "b".to_string()]).unwrap(), ["A", "B"]);
-/// ```
-pub struct ThreadPool(Pool);
-
-impl std::fmt::Debug for ThreadPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("ThreadPool").field(&self.0.size).finish()
-    }
-}
-
-impl ThreadPool {
-    /// A pool of `threads` worker threads.
-    pub fn new(threads: usize) -> Result<ThreadPool, PoolError> {
-        ThreadPool::builder()
-            .processes(threads)
-            .build()
-            .map(ThreadPool)
-    }
-
-    /// Configure a thread pool (`task_timeout` is refused at `build`).
-    pub fn builder() -> PoolBuilder {
-        PoolBuilder {
-            threads: true,
-            ..Pool::builder()
-        }
-    }
-}
-
-impl std::ops::Deref for ThreadPool {
-    type Target = Pool;
-    fn deref(&self) -> &Pool {
-        &self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ThreadPool;
 
     #[test]
     fn python_default_chunksize() {

@@ -17,7 +17,7 @@ const WIDTH: usize = 30;
 /// Feed it from [`Pool::map_with_progress`]'s callback, or let [`Pool::map_with_bar`] do it.
 ///
 /// ```
-/// let bar = multiproc_pool::ProgressBar::new("demo");
+/// let bar = multiproc::pool::ProgressBar::new("demo");
 /// assert_eq!(bar.render(5, 10, 1.0), "demo  50%|███████████████               | 5/10 [1.0s<1.0s, 5.0/s]");
 /// ```
 #[derive(Debug)]
@@ -89,8 +89,8 @@ impl Pool {
     ///
     /// ```
     /// fn square(x: u64) -> u64 { x * x }
-    /// multiproc_process::init(); // first thing in main
-    /// let pool = multiproc_pool::Pool::new(2).unwrap();
+    /// multiproc::init(); // first thing in main
+    /// let pool = multiproc::Pool::new(2).unwrap();
     /// let v = pool.map_with_bar(square, 0..1000u64, Some(10), "squares").unwrap();
     /// assert_eq!(v.len(), 1000);
     /// ```

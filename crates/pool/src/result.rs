@@ -104,11 +104,12 @@ impl<T> Cell<T> {
 ///
 /// ```
 /// # fn square(x: u64) -> u64 { x * x }
-/// multiproc_process::init(); // first thing in main
-/// let pool = multiproc_pool::Pool::new(2).unwrap();
+/// multiproc::init(); // first thing in main
+/// let pool = multiproc::Pool::new(2).unwrap();
 /// let r = pool.apply_async(square, 12).unwrap();
-/// assert_eq!(r.get(None).unwrap(), 144);
+/// assert_eq!(r.get().unwrap(), 144);
 /// ```
+#[must_use = "the task runs anyway, but its result and its error are lost unless you `get` it"]
 pub struct AsyncResult<T> {
     cell: Arc<Cell<T>>,
 }
@@ -126,10 +127,20 @@ impl<T> AsyncResult<T> {
         AsyncResult { cell }
     }
 
-    /// Wait up to `timeout` (`None`: forever) and take the result. On timeout the task goes
+    /// [`get_timeout`](Self::get_timeout) with no bound: waits as long as it takes.
+    pub fn get(&self) -> Result<T, PoolError> {
+        self.get_within(None)
+    }
+
+    /// Wait at most `timeout` and take the result. On timeout the task goes
     /// on and a later `get` can still succeed. The value moves out on the first success; a
     /// second `get` after that is an error.
-    pub fn get(&self, timeout: Option<Duration>) -> Result<T, PoolError> {
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, PoolError> {
+        self.get_within(Some(timeout))
+    }
+
+    /// `get` (`None`) or `get_timeout` (`Some`).
+    pub(crate) fn get_within(&self, timeout: Option<Duration>) -> Result<T, PoolError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut g = self.cell.value.lock();
         loop {
@@ -158,8 +169,18 @@ impl<T> AsyncResult<T> {
         }
     }
 
+    /// [`wait_timeout`](Self::wait_timeout) with no bound: waits as long as it takes.
+    pub fn wait(&self) -> bool {
+        self.wait_within(None)
+    }
+
     /// Wait up to `timeout` for the result to be ready; true if it is.
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_within(Some(timeout))
+    }
+
+    /// `wait` (`None`) or `wait_timeout` (`Some`).
+    pub(crate) fn wait_within(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut g = self.cell.value.lock();
         while !self.ready() {

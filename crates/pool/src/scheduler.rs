@@ -167,7 +167,7 @@ impl Lane {
             .map(|b| b.unit.payload.len())
             .sum::<usize>()
             + self.revoked.map_or(0, |(_, bytes)| bytes);
-        let room = maxtasks.map_or(true, |m| self.tasks_done + self.busy.len() < m);
+        let room = maxtasks.is_none_or(|m| self.tasks_done + self.busy.len() < m);
         room && self.busy.len() < self.depth && queued + unit.payload.len() <= self.queue_bytes
     }
 

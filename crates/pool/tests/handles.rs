@@ -134,7 +134,7 @@ fn a_queue_and_a_connection_reach_apply_async() {
                 .map(|x| pool.apply_async(put_double, (q2.clone(), x)).unwrap())
                 .collect();
             for (x, r) in results.into_iter().enumerate() {
-                assert_eq!(r.get(Some(BOUND)).unwrap(), x as u64);
+                assert_eq!(r.get_timeout(BOUND).unwrap(), x as u64);
             }
             pool.apply(answer_on, (there, 41)).unwrap();
             pool.terminate();

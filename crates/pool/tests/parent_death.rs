@@ -75,7 +75,7 @@ fn busy_workers_die_with_a_killed_pool_owner() {
         let started = start_time(worker);
         owner.kill().unwrap();
         assert_eq!(
-            owner.join_timeout(Some(Duration::from_secs(30))).unwrap(),
+            owner.join_timeout(Duration::from_secs(30)).unwrap(),
             Some(-9)
         );
         let t = Instant::now();

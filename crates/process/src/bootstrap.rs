@@ -102,7 +102,7 @@ pub(crate) fn is_daemon() -> bool {
 /// The process this code runs in.
 ///
 /// ```
-/// let me = multiproc_process::current_process();
+/// let me = multiproc::current_process();
 /// assert_eq!(me.pid, std::process::id());
 /// assert_eq!(me.name, "MainProcess");
 /// ```
@@ -146,11 +146,21 @@ impl ParentProcess {
 
     /// Whether the parent still runs (it holds the other end of our bootstrap socket).
     pub fn is_alive(&self) -> bool {
-        !self.join(Some(Duration::ZERO))
+        !self.join_timeout(Duration::ZERO)
+    }
+
+    /// [`join_timeout`](Self::join_timeout) with no bound: waits as long as it takes.
+    pub fn join(&self) -> bool {
+        self.join_within(None)
     }
 
     /// Wait until the parent has ended or `timeout` passes; true if it has ended.
-    pub fn join(&self, timeout: Option<Duration>) -> bool {
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.join_within(Some(timeout))
+    }
+
+    /// `join` (`None`) or `join_timeout` (`Some`).
+    pub(crate) fn join_within(&self, timeout: Option<Duration>) -> bool {
         let raw = sys::raw(sys::borrow(&self.ctx.boot));
         sys::poll_readable(&[raw], timeout)
             .map(|r| r[0])
@@ -167,7 +177,7 @@ impl crate::Waitable for ParentProcess {
 /// The parent of this process, if it is a multiproc child.
 ///
 /// ```
-/// assert!(multiproc_process::parent_process().is_none()); // the doc test is a main process
+/// assert!(multiproc::parent_process().is_none()); // the doc test is a main process
 /// ```
 pub fn parent_process() -> Option<ParentProcess> {
     ME.lock()
@@ -196,8 +206,8 @@ pub fn parent_process() -> Option<ParentProcess> {
 /// runs.
 ///
 /// ```
-/// multiproc_process::init();
-/// multiproc_process::init(); // idempotent
+/// multiproc::init();
+/// multiproc::init(); // idempotent
 /// ```
 pub fn init() {
     static ONCE: Once = Once::new();

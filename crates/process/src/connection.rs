@@ -283,7 +283,7 @@ fn read_once(
 /// by its own lock.
 ///
 /// ```
-/// let (a, b) = multiproc_process::pipe(true).unwrap();
+/// let (a, b) = multiproc::pipe(true).unwrap();
 /// a.send(&("hello", 42u32)).unwrap();
 /// let (s, n): (String, u32) = b.recv().unwrap();
 /// assert_eq!((s.as_str(), n), ("hello", 42));
@@ -310,7 +310,7 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("readable", &self.readable)
             .field("writable", &self.writable)
-            .field("closed", &self.closed())
+            .field("closed", &self.is_closed())
             .finish()
     }
 }
@@ -321,7 +321,7 @@ impl std::fmt::Debug for Connection {
 /// and the second only sends.
 ///
 /// ```
-/// let (rx, tx) = multiproc_process::pipe(false).unwrap();
+/// let (rx, tx) = multiproc::pipe(false).unwrap();
 /// tx.send(&vec![1u8, 2, 3]).unwrap();
 /// assert_eq!(rx.recv::<Vec<u8>>().unwrap(), [1, 2, 3]);
 /// assert!(rx.send(&1u8).is_err()); // read-only end
@@ -466,7 +466,8 @@ impl Connection {
     }
 
     /// Whether [`close`](Self::close) was called.
-    pub fn closed(&self) -> bool {
+    #[doc(alias = "closed")]
+    pub fn is_closed(&self) -> bool {
         self.r.lock().fd.is_none() && self.w.lock().is_none()
     }
 
@@ -476,7 +477,7 @@ impl Connection {
     /// do not block (a socket's usable share is smaller than its reported size).
     ///
     /// ```
-    /// let (rx, tx) = multiproc_process::pipe(false).unwrap();
+    /// let (rx, tx) = multiproc::pipe(false).unwrap();
     /// assert!(tx.send_buffer_size().unwrap() >= 4096);
     /// assert_eq!(rx.send_buffer_size(), None);
     /// ```
@@ -495,7 +496,7 @@ impl Connection {
     /// rest of that frame is never interpreted as messages).
     ///
     /// ```
-    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// let (a, b) = multiproc::pipe(true).unwrap();
     /// b.set_max_message_size(4);
     /// a.send_bytes(b"too long").unwrap();
     /// assert!(b.recv_bytes().is_err());
@@ -505,7 +506,7 @@ impl Connection {
     }
 
     /// How deeply a value received with [`recv`](Self::recv) may nest (default
-    /// [`DEFAULT_MAX_DEPTH`](multiproc_pickle::DEFAULT_MAX_DEPTH), 128 levels).
+    /// [`DEFAULT_MAX_DEPTH`](multiproc::pickle::DEFAULT_MAX_DEPTH), 128 levels).
     pub fn max_depth(&self) -> usize {
         self.max_depth.load(Ordering::Relaxed)
     }
@@ -517,9 +518,9 @@ impl Connection {
     /// for data that nests deeper and a stack that can hold it.
     ///
     /// ```
-    /// use multiproc_process::Error;
-    /// use multiproc_pickle::PickleError;
-    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// use multiproc::ProcessError as Error;
+    /// use multiproc::pickle::PickleError;
+    /// let (a, b) = multiproc::pipe(true).unwrap();
     /// b.set_max_depth(2);
     /// a.send(&Some(Some(Some(1u8)))).unwrap();
     /// assert!(matches!(
@@ -552,7 +553,7 @@ impl Connection {
     /// All sizes are checked before anything is sent.
     ///
     /// ```
-    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// let (a, b) = multiproc::pipe(true).unwrap();
     /// a.send_bytes_many(&[b"one", b"", b"three"]).unwrap();
     /// assert_eq!(b.recv_bytes().unwrap(), b"one");
     /// assert_eq!(b.recv_bytes().unwrap(), b"");
@@ -617,9 +618,9 @@ impl Connection {
     /// [`Error::HandlesNotCarried`] that says why.
     ///
     /// ```
-    /// let (a, _b) = multiproc_process::pipe(true).unwrap();
+    /// let (a, _b) = multiproc::pipe(true).unwrap();
     /// assert!(a.can_carry_handles() == cfg!(unix));
-    /// let (_rx, tx) = multiproc_process::pipe(false).unwrap();
+    /// let (_rx, tx) = multiproc::pipe(false).unwrap();
     /// assert!(!tx.can_carry_handles());
     /// ```
     pub fn can_carry_handles(&self) -> bool {
@@ -633,7 +634,7 @@ impl Connection {
     /// ```
     /// # #[cfg(unix)] {
     /// use std::os::fd::AsFd;
-    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// let (a, b) = multiproc::pipe(true).unwrap();
     /// let file = std::fs::File::open("/dev/null").unwrap();
     /// a.send_bytes_with_handles(b"a file", &[file.as_fd()]).unwrap();
     /// let (bytes, handles) = b.recv_bytes_with_handles().unwrap();
@@ -695,7 +696,7 @@ impl Connection {
     /// # #[cfg(unix)] {
     /// use std::io::{Read, Seek, Write};
     /// use std::os::fd::AsFd;
-    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// let (a, b) = multiproc::pipe(true).unwrap();
     /// let path = std::env::temp_dir().join(format!("mp-send-handle-{}", std::process::id()));
     /// let mut file = std::fs::File::options()
     ///     .read(true).write(true).create(true).truncate(true).open(&path).unwrap();
@@ -725,8 +726,8 @@ impl Connection {
     /// [`Error::BufferTooShort`] that carries the whole message, so nothing is lost.
     ///
     /// ```
-    /// use multiproc_process::Error;
-    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// use multiproc::ProcessError as Error;
+    /// let (a, b) = multiproc::pipe(true).unwrap();
     /// a.send_bytes(b"0123456789").unwrap();
     /// let mut small = [0u8; 4];
     /// match b.recv_bytes_into(&mut small) {
@@ -749,11 +750,11 @@ impl Connection {
     /// [`Error::HandlesNotCarried`].
     ///
     /// ```
-    /// let (a, b) = multiproc_process::pipe(true).unwrap();
-    /// let (x, y) = multiproc_process::pipe(true).unwrap();
+    /// let (a, b) = multiproc::pipe(true).unwrap();
+    /// let (x, y) = multiproc::pipe(true).unwrap();
     /// # #[cfg(unix)] {
     /// a.send(&x).unwrap(); // a connection over a connection
-    /// let x2: multiproc_process::Connection = b.recv().unwrap();
+    /// let x2: multiproc::Connection = b.recv().unwrap();
     /// x2.send(&5u8).unwrap();
     /// assert_eq!(y.recv::<u8>().unwrap(), 5);
     /// # }
@@ -801,7 +802,7 @@ impl Connection {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let (a, b) = multiproc_process::pipe(true).unwrap();
+    /// let (a, b) = multiproc::pipe(true).unwrap();
     /// assert!(!b.poll(Some(Duration::from_millis(10))).unwrap());
     /// a.send(&1u8).unwrap();
     /// assert!(b.poll(Some(Duration::ZERO)).unwrap());
@@ -1021,7 +1022,7 @@ mod tests {
         assert!(matches!(b.recv_bytes(), Err(Error::Eof)));
         b.close();
         assert!(matches!(b.send_bytes(b"x"), Err(Error::Closed)));
-        assert!(b.closed());
+        assert!(b.is_closed());
     }
 
     #[test]

@@ -36,7 +36,7 @@ use crate::{Connection, Error, Process};
 ///   request. Near-fork start-up without fork's thread hazards.
 ///
 /// ```
-/// use multiproc_process::StartMethod;
+/// use multiproc::StartMethod;
 /// assert_eq!("fork".parse::<StartMethod>().unwrap(), StartMethod::Fork);
 /// assert_eq!(StartMethod::Forkserver.name(), "forkserver");
 /// assert!(StartMethod::available().contains(&StartMethod::Spawn));
@@ -107,7 +107,7 @@ const METHODS: [StartMethod; 3] = [
 /// error ([`Error::StartMethodAlreadySet`]); contexts are the way to mix methods.
 ///
 /// ```
-/// use multiproc_process::{set_start_method, get_start_method, StartMethod};
+/// use multiproc::{set_start_method, get_start_method, StartMethod};
 /// set_start_method(StartMethod::Forkserver).unwrap();
 /// assert_eq!(get_start_method(), StartMethod::Forkserver);
 /// assert!(set_start_method(StartMethod::Spawn).is_err());
@@ -142,7 +142,7 @@ pub(crate) fn adopt_start_method(method: StartMethod) {
 /// the method it was started with (as in Python), so a forked child's children are forked too.
 ///
 /// ```
-/// use multiproc_process::{get_start_method, StartMethod};
+/// use multiproc::{get_start_method, StartMethod};
 /// assert_eq!(get_start_method(), StartMethod::Spawn); // nothing set in this main program
 /// ```
 pub fn get_start_method() -> StartMethod {
@@ -169,9 +169,9 @@ pub(crate) fn executable() -> std::io::Result<PathBuf> {
 /// A start method bound to the objects it creates, like Python's `get_context(method)`.
 ///
 /// ```
-/// use multiproc_process::{get_context, StartMethod};
+/// use multiproc::{get_context, StartMethod};
 /// fn hello(name: String) { println!("hello {name}"); }
-/// multiproc_process::init(); // first thing in main
+/// multiproc::init(); // first thing in main
 /// let ctx = get_context(StartMethod::Fork).unwrap();
 /// let p = ctx.process(hello, "bob".to_string());
 /// p.start().unwrap();

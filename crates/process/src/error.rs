@@ -4,7 +4,7 @@ use thiserror::Error;
 /// Errors of processes, connections and listeners.
 ///
 /// ```
-/// use multiproc_process::{pipe, Error};
+/// use multiproc::{pipe, ProcessError as Error};
 /// let (a, b) = pipe(true).unwrap();
 /// drop(b);
 /// assert!(matches!(a.recv_bytes(), Err(Error::Eof)));
@@ -118,7 +118,7 @@ impl Error {
     /// [`PickleError::Io`], `EMFILE` when the process has no descriptor left).
     ///
     /// ```
-    /// use multiproc_process::Error;
+    /// use multiproc::ProcessError as Error;
     /// let e = Error::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
     /// assert_eq!(e.io_error().map(|io| io.kind()), Some(std::io::ErrorKind::TimedOut));
     /// assert!(Error::Eof.io_error().is_none());

@@ -12,7 +12,7 @@
 //! `#[multiproc::main]`); a test binary adds one line, [`test_support!`].
 //!
 //! ```no_run
-//! use multiproc_process::{pipe, Connection, Process};
+//! use multiproc::{pipe, Connection, Process};
 //!
 //! fn worker(conn: Connection) {
 //!     let n: u64 = conn.recv().unwrap();
@@ -20,7 +20,7 @@
 //! }
 //!
 //! fn main() {
-//!     multiproc_process::init();
+//!     multiproc::init();
 //!     let (here, there) = pipe(true).unwrap();
 //!     let p = Process::new(worker, there);
 //!     p.start().unwrap();
@@ -29,6 +29,8 @@
 //!     assert_eq!(p.join().unwrap(), 0);
 //! }
 //! ```
+
+#![warn(missing_debug_implementations)]
 
 mod auth;
 mod bootstrap;
@@ -50,7 +52,7 @@ pub use context::{
 pub use error::Error;
 pub use listener::{Address, Client, Listener, ToAddress};
 pub use process::{active_children, cpu_count, Process};
-pub use wait::{wait, RawWaitHandle, Waitable};
+pub use wait::{wait, wait_timeout, RawWaitHandle, Waitable};
 
 /// Let a test binary (or any binary without a multiproc-aware `main`) start child processes:
 /// one line at the top level of the crate. It runs [`init`] before `main` (and before the test
@@ -58,7 +60,7 @@ pub use wait::{wait, RawWaitHandle, Waitable};
 ///
 /// ```no_run
 /// // at the top of tests/my_test.rs
-/// multiproc_process::test_support!();
+/// multiproc::test_support!();
 /// ```
 #[macro_export]
 macro_rules! test_support {

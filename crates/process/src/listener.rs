@@ -32,7 +32,7 @@ const DEFAULT_MAX_PENDING: usize = 64;
 /// Parses from `"unix:/path/to/socket"`, a plain path containing `/`, or `"host:port"`.
 ///
 /// ```
-/// use multiproc_process::Address;
+/// use multiproc::connection::Address;
 /// let a: Address = "127.0.0.1:6000".parse().unwrap();
 /// assert!(matches!(a, Address::Tcp(_)));
 /// let u: Address = "unix:/tmp/x.sock".parse().unwrap();
@@ -164,7 +164,7 @@ impl Pending {
 /// are under way, and one more drops the oldest.
 ///
 /// ```
-/// use multiproc_process::{Client, Listener};
+/// use multiproc::connection::{Client, Listener};
 /// let listener = Listener::bind("127.0.0.1:0", Some(b"secret")).unwrap();
 /// let addr = listener.address();
 /// let t = std::thread::spawn(move || {
@@ -301,21 +301,26 @@ impl Listener {
     /// threads may call `accept`; they take turns.
     pub fn accept(&self) -> Result<Connection, Error> {
         loop {
-            if let Some(c) = self.accept_timeout(None)? {
+            if let Some(c) = self.accept_within(None)? {
                 return Ok(c);
             }
         }
     }
 
-    /// [`accept`](Self::accept), waiting at most `timeout` (`None`: forever); `Ok(None)` if no
+    /// [`accept`](Self::accept), waiting at most `timeout`; `Ok(None)` if no
     /// connection finished its handshake in that time (those under way stay pending).
     ///
     /// ```
     /// use std::time::Duration;
-    /// let listener = multiproc_process::Listener::bind("127.0.0.1:0", Some(b"k")).unwrap();
-    /// assert!(listener.accept_timeout(Some(Duration::from_millis(10))).unwrap().is_none());
+    /// let listener = multiproc::connection::Listener::bind("127.0.0.1:0", Some(b"k")).unwrap();
+    /// assert!(listener.accept_timeout(Duration::from_millis(10)).unwrap().is_none());
     /// ```
-    pub fn accept_timeout(&self, timeout: Option<Duration>) -> Result<Option<Connection>, Error> {
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Option<Connection>, Error> {
+        self.accept_within(Some(timeout))
+    }
+
+    /// `accept` (`None`) or `accept_timeout` (`Some`).
+    fn accept_within(&self, timeout: Option<Duration>) -> Result<Option<Connection>, Error> {
         // a timeout too long to represent waits forever
         let until = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut pending = self.pending.lock();
@@ -414,7 +419,7 @@ impl Drop for Listener {
 /// Connects to a [`Listener`] (ours or CPython's): Python's `multiprocessing.connection.Client`.
 ///
 /// ```no_run
-/// use multiproc_process::Client;
+/// use multiproc::connection::Client;
 /// let conn = Client::connect("127.0.0.1:6000", Some(b"secret")).unwrap();
 /// conn.send_bytes(b"hello").unwrap();
 /// ```
@@ -496,7 +501,7 @@ mod tests {
         l.set_auth_timeout(Some(Duration::MAX));
         let addr = l.address();
         let t = std::thread::spawn(move || Client::connect(&addr, Some(b"k")).map(|_| ()));
-        let c = l.accept_timeout(Some(Duration::MAX)).unwrap();
+        let c = l.accept_timeout(Duration::MAX).unwrap();
         assert!(c.is_some());
         t.join().unwrap().unwrap();
     }

@@ -77,7 +77,7 @@ struct Inner {
 /// [`parent_process()`](crate::parent_process)`.is_alive()`).
 ///
 /// ```
-/// use multiproc_process::Process;
+/// use multiproc::Process;
 ///
 /// fn greet((name, times): (String, u32)) {
 ///     for _ in 0..times {
@@ -85,7 +85,7 @@ struct Inner {
 ///     }
 /// }
 ///
-/// multiproc_process::init(); // first thing in main
+/// multiproc::init(); // first thing in main
 /// let p = Process::new(greet, ("bob".to_string(), 2)).name("greeter");
 /// p.start().unwrap();
 /// assert_eq!(p.join().unwrap(), 0);
@@ -108,7 +108,7 @@ impl std::fmt::Debug for Process {
             f,
             "<Process name={:?} {state}{}>",
             self.get_name(),
-            if self.daemon_flag() { " daemon" } else { "" }
+            if self.is_daemon() { " daemon" } else { "" }
         )
     }
 }
@@ -123,6 +123,7 @@ static CHILDREN: PerProcess<Vec<Process>> = PerProcess::new(|parents| {
 
 impl Process {
     /// A process that will run `target(args)` once [started](Self::start).
+    #[must_use = "a process does nothing until `start` is called"]
     pub fn new<A>(target: fn(A), args: A) -> Process
     where
         A: Serialize + DeserializeOwned + Send + 'static,
@@ -146,6 +147,7 @@ impl Process {
 
     /// Name the process (default `Process-N`). Visible to the child as
     /// [`current_process().name`](crate::current_process).
+    #[must_use = "the setting is on the process returned; the one given is consumed"]
     pub fn name(self, name: impl Into<String>) -> Self {
         *self.inner.name.lock() = Some(name.into());
         self
@@ -160,12 +162,14 @@ impl Process {
     /// (a pool worker, say) never outlives its parent, even in the middle of a long task.
     /// It learns of its parent's end from the bootstrap socket, whose other end only the
     /// parent holds, so it does not matter which of the parent's threads started it.
+    #[must_use = "the setting is on the process returned; the one given is consumed"]
     pub fn daemon(self, daemon: bool) -> Self {
         self.inner.daemon.store(daemon, Ordering::Relaxed);
         self
     }
 
     /// Start this process with `method` instead of the global one.
+    #[must_use = "the setting is on the process returned; the one given is consumed"]
     pub fn start_method(self, method: StartMethod) -> Self {
         *self.inner.method.lock() = Some(method);
         self
@@ -174,6 +178,7 @@ impl Process {
     /// Spawn this process from `path` instead of the current executable (must be the same
     /// build; another build refuses the task and [`join`](Self::join) reports
     /// [`Error::Refused`]).
+    #[must_use = "the setting is on the process returned; the one given is consumed"]
     pub fn executable(self, path: impl Into<PathBuf>) -> Self {
         *self.inner.executable.lock() = Some(path.into());
         self
@@ -188,13 +193,10 @@ impl Process {
             .unwrap_or_else(|| "Process".into())
     }
 
-    fn is_daemon(&self) -> bool {
-        self.inner.daemon.load(Ordering::Relaxed)
-    }
-
     /// Whether the process is a daemon.
-    pub fn daemon_flag(&self) -> bool {
-        self.is_daemon()
+    #[doc(alias = "daemon")]
+    pub fn is_daemon(&self) -> bool {
+        self.inner.daemon.load(Ordering::Relaxed)
     }
 
     /// Start the child. Serializing the arguments happens here, so an argument that cannot be
@@ -428,17 +430,23 @@ impl Process {
     /// instead, because `main` does not call [`init`](crate::init), is
     /// [`Error::ChildNotInitialized`].
     pub fn join(&self) -> Result<i32, Error> {
-        match self.join_timeout(None)? {
+        match self.join_within(None)? {
             Some(code) => Ok(code),
             None => unreachable!("join without timeout returns only when the child ended"),
         }
     }
 
-    /// Wait up to `timeout` (`None`: forever). `Ok(None)` if the child is still running then.
+    /// [`join`](Self::join), waiting at most `timeout`: `Ok(None)` if the child is still
+    /// running then.
     ///
     /// While it waits it reads what the child reports (a panic message, say), so a child
     /// never waits for its parent to read it.
-    pub fn join_timeout(&self, timeout: Option<Duration>) -> Result<Option<i32>, Error> {
+    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>, Error> {
+        self.join_within(Some(timeout))
+    }
+
+    /// `join` (`None`) or `join_timeout` (`Some`).
+    pub(crate) fn join_within(&self, timeout: Option<Duration>) -> Result<Option<i32>, Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let Some((pidfd, boot)) = self.handles()? else {
@@ -615,7 +623,7 @@ fn forkserver_exit_code(reports: &mut Reports, server: &forkserver::Server) -> i
 /// The children started by this process that are still running; finished ones are reaped.
 ///
 /// ```
-/// assert!(multiproc_process::active_children().is_empty());
+/// assert!(multiproc::active_children().is_empty());
 /// ```
 pub fn active_children() -> Vec<Process> {
     let all: Vec<Process> = CHILDREN.lock().clone();
@@ -644,7 +652,7 @@ pub(crate) fn forget_inherited_children() {
 /// (Python's `os.process_cpu_count`), so a pool sized by it does not oversubscribe a container.
 ///
 /// ```
-/// assert!(multiproc_process::cpu_count() >= 1);
+/// assert!(multiproc::cpu_count() >= 1);
 /// ```
 pub fn cpu_count() -> usize {
     sys::cpu_count()

@@ -22,8 +22,9 @@ pub trait Waitable {
     fn wait_handle(&self) -> Option<RawWaitHandle>;
 }
 
-/// Wait until at least one object is ready or `timeout` passes; returns the indices of
-/// **every** ready object, in order (empty on timeout), like `multiprocessing.connection.wait`.
+/// Wait until at least one object is ready (as long as it takes; see [`wait_timeout`]);
+/// returns the indices of **every** ready object, in order, like
+/// `multiprocessing.connection.wait`.
 /// A closed object counts as ready, so a loop over `wait` never blocks on it forever.
 ///
 /// When some objects are ready without asking the OS (a message already read ahead, a process
@@ -32,16 +33,34 @@ pub trait Waitable {
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc_process::{pipe, wait};
+/// use multiproc::connection::{wait, wait_timeout};
+/// use multiproc::pipe;
 /// let (a, b) = pipe(true).unwrap();
 /// let (c, d) = pipe(true).unwrap();
-/// assert!(wait(&[&b, &d], Some(Duration::from_millis(5))).unwrap().is_empty());
+/// assert!(wait_timeout(&[&b, &d], Duration::from_millis(5)).unwrap().is_empty());
 /// c.send_bytes(b"x").unwrap();
-/// assert_eq!(wait(&[&b, &d], None).unwrap(), [1]);
+/// assert_eq!(wait(&[&b, &d]).unwrap(), [1]);
 /// a.send_bytes(b"y").unwrap();
-/// assert_eq!(wait(&[&b, &d], None).unwrap(), [0, 1]);
+/// assert_eq!(wait(&[&b, &d]).unwrap(), [0, 1]);
 /// ```
-pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>, Error> {
+pub fn wait(objects: &[&dyn Waitable]) -> Result<Vec<usize>, Error> {
+    wait_within(objects, None)
+}
+
+/// [`wait`], for at most `timeout`: an empty list if nothing became ready in that time.
+///
+/// ```
+/// use std::time::Duration;
+/// let (_a, b) = multiproc::pipe(true).unwrap();
+/// let ready = multiproc::connection::wait_timeout(&[&b], Duration::from_millis(5)).unwrap();
+/// assert!(ready.is_empty());
+/// ```
+pub fn wait_timeout(objects: &[&dyn Waitable], timeout: Duration) -> Result<Vec<usize>, Error> {
+    wait_within(objects, Some(timeout))
+}
+
+/// `wait` (`None`) or `wait_timeout` (`Some`).
+fn wait_within(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>, Error> {
     let mut ready: Vec<usize> = Vec::new();
     let mut handles = Vec::with_capacity(objects.len());
     for (i, o) in objects.iter().enumerate() {

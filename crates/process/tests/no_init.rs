@@ -52,7 +52,7 @@ fn child_without_init() {
         // Only reached if `start` returned: it must not.
         println!("a child without init started a process: {r:?}");
         if r.is_ok() {
-            let _ = p.join_timeout(Some(BOUND));
+            let _ = p.join_timeout(BOUND);
         }
     }
 }
@@ -65,7 +65,7 @@ fn parent() {
         std::env::set_var("NO_INIT_CHILD", what);
         let p = Process::new(unit, ()).start_method(StartMethod::Spawn);
         p.start().unwrap();
-        let got = p.join_timeout(Some(BOUND));
+        let got = p.join_timeout(BOUND);
         assert!(
             matches!(got, Err(Error::ChildNotInitialized)),
             "a child that {what}s: {got:?}"

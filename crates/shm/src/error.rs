@@ -3,7 +3,7 @@ use thiserror::Error;
 /// Errors of shared memory.
 ///
 /// ```
-/// use multiproc_shm::{SharedMemory, ShmError};
+/// use multiproc::shm::{SharedMemory, ShmError};
 /// assert!(matches!(SharedMemory::attach("/no-such-segment-here"), Err(ShmError::NotFound(_))));
 /// ```
 #[derive(Debug, Error)]
@@ -83,7 +83,7 @@ impl ShmError {
     /// The operating system's error behind this one, if there is one.
     ///
     /// ```
-    /// use multiproc_shm::ShmError;
+    /// use multiproc::ShmError;
     /// let e = ShmError::from(std::io::Error::from_raw_os_error(24));
     /// assert_eq!(e.io_error().and_then(|io| io.raw_os_error()), Some(24));
     /// assert!(ShmError::NotInList.io_error().is_none());

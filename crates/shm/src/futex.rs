@@ -10,21 +10,27 @@
 //! use std::time::Duration;
 //! let w = AtomicU32::new(0);
 //! // the value is not 1: returns at once
-//! assert!(multiproc_shm::futex::wait(&w, 1, Some(Duration::from_secs(1))));
+//! assert!(multiproc::shm::futex::wait_timeout(&w, 1, Duration::from_secs(1)));
 //! // the value is 0 and nobody changes it: times out
-//! assert!(!multiproc_shm::futex::wait(&w, 0, Some(Duration::from_millis(5))));
+//! assert!(!multiproc::shm::futex::wait_timeout(&w, 0, Duration::from_millis(5)));
 //! w.store(1, Ordering::Release);
-//! multiproc_shm::futex::wake(&w, 1);
+//! multiproc::shm::futex::wake(&w, 1);
 //! ```
 
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-/// Sleep while `*word == expected`, at most `timeout` (`None`: no limit). Returns `false` only
-/// when the timeout expired; `true` means woken, or the value differed, or a spurious wake-up:
-/// callers re-check their condition in a loop.
-pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
-    crate::sys::futex_wait(word, expected, timeout)
+/// Sleep while `*word == expected`, with no time limit. Returns when woken, when the value
+/// differed, or on a spurious wake-up: callers re-check their condition in a loop.
+pub fn wait(word: &AtomicU32, expected: u32) {
+    crate::sys::futex_wait(word, expected, None);
+}
+
+/// Sleep while `*word == expected`, at most `timeout`. Returns `false` only when the timeout
+/// expired; `true` means woken, or the value differed, or a spurious wake-up: callers re-check
+/// their condition in a loop.
+pub fn wait_timeout(word: &AtomicU32, expected: u32, timeout: Duration) -> bool {
+    crate::sys::futex_wait(word, expected, Some(timeout))
 }
 
 /// Wake up to `n` processes or threads sleeping in [`wait`] on `word`.

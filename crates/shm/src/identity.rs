@@ -13,7 +13,7 @@ use crate::sys;
 /// share locks share one.
 ///
 /// ```
-/// use multiproc_shm::ProcessId;
+/// use multiproc::shm::ProcessId;
 /// let me = ProcessId::current();
 /// assert_eq!(me.pid(), std::process::id());
 /// assert!(me.is_alive());

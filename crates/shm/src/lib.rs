@@ -17,12 +17,14 @@
 //!   `lock()` gives a guard that dereferences to the data.
 //!
 //! ```
-//! use multiproc_shm::Segment;
+//! use multiproc::shm::Segment;
 //! let seg = Segment::new(4096).unwrap();
 //! assert_eq!(seg.len(), 4096);
 //! seg.write(0, b"hello").unwrap();
 //! assert_eq!(seg.read(0, 5).unwrap(), b"hello");
 //! ```
+
+#![warn(missing_debug_implementations)]
 
 /// The integration tests' bounds on blocking calls, for the unit tests too.
 #[cfg(test)]

@@ -78,9 +78,9 @@ impl LockResult {
 /// not tied to a thread).
 ///
 /// ```
-/// use multiproc_shm::{LockResult, RawMutex};
+/// use multiproc::shm::{LockResult, RawMutex};
 /// let m = RawMutex::new();
-/// assert_eq!(m.lock(None), LockResult::Acquired);
+/// assert_eq!(m.lock(), LockResult::Acquired);
 /// assert_eq!(m.try_lock(), LockResult::TimedOut);
 /// m.unlock().unwrap();
 /// assert!(m.unlock().is_err()); // not locked
@@ -166,8 +166,18 @@ impl RawMutex {
             .map(|_| LockResult::OwnerDied)
     }
 
-    /// Acquire, waiting at most `timeout` (`None`: as long as it takes).
-    pub fn lock(&self, timeout: Option<Duration>) -> LockResult {
+    /// [`lock_timeout`](Self::lock_timeout) with no bound: waits as long as it takes.
+    pub fn lock(&self) -> LockResult {
+        self.lock_within(None)
+    }
+
+    /// Acquire, waiting at most `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult {
+        self.lock_within(Some(timeout))
+    }
+
+    /// `lock` (`None`) or `lock_timeout` (`Some`).
+    pub fn lock_within(&self, timeout: Option<Duration>) -> LockResult {
         let me = Self::me();
         if self
             .state
@@ -296,7 +306,7 @@ mod tests {
                 let (m, c) = (m.clone(), counter.clone());
                 std::thread::spawn(move || {
                     for _ in 0..10_000 {
-                        assert!(m.lock(None).acquired());
+                        assert!(m.lock().acquired());
                         // non-atomic read-modify-write under the lock
                         let v = c.load(Ordering::Relaxed);
                         c.store(v + 1, Ordering::Relaxed);
@@ -314,10 +324,10 @@ mod tests {
     #[test]
     fn timeout_expires_while_held() {
         let m = RawMutex::new();
-        assert_eq!(m.lock(None), LockResult::Acquired);
+        assert_eq!(m.lock(), LockResult::Acquired);
         let t = Instant::now();
         assert_eq!(
-            m.lock(Some(Duration::from_millis(30))),
+            m.lock_timeout(Duration::from_millis(30)),
             LockResult::TimedOut
         );
         assert!(t.elapsed() >= Duration::from_millis(30));
@@ -329,7 +339,10 @@ mod tests {
         let m = RawMutex::new();
         // a pid that cannot exist (above the kernel's pid_max limit of 2^22)
         m.state.store((1 << 22) + 5, Ordering::Relaxed);
-        assert_eq!(m.lock(Some(Duration::from_secs(5))), LockResult::OwnerDied);
+        assert_eq!(
+            m.lock_timeout(Duration::from_secs(5)),
+            LockResult::OwnerDied
+        );
         assert_eq!(m.owner(), Some(std::process::id()));
         assert_eq!(m.holder(), Some(ProcessId::current()));
     }
@@ -341,7 +354,10 @@ mod tests {
         let m = RawMutex::new();
         let me = ProcessId::current().to_bits();
         m.state.store(me ^ (1 << 40), Ordering::Relaxed);
-        assert_eq!(m.lock(Some(Duration::from_secs(5))), LockResult::OwnerDied);
+        assert_eq!(
+            m.lock_timeout(Duration::from_secs(5)),
+            LockResult::OwnerDied
+        );
         assert_eq!(m.holder(), Some(ProcessId::current()));
         // and a non-blocking acquire takes such a lock over too (it used to fail for as long
         // as the pid existed, since it only asked whether the pid did)
@@ -354,7 +370,7 @@ mod tests {
         // a timeout shorter than the first liveness check takes it over as well
         m.unlock().unwrap();
         m.state.store(me ^ (1 << 40), Ordering::Relaxed);
-        assert_eq!(m.lock(Some(Duration::ZERO)), LockResult::OwnerDied);
-        assert_eq!(m.lock(Some(Duration::ZERO)), LockResult::TimedOut);
+        assert_eq!(m.lock_timeout(Duration::ZERO), LockResult::OwnerDied);
+        assert_eq!(m.lock_timeout(Duration::ZERO), LockResult::TimedOut);
     }
 }

@@ -35,7 +35,7 @@ mod sealed {
 ///
 /// ```
 /// use std::sync::atomic::Ordering;
-/// let v = multiproc_shm::RawValue::new(41u32).unwrap();
+/// let v = multiproc::RawValue::new(41u32).unwrap();
 /// v.atomic().fetch_add(1, Ordering::SeqCst);
 /// assert_eq!(v.get(), 42);
 /// ```
@@ -138,7 +138,7 @@ fn place<T>(seg: &Segment, offset: usize, len: usize) -> Result<*mut T, ShmError
 /// [`atomic`](Self::atomic) (integers) or [`Value`](crate::Value), which adds a lock.
 ///
 /// ```
-/// use multiproc_shm::RawValue;
+/// use multiproc::RawValue;
 /// let v = RawValue::new(1.5f64).unwrap();
 /// let w = v.clone(); // same memory
 /// w.set(2.5);
@@ -154,7 +154,7 @@ impl<T: Pod> RawValue<T> {
     /// A new value in a segment of its own, holding `v`.
     ///
     /// ```
-    /// let v = multiproc_shm::RawValue::new([1u16, 2, 3]).unwrap();
+    /// let v = multiproc::RawValue::new([1u16, 2, 3]).unwrap();
     /// assert_eq!(v.get(), [1, 2, 3]);
     /// ```
     pub fn new(v: T) -> Result<RawValue<T>, ShmError> {
@@ -167,7 +167,7 @@ impl<T: Pod> RawValue<T> {
     /// A new value of all zero bytes.
     ///
     /// ```
-    /// let v = multiproc_shm::RawValue::<i32>::zeroed().unwrap();
+    /// let v = multiproc::RawValue::<i32>::zeroed().unwrap();
     /// assert_eq!(v.get(), 0);
     /// ```
     pub fn zeroed() -> Result<RawValue<T>, ShmError> {
@@ -190,7 +190,7 @@ impl<T: Pod> RawValue<T> {
     /// to it at any time, so read and write through it only with raw-pointer copies.
     ///
     /// ```
-    /// let v = multiproc_shm::RawValue::new(7u8).unwrap();
+    /// let v = multiproc::RawValue::new(7u8).unwrap();
     /// assert_eq!(v.as_ptr() as usize % std::mem::align_of::<u8>(), 0);
     /// ```
     pub fn as_ptr(&self) -> *mut T {
@@ -200,7 +200,7 @@ impl<T: Pod> RawValue<T> {
     /// A copy of the value.
     ///
     /// ```
-    /// let v = multiproc_shm::RawValue::new(3i64).unwrap();
+    /// let v = multiproc::RawValue::new(3i64).unwrap();
     /// assert_eq!(v.get(), 3);
     /// ```
     #[doc(alias = "value")]
@@ -214,7 +214,7 @@ impl<T: Pod> RawValue<T> {
     /// Replace the value.
     ///
     /// ```
-    /// let v = multiproc_shm::RawValue::new(3i64).unwrap();
+    /// let v = multiproc::RawValue::new(3i64).unwrap();
     /// v.set(-3);
     /// assert_eq!(v.get(), -3);
     /// ```
@@ -227,7 +227,7 @@ impl<T: Pod> RawValue<T> {
     /// The segment the value lives in, and its offset there.
     ///
     /// ```
-    /// let v = multiproc_shm::RawValue::new(1u32).unwrap();
+    /// let v = multiproc::RawValue::new(1u32).unwrap();
     /// let (seg, offset) = v.location();
     /// assert_eq!(seg.read(offset, 4).unwrap(), 1u32.to_ne_bytes());
     /// ```
@@ -245,7 +245,7 @@ impl<T: HasAtomic> RawValue<T> {
     ///
     /// ```
     /// use std::sync::atomic::Ordering;
-    /// let hits = multiproc_shm::RawValue::new(0u64).unwrap();
+    /// let hits = multiproc::RawValue::new(0u64).unwrap();
     /// hits.atomic().fetch_add(5, Ordering::Relaxed);
     /// assert_eq!(hits.atomic().load(Ordering::Relaxed), 5);
     /// ```
@@ -300,7 +300,7 @@ impl<'de, T: Pod> Deserialize<'de> for RawValue<T> {
 /// updates use [`atomic`](Self::atomic); for exclusive access use [`Array`](crate::Array).
 ///
 /// ```
-/// use multiproc_shm::{RawArray, ShmError};
+/// use multiproc::shm::{RawArray, ShmError};
 /// let a = RawArray::<i32>::new(4).unwrap();
 /// a.set(1, 10).unwrap();
 /// assert_eq!(a.to_vec(), [0, 10, 0, 0]);
@@ -319,7 +319,7 @@ impl<T: Pod> RawArray<T> {
     /// allocation per page.
     ///
     /// ```
-    /// let a = multiproc_shm::RawArray::<f32>::new(3).unwrap();
+    /// let a = multiproc::RawArray::<f32>::new(3).unwrap();
     /// assert_eq!(a.to_vec(), [0.0; 3]);
     /// ```
     pub fn new(len: usize) -> Result<RawArray<T>, ShmError> {
@@ -331,7 +331,7 @@ impl<T: Pod> RawArray<T> {
     /// A new array holding a copy of `data`.
     ///
     /// ```
-    /// let a = multiproc_shm::RawArray::from_slice(&[1u8, 2, 3]).unwrap();
+    /// let a = multiproc::RawArray::from_slice(&[1u8, 2, 3]).unwrap();
     /// assert_eq!(a.len(), 3);
     /// assert_eq!(a.get(2).unwrap(), 3);
     /// ```
@@ -360,7 +360,7 @@ impl<T: Pod> RawArray<T> {
     /// The number of elements.
     ///
     /// ```
-    /// assert_eq!(multiproc_shm::RawArray::<u64>::new(5).unwrap().len(), 5);
+    /// assert_eq!(multiproc::RawArray::<u64>::new(5).unwrap().len(), 5);
     /// ```
     pub fn len(&self) -> usize {
         self.len
@@ -369,7 +369,7 @@ impl<T: Pod> RawArray<T> {
     /// Whether the array has no elements.
     ///
     /// ```
-    /// assert!(multiproc_shm::RawArray::<u64>::new(0).unwrap().is_empty());
+    /// assert!(multiproc::RawArray::<u64>::new(0).unwrap().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -379,7 +379,7 @@ impl<T: Pod> RawArray<T> {
     /// processes may write at any time, so use it only with raw-pointer copies.
     ///
     /// ```
-    /// let a = multiproc_shm::RawArray::<u32>::new(2).unwrap();
+    /// let a = multiproc::RawArray::<u32>::new(2).unwrap();
     /// assert_eq!(a.as_ptr() as usize % 4, 0);
     /// ```
     pub fn as_ptr(&self) -> *mut T {
@@ -410,7 +410,7 @@ impl<T: Pod> RawArray<T> {
     /// A copy of element `index`, or `IndexOutOfRange`.
     ///
     /// ```
-    /// let a = multiproc_shm::RawArray::from_slice(&[5i8, 6]).unwrap();
+    /// let a = multiproc::RawArray::from_slice(&[5i8, 6]).unwrap();
     /// assert_eq!(a.get(1).unwrap(), 6);
     /// assert!(a.get(2).is_err());
     /// ```
@@ -424,7 +424,7 @@ impl<T: Pod> RawArray<T> {
     /// Replace element `index`, or `IndexOutOfRange`.
     ///
     /// ```
-    /// let a = multiproc_shm::RawArray::<u16>::new(2).unwrap();
+    /// let a = multiproc::RawArray::<u16>::new(2).unwrap();
     /// a.set(0, 9).unwrap();
     /// assert!(a.set(2, 9).is_err());
     /// assert_eq!(a.to_vec(), [9, 0]);
@@ -439,7 +439,7 @@ impl<T: Pod> RawArray<T> {
     /// A copy of all the elements.
     ///
     /// ```
-    /// let a = multiproc_shm::RawArray::from_slice(&[1.0f64, 2.0]).unwrap();
+    /// let a = multiproc::RawArray::from_slice(&[1.0f64, 2.0]).unwrap();
     /// assert_eq!(a.to_vec(), vec![1.0, 2.0]);
     /// ```
     pub fn to_vec(&self) -> Vec<T> {
@@ -452,7 +452,7 @@ impl<T: Pod> RawArray<T> {
     /// is not inside the array.
     ///
     /// ```
-    /// let a = multiproc_shm::RawArray::from_slice(&[1u8, 2, 3, 4]).unwrap();
+    /// let a = multiproc::RawArray::from_slice(&[1u8, 2, 3, 4]).unwrap();
     /// let mut buf = [0u8; 2];
     /// a.read_into(1, &mut buf).unwrap();
     /// assert_eq!(buf, [2, 3]);
@@ -468,7 +468,7 @@ impl<T: Pod> RawArray<T> {
     /// is not inside the array.
     ///
     /// ```
-    /// let a = multiproc_shm::RawArray::<u8>::new(4).unwrap();
+    /// let a = multiproc::RawArray::<u8>::new(4).unwrap();
     /// a.write_from(2, &[7, 8]).unwrap();
     /// assert_eq!(a.to_vec(), [0, 0, 7, 8]);
     /// assert!(a.write_from(3, &[1, 2]).is_err());
@@ -483,7 +483,7 @@ impl<T: Pod> RawArray<T> {
     /// (`LengthMismatch` otherwise).
     ///
     /// ```
-    /// let a = multiproc_shm::RawArray::<i64>::new(2).unwrap();
+    /// let a = multiproc::RawArray::<i64>::new(2).unwrap();
     /// a.copy_from_slice(&[-1, 1]).unwrap();
     /// assert_eq!(a.to_vec(), [-1, 1]);
     /// assert!(a.copy_from_slice(&[1]).is_err());
@@ -502,7 +502,7 @@ impl<T: Pod> RawArray<T> {
     /// Set every element to `v`.
     ///
     /// ```
-    /// let a = multiproc_shm::RawArray::<u32>::new(3).unwrap();
+    /// let a = multiproc::RawArray::<u32>::new(3).unwrap();
     /// a.fill(7);
     /// assert_eq!(a.to_vec(), [7, 7, 7]);
     /// ```
@@ -518,7 +518,7 @@ impl<T: Pod> RawArray<T> {
     /// The segment the elements live in, and the offset of the first.
     ///
     /// ```
-    /// let a = multiproc_shm::RawArray::from_slice(&[1u8, 2]).unwrap();
+    /// let a = multiproc::RawArray::from_slice(&[1u8, 2]).unwrap();
     /// let (seg, offset) = a.location();
     /// assert_eq!(seg.read(offset, 2).unwrap(), [1, 2]);
     /// ```
@@ -550,7 +550,7 @@ impl<T: HasAtomic> RawArray<T> {
     ///
     /// ```
     /// use std::sync::atomic::Ordering;
-    /// let counts = multiproc_shm::RawArray::<u32>::new(4).unwrap();
+    /// let counts = multiproc::RawArray::<u32>::new(4).unwrap();
     /// counts.atomic(2).unwrap().fetch_add(1, Ordering::Relaxed);
     /// assert_eq!(counts.to_vec(), [0, 0, 1, 0]);
     /// assert!(counts.atomic(4).is_err());

@@ -21,7 +21,7 @@ use crate::{sys, ShmError};
 /// ([`as_ptr`](Self::as_ptr)) — never through plain `&[u8]` references.
 ///
 /// ```
-/// let seg = multiproc_shm::Segment::new(16).unwrap();
+/// let seg = multiproc::shm::Segment::new(16).unwrap();
 /// seg.write(8, &[1, 2, 3]).unwrap();
 /// assert_eq!(seg.read(7, 4).unwrap(), [0, 1, 2, 3]);
 /// assert!(seg.write(15, &[0, 0]).is_err()); // out of bounds
@@ -64,7 +64,7 @@ impl Segment {
     /// one to each of several children.
     ///
     /// ```
-    /// let a = multiproc_shm::Segment::new(8).unwrap();
+    /// let a = multiproc::shm::Segment::new(8).unwrap();
     /// let b = a.try_clone().unwrap();
     /// a.write(0, b"x").unwrap();
     /// assert_eq!(b.read(0, 1).unwrap(), b"x");

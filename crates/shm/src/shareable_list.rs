@@ -7,7 +7,7 @@ use crate::{SharedMemory, ShmError};
 /// One item of a [`ShareableList`]: the types Python's `ShareableList` can hold.
 ///
 /// ```
-/// use multiproc_shm::Item;
+/// use multiproc::shm::Item;
 /// assert_eq!(Item::from(3), Item::Int(3));
 /// assert_eq!(Item::from("hi"), Item::Str("hi".into()));
 /// assert_eq!(Item::from(()), Item::None);
@@ -128,7 +128,7 @@ fn pack8(item: &Item) -> [u8; 8] {
 /// processes write.
 ///
 /// ```
-/// use multiproc_shm::{Item, ShareableList, ShmError};
+/// use multiproc::shm::{Item, ShareableList, ShmError};
 /// let sl = ShareableList::new(None, &[Item::from(1), "hello".into(), ().into()]).unwrap();
 /// assert_eq!(sl.get(1).unwrap(), Item::Str("hello".into()));
 /// sl.set(-1, Item::Float(2.5)).unwrap(); // None's slot takes a float

@@ -27,7 +27,7 @@ pub const MAX_NAME_LEN: usize = 30;
 /// Passed to a child process as an argument, it arrives attached (not owning).
 ///
 /// ```
-/// use multiproc_shm::SharedMemory;
+/// use multiproc::shm::SharedMemory;
 /// let a = SharedMemory::create(None, 1024).unwrap();
 /// a.write(0, b"shared").unwrap();
 /// let b = SharedMemory::attach(a.name()).unwrap();

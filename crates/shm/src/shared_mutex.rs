@@ -14,10 +14,10 @@ use crate::{LockResult, NotLocked, RawMutex, Segment, ShmError};
 /// share the same lock word; the memory stays mapped while any clone lives.
 ///
 /// ```
-/// use multiproc_shm::{LockResult, SharedMutex};
+/// use multiproc::shm::{LockResult, SharedMutex};
 /// let m = SharedMutex::new().unwrap();
 /// let m2 = m.clone();
-/// assert_eq!(m.lock(None), LockResult::Acquired);
+/// assert_eq!(m.lock(), LockResult::Acquired);
 /// assert_eq!(m2.try_lock(), LockResult::TimedOut);
 /// m2.unlock().unwrap(); // any holder of the lock may release it, as in Python
 /// assert!(!m.is_locked());
@@ -39,10 +39,10 @@ impl SharedMutex {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use multiproc_shm::{Segment, SharedMutex};
+    /// use multiproc::shm::{Segment, SharedMutex};
     /// let seg = Arc::new(Segment::new(64).unwrap());
     /// let m = SharedMutex::in_segment(seg.clone(), 8).unwrap();
-    /// assert!(m.lock(None).acquired());
+    /// assert!(m.lock().acquired());
     /// assert!(SharedMutex::in_segment(seg.clone(), 6).is_err()); // misaligned
     /// assert!(SharedMutex::in_segment(seg, 64).is_err()); // outside
     /// ```
@@ -65,10 +65,19 @@ impl SharedMutex {
         unsafe { RawMutex::from_ptr(self.seg.as_ptr().add(self.offset)) }
     }
 
-    /// Acquire, waiting at most `timeout` (`None`: as long as it takes).
-    /// See [`RawMutex::lock`].
-    pub fn lock(&self, timeout: Option<Duration>) -> LockResult {
-        self.raw().lock(timeout)
+    /// [`lock_timeout`](Self::lock_timeout) with no bound: waits as long as it takes.
+    pub fn lock(&self) -> LockResult {
+        self.lock_within(None)
+    }
+
+    /// Acquire, waiting at most `timeout`. See [`RawMutex::lock_timeout`].
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult {
+        self.lock_within(Some(timeout))
+    }
+
+    /// `lock` (`None`) or `lock_timeout` (`Some`).
+    pub(crate) fn lock_within(&self, timeout: Option<Duration>) -> LockResult {
+        self.raw().lock_within(timeout)
     }
 
     /// Acquire without waiting.

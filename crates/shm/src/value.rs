@@ -34,7 +34,7 @@ impl Guarded {
     fn acquire(&self) -> (MutexGuard<'_, ()>, bool) {
         let local = self.local.lock();
         loop {
-            match self.lock.lock(None) {
+            match self.lock.lock() {
                 LockResult::TimedOut => continue, // (not with no deadline; be total)
                 r => return (local, r == LockResult::OwnerDied),
             }
@@ -47,7 +47,7 @@ impl Guarded {
         let local = self.local.try_lock_for(timeout)?;
         match self
             .lock
-            .lock(Some(timeout.saturating_sub(start.elapsed())))
+            .lock_timeout(timeout.saturating_sub(start.elapsed()))
         {
             LockResult::TimedOut => None,
             r => Some((local, r == LockResult::OwnerDied)),
@@ -85,7 +85,7 @@ impl Guarded {
 /// poisoned `std::sync::Mutex`.
 ///
 /// ```
-/// let v = multiproc_shm::Value::new(1u32).unwrap();
+/// let v = multiproc::Value::new(1u32).unwrap();
 /// let mut g = v.lock();
 /// assert!(!g.owner_died());
 /// *g += 1;
@@ -104,8 +104,8 @@ pub struct ValueGuard<'a, U: ?Sized> {
 /// Exclusive access to the elements of an [`Array`]: a [`ValueGuard`] over `[T]`.
 ///
 /// ```
-/// let a = multiproc_shm::Array::<u8>::new(4).unwrap();
-/// let mut g: multiproc_shm::ArrayGuard<'_, u8> = a.lock();
+/// let a = multiproc::Array::<u8>::new(4).unwrap();
+/// let mut g: multiproc::shm::ArrayGuard<'_, u8> = a.lock();
 /// g.fill(1);
 /// g[0] = 0;
 /// drop(g);
@@ -118,7 +118,7 @@ impl<U: ?Sized> ValueGuard<'_, U> {
     /// [`LockResult::OwnerDied`]). What it was writing may be half-written.
     ///
     /// ```
-    /// let v = multiproc_shm::Value::new(0i64).unwrap();
+    /// let v = multiproc::Value::new(0i64).unwrap();
     /// assert!(!v.lock().owner_died());
     /// ```
     pub fn owner_died(&self) -> bool {
@@ -222,9 +222,9 @@ fn lock_from_wire(
 /// See [the contract](#the-contract) for processes that ignore the lock.
 ///
 /// ```
-/// # multiproc_process::test_support!();
-/// use multiproc_process::Process;
-/// use multiproc_shm::Value;
+/// # multiproc::test_support!();
+/// use multiproc::Process;
+/// use multiproc::Value;
 ///
 /// fn add(v: Value<i64>) {
 ///     for _ in 0..1000 {
@@ -271,7 +271,7 @@ impl<T: Pod> Value<T> {
     /// A new value holding `v`, with its lock beside it in one segment.
     ///
     /// ```
-    /// let v = multiproc_shm::Value::new([0u8; 16]).unwrap();
+    /// let v = multiproc::Value::new([0u8; 16]).unwrap();
     /// assert_eq!(v.get(), [0; 16]);
     /// ```
     pub fn new(v: T) -> Result<Value<T>, ShmError> {
@@ -292,7 +292,7 @@ impl<T: Pod> Value<T> {
     /// A new value holding `v`, guarded by `lock` (which other values may share).
     ///
     /// ```
-    /// use multiproc_shm::{SharedMutex, Value};
+    /// use multiproc::shm::{SharedMutex, Value};
     /// let lock = SharedMutex::new().unwrap();
     /// let a = Value::with_lock(1u32, lock.clone()).unwrap();
     /// let b = Value::with_lock(2u32, lock.clone()).unwrap();
@@ -312,7 +312,7 @@ impl<T: Pod> Value<T> {
     /// (use [`lock`](Self::lock)), and this value's own `get`/`set`/`lock` wait for it.
     ///
     /// ```
-    /// let v = multiproc_shm::Value::new(0u8).unwrap();
+    /// let v = multiproc::Value::new(0u8).unwrap();
     /// let g = v.lock();
     /// assert!(v.get_lock().is_locked());
     /// drop(g);
@@ -329,7 +329,7 @@ impl<T: Pod> Value<T> {
     /// Lock, waiting as long as it takes; the guard dereferences to the value.
     ///
     /// ```
-    /// let v = multiproc_shm::Value::new(10i32).unwrap();
+    /// let v = multiproc::Value::new(10i32).unwrap();
     /// {
     ///     let mut g = v.lock();
     ///     *g *= 2;
@@ -347,7 +347,7 @@ impl<T: Pod> Value<T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let v = multiproc_shm::Value::new(0u64).unwrap();
+    /// let v = multiproc::Value::new(0u64).unwrap();
     /// let g = v.lock_timeout(Duration::from_millis(10)).unwrap();
     /// let w = v.clone();
     /// let other = std::thread::spawn(move || w.lock_timeout(Duration::from_millis(20)).is_none());
@@ -362,12 +362,13 @@ impl<T: Pod> Value<T> {
     /// Lock if nobody holds the lock now.
     ///
     /// ```
-    /// let v = multiproc_shm::Value::new(0u64).unwrap();
+    /// let v = multiproc::Value::new(0u64).unwrap();
     /// let g = v.try_lock().unwrap();
     /// assert!(v.try_lock().is_none());
     /// drop(g);
     /// assert!(v.try_lock().is_some());
     /// ```
+    #[must_use = "the lock is released at once if the guard is not kept"]
     pub fn try_lock(&self) -> Option<ValueGuard<'_, T>> {
         let got = self.guarded.try_acquire()?;
         Some(self.guarded.guard(self.ptr(), got))
@@ -377,7 +378,7 @@ impl<T: Pod> Value<T> {
     /// death is not reported here; use [`lock`](Self::lock) to learn of it.)
     ///
     /// ```
-    /// let v = multiproc_shm::Value::new(2.5f32).unwrap();
+    /// let v = multiproc::Value::new(2.5f32).unwrap();
     /// assert_eq!(v.get(), 2.5);
     /// ```
     #[doc(alias = "value")]
@@ -388,7 +389,7 @@ impl<T: Pod> Value<T> {
     /// Replace the value under the lock: Python's `v.value = x`.
     ///
     /// ```
-    /// let v = multiproc_shm::Value::new(0u16).unwrap();
+    /// let v = multiproc::Value::new(0u16).unwrap();
     /// v.set(7);
     /// assert_eq!(v.get(), 7);
     /// ```
@@ -406,7 +407,7 @@ impl<T: Pod> Value<T> {
     ///
     /// ```
     /// use std::sync::atomic::Ordering;
-    /// let v = multiproc_shm::Value::new(1u64).unwrap();
+    /// let v = multiproc::Value::new(1u64).unwrap();
     /// // SAFETY: no guard of `v` is alive in this process while `raw` is used.
     /// let raw = unsafe { v.get_obj() };
     /// raw.atomic().fetch_add(1, Ordering::SeqCst);
@@ -473,7 +474,7 @@ impl<'de, T: Pod> Deserialize<'de> for Value<T> {
 /// [contract](Value#the-contract).
 ///
 /// ```
-/// use multiproc_shm::{Array, ShmError};
+/// use multiproc::shm::{Array, ShmError};
 /// let a = Array::from_slice(&[1.0f64, 2.0, 3.0]).unwrap();
 /// for x in a.lock().iter_mut() {
 ///     *x *= 10.0;
@@ -491,7 +492,7 @@ impl<T: Pod> Array<T> {
     /// now, as [`RawArray::new`]'s is.
     ///
     /// ```
-    /// let a = multiproc_shm::Array::<i32>::new(3).unwrap();
+    /// let a = multiproc::Array::<i32>::new(3).unwrap();
     /// assert_eq!(a.to_vec(), [0, 0, 0]);
     /// ```
     pub fn new(len: usize) -> Result<Array<T>, ShmError> {
@@ -512,7 +513,7 @@ impl<T: Pod> Array<T> {
     /// A new array holding a copy of `data`, with its lock beside it.
     ///
     /// ```
-    /// let a = multiproc_shm::Array::from_slice(b"abc").unwrap();
+    /// let a = multiproc::Array::from_slice(b"abc").unwrap();
     /// assert_eq!(a.to_vec(), b"abc");
     /// ```
     pub fn from_slice(data: &[T]) -> Result<Array<T>, ShmError> {
@@ -524,7 +525,7 @@ impl<T: Pod> Array<T> {
     /// `len` zero elements guarded by `lock` (which other values and arrays may share).
     ///
     /// ```
-    /// use multiproc_shm::{Array, SharedMutex, Value};
+    /// use multiproc::shm::{Array, SharedMutex, Value};
     /// let lock = SharedMutex::new().unwrap();
     /// let a = Array::<u8>::with_lock(2, lock.clone()).unwrap();
     /// let n = Value::with_lock(0usize, lock).unwrap();
@@ -542,8 +543,8 @@ impl<T: Pod> Array<T> {
     /// A new array holding a copy of `data`, guarded by `lock`.
     ///
     /// ```
-    /// let lock = multiproc_shm::SharedMutex::new().unwrap();
-    /// let a = multiproc_shm::Array::from_slice_with_lock(&[1u8, 2], lock).unwrap();
+    /// let lock = multiproc::shm::SharedMutex::new().unwrap();
+    /// let a = multiproc::Array::from_slice_with_lock(&[1u8, 2], lock).unwrap();
     /// assert_eq!(a.to_vec(), [1, 2]);
     /// ```
     pub fn from_slice_with_lock(
@@ -559,7 +560,7 @@ impl<T: Pod> Array<T> {
     /// The number of elements.
     ///
     /// ```
-    /// assert_eq!(multiproc_shm::Array::<u8>::new(7).unwrap().len(), 7);
+    /// assert_eq!(multiproc::Array::<u8>::new(7).unwrap().len(), 7);
     /// ```
     pub fn len(&self) -> usize {
         self.raw.len()
@@ -568,7 +569,7 @@ impl<T: Pod> Array<T> {
     /// Whether the array has no elements.
     ///
     /// ```
-    /// assert!(multiproc_shm::Array::<u8>::new(0).unwrap().is_empty());
+    /// assert!(multiproc::Array::<u8>::new(0).unwrap().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.raw.is_empty()
@@ -577,7 +578,7 @@ impl<T: Pod> Array<T> {
     /// The lock: Python's `get_lock()`. See [`Value::get_lock`].
     ///
     /// ```
-    /// let a = multiproc_shm::Array::<u8>::new(1).unwrap();
+    /// let a = multiproc::Array::<u8>::new(1).unwrap();
     /// assert!(!a.get_lock().is_locked());
     /// ```
     pub fn get_lock(&self) -> &SharedMutex {
@@ -592,7 +593,7 @@ impl<T: Pod> Array<T> {
     /// Lock, waiting as long as it takes; the guard dereferences to the elements.
     ///
     /// ```
-    /// let a = multiproc_shm::Array::<u32>::new(3).unwrap();
+    /// let a = multiproc::Array::<u32>::new(3).unwrap();
     /// a.lock().copy_from_slice(&[3, 2, 1]);
     /// a.lock().sort();
     /// assert_eq!(a.to_vec(), [1, 2, 3]);
@@ -607,7 +608,7 @@ impl<T: Pod> Array<T> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let a = multiproc_shm::Array::<u8>::new(1).unwrap();
+    /// let a = multiproc::Array::<u8>::new(1).unwrap();
     /// let g = a.lock_timeout(Duration::from_secs(1)).unwrap();
     /// assert!(!g.owner_died());
     /// ```
@@ -619,10 +620,11 @@ impl<T: Pod> Array<T> {
     /// Lock if nobody holds the lock now.
     ///
     /// ```
-    /// let a = multiproc_shm::Array::<u8>::new(1).unwrap();
+    /// let a = multiproc::Array::<u8>::new(1).unwrap();
     /// let g = a.try_lock().unwrap();
     /// assert!(a.try_lock().is_none());
     /// ```
+    #[must_use = "the lock is released at once if the guard is not kept"]
     pub fn try_lock(&self) -> Option<ArrayGuard<'_, T>> {
         let got = self.guarded.try_acquire()?;
         Some(self.guarded.guard(self.ptr(), got))
@@ -631,7 +633,7 @@ impl<T: Pod> Array<T> {
     /// A copy of element `index` taken under the lock, or `IndexOutOfRange`: Python's `a[i]`.
     ///
     /// ```
-    /// let a = multiproc_shm::Array::from_slice(&[4u8, 5]).unwrap();
+    /// let a = multiproc::Array::from_slice(&[4u8, 5]).unwrap();
     /// assert_eq!(a.get(1).unwrap(), 5);
     /// assert!(a.get(2).is_err());
     /// ```
@@ -643,7 +645,7 @@ impl<T: Pod> Array<T> {
     /// Replace element `index` under the lock, or `IndexOutOfRange`: Python's `a[i] = x`.
     ///
     /// ```
-    /// let a = multiproc_shm::Array::<u8>::new(2).unwrap();
+    /// let a = multiproc::Array::<u8>::new(2).unwrap();
     /// a.set(0, 1).unwrap();
     /// assert!(a.set(2, 1).is_err());
     /// assert_eq!(a.to_vec(), [1, 0]);
@@ -662,7 +664,7 @@ impl<T: Pod> Array<T> {
     /// A copy of all the elements, taken under the lock: Python's `a[:]`.
     ///
     /// ```
-    /// let a = multiproc_shm::Array::from_slice(&[1i16, -1]).unwrap();
+    /// let a = multiproc::Array::from_slice(&[1i16, -1]).unwrap();
     /// assert_eq!(a.to_vec(), vec![1, -1]);
     /// ```
     pub fn to_vec(&self) -> Vec<T> {
@@ -678,7 +680,7 @@ impl<T: Pod> Array<T> {
     /// race, see the [contract](Value#the-contract).)
     ///
     /// ```
-    /// let a = multiproc_shm::Array::<u8>::new(3).unwrap();
+    /// let a = multiproc::Array::<u8>::new(3).unwrap();
     /// // SAFETY: no guard of `a` is alive in this process while `raw` is used.
     /// let raw = unsafe { a.get_obj() };
     /// raw.fill(9);
@@ -869,7 +871,7 @@ mod tests {
         assert_eq!(handles.len(), 2);
         let b: Array<u8> = multiproc_pickle::decode_with_handles(&bytes, handles).unwrap();
         assert_eq!(b.to_vec(), [1, 2]);
-        assert_eq!(lock.lock(None), LockResult::Acquired);
+        assert_eq!(lock.lock(), LockResult::Acquired);
         assert!(b.try_lock().is_none(), "the user's lock travelled");
         lock.unlock().unwrap();
     }

@@ -6,6 +6,8 @@
 //! can be cloned within a process and passed to a child process as an argument (its memory
 //! travels with it) under every start method.
 
+#![warn(missing_debug_implementations)]
+
 mod primitives;
 mod queue;
 mod word;

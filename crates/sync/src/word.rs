@@ -45,7 +45,7 @@ impl<'a> Held<'a> {
     /// counters: a holder that died there left them consistent enough, so owner-died is
     /// accepted as acquired.
     pub(crate) fn lock(m: &'a RawMutex) -> Held<'a> {
-        let _ = m.lock(None);
+        let _ = m.lock();
         Held(m)
     }
 }

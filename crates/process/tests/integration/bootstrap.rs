@@ -174,7 +174,7 @@ fn unit(_: ()) {}
 /// In a daemon child: what a new process defaults to, whether a non-daemon child is refused,
 /// and whether a default (daemon) child runs.
 fn daemon_makes_children(conn: Connection) {
-    let inherited = Process::new(unit, ()).daemon_flag();
+    let inherited = Process::new(unit, ()).is_daemon();
     let refused = matches!(
         Process::new(unit, ()).daemon(false).start(),
         Err(Error::DaemonWithNonDaemonChild)
@@ -202,7 +202,7 @@ fn a_daemons_children_are_daemons_and_never_outlive_it() {
         assert_eq!(p.join_bounded(), 0);
     }
     // The main program's children are not daemons unless asked.
-    assert!(!Process::new(unit, ()).daemon_flag());
+    assert!(!Process::new(unit, ()).is_daemon());
 }
 
 fn tell_method(conn: Connection) {
@@ -448,7 +448,7 @@ fn other_build_refuses() {
     let copy = copy_of_this_binary("other-build", true);
     let p = Process::new(unit, ()).executable(&copy);
     p.start().unwrap();
-    match p.join_timeout(Some(BOUND)) {
+    match p.join_timeout(BOUND) {
         Err(Error::Refused(why)) => assert!(why.contains("fingerprint"), "{why}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -464,7 +464,7 @@ fn a_copy_of_the_same_build_runs_its_task() {
     let copy = copy_of_this_binary("same-build", false);
     let p = Process::new(unit, ()).executable(&copy);
     p.start().unwrap();
-    let got = p.join_timeout(Some(BOUND));
+    let got = p.join_timeout(BOUND);
     if multiproc_pickle::build_id().is_some() {
         assert!(matches!(got, Ok(Some(0))), "{got:?}");
     } else {

@@ -22,11 +22,11 @@ pub trait JoinBounded {
 
 impl JoinBounded for Process {
     fn join_bounded(&self) -> i32 {
-        match self.join_timeout(Some(BOUND)).unwrap() {
+        match self.join_timeout(BOUND).unwrap() {
             Some(code) => code,
             None => {
                 let _ = self.kill();
-                let _ = self.join_timeout(Some(BOUND));
+                let _ = self.join_timeout(BOUND);
                 panic!("{self:?} did not end within {BOUND:?}");
             }
         }
@@ -91,7 +91,7 @@ pub trait AcceptBounded {
 
 impl AcceptBounded for multiproc_process::Listener {
     fn accept_bounded(&self) -> Result<Connection, multiproc_process::Error> {
-        match self.accept_timeout(Some(BOUND)) {
+        match self.accept_timeout(BOUND) {
             Ok(Some(c)) => Ok(c),
             Ok(None) => panic!("no connection within {BOUND:?}"),
             Err(e) => Err(e),

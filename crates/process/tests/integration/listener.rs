@@ -279,7 +279,7 @@ fn silent_and_dripping_peers_do_not_delay_an_honest_client() {
         let (stop, dripper) = drip(raw_connect(&addr), Duration::from_millis(500));
         // the listener takes all six; none of them finishes
         assert!(listener
-            .accept_timeout(Some(Duration::from_millis(300)))
+            .accept_timeout(Duration::from_millis(300))
             .unwrap()
             .is_none());
 
@@ -290,7 +290,7 @@ fn silent_and_dripping_peers_do_not_delay_an_honest_client() {
             tx.send((r, start.elapsed())).unwrap();
         });
         let conn = listener
-            .accept_timeout(Some(Duration::from_secs(10)))
+            .accept_timeout(Duration::from_secs(10))
             .unwrap()
             .expect("the honest client is served while the others stall");
         assert!(conn.poll(Some(Duration::from_secs(10))).unwrap());
@@ -319,7 +319,7 @@ fn a_dripping_peer_is_dropped_at_its_handshake_deadline() {
         // one byte every 100 ms would finish its 100-byte answer after 10 s
         let (stop, dripper) = drip(peer, Duration::from_millis(100));
         let start = std::time::Instant::now();
-        let r = listener.accept_timeout(Some(Duration::from_secs(15)));
+        let r = listener.accept_timeout(Duration::from_secs(15));
         let took = start.elapsed();
         assert!(
             matches!(&r, Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut),
@@ -358,7 +358,7 @@ fn handshakes_under_way_survive_a_pause_between_accepts() {
     let mut got = Vec::new();
     for _ in 0..4 {
         let c = listener
-            .accept_timeout(Some(Duration::from_secs(10)))
+            .accept_timeout(Duration::from_secs(10))
             .unwrap()
             .expect("served");
         assert!(c.poll(Some(Duration::from_secs(10))).unwrap());
@@ -380,7 +380,7 @@ fn too_many_pending_handshakes_drop_the_oldest() {
     let addr = listener.address();
     let mut oldest = raw_connect(&addr);
     let _others: Vec<_> = (0..2).map(|_| raw_connect(&addr)).collect();
-    let r = listener.accept_timeout(Some(Duration::from_secs(10)));
+    let r = listener.accept_timeout(Duration::from_secs(10));
     assert!(
         matches!(&r, Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionAborted),
         "{r:?}"
@@ -399,7 +399,7 @@ fn too_many_pending_handshakes_drop_the_oldest() {
             .is_ok()
     });
     let c = loop {
-        match listener.accept_timeout(Some(Duration::from_secs(10))) {
+        match listener.accept_timeout(Duration::from_secs(10)) {
             Ok(c) => break c.expect("served"),
             Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
             Err(e) => panic!("{e:?}"),
@@ -434,7 +434,7 @@ fn a_deeply_nested_message_does_not_kill_the_receiving_process() {
     );
     p.start().unwrap();
     let conn = listener
-        .accept_timeout(Some(Duration::from_secs(30)))
+        .accept_timeout(Duration::from_secs(30))
         .unwrap()
         .expect("the child connects");
     // 100 000 levels of `Node`, then a `Leaf`: 100 KB that once overflowed the stack
@@ -446,10 +446,7 @@ fn a_deeply_nested_message_does_not_kill_the_receiving_process() {
     let (hostile, sane): (String, bool) = conn.recv().unwrap();
     assert!(hostile.contains("TooDeep"), "{hostile}");
     assert!(sane);
-    assert_eq!(
-        p.join_timeout(Some(Duration::from_secs(30))).unwrap(),
-        Some(0)
-    );
+    assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(0));
 }
 
 fn ready_then_sleep(c: multiproc_process::Connection) {
@@ -467,7 +464,7 @@ fn a_forked_child_does_not_keep_the_listeners_sockets() {
     // a handshake under way when the child is forked
     let _peer = TcpStream::connect(("127.0.0.1", port)).unwrap();
     assert!(l
-        .accept_timeout(Some(Duration::from_millis(50)))
+        .accept_timeout(Duration::from_millis(50))
         .unwrap()
         .is_none());
     let ctx = multiproc_process::get_context(multiproc_process::StartMethod::Fork).unwrap();

@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use crate::bounded::{JoinBounded, RecvBounded};
 use multiproc_process::{
-    active_children, current_process, parent_process, pipe, wait, Connection, Error, Process,
-    StartMethod, Waitable,
+    active_children, current_process, parent_process, pipe, wait_timeout, Connection, Error,
+    Process, StartMethod, Waitable,
 };
 
 const METHODS: [StartMethod; 3] = [
@@ -112,10 +112,7 @@ fn join_timeout_returns_while_child_runs() {
         assert!(matches!(p.join(), Err(Error::NotStarted)));
         p.start().unwrap();
         let t = Instant::now();
-        assert_eq!(
-            p.join_timeout(Some(Duration::from_millis(100))).unwrap(),
-            None
-        );
+        assert_eq!(p.join_timeout(Duration::from_millis(100)).unwrap(), None);
         assert!(t.elapsed() >= Duration::from_millis(100));
         assert!(p.is_alive());
         assert!(active_children().iter().any(|c| c.pid() == p.pid()));
@@ -178,14 +175,14 @@ fn wait_on_connections_and_sentinels() {
     let p = Process::new(send_then_exit, there).start_method(StartMethod::Spawn);
     let q = Process::new(sleeper, 300);
     let (_idle_a, idle_b) = pipe(true).unwrap();
-    assert!(wait(&[&idle_b], Some(Duration::from_millis(50)))
+    assert!(wait_timeout(&[&idle_b], Duration::from_millis(50))
         .unwrap()
         .is_empty());
     p.start().unwrap();
     q.start().unwrap();
-    let ready = wait(&[&here, &idle_b], Some(Duration::from_secs(30))).unwrap();
+    let ready = wait_timeout(&[&here, &idle_b], Duration::from_secs(30)).unwrap();
     assert_eq!(ready, [0]);
-    let ready = wait(&[&q as &dyn Waitable], Some(Duration::from_secs(30))).unwrap();
+    let ready = wait_timeout(&[&q as &dyn Waitable], Duration::from_secs(30)).unwrap();
     assert_eq!(ready, [0]);
     assert!(!q.is_alive());
     assert!(
@@ -199,7 +196,7 @@ fn check_parent_dies((conn, go): (Connection, Connection)) {
     let parent = parent_process().unwrap();
     conn.send(&parent.is_alive()).unwrap();
     go.send(&()).unwrap();
-    let gone = parent.join(Some(Duration::from_secs(20)));
+    let gone = parent.join_timeout(Duration::from_secs(20));
     conn.send(&gone).unwrap();
 }
 
@@ -324,20 +321,17 @@ fn wait_returns_every_ready_object_not_only_the_buffered_ones() {
     a.send_bytes(b"two").unwrap();
     assert_eq!(b.recv_bytes().unwrap(), b"one");
     c.send_bytes(b"three").unwrap();
-    let t = Some(Duration::from_secs(10));
-    assert_eq!(wait(&[&b, &d], t).unwrap(), [0, 1]);
-    assert_eq!(wait(&[&d, &b], t).unwrap(), [0, 1]);
+    let t = Duration::from_secs(10);
+    assert_eq!(wait_timeout(&[&b, &d], t).unwrap(), [0, 1]);
+    assert_eq!(wait_timeout(&[&d, &b], t).unwrap(), [0, 1]);
     // A reaped process (ready without asking the OS) beside a readable pipe.
     let p = Process::new(unit, ());
     p.start().unwrap();
-    assert_eq!(
-        p.join_timeout(Some(Duration::from_secs(30))).unwrap(),
-        Some(0)
-    );
-    assert_eq!(wait(&[&p as &dyn Waitable, &d], t).unwrap(), [0, 1]);
+    assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(0));
+    assert_eq!(wait_timeout(&[&p as &dyn Waitable, &d], t).unwrap(), [0, 1]);
     assert_eq!(b.recv_bytes().unwrap(), b"two");
     assert_eq!(d.recv_bytes().unwrap(), b"three");
-    assert!(wait(&[&b, &d], Some(Duration::from_millis(20)))
+    assert!(wait_timeout(&[&b, &d], Duration::from_millis(20))
         .unwrap()
         .is_empty());
 }
@@ -355,7 +349,7 @@ fn a_huge_panic_message_never_hangs_join() {
         let p = Process::new(huge_panic, 512 << 10).start_method(m);
         p.start().unwrap();
         assert_eq!(
-            p.join_timeout(Some(Duration::from_secs(60))).unwrap(),
+            p.join_timeout(Duration::from_secs(60)).unwrap(),
             Some(1),
             "{m:?}: join hung on a big panic message"
         );
@@ -380,7 +374,7 @@ fn a_failed_assert_on_big_vectors_is_reported() {
         let p = Process::new(assert_big_vectors_equal, 30_000).start_method(m);
         p.start().unwrap();
         assert_eq!(
-            p.join_timeout(Some(Duration::from_secs(60))).unwrap(),
+            p.join_timeout(Duration::from_secs(60)).unwrap(),
             Some(1),
             "{m:?}"
         );
@@ -452,13 +446,13 @@ fn kill_forkservers((out, rounds, how): (Connection, usize, i32)) {
         // SAFETY: plain libc call on a pid that is our own child (the forkserver).
         assert_eq!(unsafe { kill(server, 9) }, 0);
         here.send(&()).unwrap();
-        codes.push(p.join_timeout(Some(Duration::from_secs(30))).unwrap());
+        codes.push(p.join_timeout(Duration::from_secs(30)).unwrap());
         servers.push(server);
     }
     let zombies = zombies_among(&servers);
     let next = Process::new(exit_with, 7).start_method(StartMethod::Forkserver);
     next.start().unwrap();
-    let next_code = next.join_timeout(Some(Duration::from_secs(30))).unwrap();
+    let next_code = next.join_timeout(Duration::from_secs(30)).unwrap();
     out.send(&(codes, zombies, next_code)).unwrap();
 }
 
@@ -471,10 +465,7 @@ fn run_forkserver_killer(rounds: usize, how: i32) -> (Vec<Option<i32>>, Vec<i32>
         "the forkserver killer did not finish"
     );
     let r = here.recv().unwrap();
-    assert_eq!(
-        p.join_timeout(Some(Duration::from_secs(30))).unwrap(),
-        Some(0)
-    );
+    assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(0));
     r
 }
 
@@ -542,10 +533,7 @@ fn daemon_children_die_with_a_killed_parent_others_live_on() {
             "{m:?}: the daemon died with the thread that started it"
         );
         p.kill().unwrap();
-        assert_eq!(
-            p.join_timeout(Some(Duration::from_secs(30))).unwrap(),
-            Some(-9)
-        );
+        assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(-9));
         // The daemon (the only other holder of `there`) dies: end of file, no message.
         assert!(
             here.poll(Some(Duration::from_secs(10))).unwrap(),
@@ -560,10 +548,7 @@ fn daemon_children_die_with_a_killed_parent_others_live_on() {
         assert!(here.poll(Some(Duration::from_secs(30))).unwrap(), "{m:?}");
         let _pid: u32 = here.recv().unwrap();
         p.kill().unwrap();
-        assert_eq!(
-            p.join_timeout(Some(Duration::from_secs(30))).unwrap(),
-            Some(-9)
-        );
+        assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(-9));
         assert!(here.poll(Some(Duration::from_secs(30))).unwrap(), "{m:?}");
         assert_eq!(here.recv::<String>().unwrap(), "finished", "{m:?}");
     }

@@ -42,11 +42,11 @@ unsafe impl State for BarrierState {}
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc_sync::{Barrier, SyncError};
+/// use multiproc::{Barrier, SyncError};
 /// let b = Barrier::new(1).unwrap();
-/// assert_eq!(b.wait(None), Ok(0)); // one party: trips at once
+/// assert_eq!(b.wait(), Ok(0)); // one party: trips at once
 /// let b2 = Barrier::new(2).unwrap();
-/// assert_eq!(b2.wait(Some(Duration::from_millis(10))), Err(SyncError::BrokenBarrier));
+/// assert_eq!(b2.wait_timeout(Duration::from_millis(10)), Err(SyncError::BrokenBarrier));
 /// assert!(b2.broken());
 /// b2.reset();
 /// assert!(!b2.broken());
@@ -86,12 +86,14 @@ impl Barrier {
     }
 
     /// Run `action` once each time the barrier trips (Python's `action=`).
+    #[must_use = "the setting is on the barrier returned"]
     pub fn with_action(mut self, action: fn()) -> Barrier {
         self.action = Some(FnRef::of_action(action));
         self
     }
 
-    /// The timeout of a `wait(None)` (Python's `timeout=`).
+    /// The timeout of a `wait()` (Python's `timeout=`).
+    #[must_use = "the setting is on the barrier returned"]
     pub fn with_timeout(mut self, timeout: Duration) -> Barrier {
         self.timeout = Some(timeout);
         self
@@ -108,8 +110,18 @@ impl Barrier {
         futex::wake_all(&st.seq);
     }
 
+    /// [`wait_timeout`](Self::wait_timeout) with no bound: waits as long as it takes.
+    pub fn wait(&self) -> Result<u32, SyncError> {
+        self.wait_within(None)
+    }
+
     /// Wait for the others, at most `timeout` (or the default timeout); the arrival index.
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<u32, SyncError> {
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, SyncError> {
+        self.wait_within(Some(timeout))
+    }
+
+    /// `wait` (`None`) or `wait_timeout` (`Some`).
+    pub(crate) fn wait_within(&self, timeout: Option<Duration>) -> Result<u32, SyncError> {
         let st = self.st.get();
         let deadline = Deadline::after(timeout.or(self.timeout));
         let (index, generation, epoch) = {
@@ -174,7 +186,12 @@ impl Barrier {
                 self.bump();
                 return Err(SyncError::BrokenBarrier);
             };
-            futex::wait(&st.seq, seq, left);
+            match left {
+                Some(t) => {
+                    futex::wait_timeout(&st.seq, seq, t);
+                }
+                None => futex::wait(&st.seq, seq),
+            }
         }
     }
 

@@ -28,12 +28,12 @@ enum CondLock {
 ///
 /// ```
 /// use std::time::Duration;
-/// let c = multiproc_sync::Condition::new().unwrap();
-/// assert!(c.acquire(None).acquired());
-/// assert_eq!(c.wait(Some(Duration::from_millis(5))), Ok(false)); // nobody notifies
+/// let c = multiproc::Condition::new().unwrap();
+/// assert!(c.acquire().acquired());
+/// assert_eq!(c.wait_timeout(Duration::from_millis(5)), Ok(false)); // nobody notifies
 /// assert_eq!(c.notify(1), Ok(0)); // nobody waits
 /// c.release().unwrap();
-/// assert!(c.wait(None).is_err()); // not holding the lock
+/// assert!(c.wait().is_err()); // not holding the lock
 /// ```
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Condition {
@@ -63,11 +63,21 @@ impl Condition {
         })
     }
 
+    /// [`acquire_timeout`](Self::acquire_timeout) with no bound: waits as long as it takes.
+    pub fn acquire(&self) -> LockResult {
+        self.acquire_within(None)
+    }
+
     /// Acquire the underlying lock.
-    pub fn acquire(&self, timeout: Option<Duration>) -> LockResult {
+    pub fn acquire_timeout(&self, timeout: Duration) -> LockResult {
+        self.acquire_within(Some(timeout))
+    }
+
+    /// `acquire` (`None`) or `acquire_timeout` (`Some`).
+    pub(crate) fn acquire_within(&self, timeout: Option<Duration>) -> LockResult {
         match &self.lock {
-            CondLock::Lock(l) => l.acquire(timeout),
-            CondLock::RLock(l) => l.acquire(timeout),
+            CondLock::Lock(l) => l.acquire_within(timeout),
+            CondLock::RLock(l) => l.acquire_within(timeout),
         }
     }
 
@@ -91,9 +101,19 @@ impl Condition {
         }
     }
 
+    /// [`wait_timeout`](Self::wait_timeout) with no bound: waits as long as it takes.
+    pub fn wait(&self) -> Result<bool, SyncError> {
+        self.wait_within(None)
+    }
+
     /// Release the lock, wait until notified or `timeout` passes, take the lock back. Whether
     /// it was notified (Python's return value).
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, SyncError> {
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, SyncError> {
+        self.wait_within(Some(timeout))
+    }
+
+    /// `wait` (`None`) or `wait_timeout` (`Some`).
+    pub(crate) fn wait_within(&self, timeout: Option<Duration>) -> Result<bool, SyncError> {
         self.check_owned()?;
         let waiters = self.st.get();
         // a place among the waiters before the lock is released: a notify made once it is
@@ -113,7 +133,7 @@ impl Condition {
         let notified = waiters.wait(place, Deadline::after(timeout));
         match &self.lock {
             CondLock::Lock(l) => {
-                let _ = l.acquire(None);
+                let _ = l.acquire();
             }
             CondLock::RLock(l) => {
                 let _ = l.acquire_restore(depth);
@@ -137,7 +157,7 @@ impl Condition {
             let Some(left) = deadline.left() else {
                 return Ok(false);
             };
-            self.wait(left)?;
+            self.wait_within(left)?;
         }
     }
 

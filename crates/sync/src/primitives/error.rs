@@ -5,7 +5,7 @@ use thiserror::Error;
 /// Errors of the synchronization primitives.
 ///
 /// ```
-/// use multiproc_sync::{Lock, SyncError};
+/// use multiproc::{Lock, SyncError};
 /// let lock = Lock::new().unwrap();
 /// assert!(matches!(lock.release(), Err(SyncError::NotLocked)));
 /// ```
@@ -47,8 +47,8 @@ impl SyncError {
     /// The operating system's error behind this one, if there is one.
     ///
     /// ```
-    /// use multiproc_sync::SyncError;
-    /// let e = SyncError::from(multiproc_shm::ShmError::Io(std::io::Error::from_raw_os_error(24)));
+    /// use multiproc::SyncError;
+    /// let e = SyncError::from(multiproc::ShmError::Io(std::io::Error::from_raw_os_error(24)));
     /// assert_eq!(e.io_error().and_then(|io| io.raw_os_error()), Some(24));
     /// assert!(SyncError::NotLocked.io_error().is_none());
     /// ```

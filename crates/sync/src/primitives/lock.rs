@@ -21,14 +21,14 @@ use crate::SyncError;
 /// Clones share the lock; pass it to a child process as (part of) its arguments.
 ///
 /// ```
-/// use multiproc_sync::{Lock, LockResult};
+/// use multiproc::{Lock, LockResult};
 /// let lock = Lock::new().unwrap();
 /// {
 ///     let guard = lock.lock();
 ///     assert!(!guard.owner_died());
 ///     assert_eq!(lock.try_acquire(), LockResult::TimedOut);
 /// } // released here
-/// assert_eq!(lock.acquire(None), LockResult::Acquired);
+/// assert_eq!(lock.acquire(), LockResult::Acquired);
 /// lock.release().unwrap();
 /// ```
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -44,10 +44,23 @@ impl Lock {
         })
     }
 
-    /// Acquire, waiting at most `timeout` (`None`: as long as it takes). Python's
+    /// [`acquire_timeout`](Self::acquire_timeout) with no bound: waits as long as it takes.
+    pub fn acquire(&self) -> LockResult {
+        self.acquire_within(None)
+    }
+
+    /// Acquire, waiting at most `timeout`. Python's
     /// `acquire(block=True, timeout=...)`.
-    pub fn acquire(&self, timeout: Option<Duration>) -> LockResult {
-        self.m.lock(timeout)
+    pub fn acquire_timeout(&self, timeout: Duration) -> LockResult {
+        self.acquire_within(Some(timeout))
+    }
+
+    /// `acquire` (`None`) or `acquire_timeout` (`Some`).
+    pub(crate) fn acquire_within(&self, timeout: Option<Duration>) -> LockResult {
+        match timeout {
+            Some(t) => self.m.lock_timeout(t),
+            None => self.m.lock(),
+        }
     }
 
     /// Acquire only if free now: Python's `acquire(block=False)`.
@@ -63,7 +76,7 @@ impl Lock {
     /// Acquire (waiting as long as it takes) and release when the guard drops: Python's
     /// `with lock:`.
     pub fn lock(&self) -> LockGuard<'_> {
-        let r = self.acquire(None);
+        let r = self.acquire();
         LockGuard {
             lock: self,
             died: r == LockResult::OwnerDied,
@@ -72,7 +85,7 @@ impl Lock {
 
     /// [`lock`](Self::lock) with a timeout: `None` if it expired.
     pub fn lock_timeout(&self, timeout: Duration) -> Option<LockGuard<'_>> {
-        match self.acquire(Some(timeout)) {
+        match self.acquire_timeout(timeout) {
             LockResult::TimedOut => None,
             r => Some(LockGuard {
                 lock: self,
@@ -164,10 +177,10 @@ fn thread_no() -> u32 {
 /// process that later gets a dead holder's pid is not taken for it) and a thread number.
 ///
 /// ```
-/// use multiproc_sync::{LockResult, RLock, SyncError};
+/// use multiproc::{LockResult, RLock, SyncError};
 /// let r = RLock::new().unwrap();
-/// assert_eq!(r.acquire(None), LockResult::Acquired);
-/// assert_eq!(r.acquire(None), LockResult::Acquired); // again, same thread
+/// assert_eq!(r.acquire(), LockResult::Acquired);
+/// assert_eq!(r.acquire(), LockResult::Acquired); // again, same thread
 /// r.release().unwrap();
 /// r.release().unwrap();
 /// assert_eq!(r.release(), Err(SyncError::NotOwner));
@@ -220,13 +233,23 @@ impl RLock {
         st.thread.store(0, Ordering::Relaxed);
     }
 
+    /// [`acquire_timeout`](Self::acquire_timeout) with no bound: waits as long as it takes.
+    pub fn acquire(&self) -> LockResult {
+        self.acquire_within(None)
+    }
+
     /// Acquire (again, if this thread holds it), waiting at most `timeout`.
-    pub fn acquire(&self, timeout: Option<Duration>) -> LockResult {
+    pub fn acquire_timeout(&self, timeout: Duration) -> LockResult {
+        self.acquire_within(Some(timeout))
+    }
+
+    /// `acquire` (`None`) or `acquire_timeout` (`Some`).
+    pub(crate) fn acquire_within(&self, timeout: Option<Duration>) -> LockResult {
         if self.mine() {
             self.st.get().count.fetch_add(1, Ordering::Relaxed);
             return LockResult::Acquired;
         }
-        let r = self.raw().lock(timeout);
+        let r = self.raw().lock_within(timeout);
         if r.acquired() {
             self.take(1);
         }
@@ -235,7 +258,7 @@ impl RLock {
 
     /// Acquire only if free now (or already ours).
     pub fn try_acquire(&self) -> LockResult {
-        self.acquire(Some(Duration::ZERO))
+        self.acquire_timeout(Duration::ZERO)
     }
 
     /// Release once; [`SyncError::NotOwner`] if this thread does not hold it.
@@ -272,14 +295,14 @@ impl RLock {
 
     /// Take the lock back at depth `count` (after `release_all`).
     pub(crate) fn acquire_restore(&self, count: u32) -> LockResult {
-        let r = self.raw().lock(None);
+        let r = self.raw().lock();
         self.take(count);
         r
     }
 
     /// Acquire and release when the guard drops: `with rlock:`.
     pub fn lock(&self) -> RLockGuard<'_> {
-        let r = self.acquire(None);
+        let r = self.acquire();
         RLockGuard {
             lock: self,
             died: r == LockResult::OwnerDied,

@@ -28,7 +28,12 @@ fn sleep_flagged(word: &AtomicU32, v: u32, left: Option<Duration>) {
     {
         return;
     }
-    futex::wait(word, v | SLEEPERS, left);
+    match left {
+        Some(t) => {
+            futex::wait_timeout(word, v | SLEEPERS, t);
+        }
+        None => futex::wait(word, v | SLEEPERS),
+    }
 }
 
 #[repr(C)]
@@ -49,12 +54,12 @@ unsafe impl State for SemState {}
 ///
 /// ```
 /// use std::time::Duration;
-/// let s = multiproc_sync::Semaphore::new(2).unwrap();
-/// assert!(s.acquire(None));
-/// assert!(s.acquire(None));
-/// assert!(!s.acquire(Some(Duration::from_millis(10)))); // none left: times out
+/// let s = multiproc::Semaphore::new(2).unwrap();
+/// assert!(s.acquire());
+/// assert!(s.acquire());
+/// assert!(!s.acquire_timeout(Duration::from_millis(10))); // none left: times out
 /// s.release();
-/// assert_eq!(s.get_value(), 1);
+/// assert_eq!(s.value(), 1);
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Semaphore {
@@ -64,7 +69,7 @@ pub struct Semaphore {
 impl std::fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Semaphore")
-            .field("value", &self.get_value())
+            .field("value", &self.value())
             .finish()
     }
 }
@@ -82,9 +87,19 @@ impl Semaphore {
         Ok(Semaphore { st })
     }
 
-    /// Take a permit, waiting at most `timeout` (`None`: as long as it takes). Whether one
+    /// [`acquire_timeout`](Self::acquire_timeout) with no bound: waits as long as it takes.
+    pub fn acquire(&self) -> bool {
+        self.acquire_within(None)
+    }
+
+    /// Take a permit, waiting at most `timeout`. Whether one
     /// was taken.
-    pub fn acquire(&self, timeout: Option<Duration>) -> bool {
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        self.acquire_within(Some(timeout))
+    }
+
+    /// `acquire` (`None`) or `acquire_timeout` (`Some`).
+    pub(crate) fn acquire_within(&self, timeout: Option<Duration>) -> bool {
         let st = self.st.get();
         let deadline = Deadline::after(timeout);
         let mut spins = 0;
@@ -114,8 +129,9 @@ impl Semaphore {
     }
 
     /// Take a permit only if one is free now.
+    #[must_use = "whether the semaphore was acquired: release it only if it was"]
     pub fn try_acquire(&self) -> bool {
-        self.acquire(Some(Duration::ZERO))
+        self.acquire_timeout(Duration::ZERO)
     }
 
     /// Give a permit back (a `BoundedSemaphore` checks its bound first).
@@ -160,7 +176,8 @@ impl Semaphore {
     }
 
     /// The number of free permits now (Python's `get_value`).
-    pub fn get_value(&self) -> u32 {
+    #[doc(alias = "get_value")]
+    pub fn value(&self) -> u32 {
         self.st.get().value.load(Ordering::Relaxed) & !SLEEPERS
     }
 }
@@ -169,9 +186,9 @@ impl Semaphore {
 /// [`SyncError::TooManyReleases`] when it would exceed the initial value.
 ///
 /// ```
-/// use multiproc_sync::{BoundedSemaphore, SyncError};
+/// use multiproc::{BoundedSemaphore, SyncError};
 /// let s = BoundedSemaphore::new(1).unwrap();
-/// assert!(s.acquire(None));
+/// assert!(s.acquire());
 /// s.release().unwrap();
 /// assert_eq!(s.release(), Err(SyncError::TooManyReleases));
 /// ```
@@ -188,12 +205,23 @@ impl BoundedSemaphore {
         Ok(BoundedSemaphore { sem })
     }
 
+    /// [`acquire_timeout`](Self::acquire_timeout) with no bound: waits as long as it takes.
+    pub fn acquire(&self) -> bool {
+        self.acquire_within(None)
+    }
+
     /// See [`Semaphore::acquire`].
-    pub fn acquire(&self, timeout: Option<Duration>) -> bool {
-        self.sem.acquire(timeout)
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        self.acquire_within(Some(timeout))
+    }
+
+    /// `acquire` (`None`) or `acquire_timeout` (`Some`).
+    pub(crate) fn acquire_within(&self, timeout: Option<Duration>) -> bool {
+        self.sem.acquire_within(timeout)
     }
 
     /// See [`Semaphore::try_acquire`].
+    #[must_use = "whether the semaphore was acquired: release it only if it was"]
     pub fn try_acquire(&self) -> bool {
         self.sem.try_acquire()
     }
@@ -213,8 +241,9 @@ impl BoundedSemaphore {
     }
 
     /// The number of free permits now.
-    pub fn get_value(&self) -> u32 {
-        self.sem.get_value()
+    #[doc(alias = "get_value")]
+    pub fn value(&self) -> u32 {
+        self.sem.value()
     }
 }
 
@@ -236,10 +265,10 @@ unsafe impl State for EventState {}
 ///
 /// ```
 /// use std::time::Duration;
-/// let e = multiproc_sync::Event::new().unwrap();
-/// assert!(!e.wait(Some(Duration::from_millis(5))));
+/// let e = multiproc::Event::new().unwrap();
+/// assert!(!e.wait_timeout(Duration::from_millis(5)));
 /// e.set();
-/// assert!(e.is_set() && e.wait(None));
+/// assert!(e.is_set() && e.wait());
 /// e.clear();
 /// assert!(!e.is_set());
 /// ```
@@ -281,8 +310,18 @@ impl Event {
         self.st.get().flag.load(Ordering::Acquire) & SET != 0
     }
 
+    /// [`wait_timeout`](Self::wait_timeout) with no bound: waits as long as it takes.
+    pub fn wait(&self) -> bool {
+        self.wait_within(None)
+    }
+
     /// Wait until the flag is set, at most `timeout`; whether it is set.
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_within(Some(timeout))
+    }
+
+    /// `wait` (`None`) or `wait_timeout` (`Some`).
+    pub(crate) fn wait_within(&self, timeout: Option<Duration>) -> bool {
         let st = self.st.get();
         let deadline = Deadline::after(timeout);
         loop {
@@ -336,24 +375,24 @@ mod tests {
         let s2 = s.clone();
         kill_while_asleep(
             move || {
-                let _ = s2.acquire(Some(Duration::from_secs(60)));
+                let _ = s2.acquire_timeout(Duration::from_secs(60));
             },
             || s.sleepers_flagged(),
         );
         s.release();
         assert!(!s.sleepers_flagged(), "a dead sleeper is still flagged");
-        assert_eq!(s.get_value(), 1);
-        assert!(s.acquire(Some(Duration::ZERO)));
+        assert_eq!(s.value(), 1);
+        assert!(s.acquire_timeout(Duration::ZERO));
         // a live sleeper keeps its flag and gets the next permit
         let s3 = s.clone();
-        let h = std::thread::spawn(move || s3.acquire(Some(Duration::from_secs(20))));
+        let h = std::thread::spawn(move || s3.acquire_timeout(Duration::from_secs(20)));
         let t = Instant::now();
         while !s.sleepers_flagged() && t.elapsed() < Duration::from_secs(20) {
             std::thread::sleep(Duration::from_millis(1));
         }
         s.release();
         assert!(h.join().unwrap());
-        assert_eq!(s.get_value(), 0);
+        assert_eq!(s.value(), 0);
     }
 
     #[test]
@@ -362,14 +401,14 @@ mod tests {
         let e2 = e.clone();
         kill_while_asleep(
             move || {
-                let _ = e2.wait(Some(Duration::from_secs(60)));
+                let _ = e2.wait_timeout(Duration::from_secs(60));
             },
             || e.st.get().flag.load(Ordering::SeqCst) & SLEEPERS != 0,
         );
         e.set();
         assert_eq!(e.st.get().flag.load(Ordering::SeqCst), SET);
         e.clear();
-        assert!(!e.is_set() && !e.wait(Some(Duration::from_millis(5))));
+        assert!(!e.is_set() && !e.wait_timeout(Duration::from_millis(5)));
     }
 
     #[test]
@@ -377,10 +416,10 @@ mod tests {
         assert!(Semaphore::new(SLEEPERS).is_err());
         let s = Semaphore::new(SLEEPERS - 1).unwrap();
         s.release();
-        assert_eq!(s.get_value(), SLEEPERS - 1);
+        assert_eq!(s.value(), SLEEPERS - 1);
         assert!(!s.sleepers_flagged());
         let b = BoundedSemaphore::new(2).unwrap();
-        assert!(b.acquire(None));
+        assert!(b.acquire());
         b.release().unwrap();
         assert_eq!(b.release(), Err(SyncError::TooManyReleases));
     }

@@ -143,7 +143,12 @@ impl Waiters {
                     }
                 };
             };
-            futex::wait(&p.state, WAITING, left);
+            match left {
+                Some(t) => {
+                    futex::wait_timeout(&p.state, WAITING, t);
+                }
+                None => futex::wait(&p.state, WAITING),
+            }
         }
     }
 

@@ -25,9 +25,9 @@ pub const DEFAULT_CAPACITY: usize = 8 << 20;
 /// Why a queue operation failed.
 ///
 /// ```
-/// use multiproc_sync::{Queue, QueueError};
+/// use multiproc::{Queue, QueueError};
 /// let q: Queue<u32> = Queue::new().unwrap();
-/// assert_eq!(q.get_nowait(), Err(QueueError::Empty));
+/// assert_eq!(q.try_get(), Err(QueueError::Empty));
 /// ```
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -98,7 +98,7 @@ impl QueueError {
     /// item's memory cannot be created for want of descriptors, ...).
     ///
     /// ```
-    /// use multiproc_sync::QueueError;
+    /// use multiproc::QueueError;
     /// let e = QueueError::system("create a queue item", std::io::Error::from_raw_os_error(24));
     /// assert_eq!(e.io_error().and_then(|io| io.raw_os_error()), Some(24));
     /// assert!(QueueError::Empty.io_error().is_none());
@@ -186,16 +186,16 @@ fn encode_error(e: multiproc_pickle::PickleError) -> QueueError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc_sync::{Queue, QueueError};
+/// use multiproc::{Queue, QueueError};
 /// let q = Queue::with_maxsize(2).unwrap();
 /// q.put("a".to_string()).unwrap();
 /// q.put("b".to_string()).unwrap();
-/// let full = q.put_nowait("c".to_string()).unwrap_err();
+/// let full = q.try_put("c".to_string()).unwrap_err();
 /// assert_eq!((full.error, full.value.as_str()), (QueueError::Full, "c"));
-/// assert_eq!(q.qsize(), 2);
+/// assert_eq!(q.len(), 2);
 /// assert_eq!(q.get().unwrap(), "a");
 /// assert_eq!(q.get_timeout(Duration::from_millis(5)).unwrap(), "b");
-/// assert!(q.empty());
+/// assert!(q.is_empty());
 /// ```
 pub struct Queue<T> {
     ring: Ring,
@@ -280,7 +280,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// long as it takes for room.
     ///
     /// ```
-    /// let q = multiproc_sync::Queue::new().unwrap();
+    /// let q = multiproc::Queue::new().unwrap();
     /// let big = vec![7u8; 1000];
     /// q.put_ref(&big).unwrap();
     /// assert_eq!(q.get().unwrap(), big);
@@ -301,7 +301,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Put `value` only if there is room now: Python's `put_nowait`.
-    pub fn put_nowait(&self, value: T) -> Result<(), PutError<T>> {
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
         self.put_inner(value, false, None)
     }
 
@@ -322,22 +323,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Take the oldest item only if there is one now: Python's `get_nowait`.
-    pub fn get_nowait(&self) -> Result<T, QueueError> {
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> Result<T, QueueError> {
         self.get_inner(false, None)
     }
 
     /// The number of items in the queue (exact: put and not yet taken).
-    pub fn qsize(&self) -> usize {
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> usize {
         self.ring.items() as usize
     }
 
     /// Whether the queue holds no item.
-    pub fn empty(&self) -> bool {
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
         self.ring.items() == 0
     }
 
     /// Whether the queue holds `maxsize` items.
-    pub fn full(&self) -> bool {
+    #[doc(alias = "full")]
+    pub fn is_full(&self) -> bool {
         let max = self.ring.maxsize();
         max > 0 && self.ring.items() >= max
     }
@@ -358,10 +363,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 /// `empty` and `close`.
 ///
 /// ```
-/// let q = multiproc_sync::SimpleQueue::new().unwrap();
+/// let q = multiproc::SimpleQueue::new().unwrap();
 /// q.put(7u8).unwrap();
 /// assert_eq!(q.get().unwrap(), 7);
-/// assert!(q.empty());
+/// assert!(q.is_empty());
 /// ```
 pub struct SimpleQueue<T>(Queue<T>);
 
@@ -405,9 +410,10 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
         self.0.get()
     }
 
-    /// See [`Queue::empty`].
-    pub fn empty(&self) -> bool {
-        self.0.empty()
+    /// See [`Queue::is_empty`].
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// See [`Queue::close`].
@@ -416,7 +422,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     }
 }
 
-/// Python's `multiprocessing.JoinableQueue`: a [`Queue`] (it derefs to one) that counts
+/// Python's `multiprocessing.JoinableQueue`: a [`Queue`]'s methods, plus a count of
 /// unfinished tasks. Every `put` adds one; consumers call [`task_done`](Self::task_done) for each item they finished;
 /// [`join`](Self::join) waits until none is left.
 ///
@@ -428,13 +434,13 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use multiproc_sync::{JoinableQueue, QueueError};
+/// use multiproc::{JoinableQueue, QueueError};
 /// let q = JoinableQueue::new().unwrap();
 /// q.put(1u32).unwrap();
-/// assert!(!q.join(Some(Duration::from_millis(5)))); // one unfinished
+/// assert!(!q.join_timeout(Duration::from_millis(5))); // one unfinished
 /// assert_eq!(q.get().unwrap(), 1);
 /// q.task_done().unwrap();
-/// assert!(q.join(None));
+/// assert!(q.join());
 /// assert_eq!(q.task_done(), Err(QueueError::TooManyTaskDone));
 /// ```
 pub struct JoinableQueue<T>(Queue<T>);
@@ -463,13 +469,6 @@ impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
     }
 }
 
-impl<T> std::ops::Deref for JoinableQueue<T> {
-    type Target = Queue<T>;
-    fn deref(&self) -> &Queue<T> {
-        &self.0
-    }
-}
-
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// An unbounded joinable queue.
     pub fn new() -> Result<JoinableQueue<T>, QueueError> {
@@ -481,13 +480,88 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         Queue::with_maxsize(maxsize).map(JoinableQueue)
     }
 
+    /// [`Queue::put_ref`].
+    pub fn put_ref(&self, value: &T) -> Result<(), QueueError> {
+        self.0.put_ref(value)
+    }
+
+    /// [`Queue::put`]: one more unfinished task.
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.0.put(value)
+    }
+
+    /// [`Queue::put_timeout`].
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.0.put_timeout(value, timeout)
+    }
+
+    /// [`Queue::try_put`].
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
+        self.0.try_put(value)
+    }
+
+    /// [`Queue::get`]; call [`task_done`](Self::task_done) when the item is finished.
+    pub fn get(&self) -> Result<T, QueueError> {
+        self.0.get()
+    }
+
+    /// [`Queue::get_timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
+        self.0.get_timeout(timeout)
+    }
+
+    /// [`Queue::try_get`].
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> Result<T, QueueError> {
+        self.0.try_get()
+    }
+
+    /// [`Queue::len`]: items put and not yet taken (not the unfinished count).
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// [`Queue::is_empty`].
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// [`Queue::is_full`].
+    #[doc(alias = "full")]
+    pub fn is_full(&self) -> bool {
+        self.0.is_full()
+    }
+
+    /// [`Queue::close`].
+    pub fn close(&self) {
+        self.0.close()
+    }
+
+    /// [`Queue::is_closed`].
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+
     /// Mark one item taken with `get` as finished.
     pub fn task_done(&self) -> Result<(), QueueError> {
         self.0.ring.task_done()
     }
 
+    /// [`join_timeout`](Self::join_timeout) with no bound: waits as long as it takes.
+    pub fn join(&self) -> bool {
+        self.join_within(None)
+    }
+
     /// Wait until every item put has been marked done, at most `timeout`; whether it happened.
-    pub fn join(&self, timeout: Option<Duration>) -> bool {
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.join_within(Some(timeout))
+    }
+
+    /// `join` (`None`) or `join_timeout` (`Some`).
+    pub(crate) fn join_within(&self, timeout: Option<Duration>) -> bool {
         self.0.ring.join(timeout)
     }
 }
@@ -501,14 +575,14 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
 ///
 /// ```
 /// use std::time::Duration;
-/// let q = multiproc_sync::ByteQueue::with_capacity(64 << 10).unwrap();
+/// let q = multiproc::ByteQueue::with_capacity(64 << 10).unwrap();
 /// q.put_parts(&[b"head:", b"body"]).unwrap();
 /// let len = q.get_with(Some(Duration::from_secs(1)), |bytes| {
 ///     assert_eq!(bytes, b"head:body");
 ///     bytes.len()
 /// });
 /// assert_eq!(len, Ok(9));
-/// assert_eq!(q.try_get_with(|b| b.len()), Err(multiproc_sync::QueueError::Empty));
+/// assert_eq!(q.try_get_with(|b| b.len()), Err(multiproc::QueueError::Empty));
 /// ```
 #[derive(Clone)]
 pub struct ByteQueue {
@@ -578,8 +652,14 @@ impl ByteQueue {
     }
 
     /// Messages put and not yet taken.
-    pub fn qsize(&self) -> usize {
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> usize {
         self.ring.items() as usize
+    }
+
+    /// Whether the queue holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Close the queue for every process (see [`Queue::close`]).

@@ -167,7 +167,7 @@ pub(super) struct Ring {
 /// Sleep on `seq` (which was `seen`) for at most `left` and one slice.
 fn sleep_on(seq: &AtomicU32, waiters: &AtomicU32, seen: u32, left: Option<Duration>) {
     waiters.fetch_add(1, Ordering::SeqCst);
-    futex::wait(seq, seen, Some(left.map_or(SLICE, |l| l.min(SLICE))));
+    futex::wait_timeout(seq, seen, left.map_or(SLICE, |l| l.min(SLICE)));
     waiters.fetch_sub(1, Ordering::SeqCst);
 }
 
@@ -370,7 +370,7 @@ impl Ring {
         // it published nothing half-way: there is nothing to repair)
         let plock = raw_mutex(&p.plock);
         let got = match deadline.left() {
-            Some(l) => plock.lock(l),
+            Some(l) => plock.lock_within(l),
             None => plock.try_lock(),
         };
         if got == LockResult::TimedOut {
@@ -609,7 +609,7 @@ impl Ring {
         self.check_broken()?;
         let clock = raw_mutex(&c.clock);
         let got = match deadline.left() {
-            Some(l) => clock.lock(l),
+            Some(l) => clock.lock_within(l),
             None => clock.try_lock(),
         };
         if got == LockResult::TimedOut {

@@ -18,7 +18,7 @@ use multiproc_process::{pipe, Connection, Process, StartMethod};
 use multiproc_sync::Barrier;
 
 fn party((b, report): (Barrier, Connection)) {
-    let r = b.wait(Some(BOUND));
+    let r = b.wait_timeout(BOUND);
     report.send(&r.ok()).unwrap();
 }
 

@@ -11,10 +11,10 @@ use crate::support::{recv_bounded, Kid, METHODS, PATIENCE};
 
 /// Take the lock, say so, wait (the lock is released inside), report whether notified.
 fn wait_and_report((c, ready, report, timeout): (Condition, Semaphore, Connection, u64)) {
-    assert!(c.acquire(Some(PATIENCE)).acquired());
+    assert!(c.acquire_timeout(PATIENCE).acquired());
     ready.release(); // still holding the lock: the parent cannot notify before we wait
     let t = Instant::now();
-    let notified = c.wait(Some(Duration::from_millis(timeout))).unwrap();
+    let notified = c.wait_timeout(Duration::from_millis(timeout)).unwrap();
     c.release().unwrap();
     report
         .send(&(notified, t.elapsed().as_millis() as u64))
@@ -33,11 +33,11 @@ fn start_waiter(c: &Condition, m: StartMethod, timeout_ms: u64) -> (Kid, Connect
         .start_method(m),
     );
     assert!(
-        ready.acquire(Some(PATIENCE)),
+        ready.acquire_timeout(PATIENCE),
         "{m:?}: the waiter did not start"
     );
     // it holds the lock until it waits
-    assert!(c.acquire(Some(PATIENCE)).acquired());
+    assert!(c.acquire_timeout(PATIENCE).acquired());
     c.release().unwrap();
     (p, here)
 }
@@ -47,11 +47,11 @@ fn a_notification_is_not_taken_by_a_later_waiter() {
     for m in METHODS {
         let c = Condition::new().unwrap();
         let (p, report) = start_waiter(&c, m, 3000);
-        assert!(c.acquire(Some(PATIENCE)).acquired());
+        assert!(c.acquire_timeout(PATIENCE).acquired());
         assert_eq!(c.notify(1), Ok(1), "{m:?}");
         // we wait after the notification: it is not ours
         assert_eq!(
-            c.wait(Some(Duration::from_millis(300))),
+            c.wait_timeout(Duration::from_millis(300)),
             Ok(false),
             "{m:?}: the notifier's own later wait took the notification"
         );
@@ -70,7 +70,7 @@ fn a_notification_is_not_taken_by_a_later_waiter() {
 }
 
 fn wait_for_flag((c, flag, ready): (Condition, RawValue<u32>, Semaphore)) {
-    assert!(c.acquire(Some(PATIENCE)).acquired());
+    assert!(c.acquire_timeout(PATIENCE).acquired());
     ready.release();
     assert!(c.wait_for(|| flag.get() == 1, None).unwrap());
     c.release().unwrap();
@@ -85,11 +85,15 @@ fn wait_for_without_timeout_wakes_when_notified_before_a_later_wait() {
         let p = Kid::start(
             Process::new(wait_for_flag, (c.clone(), flag.clone(), ready.clone())).start_method(m),
         );
-        assert!(ready.acquire(Some(PATIENCE)));
-        assert!(c.acquire(Some(PATIENCE)).acquired());
+        assert!(ready.acquire_timeout(PATIENCE));
+        assert!(c.acquire_timeout(PATIENCE).acquired());
         flag.set(1);
         assert_eq!(c.notify(1), Ok(1), "{m:?}");
-        assert_eq!(c.wait(Some(Duration::from_millis(300))), Ok(false), "{m:?}");
+        assert_eq!(
+            c.wait_timeout(Duration::from_millis(300)),
+            Ok(false),
+            "{m:?}"
+        );
         c.release().unwrap();
         assert_eq!(p.join(), 0, "{m:?}: the notified waiter never woke");
     }
@@ -101,17 +105,21 @@ fn a_waiter_killed_inside_wait_is_not_counted() {
         let c = Condition::new().unwrap();
         let (p, _report) = start_waiter(&c, m, 600_000);
         p.kill();
-        assert!(c.acquire(Some(PATIENCE)).acquired());
+        assert!(c.acquire_timeout(PATIENCE).acquired());
         assert_eq!(c.notify(1), Ok(0), "{m:?}: a dead waiter was notified");
         // nobody notified the next waiter
-        assert_eq!(c.wait(Some(Duration::from_millis(100))), Ok(false), "{m:?}");
+        assert_eq!(
+            c.wait_timeout(Duration::from_millis(100)),
+            Ok(false),
+            "{m:?}"
+        );
         c.release().unwrap();
 
         // a dead waiter older than a live one: the live one gets the notification
         let (dead, _r) = start_waiter(&c, m, 600_000);
         let (live, report) = start_waiter(&c, m, 10_000);
         dead.kill();
-        assert!(c.acquire(Some(PATIENCE)).acquired());
+        assert!(c.acquire_timeout(PATIENCE).acquired());
         assert_eq!(c.notify(1), Ok(1), "{m:?}");
         c.release().unwrap();
         let (notified, took): (bool, u64) = recv_bounded(&report);
@@ -121,9 +129,9 @@ fn a_waiter_killed_inside_wait_is_not_counted() {
 }
 
 fn wait_forever((c, ready): (Condition, Semaphore)) {
-    assert!(c.acquire(Some(PATIENCE)).acquired());
+    assert!(c.acquire_timeout(PATIENCE).acquired());
     ready.release();
-    let _ = c.wait(Some(Duration::from_secs(600)));
+    let _ = c.wait_timeout(Duration::from_secs(600));
 }
 
 #[test]
@@ -138,18 +146,18 @@ fn waiters_killed_at_any_moment_leave_nothing_behind() {
             // somewhere between start and waiting
             std::thread::sleep(Duration::from_micros(200 * (i % 7)));
         } else {
-            assert!(ready.acquire(Some(PATIENCE)));
+            assert!(ready.acquire_timeout(PATIENCE));
         }
         p.kill();
     }
     // a waiter killed holding the lock hands it over
-    let _ = c.acquire(Some(PATIENCE));
+    let _ = c.acquire_timeout(PATIENCE);
     assert_eq!(c.notify_all(), Ok(0), "dead waiters were counted");
-    assert_eq!(c.wait(Some(Duration::from_millis(50))), Ok(false));
+    assert_eq!(c.wait_timeout(Duration::from_millis(50)), Ok(false));
     c.release().unwrap();
     // and the live still get theirs
     let (p, report) = start_waiter(&c, StartMethod::Fork, 10_000);
-    assert!(c.acquire(Some(PATIENCE)).acquired());
+    assert!(c.acquire_timeout(PATIENCE).acquired());
     assert_eq!(c.notify_all(), Ok(1));
     c.release().unwrap();
     let (notified, _): (bool, u64) = recv_bounded(&report);
@@ -165,25 +173,25 @@ fn threads_notified_oldest_first_and_timeouts_give_their_place_back() {
     for i in 0..3u32 {
         let (c2, tx) = (c.clone(), tx.clone());
         hs.push(std::thread::spawn(move || {
-            assert!(c2.acquire(Some(PATIENCE)).acquired());
+            assert!(c2.acquire_timeout(PATIENCE).acquired());
             tx.send((i, None)).unwrap();
             // waiter 1 times out early: a notification must not be spent on it
             let t = if i == 1 { 50 } else { 10_000 };
-            let n = c2.wait(Some(Duration::from_millis(t))).unwrap();
+            let n = c2.wait_timeout(Duration::from_millis(t)).unwrap();
             c2.release().unwrap();
             tx.send((i, Some(n))).unwrap();
         }));
         assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), (i, None));
         // the lock is free once it waits
-        assert!(c.acquire(Some(PATIENCE)).acquired());
+        assert!(c.acquire_timeout(PATIENCE).acquired());
         c.release().unwrap();
     }
     assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), (1, Some(false)));
-    assert!(c.acquire(Some(PATIENCE)).acquired());
+    assert!(c.acquire_timeout(PATIENCE).acquired());
     assert_eq!(c.notify(1), Ok(1));
     c.release().unwrap();
     assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), (0, Some(true)));
-    assert!(c.acquire(Some(PATIENCE)).acquired());
+    assert!(c.acquire_timeout(PATIENCE).acquired());
     assert_eq!(c.notify(5), Ok(1));
     c.release().unwrap();
     assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), (2, Some(true)));

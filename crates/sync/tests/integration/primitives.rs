@@ -74,13 +74,13 @@ fn a_holder_killed_hands_the_lock_over_as_owner_died() {
     let ready = Event::new().unwrap();
     let p = Process::new(hold_lock_forever, (lock.clone(), ready.clone()));
     run(&p);
-    assert!(ready.wait(Some(Duration::from_secs(20))));
+    assert!(ready.wait_timeout(Duration::from_secs(20)));
     assert_eq!(lock.try_acquire(), LockResult::TimedOut);
     p.kill().unwrap();
     assert_eq!(joined(&p), -9);
     let t = Instant::now();
     assert_eq!(
-        lock.acquire(Some(Duration::from_secs(5))),
+        lock.acquire_timeout(Duration::from_secs(5)),
         LockResult::OwnerDied
     );
     assert!(t.elapsed() < Duration::from_secs(5));
@@ -90,12 +90,12 @@ fn a_holder_killed_hands_the_lock_over_as_owner_died() {
     let ready = Event::new().unwrap();
     let p = Process::new(hold_rlock_forever, (rlock.clone(), ready.clone()));
     run(&p);
-    assert!(ready.wait(Some(Duration::from_secs(20))));
+    assert!(ready.wait_timeout(Duration::from_secs(20)));
     assert_eq!(rlock.try_acquire(), LockResult::TimedOut);
     p.kill().unwrap();
     joined(&p);
     assert_eq!(
-        rlock.acquire(Some(Duration::from_secs(5))),
+        rlock.acquire_timeout(Duration::from_secs(5)),
         LockResult::OwnerDied
     );
     // ours now, at depth 1
@@ -104,9 +104,9 @@ fn a_holder_killed_hands_the_lock_over_as_owner_died() {
 }
 
 fn take_two_then_wait((sem, ready, go): (Semaphore, Event, Event)) {
-    assert!(sem.acquire(Some(BOUND)) && sem.acquire(Some(BOUND)));
+    assert!(sem.acquire_timeout(BOUND) && sem.acquire_timeout(BOUND));
     ready.set();
-    assert!(go.wait(Some(Duration::from_secs(20))));
+    assert!(go.wait_timeout(Duration::from_secs(20)));
     sem.release();
 }
 
@@ -116,10 +116,10 @@ fn semaphore_counts_and_times_out_neither_early_nor_much_late() {
     let (ready, go) = (Event::new().unwrap(), Event::new().unwrap());
     let p = Process::new(take_two_then_wait, (sem.clone(), ready.clone(), go.clone()));
     run(&p);
-    assert!(ready.wait(Some(Duration::from_secs(20))));
-    assert_eq!(sem.get_value(), 0);
+    assert!(ready.wait_timeout(Duration::from_secs(20)));
+    assert_eq!(sem.value(), 0);
     let t = Instant::now();
-    assert!(!sem.acquire(Some(Duration::from_millis(200))));
+    assert!(!sem.acquire_timeout(Duration::from_millis(200)));
     let waited = t.elapsed();
     assert!(
         waited >= Duration::from_millis(200),
@@ -127,14 +127,14 @@ fn semaphore_counts_and_times_out_neither_early_nor_much_late() {
     );
     assert!(waited < Duration::from_secs(3), "returned late: {waited:?}");
     go.set();
-    assert!(sem.acquire(Some(Duration::from_secs(20))));
+    assert!(sem.acquire_timeout(Duration::from_secs(20)));
     assert_eq!(joined(&p), 0);
 
     let b = BoundedSemaphore::new(1).unwrap();
     assert_eq!(b.release(), Err(SyncError::TooManyReleases));
-    assert!(b.acquire(Some(BOUND)));
+    assert!(b.acquire_timeout(BOUND));
     b.release().unwrap();
-    assert_eq!(b.get_value(), 1);
+    assert_eq!(b.value(), 1);
 }
 
 static RAN_ACTION: AtomicBool = AtomicBool::new(false);
@@ -144,7 +144,7 @@ fn mark_action() {
 }
 
 fn barrier_party((b, report): (Barrier, Connection)) {
-    let r = b.wait(Some(Duration::from_secs(20)));
+    let r = b.wait_timeout(Duration::from_secs(20));
     report
         .send(&(r.ok(), RAN_ACTION.load(Ordering::SeqCst)))
         .unwrap();
@@ -160,7 +160,7 @@ fn five_party_barrier_across_processes_with_abort_and_reset() {
         run(&p);
         kids.push((p, here));
     }
-    let mine = b.wait(Some(Duration::from_secs(20))).unwrap();
+    let mine = b.wait_timeout(Duration::from_secs(20)).unwrap();
     let mut indices = vec![mine];
     let mut actions = usize::from(RAN_ACTION.load(Ordering::SeqCst));
     for (p, conn) in &kids {
@@ -186,7 +186,7 @@ fn five_party_barrier_across_processes_with_abort_and_reset() {
     let (idx, _): (Option<u32>, bool) = here.recv_bounded();
     assert_eq!(idx, None);
     assert!(b.broken());
-    assert_eq!(b.wait(Some(BOUND)), Err(SyncError::BrokenBarrier));
+    assert_eq!(b.wait_timeout(BOUND), Err(SyncError::BrokenBarrier));
     joined(&p);
 
     // reset: usable again
@@ -196,16 +196,16 @@ fn five_party_barrier_across_processes_with_abort_and_reset() {
     let (here, there) = pipe(true).unwrap();
     let p = Process::new(barrier_party, (b2.clone(), there));
     run(&p);
-    assert!(b2.wait(Some(Duration::from_secs(20))).is_ok());
+    assert!(b2.wait_timeout(Duration::from_secs(20)).is_ok());
     let (idx, _): (Option<u32>, bool) = here.recv_bounded();
     assert!(idx.is_some());
     joined(&p);
 }
 
 fn cond_waiter((c, ready, report): (Condition, Semaphore, Connection)) {
-    assert!(c.acquire(Some(BOUND)).acquired());
+    assert!(c.acquire_timeout(BOUND).acquired());
     ready.release(); // still holding the lock: the parent cannot notify before we wait
-    let notified = c.wait(Some(Duration::from_millis(1500))).unwrap();
+    let notified = c.wait_timeout(Duration::from_millis(1500)).unwrap();
     c.release().unwrap();
     report.send(&notified).unwrap();
 }
@@ -222,9 +222,9 @@ fn condition_notify_n_wakes_exactly_n() {
         kids.push((p, here));
     }
     for _ in 0..4 {
-        assert!(ready.acquire(Some(Duration::from_secs(20))));
+        assert!(ready.acquire_timeout(Duration::from_secs(20)));
     }
-    assert!(c.acquire(Some(BOUND)).acquired());
+    assert!(c.acquire_timeout(BOUND).acquired());
     assert_eq!(c.notify(2), Ok(2));
     c.release().unwrap();
     let mut woken = 0;
@@ -237,7 +237,9 @@ fn condition_notify_n_wakes_exactly_n() {
 }
 
 fn event_waiter((e, report): (Event, Connection)) {
-    report.send(&e.wait(Some(Duration::from_secs(20)))).unwrap();
+    report
+        .send(&e.wait_timeout(Duration::from_secs(20)))
+        .unwrap();
 }
 
 #[test]
@@ -266,12 +268,12 @@ fn use_everything((lock, rlock, sem, bsem, event, cond, barrier): All) {
     lock.release().unwrap(); // the parent locked it: any process may release
     let _r = rlock.lock();
     sem.release();
-    assert!(bsem.acquire(Some(BOUND)));
+    assert!(bsem.acquire_timeout(BOUND));
     event.set();
-    assert!(cond.acquire(Some(BOUND)).acquired());
+    assert!(cond.acquire_timeout(BOUND).acquired());
     cond.notify_all().unwrap();
     cond.release().unwrap();
-    barrier.wait(Some(Duration::from_secs(20))).unwrap();
+    barrier.wait_timeout(Duration::from_secs(20)).unwrap();
 }
 
 #[test]
@@ -286,14 +288,14 @@ fn every_primitive_reaches_a_child_under_every_start_method() {
             Condition::new().unwrap(),
             Barrier::new(2).unwrap(),
         );
-        assert_eq!(all.0.acquire(Some(BOUND)), LockResult::Acquired);
+        assert_eq!(all.0.acquire_timeout(BOUND), LockResult::Acquired);
         let p = Process::new(use_everything, all.clone()).start_method(m);
         run(&p);
-        all.6.wait(Some(Duration::from_secs(20))).unwrap();
+        all.6.wait_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(joined(&p), 0, "{m:?}");
         assert!(!all.0.is_locked(), "{m:?}");
         assert!(all.2.try_acquire(), "{m:?}");
-        assert_eq!(all.3.get_value(), 0, "{m:?}");
+        assert_eq!(all.3.value(), 0, "{m:?}");
         assert!(all.4.is_set(), "{m:?}");
     }
 }
@@ -301,7 +303,7 @@ fn every_primitive_reaches_a_child_under_every_start_method() {
 #[test]
 fn an_rlock_released_by_another_thread_is_an_error() {
     let r = Arc::new(RLock::new().unwrap());
-    assert_eq!(r.acquire(Some(BOUND)), LockResult::Acquired);
+    assert_eq!(r.acquire_timeout(BOUND), LockResult::Acquired);
     let r2 = r.clone();
     let other = std::thread::spawn(move || r2.release()).join_bounded();
     assert_eq!(other, Err(SyncError::NotOwner));

@@ -70,7 +70,7 @@ fn a_million_items_from_two_producers_to_two_consumers_none_lost_or_duplicated()
         .fold(0u64, u64::wrapping_add);
     assert_eq!(count, 2 * PER_PRODUCER);
     assert_eq!(sum, expected);
-    assert!(q.empty());
+    assert!(q.is_empty());
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn maxsize_blocks_and_full_empty_time_out_neither_early_nor_much_late() {
     let q: Queue<u32> = Queue::with_maxsize(2).unwrap();
     q.put(1).unwrap();
     q.put(2).unwrap();
-    assert!(q.full());
+    assert!(q.is_full());
     let t = Instant::now();
     let e = q.put_timeout(3, Duration::from_millis(150)).unwrap_err();
     let waited = t.elapsed();
@@ -89,7 +89,7 @@ fn maxsize_blocks_and_full_empty_time_out_neither_early_nor_much_late() {
     );
     assert_eq!(q.get_timeout(BOUND).unwrap(), 1);
     q.put_timeout(3, Duration::from_secs(5)).unwrap();
-    assert_eq!(q.qsize(), 2);
+    assert_eq!(q.len(), 2);
     assert_eq!(
         (q.get_timeout(BOUND).unwrap(), q.get_timeout(BOUND).unwrap()),
         (2, 3)
@@ -104,7 +104,7 @@ fn maxsize_blocks_and_full_empty_time_out_neither_early_nor_much_late() {
         waited >= Duration::from_millis(150) && waited < Duration::from_secs(3),
         "{waited:?}"
     );
-    assert_eq!(q.get_nowait(), Err(QueueError::Empty));
+    assert_eq!(q.try_get(), Err(QueueError::Empty));
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn an_unserializable_value_fails_at_put_in_the_caller() {
     let q: Queue<NoSer> = Queue::new().unwrap();
     let e = q.put(NoSer).unwrap_err();
     assert!(matches!(e.error, QueueError::Encode(_)), "{:?}", e.error);
-    assert!(q.empty());
+    assert!(q.is_empty());
 }
 
 #[test]
@@ -150,7 +150,7 @@ fn a_value_owning_handles_is_refused_at_put_with_a_reason() {
     assert!(e.error.to_string().contains("Connection"));
     let e = q.put_ref(&Queue::new().unwrap()).unwrap_err();
     assert!(matches!(e, QueueError::CarriesHandles), "{e:?}");
-    assert!(q.empty());
+    assert!(q.is_empty());
 }
 
 fn put_and_leave((q, n): (Queue<u32>, u32)) {
@@ -165,9 +165,9 @@ fn a_producer_exits_before_anyone_reads_and_nothing_is_lost() {
     let p = Process::new(put_and_leave, (q.clone(), 10_000));
     p.start().unwrap();
     assert_eq!(p.join_bounded(), 0, "no waiting for a consumer");
-    assert_eq!(q.qsize(), 10_000);
+    assert_eq!(q.len(), 10_000);
     for i in 0..10_000 {
-        assert_eq!(q.get_nowait().unwrap(), i);
+        assert_eq!(q.try_get().unwrap(), i);
     }
 }
 
@@ -190,7 +190,7 @@ fn joinable_queue_join_across_processes() {
     q.put(u32::MAX).unwrap();
     let p = Process::new(work_and_mark_done, q.clone());
     p.start().unwrap();
-    assert!(q.join(Some(Duration::from_secs(60))));
+    assert!(q.join_timeout(Duration::from_secs(60)));
     assert_eq!(p.join_bounded(), 0);
     assert_eq!(q.task_done(), Err(QueueError::TooManyTaskDone));
 }
@@ -258,7 +258,7 @@ fn a_consumer_killed_while_waiting_does_not_hang_the_others() {
     let ready = Event::new().unwrap();
     let p = Process::new(wait_for_an_item, (q.clone(), ready.clone()));
     p.start().unwrap();
-    assert!(ready.wait(Some(Duration::from_secs(20))));
+    assert!(ready.wait_timeout(Duration::from_secs(20)));
     std::thread::sleep(Duration::from_millis(50));
     p.kill().unwrap();
     assert_eq!(p.join_bounded(), -9);
@@ -303,7 +303,7 @@ fn byte_queue_messages_in_parts_cross_processes_whole_and_in_order() {
     for p in &ps {
         assert_eq!(p.join_bounded(), 0);
     }
-    assert_eq!(q.qsize(), 0);
+    assert_eq!(q.len(), 0);
     let t = Instant::now();
     assert_eq!(
         q.get_with_sleeping(Some(Duration::from_millis(30)), |m| m.len()),

@@ -65,19 +65,19 @@ fn a_producer_of_items_larger_than_the_ring_exits_before_they_are_read() {
             .start_method(m)
             .daemon(true);
         p.start().unwrap();
-        let code = p.join_timeout(Some(Duration::from_secs(30))).unwrap();
+        let code = p.join_timeout(Duration::from_secs(30)).unwrap();
         if code.is_none() {
             let _ = p.kill();
-            let _ = p.join_timeout(Some(Duration::from_secs(10)));
+            let _ = p.join_timeout(Duration::from_secs(10));
             panic!("{m:?}: the producer is still alive, waiting for its items to be read");
         }
         assert_eq!(code, Some(0), "{m:?}");
-        assert_eq!(q.qsize(), 2, "{m:?}");
+        assert_eq!(q.len(), 2, "{m:?}");
         let a = q.get_timeout(Duration::from_secs(20)).unwrap();
         let b = q.get_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!((check(&a), a.0.len()), ((1, 0), 10 * MIB), "{m:?}");
         assert_eq!((check(&b), b.0.len()), ((1, 1), 100 * MIB), "{m:?}");
-        assert!(q.empty());
+        assert!(q.is_empty());
     }
 }
 
@@ -124,20 +124,17 @@ fn a_consumer_killed_in_the_middle_of_a_big_get_leaves_the_item_for_the_next() {
             .start_method(StartMethod::Forkserver)
             .daemon(true);
         p.start().unwrap();
-        assert!(started.wait(Some(Duration::from_secs(20))));
+        assert!(started.wait_timeout(Duration::from_secs(20)));
         std::thread::sleep(Duration::from_micros(rng.below(20_000)));
         p.kill().unwrap();
-        assert_eq!(
-            p.join_timeout(Some(Duration::from_secs(20))).unwrap(),
-            Some(-9)
-        );
+        assert_eq!(p.join_timeout(Duration::from_secs(20)).unwrap(), Some(-9));
     }
     let big = q.get_timeout(Duration::from_secs(20)).unwrap();
     assert_eq!((check(&big.0), big.0 .0.len()), ((7, 0), 3 * MIB));
     let small = q.get_timeout(Duration::from_secs(20)).unwrap();
     assert_eq!(check(&small.0), (7, 1));
     assert!(putter.join().unwrap().is_ok());
-    assert!(q.empty());
+    assert!(q.is_empty());
 }
 
 /// Producer `id` puts `n` items, cycling through small, ring-sized and larger-than-ring ones.
@@ -173,12 +170,9 @@ fn big_and_small_items_from_several_producers_keep_fifo_order() {
         next[id as usize] += 1;
     }
     for p in &ps {
-        assert_eq!(
-            p.join_timeout(Some(Duration::from_secs(30))).unwrap(),
-            Some(0)
-        );
+        assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(0));
     }
-    assert!(q.empty());
+    assert!(q.is_empty());
 }
 
 /// Put items larger than the ring, numbered from 0, for ever (until killed).
@@ -228,14 +222,11 @@ fn producers_killed_while_putting_big_items_leave_no_torn_or_stray_item() {
         p.start().unwrap();
         std::thread::sleep(Duration::from_micros(rng.below(3000)));
         p.kill().unwrap();
-        assert!(p
-            .join_timeout(Some(Duration::from_secs(20)))
-            .unwrap()
-            .is_some());
+        assert!(p.join_timeout(Duration::from_secs(20)).unwrap().is_some());
     }
     stop.store(true, Ordering::Relaxed);
     assert!(reader.join().unwrap() > 0);
-    assert!(q.empty());
+    assert!(q.is_empty());
     q.put(item(1000, 0, 200 << 10)).unwrap();
     q.put(item(1000, 1, 10)).unwrap();
     assert_eq!(
@@ -275,21 +266,18 @@ fn consumers_killed_while_getting_big_items_leave_the_rest_whole_and_in_order() 
         p.start().unwrap();
         std::thread::sleep(Duration::from_micros(rng.below(3000)));
         p.kill().unwrap();
-        assert!(p
-            .join_timeout(Some(Duration::from_secs(20)))
-            .unwrap()
-            .is_some());
+        assert!(p.join_timeout(Duration::from_secs(20)).unwrap().is_some());
     }
     stop.store(true, Ordering::Relaxed);
     let put = writer.join().unwrap();
     // what is left comes whole and in order
     let mut last = None;
-    while let Ok(b) = q.get_nowait() {
+    while let Ok(b) = q.try_get() {
         let (tag, i) = check(&b);
         assert_eq!(tag, 5);
         assert!(last.is_none_or(|l| i > l), "order");
         last = Some(i);
     }
     assert!(put > 0);
-    assert!(q.empty());
+    assert!(q.is_empty());
 }

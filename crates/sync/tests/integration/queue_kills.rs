@@ -62,12 +62,12 @@ fn kill_at_random(f: fn(Args), q: &JoinableQueue<u64>, rng: &mut Rng) {
         .start_method(StartMethod::Forkserver)
         .daemon(true);
     p.start().unwrap();
-    if !started.wait(Some(Duration::from_secs(20))) {
+    if !started.wait_timeout(Duration::from_secs(20)) {
         not_started(&p);
     }
     std::thread::sleep(Duration::from_micros(rng.below(1000)));
     p.kill().unwrap();
-    let code = p.join_timeout(Some(Duration::from_secs(20))).unwrap();
+    let code = p.join_timeout(Duration::from_secs(20)).unwrap();
     assert!(code.is_some(), "a killed child did not end");
 }
 
@@ -99,7 +99,7 @@ fn not_started(p: &Process) -> ! {
     }
     let alive = p.is_alive();
     let _ = p.kill();
-    let code = p.join_timeout(Some(Duration::from_secs(20)));
+    let code = p.join_timeout(Duration::from_secs(20));
     panic!(
         "{p:?} did not start its task within 20 s (alive then: {alive:?}; exit code after a kill: \
          {code:?}; panic message: {:?}); where it was:{at}",
@@ -125,7 +125,7 @@ fn draining_thread(q: &JoinableQueue<u64>, stop: &Arc<AtomicBool>) -> std::threa
 /// `join`, bounded: a helper thread so a hang fails the test instead of stalling it.
 fn join_within(q: &JoinableQueue<u64>, t: Duration) -> bool {
     let q = q.clone();
-    let h = std::thread::spawn(move || q.join(None));
+    let h = std::thread::spawn(move || q.join());
     let deadline = Instant::now() + t;
     while !h.is_finished() {
         if Instant::now() > deadline {
@@ -138,23 +138,23 @@ fn join_within(q: &JoinableQueue<u64>, t: Duration) -> bool {
 
 /// The queue is empty and every one of its `MAXSIZE` slots takes an item.
 fn check_empty_and_every_slot_usable(q: &JoinableQueue<u64>) {
-    assert_eq!(q.qsize(), 0, "qsize of an empty queue");
-    assert!(q.empty());
-    assert!(!q.full());
-    assert_eq!(q.get_nowait(), Err(QueueError::Empty));
+    assert_eq!(q.len(), 0, "qsize of an empty queue");
+    assert!(q.is_empty());
+    assert!(!q.is_full());
+    assert_eq!(q.try_get(), Err(QueueError::Empty));
     for i in 0..MAXSIZE as u64 {
-        if let Err(e) = q.put_nowait(i) {
+        if let Err(e) = q.try_put(i) {
             panic!("slot {i} of {MAXSIZE} refused: {:?}", e.error);
         }
     }
-    assert!(q.full());
-    assert_eq!(q.qsize(), MAXSIZE as usize);
-    assert_eq!(q.put_nowait(99).map_err(|e| e.error), Err(QueueError::Full));
+    assert!(q.is_full());
+    assert_eq!(q.len(), MAXSIZE as usize);
+    assert_eq!(q.try_put(99).map_err(|e| e.error), Err(QueueError::Full));
     for i in 0..MAXSIZE as u64 {
-        assert_eq!(q.get_nowait(), Ok(i));
+        assert_eq!(q.try_get(), Ok(i));
         q.task_done().unwrap();
     }
-    assert!(q.empty());
+    assert!(q.is_empty());
 }
 
 #[test]
@@ -168,7 +168,7 @@ fn producers_killed_inside_put_leave_exact_counts() {
     }
     stop.store(true, Ordering::Relaxed);
     let taken = drain.join().unwrap();
-    while q.get_nowait().is_ok() {
+    while q.try_get().is_ok() {
         q.task_done().unwrap();
     }
     assert!(taken > 0, "the producers put nothing");
@@ -205,7 +205,7 @@ fn consumers_killed_inside_get_leave_exact_counts() {
     stop.store(true, Ordering::Relaxed);
     let put = producer.join().unwrap();
     let mut last = None;
-    while let Ok(x) = q.get_nowait() {
+    while let Ok(x) = q.try_get() {
         assert!(last.is_none_or(|l| l < x), "FIFO");
         last = Some(x);
     }
@@ -247,7 +247,7 @@ fn producers_and_consumers_killed_together_leave_a_usable_queue() {
                 .start_method(StartMethod::Forkserver)
                 .daemon(true);
             p.start().unwrap();
-            if !started.wait(Some(Duration::from_secs(20))) {
+            if !started.wait_timeout(Duration::from_secs(20)) {
                 not_started(&p);
             }
             ps.push(p);
@@ -260,12 +260,12 @@ fn producers_and_consumers_killed_together_leave_a_usable_queue() {
             p.kill().unwrap();
         }
         for p in &ps {
-            let code = p.join_timeout(Some(Duration::from_secs(20))).unwrap();
+            let code = p.join_timeout(Duration::from_secs(20)).unwrap();
             assert!(code.is_some(), "a killed child did not end");
         }
         consumer_kills += 1;
     }
-    while q.get_nowait().is_ok() {
+    while q.try_get().is_ok() {
         q.task_done().unwrap();
     }
     check_empty_and_every_slot_usable(&q);

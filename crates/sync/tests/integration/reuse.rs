@@ -113,11 +113,11 @@ fn a_lock_whose_dead_holders_pid_was_reused_is_owner_died() {
         let lock = Lock::new().unwrap();
         let ready = Event::new().unwrap();
         let p = Kid::start(Process::new(hold_lock, (lock.clone(), ready.clone())).start_method(m));
-        assert!(ready.wait(Some(PATIENCE)), "{m:?}");
+        assert!(ready.wait_timeout(PATIENCE), "{m:?}");
         let pid = p.kill();
         let imp = impostor(pid);
         assert_eq!(
-            lock.acquire(Some(Duration::from_secs(3))),
+            lock.acquire_timeout(Duration::from_secs(3)),
             LockResult::OwnerDied,
             "{m:?}: pid {pid} is alive again, in another process"
         );
@@ -141,7 +141,7 @@ fn a_value_whose_dead_holders_pid_was_reused_is_owner_died() {
     let p = Kid::start(
         Process::new(hold_value, (v.clone(), ready.clone())).start_method(StartMethod::Fork),
     );
-    assert!(ready.wait(Some(PATIENCE)));
+    assert!(ready.wait_timeout(PATIENCE));
     let pid = p.kill();
     let _imp = impostor(pid);
     let g = v
@@ -164,7 +164,7 @@ fn rlock_in_impostor((lock, target, report): (RLock, u32, Semaphore)) {
     if std::process::id() != target || lock.is_owned() {
         return;
     }
-    if lock.acquire(Some(Duration::from_secs(3))) == LockResult::OwnerDied {
+    if lock.acquire_timeout(Duration::from_secs(3)) == LockResult::OwnerDied {
         report.release();
     }
 }
@@ -175,11 +175,11 @@ fn an_rlock_whose_dead_owners_pid_was_reused_is_owner_died() {
         let lock = RLock::new().unwrap();
         let ready = Event::new().unwrap();
         let p = Kid::start(Process::new(hold_rlock, (lock.clone(), ready.clone())).start_method(m));
-        assert!(ready.wait(Some(PATIENCE)), "{m:?}");
+        assert!(ready.wait_timeout(PATIENCE), "{m:?}");
         let pid = p.kill();
         let imp = impostor(pid);
         assert_eq!(
-            lock.acquire(Some(Duration::from_secs(3))),
+            lock.acquire_timeout(Duration::from_secs(3)),
             LockResult::OwnerDied,
             "{m:?}"
         );
@@ -192,7 +192,7 @@ fn an_rlock_whose_dead_owners_pid_was_reused_is_owner_died() {
     let lock = RLock::new().unwrap();
     let ready = Event::new().unwrap();
     let p = Kid::start(Process::new(hold_rlock, (lock.clone(), ready.clone())));
-    assert!(ready.wait(Some(PATIENCE)));
+    assert!(ready.wait_timeout(PATIENCE));
     let pid = p.kill();
     let report = Semaphore::new(0).unwrap();
     wait_out_the_tick();
@@ -221,15 +221,15 @@ fn an_rlock_whose_dead_owners_pid_was_reused_is_owner_died() {
          the same-pid RLock owner case was not exercised"
     );
     assert!(
-        report.acquire(Some(Duration::ZERO)),
+        report.acquire_timeout(Duration::ZERO),
         "the process with the dead owner's pid took the lock over"
     );
 }
 
 fn wait_then_die((c, ready): (Condition, Semaphore)) {
-    assert!(c.acquire(Some(PATIENCE)).acquired());
+    assert!(c.acquire_timeout(PATIENCE).acquired());
     ready.release(); // still holding the lock: the parent cannot notify before we wait
-    let _ = c.wait(Some(Duration::from_secs(600)));
+    let _ = c.wait_timeout(Duration::from_secs(600));
 }
 
 #[test]
@@ -237,13 +237,13 @@ fn a_condition_waiter_whose_pid_was_reused_after_it_died_is_not_notified() {
     let c = Condition::new().unwrap();
     let ready = Semaphore::new(0).unwrap();
     let p = Kid::start(Process::new(wait_then_die, (c.clone(), ready.clone())));
-    assert!(ready.acquire(Some(PATIENCE)));
+    assert!(ready.acquire_timeout(PATIENCE));
     // it releases the lock when it starts waiting
-    assert!(c.acquire(Some(PATIENCE)).acquired());
+    assert!(c.acquire_timeout(PATIENCE).acquired());
     c.release().unwrap();
     let pid = p.kill();
     let _imp = impostor(pid);
-    assert!(c.acquire(Some(PATIENCE)).acquired());
+    assert!(c.acquire_timeout(PATIENCE).acquired());
     assert_eq!(c.notify(1), Ok(0), "nobody waits: the waiter died");
     c.release().unwrap();
 }

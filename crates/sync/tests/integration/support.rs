@@ -25,7 +25,7 @@ impl Kid {
 
     /// Its exit code, waiting at most `PATIENCE` (then it is killed and the test fails).
     pub fn join(&self) -> i32 {
-        match self.0.join_timeout(Some(PATIENCE)).unwrap() {
+        match self.0.join_timeout(PATIENCE).unwrap() {
             Some(code) => code,
             None => panic!("the child did not finish in time"),
         }
@@ -44,7 +44,7 @@ impl Drop for Kid {
     fn drop(&mut self) {
         if self.0.is_alive() {
             let _ = self.0.kill();
-            let _ = self.0.join_timeout(Some(PATIENCE));
+            let _ = self.0.join_timeout(PATIENCE);
         }
     }
 }

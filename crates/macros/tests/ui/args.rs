@@ -1,0 +1,2 @@
+#[multiproc::main(start_method = "fork")]
+fn main() {}

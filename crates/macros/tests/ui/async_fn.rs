@@ -1,0 +1,2 @@
+#[multiproc::main]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[multiproc::main(crate = "not a path")]
+fn main() {}

@@ -1,0 +1,2 @@
+#[multiproc::main(crate = mp)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[multiproc::main]
+fn main(args: Vec<String>) {}

@@ -1,0 +1,4 @@
+#[multiproc::main]
+struct Main;
+
+fn main() {}

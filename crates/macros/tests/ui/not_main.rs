@@ -1,0 +1,6 @@
+#[multiproc::main]
+fn run() {}
+
+fn main() {
+    run();
+}
