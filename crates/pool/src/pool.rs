@@ -274,6 +274,13 @@ impl Pool {
     /// Apply `f` to every item, in parallel, and return the results in order. The first
     /// failed task's error is returned (the other tasks still run to completion). Chunks of
     /// Python's default size (about four per worker).
+    ///
+    /// Arguments and results must keep to the serde features postcard can decode (no
+    /// `#[serde(untagged)]`, `tag`, `flatten` or `skip_serializing_if`; see
+    /// [`multiproc::pickle`'s "What a message type may use"](multiproc_pickle#what-a-message-type-may-use)):
+    /// debug builds decode the arguments they encoded and refuse such a type here, with an
+    /// error naming the attribute, instead of in the worker. Byte payloads: use
+    /// [`Bytes`](multiproc_pickle::Bytes), not `Vec<u8>` (about 20× slower).
     pub fn map<A: Data, R: Data>(
         &self,
         f: fn(A) -> R,

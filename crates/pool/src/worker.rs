@@ -173,6 +173,9 @@ where
     A: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
 {
+    // Debug builds: fail here, not in the worker, for an argument type postcard cannot decode.
+    #[cfg(debug_assertions)]
+    multiproc_pickle::check_round_trip::<Vec<A>>(&encode(items)?)?;
     let (call, handles) = Call::new_encoding_as(run_chunk::<A, R>, &(f, items))?;
     if !handles.is_empty() {
         return Err(PoolError::Serialization(

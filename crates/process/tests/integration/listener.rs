@@ -566,3 +566,29 @@ fn relative_unix_path_across_processes_and_with_cpython() {
         "the listener removes its socket file"
     );
 }
+
+#[derive(serde::Serialize)]
+struct Sparse {
+    id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+/// A struct that skips a field when serializing cannot be decoded by the receiver: in debug
+/// builds `send` refuses it, naming the attribute, and sends nothing.
+#[cfg(debug_assertions)]
+#[test]
+fn send_refuses_a_skipped_field_at_the_sender() {
+    let (a, b) = multiproc_process::pipe(true).unwrap();
+    let err = a.send(&Sparse { id: 1, note: None }).unwrap_err();
+    assert!(err.to_string().contains("skip_serializing_if"), "{err}");
+    a.send(&Sparse {
+        id: 2,
+        note: Some("kept".into()),
+    })
+    .unwrap();
+    assert_eq!(
+        b.recv_bounded::<(u32, Option<String>)>(),
+        (2, Some("kept".into()))
+    );
+}
