@@ -7,7 +7,7 @@ use std::ops::{Deref, DerefMut};
 /// serde treats a plain `Vec<u8>` as a sequence of numbers, and postcard then encodes and
 /// decodes it one element at a time; `Bytes` goes through `serialize_bytes` instead, a length
 /// and a single copy. Measured on a 4 MiB buffer (`cargo xtask bench`, `encode_*` and
-/// `decode_*`): a `Vec<u8>` encodes about 40× and decodes about 20× slower than `Bytes`.
+/// `decode_*`): a `Vec<u8>` encodes and decodes 40× to 100× slower than `Bytes`.
 ///
 /// It is [`serde_bytes::ByteBuf`] under another name, kept as a type of this crate for its
 /// short `Debug` (a length, not megabytes of numbers) and its `Deref` to `Vec<u8>`; the

@@ -38,7 +38,8 @@
 //!
 //! serde sees a `Vec<u8>` as a sequence of numbers, one serializer call each. [`Bytes`] (or
 //! `#[serde(with = "multiproc::pickle::bytes")]` on a field) writes a length and one copy:
-//! on a 4 MiB buffer a `Vec<u8>` encodes about 40× and decodes about 20× slower.
+//! on a 4 MiB buffer a `Vec<u8>` encodes and decodes 40× to 100× slower (about 175 MB/s
+//! against 12 to 27 GB/s to encode, 170 MB/s against 16 to 18 GB/s to decode).
 //!
 //! ```
 //! use multiproc_pickle::{decode, encode};

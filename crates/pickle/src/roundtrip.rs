@@ -21,6 +21,7 @@ pub fn encode_checked<T: Serialize + DeserializeOwned>(value: &T) -> Result<Vec<
     Ok(bytes)
 }
 
+#[cfg(debug_assertions)]
 /// The likely cause of a postcard decoding error, in terms of serde attributes.
 fn hint_for(e: &postcard::Error) -> &'static str {
     match e {

@@ -3,7 +3,9 @@
 //! (`#[serde(skip_serializing_if)]`), the one postcard-breaking feature visible while
 //! serializing.
 
-use serde::ser::{self, Serialize};
+#[cfg(debug_assertions)]
+use serde::ser;
+use serde::ser::Serialize;
 
 use crate::PickleError;
 
@@ -52,6 +54,7 @@ fn check_shape_debug<T: Serialize + ?Sized>(value: &T) -> Result<(), PickleError
     }
 }
 
+#[cfg(debug_assertions)]
 /// Why the probe stopped.
 #[derive(Debug)]
 enum Found {
@@ -64,32 +67,39 @@ enum Found {
     Custom,
 }
 
+#[cfg(debug_assertions)]
 impl std::fmt::Display for Found {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{self:?}")
     }
 }
 
+#[cfg(debug_assertions)]
 impl std::error::Error for Found {}
 
+#[cfg(debug_assertions)]
 impl ser::Error for Found {
     fn custom<M: std::fmt::Display>(_: M) -> Self {
         Found::Custom
     }
 }
 
+#[cfg(debug_assertions)]
 /// A serializer that writes nothing.
 struct Probe;
 
+#[cfg(debug_assertions)]
 /// A struct being probed: its name, for the error.
 struct StructProbe(&'static str);
 
+#[cfg(debug_assertions)]
 macro_rules! nothing {
     ($($f:ident($t:ty)),* $(,)?) => {
         $(fn $f(self, _: $t) -> Result<(), Found> { Ok(()) })*
     };
 }
 
+#[cfg(debug_assertions)]
 impl ser::Serializer for Probe {
     type Ok = ();
     type Error = Found;
@@ -187,6 +197,7 @@ impl ser::Serializer for Probe {
     }
 }
 
+#[cfg(debug_assertions)]
 macro_rules! elements {
     ($($tr:ident :: $f:ident),* $(,)?) => {
         $(impl ser::$tr for Probe {
@@ -202,6 +213,7 @@ macro_rules! elements {
     };
 }
 
+#[cfg(debug_assertions)]
 elements!(
     SerializeSeq::serialize_element,
     SerializeTuple::serialize_element,
@@ -209,6 +221,7 @@ elements!(
     SerializeTupleVariant::serialize_field,
 );
 
+#[cfg(debug_assertions)]
 impl ser::SerializeMap for Probe {
     type Ok = ();
     type Error = Found;
@@ -223,6 +236,7 @@ impl ser::SerializeMap for Probe {
     }
 }
 
+#[cfg(debug_assertions)]
 macro_rules! struct_probe {
     ($($tr:ident),*) => {
         $(impl ser::$tr for StructProbe {
@@ -245,6 +259,7 @@ macro_rules! struct_probe {
     };
 }
 
+#[cfg(debug_assertions)]
 struct_probe!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(all(test, debug_assertions))]
