@@ -4,7 +4,8 @@
 //! To show that they really run at the same time, the parent first computes the same numbers
 //! one after the other itself, then prints both wall-clock times. The speed-up is bounded twice:
 //! by the cores, and by the longest single number (fib(36) is most of the work here), and the
-//! program prints that bound next to what it measured.
+//! program prints that bound next to what it measured, and (on Linux) the load average, as
+//! other programs on the cores lower the speed-up.
 //!
 //! ```python
 //! import time
@@ -66,6 +67,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // One after the other, in this process: the reference, and the time of the longest one.
+    if let Some(load) = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+    {
+        println!("load average before the run: {load:.2} (busy cores lower the speed-up)");
+    }
     let start = Instant::now();
     let mut longest = 0f64;
     for &n in &numbers {
@@ -93,7 +100,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bound = (sequential / longest).min(jobs.len().min(cores) as f64);
     println!("one after the other in one process: {sequential:.3} s");
     println!(
-        "{} processes at once:                {parallel:.3} s ({:.2}x faster on {cores} cores; \
+        "{} processes at once:                {parallel:.3} s (speed-up {:.2}x on {cores} cores; \
          at most {bound:.2}x here, as the longest number alone takes {longest:.3} s)",
         jobs.len(),
         sequential / parallel
