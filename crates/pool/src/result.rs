@@ -24,6 +24,7 @@ pub(crate) trait Sink: Send + Sync {
     /// Wake a consumer waiting for what `deliver_quiet` brought.
     fn wake(&self) {}
 
+    #[cfg(feature = "progress-bar")]
     /// The identity of the progress hook this sink reports to (see
     /// [`Progress`]), for counting the items of its units that workers are running.
     fn progress_id(&self) -> Option<usize> {
@@ -193,6 +194,7 @@ impl<T> AsyncResult<T> {
 pub(crate) type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
 /// The identity of a progress hook: the address of what it points to.
+#[cfg(feature = "progress-bar")]
 pub(crate) fn progress_id(p: &Progress) -> usize {
     Arc::as_ptr(p) as *const () as usize
 }
@@ -261,6 +263,7 @@ impl<R: DeserializeOwned + Send, T: Send> Sink for MapSink<R, T> {
         self.complete_if_done(st);
     }
 
+    #[cfg(feature = "progress-bar")]
     fn progress_id(&self) -> Option<usize> {
         self.progress.as_ref().map(progress_id)
     }
