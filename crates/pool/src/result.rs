@@ -190,7 +190,7 @@ impl<T> AsyncResult<T> {
 }
 
 /// A map's progress hook: `(done, total)` each time a chunk completes. Its address (see
-/// [`progress_id`]) identifies the map's units in the workers' lanes.
+/// `progress_id`) identifies the map's units in the workers' lanes.
 pub(crate) type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
 /// The identity of a progress hook: the address of what it points to.
