@@ -11,7 +11,7 @@ use crate::{encode, PickleError};
 /// calls use for values the receiver decodes as the same type.
 ///
 /// ```
-/// let bytes = multiproc_pickle::encode_checked(&(1u8, "two")).unwrap();
+/// let bytes = multiproc_pickle::encode_checked(&(1u8, "two".to_string())).unwrap();
 /// assert_eq!(bytes, multiproc_pickle::encode(&(1u8, "two")).unwrap());
 /// ```
 #[inline]
