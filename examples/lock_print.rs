@@ -26,11 +26,13 @@ use multiproc::{Lock, Process};
 fn f((lock, i): (Lock, u32)) {
     let _guard = lock.lock(); // released when `_guard` goes out of scope, even on panic
     let mut out = std::io::stdout().lock();
-    // Three writes per line: without the lock, lines of different processes could mix.
-    let _ = write!(out, "hello ");
-    let _ = write!(out, "world ");
-    let _ = writeln!(out, "{i}");
-    let _ = out.flush();
+    // Three separate writes per line, each flushed (a system call of its own) with a pause in
+    // between: without the lock, the words of different processes would mix.
+    for word in ["hello ", "world ", &format!("{i}\n")] {
+        let _ = out.write_all(word.as_bytes());
+        let _ = out.flush();
+        std::thread::yield_now();
+    }
 }
 
 #[multiproc::main]

@@ -1,17 +1,27 @@
 //! Several processes increment one shared counter: first with no lock (updates get lost), then
-//! under the value's lock (the count is exact). Python's version:
+//! under the value's lock (the count is exact). It prints, for each, the final count, the count
+//! expected and how many increments were lost.
+//!
+//! Each increment is a read, a short pause, then a write of the value read plus one. The pause
+//! (a `yield_now`, a chance for the scheduler to run another process) stands for any real work
+//! between reading and writing; it makes the race window wide enough that other processes write
+//! inside it on every run, even on two cores. Without it, `counter.set(counter.get() + 1)` is
+//! still a race, but one that may by chance lose few or no updates. Python's version:
 //!
 //! ```python
+//! import time
 //! from multiprocessing import Process, RawValue, Value
 //!
 //! def unsafe_add(counter, n):
 //!     for _ in range(n):
-//!         counter.value += 1          # read, add, write: not atomic
+//!         v = counter.value           # read,
+//!         time.sleep(0)               # pause,
+//!         counter.value = v + 1       # write: not atomic
 //!
 //! def safe_add(counter, n):
 //!     for _ in range(n):
 //!         with counter.get_lock():
-//!             counter.value += 1
+//!             v = counter.value; time.sleep(0); counter.value = v + 1
 //!
 //! if __name__ == '__main__':
 //!     for target, counter in [(unsafe_add, RawValue('q', 0)), (safe_add, Value('q', 0))]:
@@ -46,19 +56,26 @@ fn wait_for_all(arrived: &RawValue<u32>) {
     }
 }
 
-/// Read, add one, write back: another process can write in between, and its update is lost.
+/// Read, pause, write back the value read plus one: another process that writes during the
+/// pause has its update overwritten, lost.
 fn unsafe_add((counter, arrived): (RawValue<i64>, RawValue<u32>)) {
     wait_for_all(&arrived);
     for _ in 0..N {
-        counter.set(counter.get() + 1);
+        let v = counter.get();
+        std::thread::yield_now();
+        counter.set(v + 1);
     }
 }
 
-/// The same under the lock: the guard derefs to the `i64` and releases the lock when dropped.
+/// The same under the lock: no other process can write between the read and the write. The
+/// guard derefs to the `i64` and releases the lock when dropped.
 fn safe_add((counter, arrived): (Value<i64>, RawValue<u32>)) {
     wait_for_all(&arrived);
     for _ in 0..N {
-        *counter.lock() += 1;
+        let mut guard = counter.lock();
+        let v = *guard;
+        std::thread::yield_now();
+        *guard = v + 1;
     }
 }
 

@@ -448,6 +448,15 @@ fn main() -> Res {
         multiproc::cpu_count(),
         multiproc::get_start_method().name()
     );
+    if let Some(load) = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+    {
+        // The speed-ups of sections 4 and 7 need idle cores: say how busy they are.
+        println!(
+            "load average now: {load:.2} (other programs on the cores lower the speed-ups below)"
+        );
+    }
     exit_codes()?;
     start_methods()?;
     connections()?;

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Workloads: `spawn_join`, `spawn_join_fork`, `spawn_join_forkserver`, `pipe_rtt`, `pipe_bw`,
-//! `encode` (which prints `encode_vec_u8` and `encode_bytes`); `pool_start`, `map_tiny`,
+//! `encode` (which prints `encode_vec_u8`, `encode_bytes`, `decode_vec_u8` and `decode_bytes`); `pool_start`, `map_tiny`, `map_tiny_bar`,
 //! `map_chunk1`, `imap_unordered`, `apply_async_rtt`, `map_cpu` (module `pool`);
 //! `lock_uncontended`, `queue_small`, `queue_big`, `shm_fill` (module `sync`);
 //! `value_contended`, `array_fill` (module `values`); `procspawn_pool_start`,
@@ -20,7 +20,7 @@ use std::error::Error;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use multiproc::pickle::{encode, Bytes};
+use multiproc::pickle::{decode, encode, Bytes};
 use multiproc::{Connection, Process, StartMethod};
 
 mod pool;
@@ -180,6 +180,31 @@ fn run() -> Res {
             "encode_bytes",
             BIG as f64 / t.as_secs_f64() / 1e6,
             "MB/s (encode a 4 MiB pickle::Bytes, median)",
+        );
+        // The receiving half: decode what each way wrote.
+        let as_vec = encode(&bytes.0)?;
+        let t = median_of(iters, || {
+            let t = Instant::now();
+            let out = decode::<Vec<u8>>(black_box(&as_vec)).map_err(|e| e.to_string());
+            let t = t.elapsed();
+            black_box(out).map(|_| t)
+        })?;
+        report(
+            "decode_vec_u8",
+            BIG as f64 / t.as_secs_f64() / 1e6,
+            "MB/s (decode a 4 MiB Vec<u8>, median)",
+        );
+        let as_bytes = encode(&bytes)?;
+        let t = median_of(iters, || {
+            let t = Instant::now();
+            let out = decode::<Bytes>(black_box(&as_bytes)).map_err(|e| e.to_string());
+            let t = t.elapsed();
+            black_box(out).map(|_| t)
+        })?;
+        report(
+            "decode_bytes",
+            BIG as f64 / t.as_secs_f64() / 1e6,
+            "MB/s (decode a 4 MiB pickle::Bytes, median)",
         );
     }
     sync::run(&opts)?;

@@ -1,4 +1,4 @@
-//! The pool workloads: `pool_start`, `map_tiny`, `map_chunk1`, `imap_unordered`,
+//! The pool workloads: `pool_start`, `map_tiny`, `map_tiny_bar`, `map_chunk1`, `imap_unordered`,
 //! `apply_async_rtt`, `map_cpu_speedup` — the same as `python_baseline.py`'s, with its sizes.
 
 use std::hint::black_box;
@@ -59,6 +59,20 @@ pub(crate) fn run(opts: &Opts) -> Res {
             "map_tiny",
             n as f64 / t.as_secs_f64(),
             "tasks/s (default chunksize)",
+        );
+    }
+    if opts.want("map_tiny_bar") {
+        // map_tiny with a (hidden) progress bar counting every item: what the bar costs.
+        let n = 200_000 / q;
+        let bar = multiproc::pool::ProgressBar::hidden("bench");
+        let t = Instant::now();
+        let out = pool.map_with_this_bar(square, 0..n as u64, None, &bar)?;
+        let t = t.elapsed();
+        check(&out, n)?;
+        report(
+            "map_tiny_bar",
+            n as f64 / t.as_secs_f64(),
+            "tasks/s (default chunksize, with a progress bar)",
         );
     }
     if opts.want("map_chunk1") {

@@ -143,6 +143,14 @@ pub fn decode_borrowed_with_max_depth<'de, T: serde::Deserialize<'de>>(
     .map_err(|e| {
         if tripped.get() {
             PickleError::TooDeep { max: max_depth }
+        } else if matches!(e, postcard::Error::WontImplement) {
+            // The receiver's type wants a self-describing format: say which attribute.
+            PickleError::Decode(format!(
+                "{e}: the type uses a serde feature postcard cannot decode \
+                 (#[serde(untagged)], #[serde(tag = ...)], #[serde(flatten)] or an 'any' value \
+                 such as serde_json::Value; see the multiproc::pickle docs, \
+                 \"What a message type may use\")"
+            ))
         } else {
             PickleError::Decode(e.to_string())
         }
@@ -219,6 +227,20 @@ pub fn decode_with_handles_and_max_depth<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_self_describing_type_is_named_as_the_cause_at_the_receiver() {
+        #[derive(serde::Serialize, serde::Deserialize, Debug)]
+        #[serde(untagged)]
+        enum U {
+            A(u8),
+        }
+        let e = decode::<U>(&encode(&U::A(1)).unwrap()).unwrap_err();
+        assert!(
+            matches!(&e, PickleError::Decode(m) if m.contains("untagged")),
+            "{e}"
+        );
+    }
 
     #[test]
     fn roundtrip_and_trailing() {

@@ -58,6 +58,19 @@ pub enum PickleError {
         /// Fingerprint of this binary.
         actual: u64,
     },
+    /// A message that encodes but that the receiver could not decode back into its type: a
+    /// serde feature postcard does not support (see the crate docs, "What a message type may
+    /// use"). Found at the sender by [`check_round_trip`](crate::check_round_trip) in debug
+    /// builds.
+    #[error("a {type_name} encodes but would not decode at the receiver ({reason}); likely cause: {hint}")]
+    WontRoundTrip {
+        /// The message's type.
+        type_name: &'static str,
+        /// What decoding said.
+        reason: String,
+        /// The serde attribute that most likely causes it, and what to do instead.
+        hint: &'static str,
+    },
     /// Duplicating an OS handle for a transfer failed (for example with `EMFILE`, "Too many
     /// open files", when the process has no descriptor left); the operating system's error is
     /// the [`source`](std::error::Error::source).

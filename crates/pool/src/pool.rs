@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::builder::PoolBuilder;
 use crate::imap::IMapIter;
-use crate::result::{AsyncResult, Cell, Finish, MapSink, Sink, StreamSink};
+use crate::result::{AsyncResult, Cell, Finish, MapSink, Progress, Sink, StreamSink};
 use crate::scheduler::{RunState, Shared, Unit, MAX_DEPTH};
 use crate::worker::{chunk_call, resplit, Chunk};
 use crate::PoolError;
@@ -199,7 +199,7 @@ impl Pool {
         chunksize: Option<usize>,
         cell: Arc<Cell<T>>,
         finish: Finish<R, T>,
-        progress: Option<Box<dyn Fn(usize, usize) + Send + Sync>>,
+        progress: Option<Progress>,
     ) -> Result<AsyncResult<T>, PoolError> {
         if chunksize == Some(0) {
             return Err(PoolError::InvalidArgument("chunksize must be at least 1"));
@@ -230,7 +230,7 @@ impl Pool {
         chunksize: Option<usize>,
         cell: &Arc<Cell<T>>,
         finish: Finish<R, T>,
-        progress: Option<Box<dyn Fn(usize, usize) + Send + Sync>>,
+        progress: Option<Progress>,
     ) -> Result<(), PoolError> {
         let chunksize = chunksize.unwrap_or_else(|| default_chunksize(len, self.size));
         let sink = MapSink::new(len, cell.clone(), finish, progress);
@@ -278,6 +278,13 @@ impl Pool {
     /// Apply `f` to every item, in parallel, and return the results in order. The first
     /// failed task's error is returned (the other tasks still run to completion). Chunks of
     /// Python's default size (about four per worker).
+    ///
+    /// Arguments and results must keep to the serde features postcard can decode (no
+    /// `#[serde(untagged)]`, `tag`, `flatten` or `skip_serializing_if`; see
+    /// [`multiproc::pickle`'s "What a message type may use"](multiproc_pickle#what-a-message-type-may-use)):
+    /// debug builds decode the arguments they encoded and refuse such a type here, with an
+    /// error naming the attribute, instead of in the worker. Byte payloads: use
+    /// [`Bytes`](multiproc_pickle::Bytes), not `Vec<u8>` (40× to 100× slower).
     pub fn map<A: Data, R: Data>(
         &self,
         f: fn(A) -> R,
@@ -369,9 +376,50 @@ impl Pool {
             chunksize,
             Cell::new(None, None),
             collect_all,
-            Some(Box::new(progress)),
+            Some(Arc::new(progress)),
         )?
         .get()
+    }
+
+    /// [`map_with_progress`](Self::map_with_progress) with the hook already shared, so the
+    /// caller can also ask [`items_running`](Self::items_running) about it.
+    #[cfg(feature = "progress-bar")]
+    pub(crate) fn map_with_hook<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        hook: Progress,
+    ) -> Result<Vec<R>, PoolError> {
+        self.map_into(
+            f,
+            items,
+            chunksize,
+            Cell::new(None, None),
+            collect_all,
+            Some(hook),
+        )?
+        .get()
+    }
+
+    /// How many items of the units reporting to `hook` the workers have finished inside the
+    /// chunks they are running now (read from each worker's control block, where the worker
+    /// marks every item it starts): what a chunk's reply will add when it comes.
+    #[cfg(feature = "progress-bar")]
+    pub(crate) fn items_running(&self, hook: &Progress) -> usize {
+        let id = Some(crate::result::progress_id(hook));
+        let st = self.shared.st.lock();
+        st.lanes
+            .iter()
+            .filter_map(|lane| {
+                let b = lane.busy.front()?;
+                if b.unit.sink.progress_id() != id {
+                    return None;
+                }
+                let item = lane.control.marked_item(b.msg)? as usize;
+                Some(item.min(b.unit.n))
+            })
+            .sum()
     }
 
     /// Python's `starmap`: our tasks take one argument, so a tuple *is* the argument list;

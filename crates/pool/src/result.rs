@@ -23,6 +23,13 @@ pub(crate) trait Sink: Send + Sync {
 
     /// Wake a consumer waiting for what `deliver_quiet` brought.
     fn wake(&self) {}
+
+    #[cfg(feature = "progress-bar")]
+    /// The identity of the progress hook this sink reports to (see
+    /// [`Progress`]), for counting the items of its units that workers are running.
+    fn progress_id(&self) -> Option<usize> {
+        None
+    }
 }
 
 fn split<R: DeserializeOwned>(n: usize, reply: Result<&[u8], PoolError>) -> Chunk<R> {
@@ -208,7 +215,15 @@ impl<T> AsyncResult<T> {
     }
 }
 
-type Progress = Box<dyn Fn(usize, usize) + Send + Sync>;
+/// A map's progress hook: `(done, total)` each time a chunk completes. Its address (see
+/// `progress_id`) identifies the map's units in the workers' lanes.
+pub(crate) type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+/// The identity of a progress hook: the address of what it points to.
+#[cfg(feature = "progress-bar")]
+pub(crate) fn progress_id(p: &Progress) -> usize {
+    Arc::as_ptr(p) as *const () as usize
+}
 
 /// Collects a whole map into one `Vec`, then completes a `Cell`. Chunks are delivered while
 /// the map is still being submitted; [`submitted`](Self::submitted) says how many items there
@@ -272,6 +287,11 @@ impl<R: DeserializeOwned + Send, T: Send> Sink for MapSink<R, T> {
             p(st.done, st.total.unwrap_or(self.hint).max(st.done));
         }
         self.complete_if_done(st);
+    }
+
+    #[cfg(feature = "progress-bar")]
+    fn progress_id(&self) -> Option<usize> {
+        self.progress.as_ref().map(progress_id)
     }
 }
 

@@ -182,6 +182,18 @@ impl ThreadPool {
         self.0.map_with_bar(f, items, chunksize, label)
     }
 
+    /// [`Pool::map_with_this_bar`] over threads (feature `progress-bar`).
+    #[cfg(feature = "progress-bar")]
+    pub fn map_with_this_bar<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        bar: &crate::ProgressBar,
+    ) -> Result<Vec<R>, PoolError> {
+        self.0.map_with_this_bar(f, items, chunksize, bar)
+    }
+
     /// [`Pool::starmap`] over threads.
     pub fn starmap<A: Data, R: Data>(
         &self,

@@ -186,6 +186,12 @@ where
     R: Serialize + DeserializeOwned,
 {
     let (call, handles) = Call::new_encoding_as(run_chunk::<A, R>, &(f, items))?;
+    // Debug builds: fail here, not in the worker, for an argument type postcard cannot decode
+    // (items that own OS handles are not checked: decoding them here would take the handles).
+    #[cfg(debug_assertions)]
+    if handles.is_empty() {
+        multiproc_pickle::check_round_trip::<Vec<A>>(&encode(items)?)?;
+    }
     if handles.len() > MAX_HANDLES {
         return Err(PoolError::Serialization(SharedError::new(
             PickleError::Encode(format!(

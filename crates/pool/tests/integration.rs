@@ -844,3 +844,28 @@ fn workers_are_named_pool_workers() {
         assert!(number.parse::<u32>().is_ok(), "{n}");
     }
 }
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind")]
+enum Tagged {
+    Job { n: u32 },
+}
+
+fn tagged_n(t: Tagged) -> u32 {
+    let Tagged::Job { n } = t;
+    n
+}
+
+/// An argument type postcard cannot decode (internally tagged) fails in the caller of `map`,
+/// naming the attribute, in debug builds; it used to fail in the worker.
+#[cfg(debug_assertions)]
+#[test]
+fn map_refuses_an_argument_the_worker_could_not_decode() {
+    let pool = Pool::new(1).unwrap();
+    let err = pool.map(tagged_n, vec![Tagged::Job { n: 1 }]).unwrap_err();
+    assert!(
+        matches!(&err, PoolError::Serialization(m) if m.to_string().contains("tag")),
+        "{err}"
+    );
+    assert_eq!(pool.map(square, vec![3]).unwrap(), [9], "the pool goes on");
+}

@@ -749,6 +749,13 @@ impl Connection {
     /// [can carry handles](Self::can_carry_handles); elsewhere it is an
     /// [`Error::HandlesNotCarried`].
     ///
+    /// The value's type must keep to the serde features postcard can decode (no
+    /// `#[serde(untagged)]`, `tag`, `flatten` or `skip_serializing_if`; see
+    /// [`multiproc::pickle`'s "What a message type may use"](multiproc_pickle#what-a-message-type-may-use)).
+    /// Debug builds check what they can here ([`check_shape`](multiproc_pickle::check_shape):
+    /// a skipped field is an error at the sender). Byte payloads: send
+    /// [`Bytes`](multiproc_pickle::Bytes), not `Vec<u8>`, 40× to 100× slower.
+    ///
     /// ```
     /// let (a, b) = multiproc::pipe(true).unwrap();
     /// let (x, y) = multiproc::pipe(true).unwrap();
@@ -760,6 +767,7 @@ impl Connection {
     /// # }
     /// ```
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
+        multiproc_pickle::check_shape(value)?;
         #[cfg(unix)]
         if self.no_handles.is_none() {
             let (bytes, handles) = multiproc_pickle::encode_with_handles(value)?;

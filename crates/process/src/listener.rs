@@ -29,7 +29,12 @@ const DEFAULT_MAX_PENDING: usize = 64;
 
 /// Where a [`Listener`] listens and a [`Client`] connects.
 ///
-/// Parses from `"unix:/path/to/socket"`, a plain path containing `/`, or `"host:port"`.
+/// Parses from `"host:port"` (TCP), `"unix:<path>"`, or, as CPython takes any string as a
+/// Unix address, from anything else that is not `host:port`: a path with a `/`, a relative
+/// file name without `:` (`"app.sock"`, resolved against the current directory as the OS
+/// does), or a Linux *abstract* address, a string starting with a NUL byte (`"\0name"`: no
+/// file is made, the name vanishes with the socket). Abstract addresses display as `unix:@name`,
+/// the way Linux tools (`ss`) show them; they are an error on other systems.
 ///
 /// ```
 /// use multiproc::connection::Address;
@@ -37,10 +42,15 @@ const DEFAULT_MAX_PENDING: usize = 64;
 /// assert!(matches!(a, Address::Tcp(_)));
 /// let u: Address = "unix:/tmp/x.sock".parse().unwrap();
 /// assert_eq!(u.to_string(), "unix:/tmp/x.sock");
+/// let r: Address = "app.sock".parse().unwrap(); // relative, as in CPython
+/// assert_eq!(r, Address::Unix("app.sock".into()));
+/// let abs: Address = "\0my-service".parse().unwrap(); // Linux abstract namespace
+/// assert_eq!(abs.to_string(), "unix:@my-service");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Address {
-    /// A Unix domain socket path (Python's `AF_UNIX` family).
+    /// A Unix domain socket path (Python's `AF_UNIX` family), absolute or relative to the
+    /// current directory; a leading NUL byte makes it a Linux abstract address, as in CPython.
     Unix(PathBuf),
     /// A TCP address (Python's `AF_INET`/`AF_INET6` families).
     Tcp(SocketAddr),
@@ -49,7 +59,10 @@ pub enum Address {
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Address::Unix(p) => write!(f, "unix:{}", p.display()),
+            Address::Unix(p) => match abstract_name(p) {
+                Some(name) => write!(f, "unix:@{}", String::from_utf8_lossy(name)),
+                None => write!(f, "unix:{}", p.display()),
+            },
             Address::Tcp(a) => write!(f, "{a}"),
         }
     }
@@ -61,7 +74,9 @@ impl FromStr for Address {
         if let Some(p) = s.strip_prefix("unix:") {
             return Ok(Address::Unix(p.into()));
         }
-        if s.contains('/') {
+        // CPython: every string is an AF_UNIX address; here `host:port` is TCP, so a path is a
+        // string with a '/', a leading NUL (abstract), or no ':' at all (a relative file name).
+        if s.contains('/') || s.starts_with('\0') || !s.contains(':') {
             return Ok(Address::Unix(s.into()));
         }
         use std::net::ToSocketAddrs;
@@ -77,6 +92,37 @@ impl FromStr for Address {
     }
 }
 
+/// The name of a Linux abstract address (the path's bytes after its leading NUL), if it is one.
+fn abstract_name(p: &std::path::Path) -> Option<&[u8]> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        p.as_os_str().as_bytes().strip_prefix(b"\0")
+    }
+    #[cfg(not(unix))]
+    {
+        p.to_str()?.strip_prefix('\0').map(str::as_bytes)
+    }
+}
+
+/// The socket address of a Unix `Address` path: a file path, or an abstract name on Linux.
+#[cfg(unix)]
+fn unix_socket_addr(p: &std::path::Path) -> std::io::Result<std::os::unix::net::SocketAddr> {
+    match abstract_name(p) {
+        #[cfg(target_os = "linux")]
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+        }
+        #[cfg(not(target_os = "linux"))]
+        Some(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "abstract Unix socket addresses (a leading NUL) exist on Linux only",
+        )),
+        None => std::os::unix::net::SocketAddr::from_pathname(p),
+    }
+}
+
 impl From<SocketAddr> for Address {
     fn from(a: SocketAddr) -> Self {
         Address::Tcp(a)
@@ -84,8 +130,11 @@ impl From<SocketAddr> for Address {
 }
 
 enum Sock {
+    /// The socket, its address as given, and the file to remove on drop (made absolute at
+    /// bind time, so a later change of directory does not remove another file; `None` for
+    /// an abstract address, which has no file).
     #[cfg(unix)]
-    Unix(std::os::unix::net::UnixListener, PathBuf),
+    Unix(std::os::unix::net::UnixListener, PathBuf, Option<PathBuf>),
     Tcp(std::net::TcpListener),
 }
 
@@ -96,7 +145,7 @@ impl Sock {
         #[cfg(unix)]
         {
             let fd = match self {
-                Sock::Unix(l, _) => std::os::fd::AsFd::as_fd(l),
+                Sock::Unix(l, ..) => std::os::fd::AsFd::as_fd(l),
                 Sock::Tcp(l) => std::os::fd::AsFd::as_fd(l),
             };
             sys::set_inheritable_tracked(fd, yes);
@@ -109,7 +158,7 @@ impl Sock {
     fn accept(&self) -> std::io::Result<Stream> {
         match self {
             #[cfg(unix)]
-            Sock::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            Sock::Unix(l, ..) => l.accept().map(|(s, _)| Stream::Unix(s)),
             Sock::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
         }
     }
@@ -117,7 +166,7 @@ impl Sock {
     fn raw(&self) -> sys::RawWait {
         match self {
             #[cfg(unix)]
-            Sock::Unix(l, _) => sys::raw(std::os::fd::AsFd::as_fd(l)),
+            Sock::Unix(l, ..) => sys::raw(std::os::fd::AsFd::as_fd(l)),
             #[cfg(unix)]
             Sock::Tcp(l) => sys::raw(std::os::fd::AsFd::as_fd(l)),
             #[cfg(windows)]
@@ -226,7 +275,16 @@ impl Listener {
         let address = address.to_address()?;
         let sock = match address {
             #[cfg(unix)]
-            Address::Unix(p) => Sock::Unix(std::os::unix::net::UnixListener::bind(&p)?, p),
+            Address::Unix(p) => {
+                let l = std::os::unix::net::UnixListener::bind_addr(&unix_socket_addr(&p)?)?;
+                let file = match abstract_name(&p) {
+                    Some(_) => None,
+                    None => {
+                        Some(std::env::current_dir().map_or_else(|_| p.clone(), |d| d.join(&p)))
+                    }
+                };
+                Sock::Unix(l, p, file)
+            }
             #[cfg(not(unix))]
             Address::Unix(_) => {
                 return Err(Error::Io(std::io::Error::new(
@@ -239,7 +297,7 @@ impl Listener {
         // `accept` polls; the socket itself never blocks
         match &sock {
             #[cfg(unix)]
-            Sock::Unix(l, _) => l.set_nonblocking(true)?,
+            Sock::Unix(l, ..) => l.set_nonblocking(true)?,
             Sock::Tcp(l) => l.set_nonblocking(true)?,
         }
         // A forked child must not keep the listening socket (the port would stay taken, and
@@ -259,7 +317,7 @@ impl Listener {
     pub fn address(&self) -> Address {
         match &self.sock {
             #[cfg(unix)]
-            Sock::Unix(_, p) => Address::Unix(p.clone()),
+            Sock::Unix(_, p, _) => Address::Unix(p.clone()),
             Sock::Tcp(l) => {
                 Address::Tcp(l.local_addr().expect("a bound TCP listener has an address"))
             }
@@ -410,8 +468,8 @@ impl Drop for Listener {
         // Out of the registry before the descriptor closes (its number may be reused at once).
         self.sock.set_tracked(false);
         #[cfg(unix)]
-        if let Sock::Unix(_, p) = &self.sock {
-            let _ = std::fs::remove_file(p);
+        if let Sock::Unix(_, _, Some(file)) = &self.sock {
+            let _ = std::fs::remove_file(file);
         }
     }
 }
@@ -431,7 +489,9 @@ impl Client {
     pub fn connect(address: impl ToAddress, authkey: Option<&[u8]>) -> Result<Connection, Error> {
         let conn = match address.to_address()? {
             #[cfg(unix)]
-            Address::Unix(p) => to_connection_unix(std::os::unix::net::UnixStream::connect(p)?)?,
+            Address::Unix(p) => to_connection_unix(std::os::unix::net::UnixStream::connect_addr(
+                &unix_socket_addr(&p)?,
+            )?)?,
             #[cfg(not(unix))]
             Address::Unix(_) => {
                 return Err(Error::Io(std::io::Error::new(

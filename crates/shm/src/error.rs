@@ -71,6 +71,15 @@ pub enum ShmError {
     /// `ShareableList::index` of a value the list does not hold.
     #[error("value not in the list")]
     NotInList,
+    /// One item of a `ShareableList` that cannot be read (its format or bytes were
+    /// overwritten by something that does not follow the list's layout).
+    #[error("item {index} of the shared list cannot be read: {reason}")]
+    BadItem {
+        /// The item's position in the list.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A segment that does not hold what it should (attached to the wrong name?).
     #[error("malformed shared data: {0}")]
     Corrupt(String),

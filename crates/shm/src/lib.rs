@@ -48,6 +48,6 @@ pub use mutex::{LockResult, NotLocked, RawMutex};
 pub use raw_value::{HasAtomic, RawArray, RawValue};
 pub use segment::Segment;
 pub use shareable_list::{Item, ShareableList};
-pub use shared_memory::SharedMemory;
+pub use shared_memory::{SharedMemory, MAX_ATTACH_NAME_LEN, MAX_NAME_LEN};
 pub use shared_mutex::SharedMutex;
 pub use value::{Array, ArrayGuard, Value, ValueGuard};

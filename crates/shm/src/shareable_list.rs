@@ -135,7 +135,7 @@ fn pack8(item: &Item) -> [u8; 8] {
 /// // "hello" got an 8-byte slot: 11 bytes do not fit
 /// assert!(matches!(sl.set(1, "longer text".into()), Err(ShmError::ItemTooLarge { .. })));
 /// let other = ShareableList::attach(sl.shm().name()).unwrap(); // as another process would
-/// assert_eq!(other.to_vec(), [Item::Int(1), "hello".into(), Item::Float(2.5)]);
+/// assert_eq!(other.to_vec().unwrap(), [Item::Int(1), "hello".into(), Item::Float(2.5)]);
 /// ```
 pub struct ShareableList {
     shm: SharedMemory,
@@ -270,8 +270,10 @@ impl ShareableList {
         let mut f = [0u8; 8];
         self.shm.read_into(self.formats_start() + i * 8, &mut f)?;
         let end = f.iter().position(|&b| b == 0).unwrap_or(8);
-        String::from_utf8(f[..end].to_vec())
-            .map_err(|_| ShmError::Corrupt(format!("item {i}: format is not text")))
+        String::from_utf8(f[..end].to_vec()).map_err(|_| ShmError::BadItem {
+            index: i,
+            reason: "its format is not text".into(),
+        })
     }
 
     fn code(&self, i: usize) -> Result<u8, ShmError> {
@@ -288,7 +290,10 @@ impl ShareableList {
         let code = self.code(i)?;
         let at = self.data_start() + self.offsets[i];
         let cap = self.offsets[i + 1] - self.offsets[i];
-        let corrupt = |why: &str| ShmError::Corrupt(format!("item {i}: {why}"));
+        let corrupt = |why: &str| ShmError::BadItem {
+            index: i,
+            reason: why.into(),
+        };
         if let Some(width) = fmt.strip_suffix('s') {
             let width: usize = width.parse().map_err(|_| corrupt("bad width"))?;
             if width > cap {
@@ -357,28 +362,46 @@ impl ShareableList {
     }
 
     /// All items, in order.
-    pub fn to_vec(&self) -> Vec<Item> {
-        (0..self.len as isize)
-            .filter_map(|i| self.get(i).ok())
-            .collect()
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::BadItem`] naming the first item that cannot be read: no item is ever
+    /// skipped, so position `i` of the vector is always item `i` of the list.
+    pub fn to_vec(&self) -> Result<Vec<Item>, ShmError> {
+        (0..self.len as isize).map(|i| self.get(i)).collect()
     }
 
     /// How many items equal `value`.
-    pub fn count(&self, value: &Item) -> usize {
-        self.to_vec().iter().filter(|v| *v == value).count()
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::BadItem`] if an item cannot be read (it is not counted as "not equal").
+    pub fn count(&self, value: &Item) -> Result<usize, ShmError> {
+        Ok(self.to_vec()?.iter().filter(|v| *v == value).count())
     }
 
     /// The position of the first item equal to `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::NotInList`] if no item equals `value`; [`ShmError::BadItem`] if an item
+    /// before the first match cannot be read.
     pub fn index(&self, value: &Item) -> Result<usize, ShmError> {
-        self.to_vec()
-            .iter()
-            .position(|v| v == value)
-            .ok_or(ShmError::NotInList)
+        for i in 0..self.len {
+            if self.get(i as isize)? == *value {
+                return Ok(i);
+            }
+        }
+        Err(ShmError::NotInList)
     }
 
     /// The `struct` format of all items, as Python's `ShareableList.format`.
-    pub fn format_string(&self) -> String {
-        (0..self.len).filter_map(|i| self.format(i).ok()).collect()
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::BadItem`] naming the first item whose format cannot be read.
+    pub fn format_string(&self) -> Result<String, ShmError> {
+        (0..self.len).map(|i| self.format(i)).collect()
     }
 }
 
@@ -410,8 +433,8 @@ mod tests {
             Item::Bytes(b"12345678".to_vec()),
         ];
         let sl = ShareableList::new(None, &items).unwrap();
-        assert_eq!(sl.to_vec(), items);
-        assert_eq!(sl.format_string(), "qdxxxxxxx?xxxxxx?x8s16s");
+        assert_eq!(sl.to_vec().unwrap(), items);
+        assert_eq!(sl.format_string().unwrap(), "qdxxxxxxx?xxxxxx?x8s16s");
         assert_eq!(sl.get(-1).unwrap(), items[5]);
         assert!(matches!(sl.get(6), Err(ShmError::IndexOutOfRange { .. })));
         assert!(matches!(sl.get(-7), Err(ShmError::IndexOutOfRange { .. })));
@@ -430,7 +453,7 @@ mod tests {
         assert!(sl.set(0, Item::Str("toolong!!".into())).is_err());
         sl.set(3, Item::Bool(false)).unwrap();
         assert_eq!(
-            sl.to_vec(),
+            sl.to_vec().unwrap(),
             [
                 Item::Str("fits8".into()),
                 Item::Float(2.5),
@@ -440,11 +463,11 @@ mod tests {
                 Item::Bytes(b"12345678".to_vec()),
             ]
         );
-        assert_eq!(sl.count(&Item::Bool(true)), 1);
+        assert_eq!(sl.count(&Item::Bool(true)).unwrap(), 1);
         assert_eq!(sl.index(&Item::Int(5)).unwrap(), 4);
         assert!(matches!(sl.index(&Item::Int(99)), Err(ShmError::NotInList)));
         let again = ShareableList::attach(sl.shm().name()).unwrap();
-        assert_eq!(again.to_vec(), sl.to_vec());
+        assert_eq!(again.to_vec().unwrap(), sl.to_vec().unwrap());
     }
 
     #[test]
@@ -458,5 +481,26 @@ mod tests {
         let empty = ShareableList::new(None, &[]).unwrap();
         assert!(empty.is_empty());
         assert_eq!(ShareableList::attach(empty.shm().name()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn an_unreadable_item_is_an_error_naming_it_not_a_gap() {
+        let items = [Item::Int(1), Item::Int(2), Item::Int(3)];
+        let sl = ShareableList::new(None, &items).unwrap();
+        // Overwrite item 1's format with something no list writes (what another program
+        // scribbling over the block would leave).
+        sl.shm
+            .write(sl.formats_start() + 8, b"zz\0\0\0\0\0\0")
+            .unwrap();
+        let bad = |r: Result<_, ShmError>| matches!(r, Err(ShmError::BadItem { index: 1, .. }));
+        assert!(bad(sl.to_vec().map(|_| ())));
+        assert!(bad(sl.count(&Item::Int(3)).map(|_| ())));
+        assert!(bad(sl.index(&Item::Int(3)).map(|_| ())));
+        // the items before it are still found; item 0 matches before item 1 is read
+        assert_eq!(sl.index(&Item::Int(1)).unwrap(), 0);
+        sl.shm.write(sl.formats_start() + 8, &[0xff; 8]).unwrap();
+        assert!(bad(sl.format_string().map(|_| ())));
+        let shown = format!("{sl:?}");
+        assert!(shown.contains("BadItem"), "{shown}");
     }
 }

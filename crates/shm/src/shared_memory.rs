@@ -13,10 +13,12 @@ pub const MAX_NAME_LEN: usize = 30;
 
 /// A named block of shared memory that unrelated processes can attach to.
 ///
-/// Names are portable across Linux, macOS and Windows: 1 to 30 characters from
-/// `[A-Za-z0-9_.-]` (no `/`; the leading `/` POSIX wants is added internally, exactly as
-/// CPython does, so a segment created by Python's `SharedMemory(name="x")` is ours under
-/// `"x"` too).
+/// Names given to [`create`](Self::create) must be portable across Linux, macOS and
+/// Windows: 1 to 30 characters from `[A-Za-z0-9_.-]` (no `/`; the leading `/` POSIX wants is
+/// added internally, exactly as CPython does, so a segment created by Python's
+/// `SharedMemory(name="x")` is ours under `"x"` too). [`attach`](Self::attach) is wider: it
+/// takes any name the operating system itself accepts (see [`MAX_ATTACH_NAME_LEN`]), so a
+/// segment another program created under a longer or stranger name is still reachable.
 ///
 /// **Ownership is explicit.** The process that *creates* a segment owns its name and unlinks
 /// it when dropped (or with [`unlink`](Self::unlink)); processes that [`attach`](Self::attach)
@@ -58,6 +60,40 @@ impl std::fmt::Debug for SharedMemory {
 
 fn os_name(name: &str) -> String {
     format!("/{name}")
+}
+
+/// Longest name [`SharedMemory::attach`] accepts (without the leading `/`): what `shm_open`
+/// takes on this platform (`NAME_MAX`, 255 bytes, on Linux; 30 on macOS, whose limit is 31
+/// bytes with the `/`).
+pub const MAX_ATTACH_NAME_LEN: usize = if cfg!(target_os = "linux") {
+    255
+} else {
+    MAX_NAME_LEN
+};
+
+/// Check that `name` is one the OS accepts for an existing segment: not empty, no `/`
+/// (the single leading one is stripped before), no NUL, at most [`MAX_ATTACH_NAME_LEN`]
+/// bytes. Spaces, `:` and any other character are the OS's business, as in CPython.
+fn validate_attach(name: &str) -> Result<(), ShmError> {
+    if name.is_empty() {
+        return Err(ShmError::InvalidName(name.into(), "empty"));
+    }
+    if name.contains('/') {
+        return Err(ShmError::InvalidName(
+            name.into(),
+            "contains '/' after its first character",
+        ));
+    }
+    if name.contains('\0') {
+        return Err(ShmError::InvalidName(name.into(), "contains NUL"));
+    }
+    if name.len() > MAX_ATTACH_NAME_LEN {
+        return Err(ShmError::InvalidName(
+            name.into(),
+            "longer than the operating system allows",
+        ));
+    }
+    Ok(())
 }
 
 /// Check that `name` is portable (see [`SharedMemory`]).
@@ -124,11 +160,26 @@ impl SharedMemory {
         }
     }
 
-    /// Attach to the segment called `name`. Attaching never gives ownership: dropping the
-    /// result leaves the segment in place.
+    /// Attach to the segment called `name` (a leading `/` is allowed, and ignored).
+    /// Attaching never gives ownership: dropping the result leaves the segment in place.
+    ///
+    /// Any name the OS accepts works here, also ones [`create`](Self::create) refuses as
+    /// not portable (CPython on Linux creates names with spaces, `:` or 40 characters).
+    ///
+    /// # Errors
+    ///
+    /// [`ShmError::InvalidName`] for a name the OS refuses (empty, a `/` inside, a NUL, longer
+    /// than [`MAX_ATTACH_NAME_LEN`]); [`ShmError::NotFound`] only when the name is valid and
+    /// no segment has it.
+    ///
+    /// ```
+    /// use multiproc::shared_memory::{SharedMemory, ShmError};
+    /// assert!(matches!(SharedMemory::attach("a/b"), Err(ShmError::InvalidName(..))));
+    /// assert!(matches!(SharedMemory::attach("no such: segment"), Err(ShmError::NotFound(_))));
+    /// ```
     pub fn attach(name: &str) -> Result<SharedMemory, ShmError> {
         let n = name.strip_prefix('/').unwrap_or(name);
-        validate(n).map_err(|_| ShmError::NotFound(name.into()))?;
+        validate_attach(n)?;
         let fd = sys::open(&os_name(n), false).map_err(|e| match e {
             ShmError::NotFound(_) => ShmError::NotFound(n.into()),
             e => e,
@@ -236,6 +287,21 @@ mod tests {
         assert!(validate("").is_err());
         assert!(validate("a/b").is_err());
         assert!(validate(&"x".repeat(31)).is_err());
+        // attach takes what the OS takes, and says so when the OS would refuse
+        for bad in ["", "/", "a/b", "x\0y"] {
+            assert!(
+                matches!(SharedMemory::attach(bad), Err(ShmError::InvalidName(..))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            SharedMemory::attach(&"x".repeat(MAX_ATTACH_NAME_LEN + 1)),
+            Err(ShmError::InvalidName(..))
+        ));
+        assert!(matches!(
+            SharedMemory::attach(&"x".repeat(MAX_ATTACH_NAME_LEN)),
+            Err(ShmError::NotFound(_))
+        ));
         assert!(matches!(
             SharedMemory::create(Some("bad/name"), 10),
             Err(ShmError::InvalidName(..))

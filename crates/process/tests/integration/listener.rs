@@ -480,3 +480,112 @@ fn a_forked_child_does_not_keep_the_listeners_sockets() {
     child.join_bounded();
     again.unwrap();
 }
+
+/// CPython's `Client` reaching our listener at `address` (a str, as Python writes it).
+fn cpython_client_sends(address_literal: &str) -> std::process::Child {
+    let script = format!(
+        "from multiprocessing.connection import Client\n\
+         c = Client({address_literal}, authkey=b'unix-key')\n\
+         c.send_bytes(b'py over unix')\n\
+         c.close()\n"
+    );
+    python()
+        .args(["-c", &script])
+        .spawn()
+        .expect("python3 must be installed")
+}
+
+/// A Linux abstract address (`"\0name"`, no file) works as in CPython: across our processes
+/// and with a CPython client.
+#[cfg(target_os = "linux")]
+#[test]
+fn abstract_unix_address_across_processes_and_with_cpython() {
+    let name = format!("\0multiproc-test-abstract-{}", std::process::id());
+    let address: Address = name.parse().unwrap();
+    assert_eq!(address, Address::Unix(name.clone().into()));
+    assert_eq!(
+        address.to_string(),
+        format!("unix:@multiproc-test-abstract-{}", std::process::id())
+    );
+    let listener = Listener::bind(name.as_str(), Some(b"unix-key")).unwrap();
+    assert_eq!(listener.address(), address);
+    let p = Process::new(unix_client, (name.clone(), 5));
+    p.start().unwrap();
+    let conn = listener.accept_bounded().unwrap();
+    assert_eq!(conn.recv_bounded::<u32>(), 10);
+    assert_eq!(p.join_bounded(), 0);
+
+    let child = cpython_client_sends(&format!(
+        "'\\0multiproc-test-abstract-{}'",
+        std::process::id()
+    ));
+    let conn = listener.accept_bounded().unwrap();
+    assert_eq!(conn.recv_bytes_bounded(), b"py over unix");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(listener);
+    // the name is free again once the socket is closed
+    drop(Listener::bind(name.as_str(), None).unwrap());
+}
+
+/// A relative file name (no '/', no ':') is a Unix socket in the current directory, as CPython
+/// takes any string; the listener removes its file on drop.
+#[cfg(unix)]
+#[test]
+fn relative_unix_path_across_processes_and_with_cpython() {
+    let rel = format!("multiproc-test-rel-{}.sock", std::process::id());
+    let address: Address = rel.parse().unwrap();
+    assert_eq!(address, Address::Unix(rel.clone().into()));
+    let listener = Listener::bind(rel.as_str(), Some(b"unix-key")).unwrap();
+    assert!(std::path::Path::new(&rel).exists());
+    let p = Process::new(unix_client, (rel.clone(), 8));
+    p.start().unwrap();
+    let conn = listener.accept_bounded().unwrap();
+    assert_eq!(conn.recv_bounded::<u32>(), 16);
+    assert_eq!(p.join_bounded(), 0);
+
+    let child = cpython_client_sends(&format!("{rel:?}"));
+    let conn = listener.accept_bounded().unwrap();
+    assert_eq!(conn.recv_bytes_bounded(), b"py over unix");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(listener);
+    assert!(
+        !std::path::Path::new(&rel).exists(),
+        "the listener removes its socket file"
+    );
+}
+
+#[derive(serde::Serialize)]
+struct Sparse {
+    id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+/// A struct that skips a field when serializing cannot be decoded by the receiver: in debug
+/// builds `send` refuses it, naming the attribute, and sends nothing.
+#[cfg(debug_assertions)]
+#[test]
+fn send_refuses_a_skipped_field_at_the_sender() {
+    let (a, b) = multiproc_process::pipe(true).unwrap();
+    let err = a.send(&Sparse { id: 1, note: None }).unwrap_err();
+    assert!(err.to_string().contains("skip_serializing_if"), "{err}");
+    a.send(&Sparse {
+        id: 2,
+        note: Some("kept".into()),
+    })
+    .unwrap();
+    assert_eq!(
+        b.recv_bounded::<(u32, Option<String>)>(),
+        (2, Some("kept".into()))
+    );
+}

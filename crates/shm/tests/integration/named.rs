@@ -163,7 +163,7 @@ fn shareable_list_round_trip_across_processes() {
         p.start().unwrap();
         assert_eq!(p.join_bounded(), 0, "{m:?}");
         assert_eq!(
-            sl.to_vec(),
+            sl.to_vec().unwrap(),
             [Item::Int(42), Item::None, "from the child".into()],
             "{m:?}"
         );
@@ -228,9 +228,9 @@ fn shareable_list_interoperates_with_cpython() {
     );
     let fmt = python3(&script).expect("python3 ran above");
     let theirs = ShareableList::attach(&name).unwrap();
-    assert_eq!(theirs.format_string(), fmt);
+    assert_eq!(theirs.format_string().unwrap(), fmt);
     assert_eq!(
-        theirs.to_vec(),
+        theirs.to_vec().unwrap(),
         [
             Item::Int(1),
             Item::Float(-2.5),
@@ -247,4 +247,33 @@ fn shareable_list_interoperates_with_cpython() {
          print(sl[1]); sl.shm.unlink()\n"
     );
     assert_eq!(python3(&script).expect("python3 ran above"), "5");
+}
+
+/// CPython on Linux creates names `create` would refuse as not portable (long, with spaces
+/// or `:`): `attach` takes them, as the OS does.
+#[cfg(target_os = "linux")]
+#[test]
+fn attach_takes_a_name_cpython_created_with_spaces_colons_and_40_characters() {
+    let mut name = format!("py made: {} ", std::process::id());
+    while name.len() < 40 {
+        name.push('x');
+    }
+    assert_eq!(name.len(), 40);
+    let script = format!(
+        "{PY_PRELUDE}s = shared_memory.SharedMemory(name={name:?}, create=True, size=64)\n\
+         resource_tracker.unregister(s._name, 'shared_memory')\n\
+         s.buf[:5] = b'hello'\n\
+         print(s.name)\n"
+    );
+    let Some(made) = python3(&script) else {
+        eprintln!("python3 not found: skipping");
+        return;
+    };
+    assert_eq!(made, name);
+    let attached = SharedMemory::attach(&name);
+    // whatever happens, the segment does not outlive the test
+    let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+    let shm = attached.unwrap();
+    assert_eq!(shm.name(), name);
+    assert_eq!(shm.read(0, 5).unwrap(), b"hello");
 }

@@ -313,3 +313,30 @@ fn byte_queue_messages_in_parts_cross_processes_whole_and_in_order() {
     q.close();
     assert_eq!(q.try_get_with(|m| m.len()), Err(QueueError::Closed));
 }
+
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+#[serde(untagged)]
+enum Untagged {
+    Num(u32),
+    Text(String),
+}
+
+/// A message postcard cannot decode fails at `put`, naming the attribute, in debug builds
+/// (it used to be put, then fail in the process that took it).
+#[cfg(debug_assertions)]
+#[test]
+fn an_untagged_enum_is_refused_at_put_not_at_get() {
+    let q: Queue<Untagged> = Queue::new().unwrap();
+    let err = q.put(Untagged::Text("x".into())).unwrap_err();
+    assert!(
+        matches!(&err.error, QueueError::Encode(m) if m.to_string().contains("untagged")),
+        "{}",
+        err.error
+    );
+    assert!(
+        matches!(err.value, Untagged::Text(_)),
+        "the value is given back"
+    );
+    assert!(q.is_empty(), "nothing was put");
+    assert!(q.put_ref(&Untagged::Num(1)).is_err());
+}

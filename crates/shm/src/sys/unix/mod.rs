@@ -69,6 +69,10 @@ pub(crate) fn open(name: &str, create: bool) -> Result<OwnedFd, ShmError> {
         return Err(match e.raw_os_error() {
             Some(libc::ENOENT) => ShmError::NotFound(name.into()),
             Some(libc::EEXIST) => ShmError::Exists(name.into()),
+            Some(libc::EINVAL) => ShmError::InvalidName(name.into(), "refused by the OS"),
+            Some(libc::ENAMETOOLONG) => {
+                ShmError::InvalidName(name.into(), "longer than the OS allows")
+            }
             _ => ShmError::Io(e),
         });
     }
