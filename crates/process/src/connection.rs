@@ -506,7 +506,7 @@ impl Connection {
     }
 
     /// How deeply a value received with [`recv`](Self::recv) may nest (default
-    /// [`DEFAULT_MAX_DEPTH`](multiproc::pickle::DEFAULT_MAX_DEPTH), 128 levels).
+    /// [`DEFAULT_MAX_DEPTH`](multiproc_pickle::DEFAULT_MAX_DEPTH), 128 levels).
     pub fn max_depth(&self) -> usize {
         self.max_depth.load(Ordering::Relaxed)
     }
