@@ -137,7 +137,7 @@ impl RawMutex {
     /// say) failed for as long as another process had a dead holder's pid, however long no
     /// live process held the lock — and pids of dead processes come round within moments
     /// once anything moves the kernel's next pid back (`ns_last_pid`). A holder this thread
-    /// found alive is trusted for [`ALIVE_TRUST`] (only its pid's existence is asked again),
+    /// found alive is trusted for 1 ms (only its pid's existence is asked again),
     /// so a loop of failing `try_lock`s costs a system call each, not a `/proc` read.
     pub fn try_lock(&self) -> LockResult {
         let me = Self::me();
