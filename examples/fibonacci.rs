@@ -86,7 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut jobs = Vec::new();
     for &n in &numbers {
         let (here, there) = multiproc::pipe(true)?;
-        let p = Process::new(work, (n, there)).name(format!("fib-{n}"));
+        let p = Process::new(work, (n, there)).with_name(format!("fib-{n}"));
         p.start()?;
         jobs.push((n, p, here));
     }

@@ -59,13 +59,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 consumer,
                 (q.clone(), results.clone(), format!("consumer-{k}")),
             )
-            .name(format!("consumer-{k}"))
+            .with_name(format!("consumer-{k}"))
         })
         .collect();
     for c in &consumers {
         c.start()?;
     }
-    let p = Process::new(producer, (q.clone(), ITEMS)).name("producer");
+    let p = Process::new(producer, (q.clone(), ITEMS)).with_name("producer");
     p.start()?;
     p.join()?;
     let mut grand = (0, 0);

@@ -56,40 +56,40 @@ fn sleeps_until_stopped(ready: Connection) {
 
 fn exit_codes() -> Res {
     section(1, "Start and join: exit codes follow Python");
-    let p = Process::new(returns, ()).name("returns");
+    let p = Process::new(returns, ()).with_name("returns");
     p.start()?;
     println!(
         "   {:<8} returned normally   -> exitcode {}",
-        p.get_name(),
+        p.name(),
         p.join()?
     );
 
     println!("   (the next child panics: its report on stderr is the Rust twin of a traceback)");
-    let p = Process::new(panics, "forty-two".to_string()).name("panics");
+    let p = Process::new(panics, "forty-two".to_string()).with_name("panics");
     p.start()?;
     let code = p.join()?;
     println!(
         "   {:<8} panicked           -> exitcode {code}, panic_message() = {:?}",
-        p.get_name(),
+        p.name(),
         p.panic_message().unwrap_or_default()
     );
 
-    let p = Process::new(exits, 3).name("exits");
+    let p = Process::new(exits, 3).with_name("exits");
     p.start()?;
     println!(
         "   {:<8} called exit(3)     -> exitcode {}",
-        p.get_name(),
+        p.name(),
         p.join()?
     );
 
     let (here, there) = multiproc::pipe(true)?;
-    let p = Process::new(sleeps_until_stopped, there).name("sleeper");
+    let p = Process::new(sleeps_until_stopped, there).with_name("sleeper");
     p.start()?;
     here.recv::<()>()?; // running for sure
     p.terminate()?;
     println!(
         "   {:<8} was terminate()d   -> exitcode {} (killed by SIGTERM, signal 15)",
-        p.get_name(),
+        p.name(),
         p.join()?
     );
     Ok(())
@@ -124,7 +124,7 @@ fn start_methods() -> Res {
         let t = Instant::now();
         let p = ctx
             .process(report_in, there)
-            .name(format!("{}-child", method.name()));
+            .with_name(format!("{}-child", method.name()));
         p.start()?;
         let (name, pid, parent, mark): (String, u32, u32, u32) = here.recv()?;
         let took = t.elapsed();
@@ -149,14 +149,14 @@ fn squarer(conn: Connection) {
 fn connections() -> Res {
     section(3, "A Connection passed to a child, then a ping-pong");
     let (here, there) = multiproc::pipe(true)?;
-    let p = Process::new(squarer, there).name("squarer");
+    let p = Process::new(squarer, there).with_name("squarer");
     p.start()?;
     let mut squares = Vec::new();
     for x in 1..=6u64 {
         here.send(&Some(x))?;
         squares.push(here.recv::<u64>()?);
     }
-    println!("   sent 1..=6 to '{}', got back {squares:?}", p.get_name());
+    println!("   sent 1..=6 to '{}', got back {squares:?}", p.name());
 
     const ROUNDS: u64 = 10_000;
     let t = Instant::now();
@@ -198,13 +198,13 @@ fn fibonacci() -> Res {
     let mut jobs = Vec::new();
     for n in numbers {
         let (here, there) = multiproc::pipe(true)?;
-        let p = Process::new(fib_worker, (n, there)).name(format!("fib-{n}"));
+        let p = Process::new(fib_worker, (n, there)).with_name(format!("fib-{n}"));
         p.start()?;
         jobs.push((n, p, here));
     }
     for (n, p, here) in &jobs {
         let value: u64 = here.recv()?;
-        println!("   fib({n}) = {value:<9} from '{}'", p.get_name());
+        println!("   fib({n}) = {value:<9} from '{}'", p.name());
         p.join()?;
     }
     let parallel = t.elapsed();
@@ -249,7 +249,7 @@ fn listener_and_client() -> Res {
 
     let (report, there) = multiproc::pipe(true)?;
     let args = (address.clone(), b"tour secret".to_vec(), there);
-    let p = Process::new(tcp_client, args).name("tcp-client");
+    let p = Process::new(tcp_client, args).with_name("tcp-client");
     p.start()?;
     let conn = listener.accept()?;
     let (name, numbers): (String, Vec<u64>) = conn.recv()?;
@@ -260,7 +260,7 @@ fn listener_and_client() -> Res {
 
     let (report, there) = multiproc::pipe(true)?;
     let args = (address, b"a wrong guess".to_vec(), there);
-    let p = Process::new(tcp_client, args).name("intruder");
+    let p = Process::new(tcp_client, args).with_name("intruder");
     p.start()?;
     let server_side = listener.accept().map(|_| ()).map_err(|e| e.to_string());
     let client_side: Result<u64, String> = report.recv()?;
@@ -284,13 +284,13 @@ fn waiting() -> Res {
     let t = Instant::now();
     let mut running = Vec::new();
     for (millis, code) in [(90, 0), (30, 7), (60, 0)] {
-        let p = Process::new(nap, (millis, code)).name(format!("nap-{millis}ms"));
+        let p = Process::new(nap, (millis, code)).with_name(format!("nap-{millis}ms"));
         p.start()?;
         running.push(p);
     }
     let names: Vec<String> = multiproc::active_children()
         .iter()
-        .map(Process::get_name)
+        .map(Process::name)
         .collect();
     println!("   active_children() = {names:?}");
     while !running.is_empty() {
@@ -306,7 +306,7 @@ fn waiting() -> Res {
             let p = running.remove(i);
             println!(
                 "   wait() -> {:<9} ended after {:>8}, exitcode {}",
-                p.get_name(),
+                p.name(),
                 ms(t.elapsed()),
                 p.join()?
             );

@@ -33,7 +33,7 @@ fn every_reexport_is_reachable() {
     assert_eq!(get_start_method(), StartMethod::Spawn);
     let ctx: Context = get_context(StartMethod::Forkserver).unwrap();
     let (a, b) = Pipe(true).unwrap();
-    let p: Process = ctx.process(child, b).name("facade-child");
+    let p: Process = ctx.process(child, b).with_name("facade-child");
     p.start().unwrap();
     assert!(
         !wait_timeout(&[&a as &dyn Waitable], Duration::from_secs(30))

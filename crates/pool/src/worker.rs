@@ -486,8 +486,8 @@ impl Worker {
                 let p = Process::new(process_worker, args).daemon(true);
                 // Python's `SpawnPoolWorker-N`: the process's own number, under the pool's name
                 // (what its panics and `current_process().name` show).
-                let number = p.get_name().trim_start_matches("Process-").to_string();
-                let mut p = p.name(format!("PoolWorker-{number}"));
+                let number = p.name().trim_start_matches("Process-").to_string();
+                let mut p = p.with_name(format!("PoolWorker-{number}"));
                 if let Some(m) = method {
                     p = p.start_method(*m);
                 }

@@ -86,7 +86,7 @@ struct Inner {
 /// }
 ///
 /// multiproc::init(); // first thing in main
-/// let p = Process::new(greet, ("bob".to_string(), 2)).name("greeter");
+/// let p = Process::new(greet, ("bob".to_string(), 2)).with_name("greeter");
 /// p.start().unwrap();
 /// assert_eq!(p.join().unwrap(), 0);
 /// ```
@@ -107,7 +107,7 @@ impl std::fmt::Debug for Process {
         write!(
             f,
             "<Process name={:?} {state}{}>",
-            self.get_name(),
+            self.name(),
             if self.is_daemon() { " daemon" } else { "" }
         )
     }
@@ -146,9 +146,10 @@ impl Process {
     }
 
     /// Name the process (default `Process-N`). Visible to the child as
-    /// [`current_process().name`](crate::current_process).
+    /// [`current_process().name`](crate::current_process). (`with_`: [`name`](Self::name) is the
+    /// getter, as `std::thread::Thread::name`; std puts the setter on a separate `Builder`.)
     #[must_use = "the setting is on the process returned; the one given is consumed"]
-    pub fn name(self, name: impl Into<String>) -> Self {
+    pub fn with_name(self, name: impl Into<String>) -> Self {
         *self.inner.name.lock() = Some(name.into());
         self
     }
@@ -185,7 +186,8 @@ impl Process {
     }
 
     /// The process's name (`Process-N` until started, if none was given).
-    pub fn get_name(&self) -> String {
+    #[doc(alias = "get_name")]
+    pub fn name(&self) -> String {
         self.inner
             .name
             .lock()
@@ -266,7 +268,7 @@ impl Process {
             return Err(Error::StartMethodUnavailable(method));
         }
         let identity = self.inner.identity.clone();
-        let name = self.get_name();
+        let name = self.name();
         let me = crate::current_process();
         let job = Job {
             call,

@@ -270,7 +270,7 @@ fn panic_here(msg: String) {
 fn panic_probe() {
     for method in METHODS {
         let p = Process::new(panic_here, format!("boom in {}", method.name()))
-            .name(format!("Worker-{}", method.name()))
+            .with_name(format!("Worker-{}", method.name()))
             .start_method(method);
         p.start().unwrap();
         assert_eq!(p.join_bounded(), 1);

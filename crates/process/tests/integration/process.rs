@@ -49,7 +49,7 @@ fn args_in_exit_code_out() {
         let (here, there) = pipe(true).unwrap();
         let p = Process::new(sum_and_report, (vec![1, 2, 3, 4], there))
             .start_method(m)
-            .name("summer");
+            .with_name("summer");
         p.start().unwrap();
         let (sum, name, ppid): (i64, String, u32) = here.recv_bounded();
         assert_eq!(
@@ -248,7 +248,7 @@ fn current_process_names_and_identity() {
     assert!(parent_process().is_none());
     let p = Process::new(unit, ());
     p.start().unwrap();
-    assert!(p.get_name().starts_with("Process-"));
+    assert!(p.name().starts_with("Process-"));
     p.join_bounded();
 }
 
