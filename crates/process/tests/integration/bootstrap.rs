@@ -59,7 +59,11 @@ fn run_probe(name: &str, env: &[(&str, &str)], input: &[u8]) -> Ran {
 
 extern "C" {
     fn dup2(old: i32, new: i32) -> i32;
+    fn fcntl(fd: i32, cmd: i32, ...) -> i32;
 }
+
+/// `fcntl`'s "set descriptor flags" (Linux and the BSDs alike).
+const F_SETFD: i32 = 2;
 
 /// Run this binary as a multiproc child (the marker) with `var=value`, with descriptor `fd`
 /// (if any) at number `at`. It must stop at once with 1 and say why, naming the variable.
@@ -71,11 +75,18 @@ fn refused_as_child(var: &str, value: &str, fd: Option<(std::os::fd::RawFd, i32)
         .env_remove("MULTIPROC_FORKSERVER")
         .env(var, value);
     if let Some((fd, at)) = fd {
-        // SAFETY: the closure only calls dup2, which is async-signal-safe, on descriptors this
-        // process holds open until the command has run.
+        // SAFETY: the closure only calls dup2 and fcntl, which are async-signal-safe, on
+        // descriptors this process holds open until the command has run.
         unsafe {
             cmd.pre_exec(move || {
-                if dup2(fd, at) < 0 {
+                // (dup2 onto itself would leave close-on-exec set: the child would find the
+                // number closed, which happened whenever the descriptor already had it)
+                let r = if fd == at {
+                    fcntl(fd, F_SETFD, 0)
+                } else {
+                    dup2(fd, at)
+                };
+                if r < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
