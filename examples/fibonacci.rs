@@ -3,9 +3,10 @@
 //!
 //! To show that they really run at the same time, the parent first computes the same numbers
 //! one after the other itself, then prints both wall-clock times. The speed-up is bounded twice:
-//! by the cores, and by the longest single number (fib(36) is most of the work here), and the
-//! program prints that bound next to what it measured, and (on Linux) the load average, as
-//! other programs on the cores lower the speed-up.
+//! by the cores, and by the longest single number (fib(39) is almost half the work here: the
+//! numbers are close, so two cores can share them), and the program prints that bound next to
+//! what it measured, and (on Linux) the load average, as other programs on the cores lower the
+//! speed-up.
 //!
 //! ```python
 //! import time
@@ -20,7 +21,7 @@
 //! if __name__ == '__main__':
 //!     start = time.perf_counter()
 //!     jobs = []
-//!     for n in (30, 32, 34, 36):
+//!     for n in (36, 37, 38, 39):
 //!         here, there = Pipe()
 //!         p = Process(target=work, args=(n, there))
 //!         p.start()
@@ -60,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()
         .map_err(|e| format!("arguments must be small integers: {e}"))?;
     if numbers.is_empty() {
-        numbers = vec![30, 32, 34, 36];
+        numbers = vec![36, 37, 38, 39];
     }
     if let Some(&n) = numbers.iter().find(|&&n| n > 50) {
         return Err(format!("fib({n}) would take far too long with the naive algorithm").into());
