@@ -13,15 +13,19 @@ use multiproc_sync::{Condition, Event, Lock, LockResult, RLock, Semaphore};
 
 use crate::support::{Kid, METHODS, PATIENCE};
 
-/// A live process that has the pid of a dead one; killed and reaped when dropped.
-struct Impostor(libc::pid_t);
+/// A live process that has the pid of a dead one: our child (`Some`: killed and reaped when
+/// dropped), or some other process that took the pid first (`None`: left alone, it is not ours
+/// to signal; for the test it is an impostor all the same).
+struct Impostor(Option<libc::pid_t>);
 
 impl Drop for Impostor {
     fn drop(&mut self) {
-        // SAFETY: kill and reap our own child.
-        unsafe {
-            libc::kill(self.0, libc::SIGKILL);
-            libc::waitpid(self.0, std::ptr::null_mut(), 0);
+        if let Some(pid) = self.0 {
+            // SAFETY: kill and reap our own child, not reaped yet (so `pid` is still it).
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
         }
     }
 }
@@ -43,7 +47,7 @@ fn fork_for(target: libc::pid_t) -> Option<Impostor> {
                 libc::_exit(0)
             }
         }
-        pid if pid == target => Some(Impostor(pid)),
+        pid if pid == target => Some(Impostor(Some(pid))),
         pid => {
             // SAFETY: reap our own child.
             unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
@@ -88,11 +92,19 @@ fn impostor(target: u32) -> Impostor {
         if let Some(i) = fork_for(target) {
             return i;
         }
+        // A process started elsewhere (another test's child, say) may have taken it first:
+        // then the pid is alive in another process, which is what the test needs.
+        if !pid_free(target) {
+            return Impostor(None);
+        }
     }
     // 2. go round the pids
     while !aimed && started.elapsed() < Duration::from_secs(60) {
         if let Some(i) = fork_for(target) {
             return i;
+        }
+        if !pid_free(target) {
+            return Impostor(None);
         }
     }
     panic!(
