@@ -617,6 +617,9 @@ fn die_with_parent(boot: &OwnedFd) {
 /// ...), and once more when it has ended, so a child never waits on its report for a parent
 /// that would only read it after the child's exit.
 pub(crate) struct Reports {
+    /// What the socket was when made (device, inode), and the child's pid: see `Drop`.
+    id: (u64, u64),
+    pid: u32,
     fd: Arc<OwnedFd>,
     buf: Vec<u8>,
     eof: bool,
@@ -629,11 +632,14 @@ pub(crate) struct Reports {
 }
 
 impl Reports {
-    pub(crate) fn new(fd: OwnedFd) -> Result<Reports, Error> {
+    /// `id`: what [`sys::file_id`] said of `fd` when it was made; `pid`: the child's.
+    pub(crate) fn new(fd: OwnedFd, id: (u64, u64), pid: u32) -> Result<Reports, Error> {
         sys::set_nonblocking(sys::borrow(&fd))?;
         // A forked sibling must not keep our end open (see sys::neutralize_inherited).
         sys::track_inheritable(sys::borrow(&fd));
         Ok(Reports {
+            id,
+            pid,
             fd: Arc::new(fd),
             buf: Vec::new(),
             eof: false,
@@ -695,6 +701,25 @@ impl Reports {
 
 impl Drop for Reports {
     fn drop(&mut self) {
+        if Arc::strong_count(&self.fd) == 1
+            && sys::file_id(sys::borrow(&self.fd)).ok() != Some(self.id)
+        {
+            descriptor_replaced("the end of its bootstrap socket", self.pid);
+        }
         sys::untrack_inheritable(sys::borrow(&self.fd));
     }
+}
+
+/// A parent's descriptor for the child `pid` names another file than the one it was made as:
+/// some code closed the number behind its owner's back and it was reused. Using or closing it
+/// would reach someone else's socket (another child's job, another child's end of file), so
+/// this is said loudly, on stderr as well (a test's output shows it), where it is found.
+pub(crate) fn descriptor_replaced(what: &str, pid: u32) {
+    tracing::error!(
+        pid,
+        "a descriptor was closed behind its owner's back: {what}"
+    );
+    eprintln!(
+        "multiproc: BUG: the descriptor for {what} of child {pid} was closed behind its owner's          back and now names another file (a double close in this process)"
+    );
 }

@@ -297,6 +297,7 @@ impl Process {
             (_, None) => crate::context::executable()?,
         };
         let (ours, theirs) = sys::socketpair()?;
+        let ours_id = sys::file_id(sys::borrow(&ours))?;
         let (pid, pidfd, server) = match method {
             StartMethod::Spawn => {
                 let pid = proc::spawn_exe(&exe, proc::BOOTSTRAP_ENV, &theirs)?;
@@ -327,6 +328,11 @@ impl Process {
             }
         };
         drop(theirs);
+        // (a number closed behind our back and reused by another thread's socket would take
+        // this child's job to another child: say so loudly instead; never seen, looked for)
+        if sys::file_id(sys::borrow(&ours)).ok() != Some(ours_id) {
+            bootstrap::descriptor_replaced("its job", pid);
+        }
         let sent = if method == StartMethod::Fork {
             Ok(())
         } else {
@@ -341,7 +347,7 @@ impl Process {
             tracing::debug!(pid, "could not deliver the job: {e}");
         }
         drop(handles);
-        let reports = Reports::new(ours)?;
+        let reports = Reports::new(ours, ours_id, pid)?;
         tracing::debug!(pid, ?method, "started child");
         Ok(Running {
             pid,

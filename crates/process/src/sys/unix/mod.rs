@@ -501,6 +501,16 @@ pub(crate) fn read_into_spare(
 }
 
 /// Switch a descriptor to non-blocking mode.
+/// What open file `fd` names (device and inode): the same number naming another file later
+/// means it was closed behind its owner's back and reused.
+pub(crate) fn file_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    // SAFETY: fstat writes into a zeroed stat buffer; `fd` is a borrowed open descriptor.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
+
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: F_GETFL/F_SETFL on a descriptor we borrow.
     unsafe {

@@ -64,6 +64,12 @@ pub(crate) fn read_into_spare(
     Err(unsupported())
 }
 
+/// What open file a handle names (unused on Windows: a handle number is not reused while
+/// its owner holds it).
+pub(crate) fn file_id(_h: Borrowed<'_>) -> io::Result<(u64, u64)> {
+    Ok((0, 0))
+}
+
 pub(crate) fn set_nonblocking(_h: Borrowed<'_>) -> io::Result<()> {
     Err(unsupported())
 }
