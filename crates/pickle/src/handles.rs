@@ -124,6 +124,39 @@ pub fn deserialize_handle<'de, D: Deserializer<'de>>(d: D) -> Result<OsHandle, D
     })
 }
 
+/// A borrowed OS handle as a serde value ([`serialize_handle`]): for putting handles into a
+/// message without owning them.
+///
+/// ```
+/// # #[cfg(unix)] {
+/// use multiproc::pickle::handles::{HandleOwned, HandleRef};
+/// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// let fd = std::os::fd::OwnedFd::from(a);
+/// let (bytes, handles) = multiproc::pickle::encode_with_handles(&HandleRef(&fd)).unwrap();
+/// assert_eq!(handles.len(), 1);
+/// let back: HandleOwned = multiproc::pickle::decode_with_handles(&bytes, handles).unwrap();
+/// # let _ = back.0;
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct HandleRef<'a, H: AsOsHandle>(pub &'a H);
+
+impl<H: AsOsHandle> serde::Serialize for HandleRef<'_, H> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_handle(self.0, s)
+    }
+}
+
+/// An OS handle taken from a message ([`deserialize_handle`]); see [`HandleRef`].
+#[derive(Debug)]
+pub struct HandleOwned(pub OsHandle);
+
+impl<'de> Deserialize<'de> for HandleOwned {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_handle(d).map(HandleOwned)
+    }
+}
+
 /// Restores the previous context when dropped (also on unwinding out of a serde impl).
 pub(crate) struct CtxGuard(pub(crate) Option<Ctx>);
 

@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Once};
 
-use multiproc_pickle::handles::{deserialize_handle, serialize_handle};
+use multiproc_pickle::handles::{HandleOwned, HandleRef};
 use multiproc_pickle::{
     decode, decode_borrowed, decode_with_handles, encode, Bytes, Call, FnRef, OsHandle,
     PickleError, SharedError,
@@ -394,26 +394,10 @@ impl Serialize for BytesRef<'_> {
     }
 }
 
-struct HandleRef<'a>(&'a OsHandle);
-
-impl Serialize for HandleRef<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        serialize_handle(self.0, s)
-    }
-}
-
-struct HandleOwned(OsHandle);
-
-impl<'de> Deserialize<'de> for HandleOwned {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_handle(d).map(HandleOwned)
-    }
-}
-
 impl Serialize for Init {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeTuple;
-        let handles: Vec<HandleRef<'_>> = self.handles.iter().map(HandleRef).collect();
+        let handles: Vec<HandleRef<'_, OsHandle>> = self.handles.iter().map(HandleRef).collect();
         let mut t = s.serialize_tuple(2)?;
         t.serialize_element(&BytesRef(&self.call))?;
         t.serialize_element(&handles)?;

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use multiproc_pickle::frame::{self, Prefix};
-use multiproc_pickle::handles::{deserialize_handle, serialize_handle};
+use multiproc_pickle::handles::{HandleOwned, HandleRef};
 use multiproc_pickle::{Bytes, OsHandle, PickleError};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
@@ -866,22 +866,6 @@ impl Waitable for Connection {
             .fd
             .as_ref()
             .map(|fd| sys::raw(sys::borrow(fd)))
-    }
-}
-
-struct HandleRef<'a, H: multiproc_pickle::handles::AsOsHandle>(&'a H);
-
-impl<H: multiproc_pickle::handles::AsOsHandle> Serialize for HandleRef<'_, H> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        serialize_handle(self.0, s)
-    }
-}
-
-struct HandleOwned(OsHandle);
-
-impl<'de> Deserialize<'de> for HandleOwned {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_handle(d).map(HandleOwned)
     }
 }
 
