@@ -216,6 +216,11 @@ fn under_limit(
     let mut failures = Vec::new();
     for free in 0..64 {
         full(filler); // (what a failed attempt dropped freed descriptors)
+        assert!(
+            filler.len() >= free,
+            "{name}: only {} fillers",
+            filler.len()
+        );
         filler.truncate(filler.len() - free);
         match op() {
             Ok(()) => {
@@ -233,7 +238,7 @@ fn under_limit(
 }
 
 /// Runs in a child of the test, so the descriptor limit is its own: fills the descriptor table
-/// (the soft limit lowered to just above the highest open descriptor, the holes below filled),
+/// (the soft limit lowered to 64 above the highest open descriptor, every free one filled),
 /// then, with 0, 1, 2, ... descriptors free, starts a process with a `Connection` argument,
 /// starts a pool, puts an item too big for its queue's ring (it needs a memory file of its
 /// own), encodes a handle for a transfer; reports every failure over a connection opened before.
@@ -251,8 +256,10 @@ fn starved(report: Connection) {
         .filter_map(|d| d.ok()?.file_name().to_str()?.parse::<libc::rlim_t>().ok())
         .max()
         .unwrap();
+    // Room for 64 fillers above the highest descriptor: `under_limit` frees up to 64 of them,
+    // which the holes below it alone may not provide.
     let low = libc::rlimit {
-        rlim_cur: highest + 1,
+        rlim_cur: (highest + 1 + 64).min(lim.rlim_max),
         rlim_max: lim.rlim_max,
     };
     // SAFETY: setrlimit reads the struct we pass.
