@@ -135,6 +135,14 @@ pub mod pool {
     };
 }
 
+pub use multiproc_manager::{Manager, ManagerError};
+
+/// Python's `multiprocessing.managers`: a server process owning objects, typed proxies to
+/// them, locally or over TCP.
+pub mod managers {
+    pub use multiproc_manager::*;
+}
+
 pub use multiproc_sync::{
     Barrier, BoundedSemaphore, ByteQueue, Condition, Event, JoinableQueue, Lock, LockGuard,
     LockResult, PutError, Queue, QueueError, RLock, RLockGuard, Semaphore, SimpleQueue, SyncError,

@@ -53,6 +53,7 @@
 
 mod build_id;
 mod bytes_impl;
+mod checking;
 mod codec;
 mod depth;
 mod error;
@@ -66,6 +67,7 @@ mod shape_probe;
 
 pub use build_id::build_id;
 pub use bytes_impl::{bytes, Bytes};
+pub use checking::is_checking;
 pub use codec::{
     decode, decode_borrowed, decode_borrowed_with_max_depth, decode_with_handles,
     decode_with_handles_and_max_depth, decode_with_max_depth, encode, encode_with_handles,

@@ -82,6 +82,7 @@ fn check_round_trip_debug<T: DeserializeOwned>(encoded: &[u8]) -> Result<(), Pic
         reason,
         hint,
     };
+    let _checking = crate::checking::Checking::enter();
     match postcard::take_from_bytes::<T>(encoded) {
         Ok((_, [])) => Ok(()),
         Ok((_, rest)) => Err(fail(

@@ -40,6 +40,7 @@ pub fn check_shape<T: Serialize + ?Sized>(value: &T) -> Result<(), PickleError> 
 #[cfg(debug_assertions)]
 #[inline(never)]
 fn check_shape_debug<T: Serialize + ?Sized>(value: &T) -> Result<(), PickleError> {
+    let _checking = crate::checking::Checking::enter();
     match value.serialize(Probe) {
         Ok(()) => Ok(()),
         Err(Found::Skipped { strukt, field }) => Err(PickleError::WontRoundTrip {

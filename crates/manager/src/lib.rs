@@ -1,0 +1,70 @@
+//! Python's `multiprocessing.managers` for Rust: a server process owns objects, and other
+//! processes (on this machine or others) call their methods through typed proxies.
+//!
+//! ```
+//! use multiproc::Manager;
+//!
+//! multiproc::init();
+//! let m = Manager::start().unwrap();
+//! let d = m.dict::<String, i64>().unwrap();
+//! d.set("x".to_string(), 1).unwrap();
+//! assert_eq!(d.add("x".to_string(), 2).unwrap(), 3);
+//! ```
+//!
+//! # What crosses the wire
+//! Only typed requests, encoded with postcard: a client can create objects of the types the
+//! server knows and call their operations, nothing else. The one exception is a function sent
+//! to update a value in place (`update_with`): it is code of the same build, which a server
+//! runs only if it was told to trust its clients with it (`allow_functions`; on for a server
+//! [`Manager::start`] started, whose random key only this program's processes know, off for one
+//! served on an address). Every connection first passes CPython's HMAC challenge on the key.
+//!
+//! # Values on the server
+//! The server keeps values encoded and compares keys by their encoding: it needs to know
+//! nothing about the program's types, so a server of another build (a separate binary serving
+//! on a TCP port) holds dicts, lists and queues of any serde types. Arithmetic
+//! ([`DictProxy::add`]) says the kind of number with the request.
+//!
+//! # Proxies inside values
+//! A proxy is a serde value. Stored in another managed object (a dict of lists), it keeps its
+//! object alive while it is stored, and reading it back gives a proxy of the same object, so
+//! `d.get(&k)?.unwrap().push(1)` changes what every process sees (Python's silent copies of
+//! nested values cannot happen). Sent anywhere else (a child's arguments, a pipe, a queue), it
+//! takes a reference that travels with it and that its receiver claims; a proxy that is sent but
+//! never received keeps its object until the server stops. Objects that refer to each other in a
+//! cycle live until the server stops.
+//!
+//! # Lifetimes and failure
+//! An object lives while a proxy of it exists anywhere (the server counts references per
+//! process, and drops a process's references when its connections close: a killed client
+//! leaks nothing). If the server dies, every call fails at once with
+//! [`ManagerError::ServerGone`]; nothing waits forever.
+#![warn(missing_debug_implementations)]
+
+mod client;
+mod dict;
+mod error;
+mod func;
+mod manager;
+mod numeric;
+mod proxy;
+mod refs;
+mod server;
+mod wire;
+
+use std::collections::HashMap;
+
+pub use dict::DictProxy;
+pub use error::{ManagerError, ServerError};
+pub use manager::{Manager, ManagerBuilder};
+pub use numeric::{NumKind, Number};
+pub use proxy::Proxy;
+
+use server::object::Constructor;
+
+/// The types every server knows.
+pub(crate) fn builtin_types() -> HashMap<String, Constructor> {
+    let mut t: HashMap<String, Constructor> = HashMap::new();
+    t.insert(dict::TYPE.into(), dict::construct);
+    t
+}

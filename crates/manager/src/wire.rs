@@ -1,0 +1,154 @@
+//! The messages between proxies and the server: typed, encoded with postcard, one frame each.
+//! Nothing here names code to run, except `Func` (see `func.rs`), which a server refuses unless
+//! it was built to trust its clients with it.
+
+use multiproc_pickle::{encode, Bytes, PickleError};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ServerError;
+use crate::refs;
+
+/// An object's id on its server.
+pub(crate) type Id = u64;
+
+/// A value as the server keeps it: its encoding and the objects (proxies inside it) it refers
+/// to, each of which it holds a reference on while it is stored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Stored {
+    pub(crate) bytes: Bytes,
+    pub(crate) refs: Vec<Id>,
+}
+
+impl Stored {
+    /// Encode `value` for the server, noting the proxies inside it.
+    pub(crate) fn of<T: Serialize + ?Sized>(value: &T) -> Result<Stored, PickleError> {
+        let (bytes, refs) = refs::collecting(|| encode(value));
+        let bytes = bytes?;
+        Ok(Stored {
+            bytes: Bytes(bytes),
+            refs,
+        })
+    }
+
+    /// The initial state of a new object, made of values already encoded (their references
+    /// travel inside them; the bundle lists them all, so the server takes them at once).
+    pub(crate) fn bundle<T: Serialize + StoredParts + ?Sized>(
+        parts: &T,
+    ) -> Result<Stored, PickleError> {
+        let mut refs = Vec::new();
+        parts.each_stored(&mut |s| refs.extend_from_slice(&s.refs));
+        Ok(Stored {
+            bytes: Bytes(encode(parts)?),
+            refs,
+        })
+    }
+
+    /// Whether the value holds no proxy.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.refs.is_empty()
+    }
+}
+
+/// A request from a client.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// The first message on every connection: join `session` (another connection of the same
+    /// client) or open a new one. Reply: [`Welcome`].
+    Hello {
+        session: Option<u64>,
+        fingerprint: u64,
+    },
+    /// Create an object of a registered type from `init` (its encoded initial state). Reply:
+    /// the new object's id, held by the caller's session.
+    Create { type_name: String, init: Stored },
+    /// Call an object: `op` is the encoded operation of its type.
+    Call { id: Id, op: Bytes },
+    /// A reference for a proxy about to travel outside any manager call (to a child process,
+    /// through a pipe or a queue): held by the server until a receiver claims it. Reply: a
+    /// token.
+    Incref { id: Id },
+    /// Take a reference for this session: the one a travelling proxy left (`token`), or a new
+    /// one on a live object.
+    Claim { id: Id, token: u64 },
+    /// Drop references of this session. No reply.
+    Decref { ids: Vec<Id> },
+    /// The type name of an object. Reply: a `String`.
+    TypeOf { id: Id },
+    /// How many objects live on the server. Reply: a `u64`.
+    Count,
+    /// Stop the server. Reply: `()`.
+    Shutdown,
+}
+
+/// The server's answer to `Hello`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Welcome {
+    pub(crate) session: u64,
+    pub(crate) fingerprint: u64,
+    pub(crate) functions: bool,
+    pub(crate) pid: u32,
+}
+
+/// A reply to any request but `Decref`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    /// The encoded result, and the objects it refers to on which the server took a reference
+    /// for the caller's session (the proxies decoded from it adopt them).
+    Ok { bytes: Bytes, given: Vec<Id> },
+    /// The request was refused.
+    Err(ServerError),
+    /// A method of a registered type returned its own error (encoded as that method's error
+    /// type).
+    UserErr(Bytes),
+}
+
+impl Reply {
+    /// An `Ok` reply of a value that holds no proxies.
+    pub(crate) fn plain<T: Serialize + ?Sized>(value: &T) -> Result<Reply, ServerError> {
+        let bytes = encode(value).map_err(|e| ServerError::Malformed(e.to_string()))?;
+        Ok(Reply::Ok {
+            bytes: Bytes(bytes),
+            given: Vec::new(),
+        })
+    }
+}
+
+/// Something made of [`Stored`] values (an object's initial state).
+pub(crate) trait StoredParts {
+    fn each_stored(&self, f: &mut dyn FnMut(&Stored));
+}
+
+impl StoredParts for Stored {
+    fn each_stored(&self, f: &mut dyn FnMut(&Stored)) {
+        f(self)
+    }
+}
+
+impl<T: StoredParts> StoredParts for [T] {
+    fn each_stored(&self, f: &mut dyn FnMut(&Stored)) {
+        self.iter().for_each(|x| x.each_stored(f))
+    }
+}
+
+impl<T: StoredParts> StoredParts for Vec<T> {
+    fn each_stored(&self, f: &mut dyn FnMut(&Stored)) {
+        self.iter().for_each(|x| x.each_stored(f))
+    }
+}
+
+impl<T: StoredParts> StoredParts for Option<T> {
+    fn each_stored(&self, f: &mut dyn FnMut(&Stored)) {
+        self.iter().for_each(|x| x.each_stored(f))
+    }
+}
+
+impl<A, B: StoredParts> StoredParts for (A, B) {
+    fn each_stored(&self, f: &mut dyn FnMut(&Stored)) {
+        self.1.each_stored(f)
+    }
+}
+
+/// Parts with no values (a lock's initial state).
+impl StoredParts for () {
+    fn each_stored(&self, _: &mut dyn FnMut(&Stored)) {}
+}
