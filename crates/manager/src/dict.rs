@@ -6,6 +6,7 @@
 //! (integers, strings, tuples and structs of them) is when they are equal. Iteration order is
 //! insertion order, as in Python.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -236,7 +237,7 @@ impl ServerObject for DictObject {
 /// let m = multiproc::Manager::start().unwrap();
 /// let d = m.dict::<String, i64>().unwrap();
 /// d.set("a".to_string(), 1).unwrap();
-/// assert_eq!(d.get(&"a".to_string()).unwrap(), Some(1));
+/// assert_eq!(d.get("a").unwrap(), Some(1));
 /// assert_eq!(d.add("a".to_string(), 41).unwrap(), 42);
 /// assert_eq!(d.len().unwrap(), 1);
 /// ```
@@ -267,8 +268,12 @@ where
         }
     }
 
-    /// The value of `key`, if any (Python's `d.get(key)`).
-    pub fn get(&self, key: &K) -> Result<Option<V>, ManagerError> {
+    /// The value of `key`, if any (Python's `d.get(key)`). Like `HashMap`'s lookups it takes any
+    /// borrowed form of the key (`&str` for a `String`), which encodes as the key does.
+    pub fn get<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<V>, ManagerError>
+    where
+        K: Borrow<Q>,
+    {
         self.core.call(&Op::Get(self::key(key)?))
     }
 
@@ -286,13 +291,19 @@ where
     }
 
     /// Remove `key`, returning its value if it was there (`del d[key]`, `HashMap::remove`).
-    pub fn remove(&self, key: &K) -> Result<Option<V>, ManagerError> {
+    pub fn remove<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<V>, ManagerError>
+    where
+        K: Borrow<Q>,
+    {
         self.core.call(&Op::Remove(self::key(key)?))
     }
 
     /// Remove `key` and return its value; [`ServerError::KeyNotFound`] if it is not there
     /// (Python's `d.pop(key)`).
-    pub fn pop(&self, key: &K) -> Result<V, ManagerError> {
+    pub fn pop<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<V, ManagerError>
+    where
+        K: Borrow<Q>,
+    {
         self.remove(key)?
             .ok_or(ManagerError::Server(ServerError::KeyNotFound))
     }
@@ -304,7 +315,10 @@ where
     }
 
     /// Whether `key` is there (`key in d`).
-    pub fn contains_key(&self, key: &K) -> Result<bool, ManagerError> {
+    pub fn contains_key<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<bool, ManagerError>
+    where
+        K: Borrow<Q>,
+    {
         self.core.call(&Op::Contains(self::key(key)?))
     }
 
@@ -391,14 +405,14 @@ where
     /// ```
     /// multiproc::init();
     /// let m = multiproc::Manager::start().unwrap();
-    /// let d = m.dict::<&'static str, Vec<u32>>().unwrap();
+    /// let d = m.dict::<String, Vec<u32>>().unwrap();
     /// fn push_one(v: Option<Vec<u32>>) -> Vec<u32> {
     ///     let mut v = v.unwrap_or_default();
     ///     v.push(1);
     ///     v
     /// }
-    /// d.update_with("k", push_one).unwrap();
-    /// assert_eq!(d.update_with("k", push_one).unwrap(), [1, 1]);
+    /// d.update_with("k".into(), push_one).unwrap();
+    /// assert_eq!(d.update_with("k".into(), push_one).unwrap(), [1, 1]);
     /// ```
     pub fn update_with(&self, key: K, f: fn(Option<V>) -> V) -> Result<V, ManagerError> {
         self.core.call(&Op::Apply(self::key(&key)?, Func::new(f)))
