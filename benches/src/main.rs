@@ -14,7 +14,7 @@
 //! `lock_uncontended`, `queue_small`, `queue_big`, `shm_fill` (module `sync`);
 //! `value_contended`, `array_fill` (module `values`); `procspawn_pool_start`,
 //! `procspawn_apply_async_rtt`, `procspawn_map_chunk1` (procspawn's pool, module
-//! `procspawn_cmp`). `--only` takes these names.
+//! `procspawn_cmp`); `manager_dict`, `manager_remote` (module `managers`). `--only` takes these names.
 
 use std::error::Error;
 use std::hint::black_box;
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use multiproc::pickle::{decode, encode, Bytes};
 use multiproc::{Connection, Process, StartMethod};
 
+mod managers;
 mod pool;
 mod procspawn_cmp;
 mod sync;
@@ -209,6 +210,7 @@ fn run() -> Res {
     }
     sync::run(&opts)?;
     values::run(&opts)?;
+    managers::run(&opts)?;
     Ok(())
 }
 

@@ -468,6 +468,20 @@ const ROWS: &[Row] = &[
         targets: &[Target::Fraction(0.8)],
     },
     Row {
+        label: "manager_dict",
+        ours: "manager_dict",
+        python: Some(("spawn", "manager_dict")),
+        limit: None,
+        targets: &[Target::Speedup(20.0)],
+    },
+    Row {
+        label: "manager_remote (TCP)",
+        ours: "manager_remote",
+        python: Some(("spawn", "manager_remote")),
+        limit: None,
+        targets: &[Target::Speedup(5.0)],
+    },
+    Row {
         label: "encode_vec_u8 (4 MiB)",
         ours: "encode_vec_u8",
         python: None,
@@ -534,7 +548,7 @@ fn bench(quick: bool) -> Res {
             "spawn",
             "spawn_join,pipe_rtt,pipe_bw,pool_start,map_tiny,map_chunk1,imap_unordered,\
              apply_async_rtt,map_cpu,queue_small,queue_big,lock_uncontended,value_contended,\
-             array_fill,shm_fill",
+             array_fill,shm_fill,manager_dict,manager_remote",
         ),
         ("fork", "spawn_join"),
         ("forkserver", "spawn_join"),

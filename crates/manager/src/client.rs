@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use multiproc_pickle::{decode, encode, fingerprint};
-use multiproc_process::{Address, Client, Connection, Error as ProcessError};
+use multiproc_process::{Address, Client, Error as ProcessError};
 use parking_lot::Mutex;
 
+use crate::channel::Channel;
 use crate::error::ManagerError;
 use crate::wire::{Id, Reply, Request, Welcome};
 
@@ -36,7 +37,7 @@ pub(crate) struct ClientInner {
     pub(crate) welcome: Welcome,
     /// The process this client belongs to: a forked child must not use its parent's sockets.
     pid: u32,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Channel>>,
     /// Set once a call found the server gone: later calls fail at once.
     gone: AtomicBool,
 }
@@ -60,19 +61,40 @@ fn connect_error(ep: &Endpoint, source: ProcessError) -> ManagerError {
     }
 }
 
-/// Open a connection and say hello; returns it with the server's welcome.
-fn open(ep: &Endpoint, session: Option<u64>) -> Result<(Connection, Welcome), ManagerError> {
+/// Open a connection and say hello; returns it with the server's welcome. A connection that
+/// can carry descriptors (a Unix socket: the server is on this machine) gets a channel of
+/// shared memory.
+fn open(ep: &Endpoint, session: Option<u64>) -> Result<(Channel, Welcome), ManagerError> {
     let conn = Client::connect(&ep.address, Some(&ep.authkey)).map_err(|e| connect_error(ep, e))?;
     conn.set_max_message_size(MAX_REPLY);
+    let rings = if conn.can_carry_handles() {
+        match Channel::rings() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::debug!(error = %e, "no shared-memory channel to the manager: using its socket");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let hello = Request::Hello {
         session,
         fingerprint: fingerprint(),
+        rings: rings.is_some(),
     };
     conn.send_bytes(&encode(&hello)?)
         .map_err(|e| connect_error(ep, e))?;
+    if let Some(r) = &rings {
+        conn.send(r).map_err(|e| connect_error(ep, e))?;
+    }
     let reply = conn.recv_bytes().map_err(|e| connect_error(ep, e))?;
+    let chan = match rings {
+        Some((out, inc)) => Channel::Shared { conn, out, inc },
+        None => Channel::Socket(conn),
+    };
     match decode::<Reply>(&reply)? {
-        Reply::Ok { bytes, .. } => Ok((conn, decode::<Welcome>(&bytes)?)),
+        Reply::Ok { bytes, .. } => Ok((chan, decode::<Welcome>(&bytes)?)),
         Reply::Err(e) => Err(e.into()),
         Reply::UserErr(_) => Err(ManagerError::Server(crate::ServerError::Malformed(
             "unexpected reply to hello".into(),
@@ -95,13 +117,13 @@ impl ClientInner {
                 }
             }
         }
-        let (conn, welcome) = open(ep, None)?;
+        let (chan, welcome) = open(ep, None)?;
         tracing::debug!(address = %ep.address, session = welcome.session, "connected to a manager");
         let c = Arc::new(ClientInner {
             endpoint: ep.clone(),
             welcome,
             pid,
-            idle: Mutex::new(vec![conn]),
+            idle: Mutex::new(vec![chan]),
             gone: AtomicBool::new(false),
         });
         CLIENTS.lock().push(Arc::downgrade(&c));
@@ -113,18 +135,18 @@ impl ClientInner {
         self.pid == std::process::id()
     }
 
-    fn take(&self) -> Result<Connection, ManagerError> {
+    fn take(&self) -> Result<Channel, ManagerError> {
         if self.gone.load(Ordering::Relaxed) {
             return Err(ManagerError::ServerGone(ProcessError::Eof));
         }
         if let Some(c) = self.idle.lock().pop() {
             return Ok(c);
         }
-        let (conn, _) = open(&self.endpoint, Some(self.welcome.session))?;
-        Ok(conn)
+        let (chan, _) = open(&self.endpoint, Some(self.welcome.session))?;
+        Ok(chan)
     }
 
-    fn give_back(&self, conn: Connection) {
+    fn give_back(&self, conn: Channel) {
         let mut idle = self.idle.lock();
         if idle.len() < MAX_IDLE {
             idle.push(conn);
@@ -141,10 +163,10 @@ impl ClientInner {
     pub(crate) fn call(&self, req: &Request) -> Result<Reply, ManagerError> {
         let bytes = encode(req)?;
         let conn = self.take()?;
-        if let Err(e) = conn.send_bytes(&bytes) {
+        if let Err(e) = conn.send(&bytes) {
             return Err(self.broken(e));
         }
-        let reply = match conn.recv_bytes() {
+        let reply = match conn.recv(MAX_REPLY) {
             Ok(r) => r,
             Err(ProcessError::Pickle(e)) => return Err(e.into()), // too big: the connection is dropped
             Err(e) => return Err(self.broken(e)),
@@ -162,7 +184,7 @@ impl ClientInner {
             return;
         };
         if let Ok(conn) = self.take() {
-            match conn.send_bytes(&bytes) {
+            match conn.send(&bytes) {
                 Ok(()) => self.give_back(conn),
                 Err(e) => {
                     self.broken(e);

@@ -41,6 +41,7 @@
 //! [`ManagerError::ServerGone`]; nothing waits forever.
 #![warn(missing_debug_implementations)]
 
+mod channel;
 mod client;
 mod dict;
 mod error;

@@ -53,10 +53,13 @@ impl Stored {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
     /// The first message on every connection: join `session` (another connection of the same
-    /// client) or open a new one. Reply: [`Welcome`].
+    /// client) or open a new one. With `rings`, the client sends the two rings of a shared
+    /// channel next (a frame with their descriptors), and every later message goes through
+    /// them. Reply (on the socket): [`Welcome`].
     Hello {
         session: Option<u64>,
         fingerprint: u64,
+        rings: bool,
     },
     /// Create an object of a registered type from `init` (its encoded initial state). Reply:
     /// the new object's id, held by the caller's session.

@@ -18,9 +18,11 @@ use std::time::Duration;
 
 use multiproc_pickle::{decode_with_max_depth, encode, fingerprint, Bytes};
 use multiproc_process::{Address, Connection, Error as ProcessError, Listener, ToAddress};
+use multiproc_sync::ByteQueue;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::channel::Channel;
 use crate::error::{ManagerError, ServerError};
 use crate::wire::{Id, Reply, Request, Stored, Welcome};
 use object::{CallCtx, Constructor};
@@ -290,9 +292,9 @@ impl Server {
 fn serve_connection(shared: &Shared, conn: Connection) {
     conn.set_max_message_size(shared.config.max_request);
     conn.set_max_depth(shared.config.max_depth);
-    let depth = shared.config.max_depth;
-    let read = |conn: &Connection| -> Option<Request> {
-        let bytes = match conn.recv_bytes() {
+    let (depth, max) = (shared.config.max_depth, shared.config.max_request);
+    let read = |chan: &Channel| -> Option<Request> {
+        let bytes = match chan.recv(max) {
             Ok(b) => b,
             Err(ProcessError::Eof) => return None,
             Err(e) => {
@@ -308,19 +310,36 @@ fn serve_connection(shared: &Shared, conn: Connection) {
             }
         }
     };
-    let send = |conn: &Connection, r: Result<Reply, ServerError>| -> bool {
+    let send = |chan: &Channel, r: Result<Reply, ServerError>| -> bool {
         let r = r.unwrap_or_else(Reply::Err);
         match encode(&r) {
-            Ok(b) => conn.send_bytes(&b).is_ok(),
+            Ok(b) => chan.send(&b).is_ok(),
             Err(e) => {
                 tracing::error!(error = %e, "manager server: a reply did not encode");
                 false
             }
         }
     };
-    // The first request says which session the connection belongs to.
-    let session = match read(&conn) {
-        Some(Request::Hello { session, .. }) => {
+    // The first request says which session the connection belongs to, and whether the
+    // client's rings follow.
+    let mut chan = Channel::Socket(conn);
+    let session = match read(&chan) {
+        Some(Request::Hello { session, rings, .. }) => {
+            if rings {
+                match chan.conn().recv::<(ByteQueue, ByteQueue)>() {
+                    // the client's (to server, to client) are our (incoming, outgoing)
+                    Ok((inc, out)) => {
+                        let Channel::Socket(conn) = chan else {
+                            unreachable!("a fresh connection")
+                        };
+                        chan = Channel::Shared { conn, out, inc };
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "manager server: closing a connection whose rings did not come");
+                        return;
+                    }
+                }
+            }
             let joined = {
                 let mut t = shared.table.lock();
                 match session {
@@ -328,8 +347,12 @@ fn serve_connection(shared: &Shared, conn: Connection) {
                     Some(s) => t.join_session(s).then_some(s),
                 }
             };
+            let welcome_on_socket = |r: Result<Reply, ServerError>| -> bool {
+                let r = r.unwrap_or_else(Reply::Err);
+                encode(&r).is_ok_and(|b| chan.conn().send_bytes(&b).is_ok())
+            };
             let Some(s) = joined else {
-                send(&conn, Err(ServerError::Malformed("no such session".into())));
+                welcome_on_socket(Err(ServerError::Malformed("no such session".into())));
                 return;
             };
             let welcome = Welcome {
@@ -339,13 +362,10 @@ fn serve_connection(shared: &Shared, conn: Connection) {
                 pid: std::process::id(),
             };
             let bytes = encode(&welcome).map(Bytes).unwrap_or_default();
-            if !send(
-                &conn,
-                Ok(Reply::Ok {
-                    bytes,
-                    given: Vec::new(),
-                }),
-            ) {
+            if !welcome_on_socket(Ok(Reply::Ok {
+                bytes,
+                given: Vec::new(),
+            })) {
                 shared.close_connection(s);
                 return;
             }
@@ -357,12 +377,12 @@ fn serve_connection(shared: &Shared, conn: Connection) {
         }
         None => return,
     };
-    while let Some(req) = read(&conn) {
+    while let Some(req) = read(&chan) {
         match req {
             Request::Decref { ids } => shared.drop_refs(session, &ids),
             req => {
-                let reply = shared.handle(session, req, Some(&conn));
-                if !send(&conn, reply) {
+                let reply = shared.handle(session, req, Some(chan.conn()));
+                if !send(&chan, reply) {
                     break;
                 }
             }
