@@ -39,9 +39,10 @@ pub enum ManagerError {
     /// A value could not be encoded or decoded.
     #[error(transparent)]
     Pickle(#[from] PickleError),
-    /// The server refused the request.
+    /// The server refused the request (the refusal is shown here, not repeated as a
+    /// [`source`](std::error::Error::source)).
     #[error("the server refused: {0}")]
-    Server(#[from] ServerError),
+    Server(ServerError),
     /// The object behind a proxy has another type than the proxy expects (a proxy decoded as
     /// the wrong kind of proxy).
     #[error("a proxy of a {actual} cannot be used as a proxy of a {expected}")]
@@ -51,6 +52,12 @@ pub enum ManagerError {
         /// The object's type on the server.
         actual: String,
     },
+}
+
+impl From<ServerError> for ManagerError {
+    fn from(e: ServerError) -> Self {
+        ManagerError::Server(e)
+    }
 }
 
 impl ManagerError {

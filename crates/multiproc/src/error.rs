@@ -4,6 +4,7 @@ use std::error::Error as StdError;
 use std::io;
 
 use multiproc_pickle::PickleError;
+use multiproc_manager::ManagerError;
 use multiproc_pool::PoolError;
 use multiproc_process::Error as ProcessError;
 use multiproc_shm::ShmError;
@@ -63,6 +64,9 @@ pub enum Error {
     /// Pools and their results ([`PoolError`]).
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// Managers and their proxies ([`ManagerError`]).
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
 }
 
 /// `Result` with [`multiproc::Error`](Error) as its error: `fn main() -> multiproc::Result<()>`.
@@ -93,6 +97,7 @@ impl Error {
             Error::Sync(e) => e,
             Error::Queue(e) => e,
             Error::Pool(e) => e,
+            Error::Manager(e) => e,
         }
     }
 
