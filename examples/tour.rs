@@ -9,7 +9,8 @@
 //! ping-pong timing; parallel Fibonacci; `Listener`/`Client` over TCP with an authkey;
 //! `wait()` over several children with `active_children()`; a `Pool` mapping CPU-bound work
 //! and surviving a crashed worker; a `Queue` feeding workers that add into a shared `Value`, and
-//! a `Lock` whose holder is killed.
+//! a `Lock` whose holder is killed; a `Manager` whose dict four workers count into, nested
+//! proxies, and a manager served over TCP with a key.
 //!
 //! Every target below is a plain `fn` taking one serde argument (a tuple for several), as
 //! `Process::new` requires: it reaches the child as its position in this very binary.
@@ -18,7 +19,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc::connection::{wait_timeout, Client, Listener, Waitable};
-use multiproc::{Connection, Process, StartMethod};
+use multiproc::managers::DictProxy;
+use multiproc::{Connection, Manager, Process, StartMethod};
 
 type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -436,6 +438,80 @@ fn shared_state() -> Res {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------
+// 9. a manager
+
+/// Counts words into a managed dict, each count one atomic step on the server.
+fn count_words((words, counts): (Vec<String>, DictProxy<String, u64>)) {
+    for w in words {
+        counts.add(w, 1).expect("add on the manager");
+    }
+}
+
+/// Connects to a manager over TCP with its key and adds to a counter there.
+fn remote_adder((address, key, n): (String, Vec<u8>, u64)) {
+    let m = Manager::connect(address.as_str(), &key).expect("connect with the key");
+    let d: DictProxy<String, u64> = m.dict().expect("a dict on the remote server");
+    d.set("remote".into(), n).expect("set");
+    assert_eq!(d.get("remote").expect("get"), Some(n));
+}
+
+fn manager() -> Res {
+    section(
+        9,
+        "A Manager: a server process owning a dict, proxies in four workers",
+    );
+    let m = Manager::start()?;
+    let counts = m.dict::<String, u64>()?;
+    let text = "the quick brown fox jumps over the lazy dog the end";
+    let words: Vec<String> = text.split(' ').map(String::from).collect();
+    let t = Instant::now();
+    let workers: Vec<Process> = (0..4)
+        .map(|_| Process::new(count_words, (words.clone(), counts.clone())))
+        .collect();
+    for w in &workers {
+        w.start()?;
+    }
+    for w in &workers {
+        w.join()?;
+    }
+    let the = counts.get("the")?.unwrap_or(0);
+    println!(
+        "   4 workers x {} words counted in {}: \"the\" = {the} (4 x 3; add() is one atomic step on the server, where Python's d[k] += 1 loses updates)",
+        words.len(),
+        ms(t.elapsed())
+    );
+    assert_eq!(the, 12);
+    // a dict of dicts: the inner one is the same object for everyone
+    let nested = m.dict::<String, DictProxy<String, u64>>()?;
+    nested.set("counts".into(), counts.clone())?;
+    let again = nested.get("counts")?.ok_or("stored")?;
+    println!(
+        "   a proxy stored in another dict and read back is the same object: {} keys there too; {} objects live on the server",
+        again.len()?,
+        m.object_count()?
+    );
+    // over TCP, with a key
+    let server = Manager::serve("127.0.0.1:0", b"tour-key")?;
+    let p = Process::new(
+        remote_adder,
+        (server.address().to_string(), b"tour-key".to_vec(), 7),
+    );
+    p.start()?;
+    p.join()?;
+    let wrong = Manager::connect(server.address().clone(), b"wrong key");
+    println!(
+        "   a client on {} connected with the key; a wrong key: {}",
+        server.address(),
+        match wrong {
+            Ok(_) => "accepted (BUG)".to_string(),
+            Err(e) => format!("refused ({e})"),
+        }
+    );
+    m.shutdown()?;
+    Ok(())
+}
+
 #[multiproc::main]
 fn main() -> Res {
     let t = Instant::now();
@@ -465,6 +541,7 @@ fn main() -> Res {
     waiting()?;
     pool()?;
     shared_state()?;
+    manager()?;
     println!("\ntour done in {}", ms(t.elapsed()));
     Ok(())
 }

@@ -3,8 +3,8 @@
 use std::error::Error as StdError;
 use std::io;
 
-use multiproc_pickle::PickleError;
 use multiproc_manager::ManagerError;
+use multiproc_pickle::PickleError;
 use multiproc_pool::PoolError;
 use multiproc_process::Error as ProcessError;
 use multiproc_shm::ShmError;
