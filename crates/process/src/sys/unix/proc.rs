@@ -303,14 +303,21 @@ pub(crate) fn reap_pidfd(_pidfd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
 
 /// Make this process die (SIGKILL) as soon as the peer of `boot`, the parent's end of our
 /// bootstrap socket, is closed: the parent process ended, however it ended, whichever of its
-/// threads started us. Poll `boot` afterwards to catch a parent that died before this call.
+/// threads started us. Call it once the job is read whole (nothing more is read from `boot`);
+/// check [`super::Readiness::HungUp`] on `boot` afterwards to catch a parent that died before.
 ///
 /// On Linux the kernel does it, with no thread of ours: the socket is put in async mode
 /// (`O_ASYNC`) with this process as owner and SIGKILL as the signal, and the kernel raises it
-/// when the peer's close wakes the socket. It also fires on incoming data (the parent sends
-/// nothing after the job) and on write space after a blocked write, hence
-/// `stop_dying_with_parent` before the child writes to the socket. Elsewhere a small thread
-/// waits for end of file on the socket.
+/// when something wakes the socket. Only the parent's going may wake it, so first our end stops
+/// receiving (`shutdown(SHUT_RD)`): from then on the kernel refuses anything written to the
+/// parent's end (`EPIPE` for the writer) instead of queueing it here, where its arrival would
+/// raise the signal: a stray write into the parent's end (a byte, a frame meant for another
+/// descriptor) can never kill a live parent's child. What is left to wake the socket is the
+/// peer's close (or its `shutdown` of writing: end of file all the same) and write space after
+/// a write of ours that found the socket full, hence `stop_dying_with_parent` before the child
+/// writes to it. Our end reads end of file from then on, so the parent's liveness is its
+/// hang-up (`POLLHUP`), no longer its readability. Elsewhere a small thread waits for end of
+/// file on the socket.
 #[cfg(target_os = "linux")]
 pub(crate) fn die_with_parent(boot: BorrowedFd<'_>) -> io::Result<()> {
     // <linux/fcntl.h>, the same on every architecture; not in the libc crate for glibc.
@@ -328,9 +335,10 @@ pub(crate) fn die_with_parent(boot: BorrowedFd<'_>) -> io::Result<()> {
         kind: F_OWNER_PID,
         pid: std::process::id() as libc::pid_t,
     };
-    // SAFETY: fcntl on a descriptor we borrow; F_SETOWN_EX reads one f_owner_ex, F_SETSIG and
-    // F_SETFL take an int.
+    // SAFETY: shutdown of a socket we borrow; fcntl on it: F_SETOWN_EX reads one f_owner_ex,
+    // F_SETSIG and F_SETFL take an int.
     unsafe {
+        super::cvt(libc::shutdown(fd, libc::SHUT_RD))?;
         super::cvt(libc::fcntl(fd, F_SETOWN_EX, &owner as *const FOwnerEx))?;
         super::cvt(libc::fcntl(fd, F_SETSIG, libc::SIGKILL))?;
         let fl = super::cvt(libc::fcntl(fd, libc::F_GETFL))?;
