@@ -4,8 +4,8 @@
 //! the OS handles of the arguments attached. The child runs it and, on failure, sends back one
 //! [`Report`] (bounded in size, so it always fits in the socket's buffer); the parent reads
 //! reports as they come ([`Reports`]), also while it waits for the child to end. The parent
-//! keeps its end open for the child's life, so the child sees end of file on its end exactly
-//! when the parent is gone ([`ParentProcess::is_alive`]); a daemon child dies then.
+//! keeps its end open for the child's life, so the child's end hangs up exactly when the parent
+//! is gone ([`ParentProcess::is_alive`]); a daemon child dies then.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
