@@ -4,8 +4,8 @@
 //! the OS handles of the arguments attached. The child runs it and, on failure, sends back one
 //! [`Report`] (bounded in size, so it always fits in the socket's buffer); the parent reads
 //! reports as they come ([`Reports`]), also while it waits for the child to end. The parent
-//! keeps its end open for the child's life, so the child sees end of file on its end exactly
-//! when the parent is gone ([`ParentProcess::is_alive`]); a daemon child dies then.
+//! keeps its end open for the child's life, so the child's end hangs up exactly when the parent
+//! is gone ([`ParentProcess::is_alive`]); a daemon child dies then.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -144,7 +144,8 @@ impl ParentProcess {
         &self.ctx.parent_name
     }
 
-    /// Whether the parent still runs (it holds the other end of our bootstrap socket).
+    /// Whether the parent still runs (it holds the other end of our bootstrap socket, which
+    /// hangs up when the parent is gone).
     pub fn is_alive(&self) -> bool {
         !self.join_timeout(Duration::ZERO)
     }
@@ -162,7 +163,7 @@ impl ParentProcess {
     /// `join` (`None`) or `join_timeout` (`Some`).
     pub(crate) fn join_within(&self, timeout: Option<Duration>) -> bool {
         let raw = sys::raw(sys::borrow(&self.ctx.boot));
-        sys::poll_readable(&[raw], timeout)
+        sys::poll_for(&[(raw, sys::Readiness::HungUp)], timeout)
             .map(|r| r[0])
             .unwrap_or(true)
     }
@@ -171,6 +172,11 @@ impl ParentProcess {
 impl crate::Waitable for ParentProcess {
     fn wait_handle(&self) -> Option<crate::RawWaitHandle> {
         Some(sys::raw(sys::borrow(&self.ctx.boot)))
+    }
+
+    // (a daemon's end reads end of file from the start: see sys::proc::die_with_parent)
+    fn ready_on_hang_up_only(&self) -> bool {
+        true
     }
 }
 
@@ -603,10 +609,9 @@ fn die_with_parent(boot: &OwnedFd) {
         Ok(()) => DAEMON_WATCH.store(true, Ordering::Relaxed),
         Err(e) => tracing::warn!("a daemon child cannot watch its parent: {e}"),
     }
-    // The parent may have died before the watch was set up: then its end is closed already
-    // (the job was read whole, so nothing else is readable).
+    // The parent may have died before the watch was set up: then its end is closed already.
     let raw = sys::raw(sys::borrow(boot));
-    if sys::poll_readable(&[raw], Some(Duration::ZERO)).is_ok_and(|r| r[0]) {
+    if sys::poll_for(&[(raw, sys::Readiness::HungUp)], Some(Duration::ZERO)).is_ok_and(|r| r[0]) {
         sys::exit_now(1)
     }
 }

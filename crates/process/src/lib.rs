@@ -83,3 +83,7 @@ macro_rules! test_support {
         };
     };
 }
+
+// The unit tests start children of their own binary (see `process::tests`).
+#[cfg(test)]
+test_support!();

@@ -665,3 +665,114 @@ pub(crate) fn forget_inherited_children() {
 pub fn cpu_count() -> usize {
     sys::cpu_count()
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+    use crate::{pipe, Connection};
+
+    /// Generous bound for what takes milliseconds.
+    const PATIENCE: Duration = Duration::from_secs(20);
+
+    /// Say "up", then answer each "ping" with what this child sees of its parent (alive,
+    /// and `wait` not ready on it), until anything else arrives.
+    fn answer_pings(conn: Connection) {
+        conn.send(&"up").unwrap();
+        while conn.poll(Some(Duration::from_secs(60))).unwrap_or(false) {
+            match conn.recv::<String>().as_deref() {
+                Ok("ping") => {
+                    let parent = crate::parent_process().expect("a child has a parent");
+                    let waited = crate::wait_timeout(&[&parent], Duration::ZERO);
+                    let seen = (parent.is_alive(), waited.map(|r| r.is_empty()).ok());
+                    conn.send(&seen).unwrap();
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// The parent's end of `p`'s bootstrap socket.
+    fn parent_end(p: &Process) -> Arc<OsHandle> {
+        match &*p.inner.state.lock() {
+            State::Running(r) => r.reports.handle().expect("the child's end is open"),
+            _ => panic!("the child is not running"),
+        }
+    }
+
+    /// Start a daemon child with every start method, let it come up, do `poke` to the parent's
+    /// end of its bootstrap socket, then check that it lives on and still sees its parent
+    /// alive; `poke` says what it returned, to be checked after.
+    fn poke_a_live_daemon(what: &str, poke: fn(libc::c_int) -> std::io::Result<()>) {
+        for &m in StartMethod::available() {
+            let (here, there) = pipe(true).unwrap();
+            let p = Process::new(answer_pings, there)
+                .start_method(m)
+                .daemon(true);
+            p.start().unwrap();
+            assert!(here.poll(Some(PATIENCE)).unwrap(), "{m:?}: never up");
+            assert_eq!(here.recv::<String>().unwrap(), "up", "{m:?}");
+            let poked = poke(parent_end(&p).as_raw_fd());
+            here.send(&"ping").unwrap();
+            assert!(here.poll(Some(PATIENCE)).unwrap(), "{m:?}: no answer");
+            match here.recv::<(bool, Option<bool>)>() {
+                Ok(seen) => assert_eq!(seen, (true, Some(true)), "{m:?}: (alive, not ready)"),
+                Err(e) => panic!(
+                    "{m:?}: the daemon died of {what} by its live parent ({e}; exit code {:?})",
+                    p.join_timeout(PATIENCE)
+                ),
+            }
+            if let Err(e) = poked {
+                panic!("{m:?}: {what}: {e}");
+            }
+            here.send(&"stop").unwrap();
+            assert_eq!(p.join_timeout(PATIENCE).unwrap(), Some(0), "{m:?}");
+        }
+    }
+
+    /// A byte written into the parent's end of a daemon child's bootstrap socket after the
+    /// job (a descriptor confused for another, say) is refused by the kernel and does not
+    /// reach the child, whose parent watch must fire on its parent's death only: it lives on
+    /// and still sees its parent alive. Before, the byte arrived and the watch (SIGKILL on any
+    /// wake-up of the socket) killed the child at once.
+    #[test]
+    fn a_stray_write_into_the_parents_end_neither_arrives_nor_kills_a_daemon() {
+        poke_a_live_daemon("a stray byte", |fd| {
+            // SAFETY: send of one byte from a live buffer on a socket we hold.
+            let sent = unsafe {
+                libc::send(
+                    fd,
+                    b"x".as_ptr().cast(),
+                    1,
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                )
+            };
+            let why = std::io::Error::last_os_error();
+            match (sent, why.raw_os_error()) {
+                (-1, Some(libc::EPIPE)) => Ok(()),
+                _ => Err(std::io::Error::other(format!(
+                    "the byte was not refused with EPIPE ({sent}, {why})"
+                ))),
+            }
+        });
+    }
+
+    /// A wake-up of a daemon's end of its bootstrap socket with nothing to read and a live
+    /// parent (here the parent shuts its writing; the late wake-up of the write that carried
+    /// the job, once the child has read it and armed its watch, is another) must not kill the
+    /// daemon. Before, the watch was SIGKILL raised by the kernel on any wake-up: this killed
+    /// the daemon at once, and the late wake-up killed a forkserver daemon before its task
+    /// about once in twenty runs of the sync tests.
+    #[test]
+    fn a_wake_up_of_the_bootstrap_socket_without_a_hang_up_does_not_kill_a_daemon() {
+        poke_a_live_daemon("a shutdown of writing", |fd| {
+            // SAFETY: shutdown of a socket we hold.
+            if unsafe { libc::shutdown(fd, libc::SHUT_WR) } == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}

@@ -20,6 +20,13 @@ pub trait Waitable {
     }
     /// The handle that becomes readable when the object is ready; `None` once closed.
     fn wait_handle(&self) -> Option<RawWaitHandle>;
+    /// The object is ready only when the other end of its handle hangs up, not when the handle
+    /// is readable (default `false`). A [`ParentProcess`](crate::ParentProcess) is: its handle
+    /// is the child's end of the bootstrap socket, which a daemon child shuts for reading, so
+    /// that it reads end of file while the parent lives.
+    fn ready_on_hang_up_only(&self) -> bool {
+        false
+    }
 }
 
 /// Wait until at least one object is ready (as long as it takes; see [`wait_timeout`]);
@@ -67,7 +74,14 @@ fn wait_within(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<V
         match o.wait_handle() {
             _ if o.ready_now() => ready.push(i),
             None => ready.push(i),
-            Some(h) => handles.push((i, h)),
+            Some(h) => {
+                let when = if o.ready_on_hang_up_only() {
+                    sys::Readiness::HungUp
+                } else {
+                    sys::Readiness::Readable
+                };
+                handles.push((i, (h, when)));
+            }
         }
     }
     if handles.is_empty() {
@@ -79,8 +93,8 @@ fn wait_within(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<V
     } else {
         Some(Duration::ZERO)
     };
-    let raw: Vec<sys::RawWait> = handles.iter().map(|&(_, h)| h).collect();
-    let flags = sys::poll_readable(&raw, timeout)?;
+    let raw: Vec<(sys::RawWait, sys::Readiness)> = handles.iter().map(|&(_, h)| h).collect();
+    let flags = sys::poll_for(&raw, timeout)?;
     ready.extend(
         handles
             .iter()

@@ -222,6 +222,45 @@ pub(crate) fn poll_ready(
     poll(&mut pfds, timeout)
 }
 
+/// The events that make a descriptor ready for [`poll_for`]: readable (data or end of file),
+/// or only hung up (the peer closed its end; data waiting does not count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    Readable,
+    HungUp,
+}
+
+/// Wait until some of `fds` are ready, each as its [`Readiness`] says (an error counts as
+/// ready); returns a flag per fd. `None` waits forever; a zero timeout only checks.
+///
+/// `HungUp` asks the kernel for no event at all: `poll` still reports `POLLHUP` (on a Unix
+/// stream socket: both directions shut, which the peer's close does) and `POLLERR`. So a socket
+/// that reads end of file only because this side shut its own reading (see
+/// [`proc::die_with_parent`]) is not hung up. Elsewhere than on Linux, where the hang-up report
+/// of sockets varies, `HungUp` is readability (end of file), as it was.
+pub(crate) fn poll_for(
+    fds: &[(RawFd, Readiness)],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
+    let hung_up = if cfg!(target_os = "linux") {
+        0
+    } else {
+        libc::POLLIN
+    };
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, r)| libc::pollfd {
+            fd,
+            events: match r {
+                Readiness::Readable => libc::POLLIN,
+                Readiness::HungUp => hung_up,
+            },
+            revents: 0,
+        })
+        .collect();
+    poll(&mut pfds, timeout)
+}
+
 /// `poll` until something in `pfds` is ready or the timeout passes (retrying on `EINTR`, never
 /// returning early); a flag per entry.
 fn poll(pfds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {

@@ -303,16 +303,28 @@ pub(crate) fn reap_pidfd(_pidfd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
 
 /// Make this process die (SIGKILL) as soon as the peer of `boot`, the parent's end of our
 /// bootstrap socket, is closed: the parent process ended, however it ended, whichever of its
-/// threads started us. Poll `boot` afterwards to catch a parent that died before this call.
+/// threads started us. Call it once the job is read whole (nothing more is read from `boot`);
+/// check [`super::Readiness::HungUp`] on `boot` afterwards to catch a parent that died before.
 ///
-/// On Linux the kernel does it, with no thread of ours: the socket is put in async mode
-/// (`O_ASYNC`) with this process as owner and SIGKILL as the signal, and the kernel raises it
-/// when the peer's close wakes the socket. It also fires on incoming data (the parent sends
-/// nothing after the job) and on write space after a blocked write, hence
-/// `stop_dying_with_parent` before the child writes to the socket. Elsewhere a small thread
-/// waits for end of file on the socket.
+/// On Linux the kernel tells us, with no thread of ours: the socket is put in async mode
+/// (`O_ASYNC`, this process as owner) and the kernel raises [`watch_signal`] whenever something
+/// wakes the socket. A wake-up is not a death: the write that carried our job wakes the socket
+/// once more *after* its bytes were queued, so on a busy machine that late wake-up can come
+/// after we read the job and armed the watch (a SIGKILL raised by the kernel itself killed a
+/// daemon about once in 3000 forkserver starts that way, before its task); a write space event
+/// after a full write of ours, or the parent shutting its writing, wake it too. So the signal
+/// runs a handler that looks at the socket and ends the process (SIGKILL) only if it hung up.
+/// First our end stops receiving (`shutdown(SHUT_RD)`): the kernel refuses whatever is written
+/// to the parent's end from then on (`EPIPE` for the writer) instead of queueing it here, and
+/// the parent's going is the socket's hang-up alone (`POLLHUP`: both directions shut, which the
+/// peer's close does), never its readability (it reads end of file from now on).
+/// Elsewhere a small thread waits for end of file on the socket.
+///
+/// The handler is installed for the whole process, with `SA_RESTART`: a task that installs its
+/// own for [`watch_signal`], or blocks it in every thread, disables the watch.
 #[cfg(target_os = "linux")]
 pub(crate) fn die_with_parent(boot: BorrowedFd<'_>) -> io::Result<()> {
+    use std::sync::atomic::Ordering;
     // <linux/fcntl.h>, the same on every architecture; not in the libc crate for glibc.
     const F_SETSIG: libc::c_int = 10;
     const F_SETOWN_EX: libc::c_int = 15;
@@ -328,15 +340,63 @@ pub(crate) fn die_with_parent(boot: BorrowedFd<'_>) -> io::Result<()> {
         kind: F_OWNER_PID,
         pid: std::process::id() as libc::pid_t,
     };
-    // SAFETY: fcntl on a descriptor we borrow; F_SETOWN_EX reads one f_owner_ex, F_SETSIG and
-    // F_SETFL take an int.
+    WATCHED.store(fd, Ordering::Release);
+    // SAFETY: shutdown of a socket we borrow; a handler that only makes async-signal-safe
+    // calls (see `on_watch_signal`); fcntl on the socket: F_SETOWN_EX reads one f_owner_ex,
+    // F_SETSIG and F_SETFL take an int.
     unsafe {
+        super::cvt(libc::shutdown(fd, libc::SHUT_RD))?;
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_watch_signal as WatchHandler as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        super::cvt(libc::sigaction(watch_signal(), &sa, std::ptr::null_mut()))?;
         super::cvt(libc::fcntl(fd, F_SETOWN_EX, &owner as *const FOwnerEx))?;
-        super::cvt(libc::fcntl(fd, F_SETSIG, libc::SIGKILL))?;
+        super::cvt(libc::fcntl(fd, F_SETSIG, watch_signal()))?;
         let fl = super::cvt(libc::fcntl(fd, libc::F_GETFL))?;
         super::cvt(libc::fcntl(fd, libc::F_SETFL, fl | libc::O_ASYNC))?;
     }
     Ok(())
+}
+
+/// The real-time signal the kernel raises on a wake-up of a daemon's bootstrap socket (see
+/// [`die_with_parent`]): `SIGRTMAX - 3`, clear of the low real-time signals the C library and
+/// most programs take first.
+#[cfg(target_os = "linux")]
+pub(crate) fn watch_signal() -> libc::c_int {
+    libc::SIGRTMAX() - 3
+}
+
+/// The descriptor the watch looks at (-1: none).
+#[cfg(target_os = "linux")]
+static WATCHED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+#[cfg(target_os = "linux")]
+type WatchHandler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+
+/// A wake-up of the watched socket: end the process if its peer hung up, else ignore it. Only
+/// async-signal-safe calls (`poll`, `kill`, `getpid`); errno is saved and restored.
+#[cfg(target_os = "linux")]
+extern "C" fn on_watch_signal(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let fd = WATCHED.load(std::sync::atomic::Ordering::Acquire);
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: errno is this thread's; poll of one pollfd on the stack; kill of ourselves.
+    unsafe {
+        let errno = *libc::__errno_location();
+        // No event asked: only POLLHUP (and POLLERR, POLLNVAL) can be reported; a closed
+        // number (POLLNVAL) is not a dead parent.
+        let mut p = libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        };
+        if libc::poll(&mut p, 1, 0) == 1 && p.revents & libc::POLLHUP != 0 {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+        *libc::__errno_location() = errno;
+    }
 }
 
 #[cfg(not(target_os = "linux"))]

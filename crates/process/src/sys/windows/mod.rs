@@ -44,6 +44,20 @@ pub(crate) fn poll_ready(
     Err(unsupported())
 }
 
+/// See the Unix version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    Readable,
+    HungUp,
+}
+
+pub(crate) fn poll_for(
+    _h: &[(RawWait, Readiness)],
+    _timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
+    Err(unsupported())
+}
+
 pub(crate) fn send_with_fds(_h: Borrowed<'_>, _data: &[u8], _fds: &[RawWait]) -> io::Result<()> {
     Err(unsupported())
 }
