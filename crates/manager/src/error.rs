@@ -39,6 +39,9 @@ pub enum ManagerError {
     /// A value could not be encoded or decoded.
     #[error(transparent)]
     Pickle(#[from] PickleError),
+    /// A block of shared memory could not be attached (a `SharedMemoryManager`'s).
+    #[error(transparent)]
+    Shm(#[from] multiproc_shm::ShmError),
     /// The server refused the request.
     #[error("the server refused: {0}")]
     Server(#[from] ServerError),
