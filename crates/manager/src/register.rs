@@ -96,8 +96,11 @@ pub trait Managed: Send + 'static {
 /// ```
 pub struct Method<T, A, R, E = Infallible> {
     name: &'static str,
-    _t: PhantomData<fn(&mut T, A) -> Result<R, E>>,
+    _t: PhantomData<Signature<T, A, R, E>>,
 }
+
+/// What a [`Method`] stands for.
+type Signature<T, A, R, E> = fn(&mut T, A) -> Result<R, E>;
 
 impl<T, A, R, E> Method<T, A, R, E> {
     /// The method called `name` (unique within `T`).
