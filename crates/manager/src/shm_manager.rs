@@ -192,7 +192,26 @@ impl SharedMemoryManager {
     /// assert_eq!(smm.shareable_list(&[1.into()]).unwrap().len(), 1);
     /// ```
     pub fn start_with(builder: ManagerBuilder) -> Result<SharedMemoryManager, ManagerError> {
-        let manager = builder.start()?;
+        SharedMemoryManager::from_manager(builder.start()?)
+    }
+
+    /// Make blocks on the server of `manager`: one started, served, or reached with
+    /// [`Manager::connect`] (Python's `SharedMemoryManager(address, authkey).connect()`). Any
+    /// server of this crate owns blocks; they are unlinked when it shuts down, whichever client
+    /// made them and whatever became of it.
+    ///
+    /// ```
+    /// use multiproc::managers::SharedMemoryManager;
+    /// use multiproc::Manager;
+    /// multiproc::init();
+    /// let served = Manager::serve("127.0.0.1:0", b"key").unwrap();
+    /// let there = Manager::connect(served.address().clone(), b"key").unwrap();
+    /// let smm = SharedMemoryManager::from_manager(there).unwrap();
+    /// let name = smm.shared_memory(16).unwrap().name().to_string();
+    /// served.shutdown().unwrap();
+    /// assert!(multiproc::shm::SharedMemory::attach(&name).is_err());
+    /// ```
+    pub fn from_manager(manager: Manager) -> Result<SharedMemoryManager, ManagerError> {
         let tracker = manager.create(TYPE, Stored::default())?;
         Ok(SharedMemoryManager { manager, tracker })
     }
@@ -239,7 +258,8 @@ impl SharedMemoryManager {
         &self.manager
     }
 
-    /// Stop the server, which unlinks every block (see [`Manager::shutdown`]).
+    /// Stop the server, which unlinks every block (see [`Manager::shutdown`]; for a manager
+    /// that [`connect`](Manager::connect)ed, this asks the server elsewhere to stop).
     pub fn shutdown(&self) -> Result<(), ManagerError> {
         self.manager.shutdown()
     }

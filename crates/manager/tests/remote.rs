@@ -3,7 +3,7 @@
 //! oversized frames, valid but nonsensical requests, a server killed under its clients and
 //! clients killed under their server.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -262,7 +262,26 @@ fn garbage_and_silent_peers_do_not_delay_a_real_client() {
         .expect("the real client waited on the garbage");
     assert_eq!(served, Ok(Some(1)));
     assert_eq!(m.object_count().unwrap(), 0);
-    drop((silent, random, huge, huger));
+    // the server hung up on the garbage (it read a bad answer to its challenge), and
+    // allocated nothing for the frames announced
+    for (what, mut s) in [
+        ("random", random),
+        ("2 GiB", huge),
+        ("8-byte length", huger),
+    ] {
+        s.set_read_timeout(Some(BOUND)).unwrap();
+        let mut buf = [0u8; 4096];
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue, // the challenge, a failure message
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(e) => panic!("{what}: {e}"),
+            }
+        };
+        assert!(closed, "{what}");
+    }
+    drop(silent);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use multiproc::managers::SharedMemoryManager;
 use multiproc::shm::{Item, ShareableList, SharedMemory};
-use multiproc::{Process, StartMethod};
+use multiproc::{Connection, Manager, Process, StartMethod};
 
 multiproc::test_support!();
 
@@ -95,5 +95,55 @@ fn blocks_are_unlinked_at_shutdown_after_every_client_was_killed() {
         for n in &names {
             assert!(SharedMemory::attach(n).is_err(), "{method:?}: {n} survived");
         }
+    }
+}
+
+/// Connect to the server, make a block and a list, report their names, hang.
+fn connect_make_and_hang(args: (String, Vec<u8>, Connection)) {
+    let (addr, key, report) = args;
+    let smm =
+        SharedMemoryManager::from_manager(Manager::connect(addr.as_str(), &key).unwrap()).unwrap();
+    let m = smm.shared_memory(64).unwrap();
+    let l = smm.shareable_list(&["x".into()]).unwrap();
+    report
+        .send(&(m.name().to_string(), l.shm().name().to_string()))
+        .unwrap();
+    std::thread::sleep(bounded::BOUND);
+}
+
+#[test]
+fn blocks_made_by_clients_that_were_killed_are_unlinked_at_shutdown() {
+    let served = Manager::serve("127.0.0.1:0", b"shm key").unwrap();
+    let addr = served.address().to_string();
+    let mut names = Vec::new();
+    for method in [
+        StartMethod::Spawn,
+        StartMethod::Fork,
+        StartMethod::Forkserver,
+    ] {
+        let (rx, tx) = multiproc::pipe(false).unwrap();
+        let p = Process::new(
+            connect_make_and_hang,
+            (addr.clone(), b"shm key".to_vec(), tx),
+        )
+        .start_method(method);
+        p.start().unwrap();
+        let (m, l): (String, String) = bounded::RecvBounded::recv_bounded(&rx);
+        p.kill().unwrap();
+        assert_ne!(p.join_bounded(), 0);
+        // the client is gone; its blocks are not
+        assert!(SharedMemory::attach(&m).is_ok(), "{method:?}");
+        assert_eq!(
+            ShareableList::attach(&l).unwrap().get(0).unwrap(),
+            "x".into()
+        );
+        names.extend([m, l]);
+    }
+    served.shutdown().unwrap();
+    for n in &names {
+        assert!(
+            SharedMemory::attach(n).is_err(),
+            "{n} survived the shutdown"
+        );
     }
 }

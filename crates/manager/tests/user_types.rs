@@ -142,6 +142,34 @@ fn an_unregistered_type_is_refused_and_registration_works_in_process() {
     assert_eq!(c.call(Counter::ADD, &2).unwrap(), 42);
 }
 
+fn serve_counters_forever(report: multiproc::Connection) {
+    Manager::builder()
+        .register::<Counter>()
+        .serve_forever("127.0.0.1:0", b"counters", |a| {
+            report.send(&a.to_string()).unwrap()
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_type_registered_on_a_serve_forever_child_is_made_by_a_client_that_connects() {
+    for method in [
+        StartMethod::Spawn,
+        StartMethod::Fork,
+        StartMethod::Forkserver,
+    ] {
+        let (rx, tx) = multiproc::pipe(false).unwrap();
+        let p = Process::new(serve_counters_forever, tx).start_method(method);
+        p.start().unwrap();
+        let addr: String = bounded::RecvBounded::recv_bounded(&rx);
+        let m = Manager::connect(addr.as_str(), b"counters").unwrap();
+        let c = m.make::<Counter>(&1).unwrap();
+        assert_eq!(c.call(Counter::ADD, &1).unwrap(), 2, "{method:?}");
+        m.shutdown().unwrap();
+        assert_eq!(p.join_bounded(), 0, "{method:?}");
+    }
+}
+
 /// A user type whose state holds a proxy of a dict on the same server.
 struct Registry {
     seen: DictProxy<String, u32>,
