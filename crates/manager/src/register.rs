@@ -70,7 +70,7 @@ use crate::{Manager, ManagerBuilder};
 /// assert_eq!(c.try_call(Counter::TAKE, &20).unwrap(), Err(Negative));
 /// assert_eq!(c.try_call(Counter::TAKE, &5).unwrap(), Ok(10));
 /// ```
-pub trait Managed: Send + 'static {
+pub trait Managed: Sized + Send + 'static {
     /// The type's name on the server (unique among the types a server knows; the built-in
     /// names `dict`, `list`, ... are taken).
     const NAME: &'static str;
@@ -79,9 +79,7 @@ pub trait Managed: Send + 'static {
     /// Make a value (on the server).
     fn new(init: Self::Init) -> Self;
     /// Fill the method table (called on the server for each new value).
-    fn methods(table: &mut Methods<Self>)
-    where
-        Self: Sized;
+    fn methods(table: &mut Methods<Self>);
 }
 
 /// A method of `T` taking an `A` and returning an `R`, or failing with the method's own error
@@ -362,24 +360,25 @@ impl<T: Managed> UserProxy<T> {
         self.call_by_name(method.name, arg)
     }
 
-    /// Call a method that may fail: `Ok(Err(e))` is the method's own error, typed.
+    /// Call a method that may fail: `Ok(Err(e))` is the method's own error, typed; `Err` is
+    /// the manager's (the server gone, a refusal).
     pub fn try_call<A, R, E>(
         &self,
         method: Method<T, A, R, E>,
         arg: &A,
-    ) -> Result<Result<R, E>, CallError<E>>
+    ) -> Result<Result<R, E>, ManagerError>
     where
         A: Serialize,
         R: DeserializeOwned,
-        E: DeserializeOwned + std::fmt::Debug,
+        E: DeserializeOwned,
     {
         let op = Op {
             method: method.name.to_owned(),
-            arg: Bytes(encode(arg).map_err(ManagerError::from)?),
+            arg: Bytes(encode(arg)?),
         };
         match self.core.call_raw::<Op, R>(&op)? {
             Ok(r) => Ok(Ok(r)),
-            Err(bytes) => Ok(Err(decode::<E>(&bytes).map_err(ManagerError::from)?)),
+            Err(bytes) => Ok(Err(decode::<E>(&bytes)?)),
         }
     }
 
