@@ -98,6 +98,16 @@ fn a_method_error_comes_back_typed_and_the_object_goes_on() {
         other => panic!("{other:?}"),
     }
     assert_eq!(c.call_or_err(Counter::TAKE, &2).unwrap(), 1);
+    // a user proxy is a value like any proxy: stored in a dict, read back, the same object
+    let d = m.dict::<String, UserProxy<Counter>>().unwrap();
+    d.set("c".into(), c.clone()).unwrap();
+    drop(c);
+    let back = d.get("c").unwrap().unwrap();
+    assert_eq!(back.call(Counter::ADD, &10).unwrap(), 11);
+    assert_eq!(m.object_count().unwrap(), 2);
+    drop(back);
+    d.clear().unwrap();
+    assert_eq!(m.object_count().unwrap(), 1);
 }
 
 #[test]
