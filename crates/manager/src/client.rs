@@ -162,6 +162,12 @@ impl ClientInner {
     /// Send `req` and wait for its reply.
     pub(crate) fn call(&self, req: &Request) -> Result<Reply, ManagerError> {
         let bytes = encode(req)?;
+        if bytes.len() as u64 > self.welcome.max_request {
+            return Err(ManagerError::RequestTooLarge {
+                size: bytes.len() as u64,
+                max: self.welcome.max_request,
+            });
+        }
         let conn = self.take()?;
         if let Err(e) = conn.send(&bytes) {
             return Err(self.broken(e));

@@ -39,6 +39,18 @@ pub enum ManagerError {
     /// A value could not be encoded or decoded.
     #[error(transparent)]
     Pickle(#[from] PickleError),
+    /// A block of shared memory could not be attached (a `SharedMemoryManager`'s).
+    #[error(transparent)]
+    Shm(#[from] multiproc_shm::ShmError),
+    /// The request is bigger than the server accepts (its `max_request_size`): refused before
+    /// it was sent, and the client goes on.
+    #[error("a request of {size} bytes is over the server's limit of {max}")]
+    RequestTooLarge {
+        /// The encoded request's size.
+        size: u64,
+        /// The server's limit.
+        max: u64,
+    },
     /// The server refused the request (the refusal is shown here, not repeated as a
     /// [`source`](std::error::Error::source)).
     #[error("the server refused: {0}")]

@@ -50,7 +50,9 @@ mod manager;
 mod numeric;
 mod proxy;
 mod refs;
+mod register;
 mod server;
+mod shm_manager;
 mod wire;
 
 use std::collections::HashMap;
@@ -60,6 +62,8 @@ pub use error::{ManagerError, ServerError};
 pub use manager::{Manager, ManagerBuilder};
 pub use numeric::{NumKind, Number};
 pub use proxy::Proxy;
+pub use register::{CallError, Managed, Method, Methods, UserProxy};
+pub use shm_manager::SharedMemoryManager;
 
 use server::object::Constructor;
 
@@ -67,5 +71,6 @@ use server::object::Constructor;
 pub(crate) fn builtin_types() -> HashMap<String, Constructor> {
     let mut t: HashMap<String, Constructor> = HashMap::new();
     t.insert(dict::TYPE.into(), dict::construct);
+    t.insert(shm_manager::TYPE.into(), shm_manager::construct);
     t
 }

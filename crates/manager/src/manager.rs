@@ -218,7 +218,9 @@ impl ManagerBuilder {
     }
 
     /// The largest request the server accepts, in bytes (default 64 MiB); a bigger frame
-    /// closes the connection that sent it.
+    /// closes the connection that sent it. The server tells its clients the limit, so a proxy
+    /// refuses a bigger request before sending it ([`ManagerError::RequestTooLarge`]) and goes
+    /// on.
     pub fn max_request_size(mut self, bytes: u64) -> Self {
         self.config.max_request = bytes;
         self

@@ -90,6 +90,9 @@ pub(crate) struct Welcome {
     pub(crate) fingerprint: u64,
     pub(crate) functions: bool,
     pub(crate) pid: u32,
+    /// The largest request the server accepts: a client refuses a bigger one before sending
+    /// it (the server would close the connection, which looks like the server gone).
+    pub(crate) max_request: u64,
 }
 
 /// A reply to any request but `Decref`.

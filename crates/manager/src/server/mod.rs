@@ -360,6 +360,7 @@ fn serve_connection(shared: &Shared, conn: Connection) {
                 fingerprint: fingerprint(),
                 functions: shared.config.allow_functions,
                 pid: std::process::id(),
+                max_request: shared.config.max_request,
             };
             let bytes = encode(&welcome).map(Bytes).unwrap_or_default();
             if !welcome_on_socket(Ok(Reply::Ok {
