@@ -45,20 +45,30 @@ mod client;
 mod dict;
 mod error;
 mod func;
+mod locks;
 mod manager;
 mod numeric;
 mod proxy;
+mod queue;
 mod refs;
 mod server;
+mod wait;
 mod wire;
 
 use std::collections::HashMap;
 
 pub use dict::DictProxy;
 pub use error::{ManagerError, ServerError};
+pub use locks::{
+    BarrierProxy, BoundedSemaphoreProxy, ConditionLock, ConditionProxy, EventProxy, LockProxy,
+    LockProxyGuard, RLockProxy, SemaphoreProxy,
+};
 pub use manager::{Manager, ManagerBuilder};
+/// What a managed lock's acquire got (the type the shared-memory locks return).
+pub use multiproc_shm::LockResult;
 pub use numeric::{NumKind, Number};
 pub use proxy::Proxy;
+pub use queue::{JoinableQueueProxy, QueueProxy};
 
 use server::object::Constructor;
 
@@ -66,5 +76,17 @@ use server::object::Constructor;
 pub(crate) fn builtin_types() -> HashMap<String, Constructor> {
     let mut t: HashMap<String, Constructor> = HashMap::new();
     t.insert(dict::TYPE.into(), dict::construct);
+    t.insert(queue::TYPE.into(), queue::construct);
+    t.insert(queue::JOINABLE.into(), queue::construct_joinable);
+    t.insert(locks::LOCK.into(), locks::construct_lock);
+    t.insert(locks::RLOCK.into(), locks::construct_rlock);
+    t.insert(locks::CONDITION.into(), locks::construct_condition);
+    t.insert(locks::SEMAPHORE.into(), locks::construct_semaphore);
+    t.insert(
+        locks::BOUNDED_SEMAPHORE.into(),
+        locks::construct_bounded_semaphore,
+    );
+    t.insert(locks::EVENT.into(), locks::construct_event);
+    t.insert(locks::BARRIER.into(), locks::construct_barrier);
     t
 }
