@@ -34,6 +34,18 @@
 //! never received keeps its object until the server stops. Objects that refer to each other in a
 //! cycle live until the server stops.
 //!
+//! # Queues and synchronization
+//! [`QueueProxy`], [`JoinableQueueProxy`], [`LockProxy`], [`RLockProxy`], [`ConditionProxy`],
+//! [`SemaphoreProxy`], [`BoundedSemaphoreProxy`], [`EventProxy`] and [`BarrierProxy`] have the
+//! method names of the shared-memory types (`multiproc::Queue`, `multiproc::Lock`, ...), so one
+//! can stand in for the other; every method returns a `Result`, as it is a call to the server.
+//! A blocking call (`get`, `acquire`, `wait`) blocks only its own connection's thread on the
+//! server (each calling thread has its own connection), carries its timeout with the request,
+//! and ends when its caller hangs up (a killed process's `get` takes nothing), when the server
+//! shuts down, or, on the client side, at once when the server dies. A lock is owned by a
+//! process and a thread of it; when a process ends holding a lock, the lock is released and the
+//! next acquirer gets [`LockResult::OwnerDied`].
+//!
 //! # Lifetimes and failure
 //! An object lives while a proxy of it exists anywhere (the server counts references per
 //! process, and drops a process's references when its connections close: a killed client

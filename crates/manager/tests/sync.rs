@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use multiproc::managers::{
     BarrierProxy, BoundedSemaphoreProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy,
-    LockProxy, QueueProxy, RLockProxy, ServerError,
+    LockProxy, QueueProxy, RLockProxy, SemaphoreProxy, ServerError,
 };
 use multiproc::{LockResult, Manager, ManagerError, Pool, Process, StartMethod};
 
@@ -331,6 +331,28 @@ fn an_event_and_a_barrier_bring_processes_together() {
         assert_eq!(all, [0, 1, 2, 3], "{method:?}");
         assert_eq!(b.n_waiting().unwrap(), 0);
         assert!(!b.broken().unwrap());
+        m.shutdown().unwrap();
+    }
+}
+
+fn signal(s: SemaphoreProxy) {
+    for _ in 0..5 {
+        s.release().unwrap();
+    }
+}
+
+#[test]
+fn a_semaphore_signals_across_processes() {
+    for method in METHODS {
+        let m = manager(method);
+        let s = m.semaphore(0).unwrap();
+        let p = Process::new(signal, s.clone()).start_method(method);
+        p.start().unwrap();
+        for _ in 0..5 {
+            assert!(s.acquire_timeout(BOUND).unwrap(), "{method:?}");
+        }
+        assert_eq!(p.join_bounded(), 0);
+        assert!(!s.try_acquire().unwrap());
         m.shutdown().unwrap();
     }
 }

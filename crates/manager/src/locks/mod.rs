@@ -280,6 +280,8 @@ fn acquire(core: &Proxy, wait: Wait) -> Result<LockResult, ManagerError> {
 pub struct LockProxyGuard<'a> {
     core: &'a Proxy,
     died: bool,
+    /// Released by the thread that took it (an `RLock` belongs to its thread): not `Send`.
+    _thread: std::marker::PhantomData<*const ()>,
 }
 
 impl LockProxyGuard<'_> {
@@ -311,6 +313,7 @@ fn guard(core: &Proxy, r: LockResult) -> Option<LockProxyGuard<'_>> {
         r => Some(LockProxyGuard {
             core,
             died: r == LockResult::OwnerDied,
+            _thread: std::marker::PhantomData,
         }),
     }
 }
