@@ -189,6 +189,11 @@ pub enum ServerError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The caller hung up while its call waited on the server (a blocking `get` or
+    /// `acquire`): nothing was taken for it. Nobody receives this reply; it names why the wait
+    /// ended.
+    #[error("the caller hung up while it waited")]
+    CallerGone,
     /// An error of the operating system on the server.
     #[error("on the server: {0}")]
     Os(String),

@@ -34,6 +34,18 @@
 //! never received keeps its object until the server stops. Objects that refer to each other in a
 //! cycle live until the server stops.
 //!
+//! # Queues and synchronization
+//! [`QueueProxy`], [`JoinableQueueProxy`], [`LockProxy`], [`RLockProxy`], [`ConditionProxy`],
+//! [`SemaphoreProxy`], [`BoundedSemaphoreProxy`], [`EventProxy`] and [`BarrierProxy`] have the
+//! method names of the shared-memory types (`multiproc::Queue`, `multiproc::Lock`, ...), so one
+//! can stand in for the other; every method returns a `Result`, as it is a call to the server.
+//! A blocking call (`get`, `acquire`, `wait`) blocks only its own connection's thread on the
+//! server (each calling thread has its own connection), carries its timeout with the request,
+//! and ends when its caller hangs up (a killed process's `get` takes nothing), when the server
+//! shuts down, or, on the client side, at once when the server dies. A lock is owned by a
+//! process and a thread of it; when a process ends holding a lock, the lock is released and the
+//! next acquirer gets [`LockResult::OwnerDied`].
+//!
 //! # Lifetimes and failure
 //! An object lives while a proxy of it exists anywhere (the server counts references per
 //! process, and drops a process's references when its connections close: a killed client
@@ -46,22 +58,32 @@ mod client;
 mod dict;
 mod error;
 mod func;
+mod locks;
 mod manager;
 mod numeric;
 mod proxy;
+mod queue;
 mod refs;
 mod register;
 mod server;
 mod shm_manager;
+mod wait;
 mod wire;
 
 use std::collections::HashMap;
 
 pub use dict::DictProxy;
 pub use error::{ManagerError, ServerError};
+pub use locks::{
+    BarrierProxy, BoundedSemaphoreProxy, ConditionLock, ConditionProxy, EventProxy, LockProxy,
+    LockProxyGuard, RLockProxy, SemaphoreProxy,
+};
 pub use manager::{Manager, ManagerBuilder};
+/// What a managed lock's acquire got (the type the shared-memory locks return).
+pub use multiproc_shm::LockResult;
 pub use numeric::{NumKind, Number};
 pub use proxy::Proxy;
+pub use queue::{JoinableQueueProxy, QueueProxy};
 pub use register::{CallError, Managed, Method, Methods, UserProxy};
 pub use shm_manager::SharedMemoryManager;
 
@@ -72,5 +94,17 @@ pub(crate) fn builtin_types() -> HashMap<String, Constructor> {
     let mut t: HashMap<String, Constructor> = HashMap::new();
     t.insert(dict::TYPE.into(), dict::construct);
     t.insert(shm_manager::TYPE.into(), shm_manager::construct);
+    t.insert(queue::TYPE.into(), queue::construct);
+    t.insert(queue::JOINABLE.into(), queue::construct_joinable);
+    t.insert(locks::LOCK.into(), locks::construct_lock);
+    t.insert(locks::RLOCK.into(), locks::construct_rlock);
+    t.insert(locks::CONDITION.into(), locks::construct_condition);
+    t.insert(locks::SEMAPHORE.into(), locks::construct_semaphore);
+    t.insert(
+        locks::BOUNDED_SEMAPHORE.into(),
+        locks::construct_bounded_semaphore,
+    );
+    t.insert(locks::EVENT.into(), locks::construct_event);
+    t.insert(locks::BARRIER.into(), locks::construct_barrier);
     t
 }

@@ -273,8 +273,12 @@ impl<'de> Deserialize<'de> for Proxy {
 }
 
 /// Implements `Serialize`/`Deserialize` for a typed proxy `$t` (a struct with a `core: Proxy`
-/// field and a `PhantomData`), checking the type name when decoding.
+/// field and a `PhantomData`), checking the type name when decoding. A proxy type without
+/// type parameters (a lock's) is named alone: `typed_proxy_serde!(LockProxy, TYPE)`.
 macro_rules! typed_proxy_serde {
+    ($t:ident, $name:expr) => {
+        $crate::proxy::typed_proxy_serde!($t<>, $name);
+    };
     ($t:ident < $($g:ident),* >, $name:expr) => {
         impl<$($g),*> serde::Serialize for $t<$($g),*> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

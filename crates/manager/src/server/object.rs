@@ -23,6 +23,11 @@ pub(crate) trait ServerObject: Send + Sync + 'static {
     }
     /// A client session ended (its process died or let go): release what it held (locks).
     fn session_ended(&self, _session: u64) {}
+    /// The object as `Any`, for another object of the server that uses it (a condition finds
+    /// its lock by id). `None`: nobody may look inside.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// How the server makes an object of a type from its encoded initial state (whose references
@@ -86,6 +91,23 @@ impl<'a> CallCtx<'a> {
         self.conn
             .is_some_and(|c| c.poll(Some(std::time::Duration::ZERO)).unwrap_or(true))
             || self.shared.is_shutting_down()
+    }
+
+    /// Why a blocking wait must stop now, if it must: the caller hung up
+    /// ([`ServerError::CallerGone`]) or the server is shutting down.
+    pub(crate) fn wait_ended(&self) -> Option<ServerError> {
+        if self.shared.is_shutting_down() {
+            Some(ServerError::ShuttingDown)
+        } else if self.caller_gone() {
+            Some(ServerError::CallerGone)
+        } else {
+            None
+        }
+    }
+
+    /// Another object of this server, by id.
+    pub(crate) fn object(&self, id: Id) -> Result<Arc<dyn ServerObject>, ServerError> {
+        self.shared.table.lock().get(id)
     }
 
     /// Start a reply that will carry values.
