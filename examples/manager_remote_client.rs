@@ -1,29 +1,23 @@
-//! A client of `manager_remote_server`: it connects with the key, makes a dict of jobs on the
-//! server, and has two worker processes (each reaching the server through the proxy it was
-//! given) take jobs and write results back, then checks every result and asks the server to
-//! shut down (pass `--keep` to leave it running). The workers use a dict as their queue:
-//! `pop` of a job is one atomic step on the server, so no job is done twice.
+//! A client of `manager_remote_server`: it connects with the key, makes a queue of jobs on the
+//! server and feeds it, and has two worker processes (each reaching the server through the
+//! proxies it was given) take jobs until a `None` and write results into a managed dict, then
+//! checks every result and asks the server to shut down (pass `--keep` to leave it running).
 //!
 //! Run `cargo run -p multiproc-examples --bin manager_remote_server -- 127.0.0.1:50000`
 //! first, then `cargo run -p multiproc-examples --bin manager_remote_client --
 //! 127.0.0.1:50000` (same `MANAGER_KEY` for both, if you set one).
 
-use multiproc::managers::{DictProxy, ManagerError, ServerError};
+use multiproc::managers::{DictProxy, QueueProxy};
 use multiproc::{Manager, Process};
 
 /// The example's default key, as the server's.
 const DEFAULT_KEY: &str = "multiproc example key";
 const JOBS: u64 = 50;
 
-/// Take jobs until there are none, writing `n * n` under each.
-fn worker(args: (DictProxy<u64, ()>, DictProxy<u64, (u64, u32)>)) {
+/// Take jobs until a `None`, writing `n * n` under each.
+fn worker(args: (QueueProxy<Option<u64>>, DictProxy<u64, (u64, u32)>)) {
     let (jobs, results) = args;
-    loop {
-        let next = match jobs.popitem() {
-            Ok((n, ())) => n,
-            Err(ManagerError::Server(ServerError::KeyNotFound)) => return,
-            Err(e) => panic!("the manager failed: {e}"),
-        };
+    while let Some(next) = jobs.get().expect("the manager is there") {
         results
             .set(next, (next * next, std::process::id()))
             .expect("the manager is there");
@@ -41,13 +35,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "connected to the manager at {address} (server pid {})",
         m.server_pid()
     );
-    let jobs = m.dict_from((0..JOBS).map(|n| (n, ())))?;
+    let jobs = m.queue_with_maxsize::<Option<u64>>(8)?;
     let results = m.dict::<u64, (u64, u32)>()?;
     let ps: Vec<Process> = (0..2)
         .map(|_| Process::new(worker, (jobs.clone(), results.clone())))
         .collect();
     for p in &ps {
         p.start()?;
+    }
+    // feed the queue (at most 8 waiting: `put` blocks while it is full), then one stop each
+    for n in 0..JOBS {
+        jobs.put(Some(n))?;
+    }
+    for _ in &ps {
+        jobs.put(None)?;
     }
     for p in &ps {
         if p.join()? != 0 {
