@@ -14,8 +14,11 @@ use multiproc::{Manager, Process};
 const DEFAULT_KEY: &str = "multiproc example key";
 const JOBS: u64 = 50;
 
+/// Each result: the square and the pid of the worker that computed it.
+type Results = DictProxy<u64, (u64, u32)>;
+
 /// Take jobs until a `None`, writing `n * n` under each.
-fn worker(args: (QueueProxy<Option<u64>>, DictProxy<u64, (u64, u32)>)) {
+fn worker(args: (QueueProxy<Option<u64>>, Results)) {
     let (jobs, results) = args;
     while let Some(next) = jobs.get().expect("the manager is there") {
         results

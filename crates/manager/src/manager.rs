@@ -467,11 +467,6 @@ impl Manager {
     pub(crate) fn create(&self, type_name: &str, init: Stored) -> Result<Proxy, ManagerError> {
         create(&self.client, type_name, init)
     }
-
-    /// The client of this manager.
-    pub(crate) fn client(&self) -> &Arc<ClientInner> {
-        &self.client
-    }
 }
 
 /// Make an object of `type_name` on the server `client` reaches.
