@@ -41,24 +41,32 @@
 //! [`ManagerError::ServerGone`]; nothing waits forever.
 #![warn(missing_debug_implementations)]
 
+mod array;
 mod client;
 mod dict;
 mod error;
 mod func;
+mod list;
 mod manager;
+mod namespace;
 mod numeric;
 mod proxy;
 mod refs;
 mod server;
+mod value;
 mod wire;
 
 use std::collections::HashMap;
 
+pub use array::ArrayProxy;
 pub use dict::DictProxy;
 pub use error::{ManagerError, ServerError};
+pub use list::ListProxy;
 pub use manager::{Manager, ManagerBuilder};
+pub use namespace::NamespaceProxy;
 pub use numeric::{NumKind, Number};
 pub use proxy::Proxy;
+pub use value::ValueProxy;
 
 use server::object::Constructor;
 
@@ -66,5 +74,9 @@ use server::object::Constructor;
 pub(crate) fn builtin_types() -> HashMap<String, Constructor> {
     let mut t: HashMap<String, Constructor> = HashMap::new();
     t.insert(dict::TYPE.into(), dict::construct);
+    t.insert(list::TYPE.into(), list::construct);
+    t.insert(list::ARRAY_TYPE.into(), list::construct_array);
+    t.insert(namespace::TYPE.into(), namespace::construct);
+    t.insert(value::TYPE.into(), value::construct);
     t
 }
