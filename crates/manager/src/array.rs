@@ -128,9 +128,10 @@ where
         values: impl IntoIterator<Item = T>,
     ) -> Result<(), ManagerError> {
         let (start, end) = bounds(range);
+        let values: Vec<T> = values.into_iter().collect();
         let _old: Vec<T> = self
             .core
-            .call(&Op::Splice(start, end, stored_all(values)?))?;
+            .call(&Op::Splice(start, end, stored_all(&values)?))?;
         Ok(())
     }
 
@@ -228,9 +229,10 @@ impl Manager {
     where
         T: Serialize + DeserializeOwned,
     {
-        let items = stored_all(items)?;
+        let items: Vec<T> = items.into_iter().collect();
+        let stored = stored_all(&items)?;
         Ok(ArrayProxy {
-            core: self.create(ARRAY_TYPE, Stored::bundle(&items)?)?,
+            core: self.create(ARRAY_TYPE, Stored::bundle(&stored)?)?,
             _t: PhantomData,
         })
     }

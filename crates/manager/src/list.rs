@@ -370,13 +370,12 @@ pub(crate) fn probe<T: Serialize + ?Sized>(v: &T) -> Result<Bytes, ManagerError>
     Ok(Stored::of(v)?.bytes)
 }
 
-/// The elements as stored values.
-pub(crate) fn stored_all<T: Serialize>(
-    items: impl IntoIterator<Item = T>,
-) -> Result<Vec<Stored>, ManagerError> {
+/// The elements as stored values. The caller keeps `items` until the server has them: a proxy
+/// among them that dropped before would give back the last reference of its object.
+pub(crate) fn stored_all<T: Serialize>(items: &[T]) -> Result<Vec<Stored>, ManagerError> {
     items
-        .into_iter()
-        .map(|v| Ok(Stored::of(&v)?))
+        .iter()
+        .map(|v| Ok(Stored::of(v)?))
         .collect::<Result<Vec<_>, ManagerError>>()
 }
 
@@ -447,7 +446,8 @@ where
     /// assert_eq!(l.copy().unwrap(), [0, 1, 2]);
     /// ```
     pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<(), ManagerError> {
-        self.core.call(&Op::Extend(stored_all(values)?))
+        let values: Vec<T> = values.into_iter().collect();
+        self.core.call(&Op::Extend(stored_all(&values)?))
     }
 
     /// Insert `value` at `index`, shifting the rest right (`Vec::insert`);
@@ -640,7 +640,9 @@ where
         values: impl IntoIterator<Item = T>,
     ) -> Result<Vec<T>, ManagerError> {
         let (start, end) = bounds(range);
-        self.core.call(&Op::Splice(start, end, stored_all(values)?))
+        let values: Vec<T> = values.into_iter().collect();
+        self.core
+            .call(&Op::Splice(start, end, stored_all(&values)?))
     }
 
     /// Remove the elements in `range` (clamped to the length) and return them (`del l[a:b]`,
@@ -851,9 +853,10 @@ impl Manager {
     where
         T: Serialize + DeserializeOwned,
     {
-        let items = stored_all(items)?;
+        let items: Vec<T> = items.into_iter().collect();
+        let stored = stored_all(&items)?;
         Ok(ListProxy::from_proxy(
-            self.create(TYPE, Stored::bundle(&items)?)?,
+            self.create(TYPE, Stored::bundle(&stored)?)?,
         ))
     }
 }

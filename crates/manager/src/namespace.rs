@@ -118,7 +118,9 @@ pub struct NamespaceProxy {
     _t: PhantomData<()>,
 }
 
-typed_proxy_serde!(NamespaceProxy, TYPE);
+// (the empty `<>`: the macro takes a generic list, here with nothing in it)
+#[rustfmt::skip]
+typed_proxy_serde!(NamespaceProxy<>, TYPE);
 
 impl NamespaceProxy {
     /// The field `name` as a `T` (Python's `ns.name`); [`ServerError::NoAttribute`] if there is
@@ -278,12 +280,14 @@ impl Manager {
         &self,
         fields: impl IntoIterator<Item = (&'a str, T)>,
     ) -> Result<NamespaceProxy, ManagerError> {
-        let fields = fields
-            .into_iter()
-            .map(|(k, v)| Ok((k.to_owned(), Stored::of(&v)?)))
+        // the values stay until the server has them (a proxy among them keeps its object)
+        let fields: Vec<(&str, T)> = fields.into_iter().collect();
+        let stored = fields
+            .iter()
+            .map(|(k, v)| Ok((k.to_string(), Stored::of(v)?)))
             .collect::<Result<Vec<_>, ManagerError>>()?;
         Ok(NamespaceProxy {
-            core: self.create(TYPE, Stored::bundle(&fields)?)?,
+            core: self.create(TYPE, Stored::bundle(&stored)?)?,
             _t: PhantomData,
         })
     }
