@@ -1,6 +1,6 @@
 //! `array`: a sequence of fixed length on the server, behind [`ArrayProxy`] (Python's
 //! `manager.Array(typecode, sequence)`). The server's object is a list that refuses every
-//! operation changing its length ([`ServerError::FixedLength`](crate::ServerError::FixedLength)).
+//! operation changing its length ([`ServerError::FixedLength`]).
 
 use std::marker::PhantomData;
 use std::ops::RangeBounds;
@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::ManagerError;
+#[cfg(doc)]
+use crate::error::ServerError;
 use crate::func::Func;
 use crate::list::{bounds, probe, stored_all, Op, ARRAY_TYPE};
 use crate::numeric::Number;
@@ -21,7 +23,7 @@ use crate::Manager;
 /// for elements of any serde type (not only Python's C numbers). Every method is one round
 /// trip, atomic on the server; [`add`](Self::add), [`compare_and_set`](Self::compare_and_set)
 /// and [`update_with`](Self::update_with) change an element in one step, so no update is lost.
-/// A position past the end is [`ServerError::IndexOutOfRange`](crate::ServerError::IndexOutOfRange).
+/// A position past the end is [`ServerError::IndexOutOfRange`].
 ///
 /// It is not [`multiproc::Array`](multiproc_shm::Array), which lives in shared memory:
 /// this one lives on the manager's server, so it reaches other machines and holds any type
@@ -46,7 +48,7 @@ impl<T> ArrayProxy<T>
 where
     T: Serialize + DeserializeOwned,
 {
-    /// The element at `index` (Python's `a[index]`); [`ServerError::IndexOutOfRange`](crate::ServerError::IndexOutOfRange) past the
+    /// The element at `index` (Python's `a[index]`); [`ServerError::IndexOutOfRange`] past the
     /// end.
     ///
     /// ```
@@ -61,7 +63,7 @@ where
             .call(&Op::At(i64::try_from(index).unwrap_or(i64::MAX)))
     }
 
-    /// Set the element at `index` (`a[index] = value`); [`ServerError::IndexOutOfRange`](crate::ServerError::IndexOutOfRange) past
+    /// Set the element at `index` (`a[index] = value`); [`ServerError::IndexOutOfRange`] past
     /// the end.
     ///
     /// ```
@@ -112,7 +114,7 @@ where
     }
 
     /// Replace the elements in `range` (clamped to the length) by as many `values`, in one
-    /// step (Python's `a[i:j] = values`); [`ServerError::FixedLength`](crate::ServerError::FixedLength) if their numbers differ.
+    /// step (Python's `a[i:j] = values`); [`ServerError::FixedLength`] if their numbers differ.
     ///
     /// ```
     /// multiproc::init();
@@ -174,7 +176,7 @@ where
     }
 
     /// Add `delta` to the number at `index` on the server, in one step, and return the sum;
-    /// [`ServerError::Overflow`](crate::ServerError::Overflow) if it does not fit `T`. Every server runs it.
+    /// [`ServerError::Overflow`] if it does not fit `T`. Every server runs it.
     ///
     /// ```
     /// multiproc::init();

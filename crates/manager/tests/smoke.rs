@@ -33,13 +33,13 @@ fn four_processes_add_without_losing_an_update() {
         for p in &ps {
             assert_eq!(p.join_bounded(), 0);
         }
-        assert_eq!(d.get(&"n".into()).unwrap(), Some(400), "{method:?}");
+        assert_eq!(d.get("n").unwrap(), Some(400), "{method:?}");
         m.shutdown().unwrap();
     }
 }
 
 fn nested_child(d: DictProxy<String, DictProxy<String, u32>>) {
-    let inner = d.get(&"inner".into()).unwrap().unwrap();
+    let inner = d.get("inner").unwrap().unwrap();
     inner.set("from child".into(), 7).unwrap();
 }
 
@@ -52,8 +52,8 @@ fn nested_proxies_are_the_same_object_everywhere() {
     let p = Process::new(nested_child, outer.clone());
     p.start().unwrap();
     assert_eq!(p.join_bounded(), 0);
-    let inner = outer.get(&"inner".into()).unwrap().unwrap();
-    assert_eq!(inner.get(&"from child".into()).unwrap(), Some(7));
+    let inner = outer.get("inner").unwrap().unwrap();
+    assert_eq!(inner.get("from child").unwrap(), Some(7));
     drop(inner);
     outer.clear().unwrap();
     assert_eq!(m.object_count().unwrap(), 1);

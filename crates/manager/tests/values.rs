@@ -320,7 +320,9 @@ fn list_operations_behave_as_vec_and_python() {
     assert_eq!(l.at(-2).unwrap(), 2);
     assert_eq!(l.slice(1..=2).unwrap(), [1, 3]);
     assert_eq!(l.slice(..).unwrap(), l.copy().unwrap());
-    assert_eq!(l.slice(3..1).unwrap(), Vec::<i32>::new());
+    // a start past the end: empty, as in Python (`l[3:1]`)
+    let (start, end) = (3, 1);
+    assert_eq!(l.slice(start..end).unwrap(), Vec::<i32>::new());
     assert_eq!(l.splice(1..3, [9]).unwrap(), [1, 3]);
     assert_eq!(l.copy().unwrap(), [0, 9, 2, 4]);
     assert_eq!(l.drain(2..).unwrap(), [2, 4]);
