@@ -11,6 +11,25 @@
 //! assert_eq!(d.add("x".to_string(), 2).unwrap(), 3);
 //! ```
 //!
+//! # The objects
+//! [`DictProxy`] (Python's `dict`), [`ListProxy`] (`list`), [`ArrayProxy`] (`Array`: a list of
+//! fixed length), [`ValueProxy`] (`Value`) and [`NamespaceProxy`] (`Namespace`: named fields,
+//! each of its own type). Each offers atomic read-modify-write steps that run on every server
+//! (`add` for numbers, `compare_and_set`), and `update_with(fn)` on a server of the same build.
+//!
+//! ```
+//! use multiproc::managers::ListProxy;
+//!
+//! multiproc::init();
+//! let m = multiproc::Manager::start().unwrap();
+//! let ns = m.namespace().unwrap();
+//! ns.set("results", &m.list::<u32>().unwrap()).unwrap();
+//! let results: ListProxy<u32> = ns.get("results").unwrap();
+//! results.push(7).unwrap();
+//! let again: ListProxy<u32> = ns.get("results").unwrap();
+//! assert_eq!(again.copy().unwrap(), [7]);
+//! ```
+//!
 //! # What crosses the wire
 //! Only typed requests, encoded with postcard: a client can create objects of the types the
 //! server knows and call their operations, nothing else. The one exception is a function sent

@@ -171,9 +171,7 @@ impl ServerObject for ListObject {
                 st.items.push(v);
             }
             Op::Extend(vs) => {
-                for v in &vs {
-                    ctx.keep(v)?;
-                }
+                keep_all(ctx, &vs)?;
                 st.items.extend(vs);
             }
             Op::Insert(i, v) => {
@@ -245,9 +243,7 @@ impl ServerObject for ListObject {
                 if self.fixed && new.len() != r.len() {
                     return Err(ServerError::FixedLength);
                 }
-                for v in &new {
-                    ctx.keep(v)?;
-                }
+                keep_all(ctx, &new)?;
                 let removed: Vec<Stored> = st.items.splice(r, new).collect();
                 out.len(removed.len());
                 for v in removed {
@@ -317,6 +313,16 @@ impl ServerObject for ListObject {
         drop(st);
         ctx.finish(out)
     }
+}
+
+/// Take the references of all of `values`, or of none (one unknown id refuses them all, so a
+/// failed request keeps nothing).
+fn keep_all(ctx: &mut CallCtx<'_>, values: &[Stored]) -> Result<(), ServerError> {
+    let refs: Vec<Id> = values.iter().flat_map(|v| v.refs.iter().copied()).collect();
+    ctx.keep(&Stored {
+        bytes: Bytes(Vec::new()),
+        refs,
+    })
 }
 
 /// The position of the first element encoded as `b`.

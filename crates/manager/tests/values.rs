@@ -473,3 +473,29 @@ fn objects_held_by_lists_values_arrays_and_namespaces_go_when_released() {
     assert_count(&m, 0);
     m.shutdown().unwrap();
 }
+
+#[test]
+fn a_request_with_an_unknown_object_keeps_nothing() {
+    // Two servers: the second's proxies name ids the first does not have (id 1 it has: the
+    // list itself). A request storing both is refused as a whole, and takes no reference.
+    let m = Manager::start().unwrap();
+    let other = Manager::start().unwrap();
+    let l = m.list::<ListProxy<u8>>().unwrap();
+    let theirs: Vec<ListProxy<u8>> = (0..3).map(|_| other.list().unwrap()).collect();
+    assert_eq!(l.proxy().id(), theirs[0].proxy().id());
+    let e = l
+        .extend([theirs[0].clone(), theirs[2].clone()])
+        .unwrap_err();
+    assert!(matches!(server_error(e), ServerError::NoSuchObject(_)));
+    let e = l
+        .splice(.., [theirs[0].clone(), theirs[2].clone()])
+        .unwrap_err();
+    assert!(matches!(server_error(e), ServerError::NoSuchObject(_)));
+    assert!(l.is_empty().unwrap());
+    drop(l);
+    assert_count(&m, 0);
+    drop(theirs);
+    assert_count(&other, 0);
+    m.shutdown().unwrap();
+    other.shutdown().unwrap();
+}
