@@ -816,6 +816,7 @@ where
         if welcome.functions && welcome.fingerprint == fingerprint() {
             return self.core.call(&Op::Sort(Order::new::<T>(descending)));
         }
+        let mut attempt = 0u32;
         loop {
             let (version, items): (u64, Vec<T>) = self.core.call(&Op::Snapshot)?;
             let order = func::argsort(&items, descending);
@@ -823,7 +824,15 @@ where
             if self.core.call::<_, bool>(&Op::Permute(version, order))? {
                 return Ok(());
             }
-            tracing::debug!(id = self.core.id(), "the list changed while sorting; again");
+            // someone else changed it meanwhile (so the list made progress): let them go on
+            // a little, at most ~13 ms, before reading it again
+            tracing::debug!(
+                id = self.core.id(),
+                attempt,
+                "the list changed while sorting"
+            );
+            std::thread::sleep(std::time::Duration::from_micros(50 << attempt.min(8)));
+            attempt = attempt.saturating_add(1);
         }
     }
 }
