@@ -350,11 +350,14 @@ where
 
     /// Set every pair of `pairs`, in one step (Python's `update`).
     pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<(), ManagerError> {
-        let pairs = pairs
-            .into_iter()
-            .map(|(k, v)| Ok((key(&k)?, Stored::of(&v)?)))
+        // the values stay until the server has them: a proxy among them dropped before would
+        // give back the last reference of its object
+        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
+        let stored = pairs
+            .iter()
+            .map(|(k, v)| Ok((key(k)?, Stored::of(v)?)))
             .collect::<Result<Vec<_>, ManagerError>>()?;
-        self.core.call(&Op::Update(pairs))
+        self.core.call(&Op::Update(stored))
     }
 
     /// The value of `key`, first setting it to `default` if it is not there (Python's
@@ -466,12 +469,15 @@ impl Manager {
         K: Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
     {
-        let pairs = pairs
-            .into_iter()
-            .map(|(k, v)| Ok((key(&k)?, Stored::of(&v)?)))
+        // the values stay until the server has them: a proxy among them dropped before would
+        // give back the last reference of its object
+        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
+        let stored = pairs
+            .iter()
+            .map(|(k, v)| Ok((key(k)?, Stored::of(v)?)))
             .collect::<Result<Vec<_>, ManagerError>>()?;
         Ok(DictProxy::from_proxy(
-            self.create(TYPE, Stored::bundle(&pairs)?)?,
+            self.create(TYPE, Stored::bundle(&stored)?)?,
         ))
     }
 }

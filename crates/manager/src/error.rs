@@ -137,6 +137,10 @@ pub enum ServerError {
     /// The value is not in the list (Python's `ValueError` from `index` or `remove`).
     #[error("value not found")]
     ValueNotFound,
+    /// An operation that would change the length of a fixed-length array
+    /// ([`ArrayProxy`](crate::ArrayProxy)): Python's arrays cannot grow or shrink either.
+    #[error("an array's length is fixed")]
+    FixedLength,
     /// A namespace has no attribute of this name (Python's `AttributeError`).
     #[error("no attribute {0:?}")]
     NoAttribute(String),

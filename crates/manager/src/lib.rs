@@ -11,6 +11,25 @@
 //! assert_eq!(d.add("x".to_string(), 2).unwrap(), 3);
 //! ```
 //!
+//! # The objects
+//! [`DictProxy`] (Python's `dict`), [`ListProxy`] (`list`), [`ArrayProxy`] (`Array`: a list of
+//! fixed length), [`ValueProxy`] (`Value`) and [`NamespaceProxy`] (`Namespace`: named fields,
+//! each of its own type). Each offers atomic read-modify-write steps that run on every server
+//! (`add` for numbers, `compare_and_set`), and `update_with(fn)` on a server of the same build.
+//!
+//! ```
+//! use multiproc::managers::ListProxy;
+//!
+//! multiproc::init();
+//! let m = multiproc::Manager::start().unwrap();
+//! let ns = m.namespace().unwrap();
+//! ns.set("results", &m.list::<u32>().unwrap()).unwrap();
+//! let results: ListProxy<u32> = ns.get("results").unwrap();
+//! results.push(7).unwrap();
+//! let again: ListProxy<u32> = ns.get("results").unwrap();
+//! assert_eq!(again.copy().unwrap(), [7]);
+//! ```
+//!
 //! # What crosses the wire
 //! Only typed requests, encoded with postcard: a client can create objects of the types the
 //! server knows and call their operations, nothing else. The one exception is a function sent
@@ -53,13 +72,16 @@
 //! [`ManagerError::ServerGone`]; nothing waits forever.
 #![warn(missing_debug_implementations)]
 
+mod array;
 mod channel;
 mod client;
 mod dict;
 mod error;
 mod func;
+mod list;
 mod locks;
 mod manager;
+mod namespace;
 mod numeric;
 mod proxy;
 mod queue;
@@ -67,13 +89,16 @@ mod refs;
 mod register;
 mod server;
 mod shm_manager;
+mod value;
 mod wait;
 mod wire;
 
 use std::collections::HashMap;
 
+pub use array::ArrayProxy;
 pub use dict::DictProxy;
 pub use error::{ManagerError, ServerError};
+pub use list::ListProxy;
 pub use locks::{
     BarrierProxy, BoundedSemaphoreProxy, ConditionLock, ConditionProxy, EventProxy, LockProxy,
     LockProxyGuard, RLockProxy, SemaphoreProxy,
@@ -81,11 +106,13 @@ pub use locks::{
 pub use manager::{Manager, ManagerBuilder};
 /// What a managed lock's acquire got (the type the shared-memory locks return).
 pub use multiproc_shm::LockResult;
+pub use namespace::NamespaceProxy;
 pub use numeric::{NumKind, Number};
 pub use proxy::Proxy;
 pub use queue::{JoinableQueueProxy, QueueProxy};
 pub use register::{CallError, Managed, Method, Methods, UserProxy};
 pub use shm_manager::SharedMemoryManager;
+pub use value::ValueProxy;
 
 use server::object::Constructor;
 
@@ -106,5 +133,9 @@ pub(crate) fn builtin_types() -> HashMap<String, Constructor> {
     );
     t.insert(locks::EVENT.into(), locks::construct_event);
     t.insert(locks::BARRIER.into(), locks::construct_barrier);
+    t.insert(list::TYPE.into(), list::construct);
+    t.insert(list::ARRAY_TYPE.into(), list::construct_array);
+    t.insert(namespace::TYPE.into(), namespace::construct);
+    t.insert(value::TYPE.into(), value::construct);
     t
 }

@@ -188,9 +188,12 @@ where
     let (call, handles) = Call::new_encoding_as(run_chunk::<A, R>, &(f, items))?;
     // Debug builds: fail here, not in the worker, for an argument type postcard cannot decode
     // (items that own OS handles are not checked: decoding them here would take the handles).
+    // The bytes checked are the ones sent: encoding the items a second time would have effects
+    // for values whose encoding has some (a manager's proxy takes a travelling reference that
+    // no one would claim).
     #[cfg(debug_assertions)]
     if handles.is_empty() {
-        multiproc_pickle::check_round_trip::<Vec<A>>(&encode(items)?)?;
+        multiproc_pickle::check_round_trip::<(FnRef, Vec<A>)>(call.args())?;
     }
     if handles.len() > MAX_HANDLES {
         return Err(PoolError::Serialization(SharedError::new(
