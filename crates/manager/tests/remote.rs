@@ -2,6 +2,8 @@
 //! processes (every start method), wrong keys both ways, garbage and silent peers at the port,
 //! oversized frames, valid but nonsensical requests, a server killed under its clients and
 //! clients killed under their server.
+// The manager runs on Unix today (Windows is still to come, with the process layer).
+#![cfg(unix)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,5 +1,7 @@
 //! `SharedMemoryManager`: the server owns the blocks and unlinks them when it stops, even when
 //! its clients were killed.
+// The manager runs on Unix today (Windows is still to come, with the process layer).
+#![cfg(unix)]
 
 use multiproc::managers::SharedMemoryManager;
 use multiproc::shm::{Item, ShareableList, SharedMemory};

@@ -1,4 +1,6 @@
 //! First checks of the manager across real processes.
+// The manager runs on Unix today (Windows is still to come, with the process layer).
+#![cfg(unix)]
 
 use multiproc::managers::DictProxy;
 use multiproc::{Manager, Process, StartMethod};

@@ -1,6 +1,8 @@
 //! The manager's queues and synchronization objects across real processes, with every start
 //! method: producers and consumers, pool tasks, a lock whose holder is killed, a waiter killed
 //! while it waits, a server killed under a waiting client.
+// The manager runs on Unix today (Windows is still to come, with the process layer).
+#![cfg(unix)]
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! Registered user types across real processes: typed calls, typed method errors, unknown
 //! methods, panics, proxies inside a user type's state.
+// The manager runs on Unix today (Windows is still to come, with the process layer).
+#![cfg(unix)]
 
 use multiproc::managers::{
     CallError, DictProxy, Managed, ManagerError, Method, Methods, ServerError, UserProxy,

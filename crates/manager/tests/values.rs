@@ -2,6 +2,8 @@
 //! method: nested proxies (a list of dicts, a dict of lists) seen by everyone, a dict of lists
 //! built by a pool, atomic updates from four processes with no update lost, typed errors for bad
 //! requests, and objects released when their proxies go.
+// The manager runs on Unix today (Windows is still to come, with the process layer).
+#![cfg(unix)]
 
 use std::time::{Duration, Instant};
 
