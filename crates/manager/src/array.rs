@@ -210,7 +210,7 @@ impl Manager {
         let one = Stored::of(&value)?;
         let items = vec![one; len];
         Ok(ArrayProxy {
-            core: self.create(ARRAY_TYPE, Stored::bundle(&items)?)?,
+            core: self.create(ARRAY_TYPE, self.bundle(&items)?)?,
             _t: PhantomData,
         })
     }
@@ -234,7 +234,7 @@ impl Manager {
         let items: Vec<T> = items.into_iter().collect();
         let stored = stored_all(&items)?;
         Ok(ArrayProxy {
-            core: self.create(ARRAY_TYPE, Stored::bundle(&stored)?)?,
+            core: self.create(ARRAY_TYPE, self.bundle(&stored)?)?,
             _t: PhantomData,
         })
     }

@@ -187,10 +187,7 @@ impl ServerObject for DictObject {
                 let current = st.map.get(&k.0).map(|(_, v)| &v.bytes.0[..]);
                 let sum = numeric::add(current, &delta.0, kind)?;
                 out.raw(&sum);
-                let new = Stored {
-                    bytes: Bytes(sum),
-                    refs: Vec::new(),
-                };
+                let new = Stored::on_server(Bytes(sum), Vec::new());
                 if let Some(old) = st.put(k.0, new) {
                     ctx.release(old);
                 }
@@ -449,7 +446,7 @@ impl Manager {
     {
         let none: Vec<(Bytes, Stored)> = Vec::new();
         Ok(DictProxy::from_proxy(
-            self.create(TYPE, Stored::bundle(&none)?)?,
+            self.create(TYPE, self.bundle(&none)?)?,
         ))
     }
 
@@ -477,7 +474,7 @@ impl Manager {
             .map(|(k, v)| Ok((key(k)?, Stored::of(v)?)))
             .collect::<Result<Vec<_>, ManagerError>>()?;
         Ok(DictProxy::from_proxy(
-            self.create(TYPE, Stored::bundle(&stored)?)?,
+            self.create(TYPE, self.bundle(&stored)?)?,
         ))
     }
 }

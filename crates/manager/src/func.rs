@@ -44,6 +44,7 @@ fn entry<V: Serialize + DeserializeOwned>((func, old): EntryArgs) -> EntryOut {
     let new = f(old);
     let (bytes, ids) = refs::collecting(|| multiproc_pickle::encode(&new));
     let bytes = bytes.map_err(|e| e.to_string())?;
+    let ids = server_ids(&ids);
     drop(refs::inert(|| new));
     Ok((Bytes(bytes), ids))
 }
@@ -58,8 +59,25 @@ fn entry_present<V: Serialize + DeserializeOwned>((func, old): EntryArgs) -> Ent
     let new = f(old);
     let (bytes, ids) = refs::collecting(|| multiproc_pickle::encode(&new));
     let bytes = bytes.map_err(|e| e.to_string())?;
+    let ids = server_ids(&ids);
     drop(refs::inert(|| new));
     Ok((Bytes(bytes), ids))
+}
+
+/// The ids of the proxies of a value a function made (on the server, every proxy comes from
+/// the old value; `apply` keeps those of this server).
+fn server_ids(met: &[crate::proxy::Proxy]) -> Vec<Id> {
+    met.iter().map(crate::proxy::Proxy::id).collect()
+}
+
+/// Of the ids of the proxies met in a new value, those the old value held on this server (a
+/// proxy of another server was pinned there when the old value was stored, and must not be
+/// counted here; one whose id this server also holds in the old value is taken as this
+/// server's: a leak until shutdown at worst, never an early release).
+fn own_ids(mut met: Vec<Id>, old: Option<&Stored>) -> Vec<Id> {
+    let held: &[Id] = old.map_or(&[], |s| &s.refs);
+    met.retain(|id| held.contains(id));
+    met
 }
 
 impl Func {
@@ -93,7 +111,7 @@ impl Func {
         let e: fn(EntryArgs) -> EntryOut = unsafe { self.entry.resolve() };
         let arg = (self.func, old.map(|s| s.bytes.clone()));
         let (bytes, refs) = unwound(|| e(arg))?;
-        let new = Stored { bytes, refs };
+        let new = Stored::on_server(bytes, own_ids(refs, old));
         ctx.keep(&new)?;
         Ok(new)
     }

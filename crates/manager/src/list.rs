@@ -266,10 +266,7 @@ impl ServerObject for ListObject {
                 let i = pos(i, len)?;
                 let sum = numeric::add(Some(&st.items[i].bytes.0), &delta.0, kind)?;
                 out.raw(&sum);
-                let new = Stored {
-                    bytes: Bytes(sum),
-                    refs: Vec::new(),
-                };
+                let new = Stored::on_server(Bytes(sum), Vec::new());
                 let old = std::mem::replace(&mut st.items[i], new);
                 ctx.release(old);
             }
@@ -319,10 +316,7 @@ impl ServerObject for ListObject {
 /// failed request keeps nothing).
 fn keep_all(ctx: &mut CallCtx<'_>, values: &[Stored]) -> Result<(), ServerError> {
     let refs: Vec<Id> = values.iter().flat_map(|v| v.refs.iter().copied()).collect();
-    ctx.keep(&Stored {
-        bytes: Bytes(Vec::new()),
-        refs,
-    })
+    ctx.keep(&Stored::on_server(Bytes(Vec::new()), refs))
 }
 
 /// The position of the first element encoded as `b`.
@@ -871,7 +865,7 @@ impl Manager {
         let items: Vec<T> = items.into_iter().collect();
         let stored = stored_all(&items)?;
         Ok(ListProxy::from_proxy(
-            self.create(TYPE, Stored::bundle(&stored)?)?,
+            self.create(TYPE, self.bundle(&stored)?)?,
         ))
     }
 }

@@ -7,16 +7,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use multiproc_pickle::{decode, Bytes, FnRef};
+use multiproc_pickle::{decode, Bytes, FnRef, PickleError};
 use multiproc_process::{Address, Connection, Process, StartMethod, ToAddress};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{ClientInner, Endpoint};
 use crate::error::{ManagerError, ServerError};
 use crate::proxy::{Proxy, WireAddress};
+use crate::refs;
 use crate::server::object::Constructor;
 use crate::server::{Config, Server, Shared};
-use crate::wire::{Reply, Request, Stored};
+use crate::wire::{Reply, Request, Stored, StoredParts};
 
 /// What runs the server of a manager.
 enum Owner {
@@ -467,6 +468,14 @@ impl Manager {
     pub(crate) fn create(&self, type_name: &str, init: Stored) -> Result<Proxy, ManagerError> {
         create(&self.client, type_name, init)
     }
+
+    /// The initial state of a new object on this server, made of values already encoded.
+    pub(crate) fn bundle<T: Serialize + StoredParts + ?Sized>(
+        &self,
+        parts: &T,
+    ) -> Result<Stored, PickleError> {
+        refs::storing_to(&self.client.endpoint, || Stored::bundle(parts))
+    }
 }
 
 /// Make an object of `type_name` on the server `client` reaches.
@@ -479,7 +488,7 @@ pub(crate) fn create(
         type_name: type_name.to_owned(),
         init,
     };
-    match client.call(&req)? {
+    match refs::storing_to(&client.endpoint, || client.call(&req))? {
         Reply::Ok { bytes, .. } => Ok(Proxy::owned(client.clone(), decode(&bytes)?, type_name)),
         Reply::Err(e) => Err(e.into()),
         Reply::UserErr(_) => Err(ServerError::Malformed("create".into()).into()),

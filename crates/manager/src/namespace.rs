@@ -75,10 +75,7 @@ impl ServerObject for NamespaceObject {
                 let current = fields.get(&name).map(|v| &v.bytes.0[..]);
                 let sum = numeric::add(current, &delta.0, kind)?;
                 out.raw(&sum);
-                let new = Stored {
-                    bytes: Bytes(sum),
-                    refs: Vec::new(),
-                };
+                let new = Stored::on_server(Bytes(sum), Vec::new());
                 if let Some(old) = fields.insert(name, new) {
                     ctx.release(old);
                 }
@@ -287,7 +284,7 @@ impl Manager {
             .map(|(k, v)| Ok((k.to_string(), Stored::of(v)?)))
             .collect::<Result<Vec<_>, ManagerError>>()?;
         Ok(NamespaceProxy {
-            core: self.create(TYPE, Stored::bundle(&stored)?)?,
+            core: self.create(TYPE, self.bundle(&stored)?)?,
             _t: PhantomData,
         })
     }

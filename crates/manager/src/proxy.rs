@@ -148,6 +148,21 @@ impl Proxy {
         }
     }
 
+    /// The server the object lives on.
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.0.endpoint
+    }
+
+    /// Take a reference on the object that lives until its server stops: for a proxy stored
+    /// in an object of another server, which never says when it lets the value go.
+    pub(crate) fn pin(&self) -> Result<(), ManagerError> {
+        match self.client()?.call(&Request::Pin { id: self.0.id })? {
+            Reply::Ok { .. } => Ok(()),
+            Reply::Err(e) => Err(e.into()),
+            Reply::UserErr(_) => Err(ServerError::Malformed("pin".into()).into()),
+        }
+    }
+
     /// Check that the object is a `type_name` (used when a typed proxy is decoded).
     pub(crate) fn expect_type(self, type_name: &str) -> Result<Proxy, ManagerError> {
         if self.0.type_name == type_name {
@@ -182,9 +197,10 @@ impl Proxy {
         op: &O,
     ) -> Result<Result<R, Vec<u8>>, ManagerError> {
         let client = self.client()?;
+        let op = refs::storing_to(&client.endpoint, || encode(op))?;
         let req = Request::Call {
             id: self.0.id,
-            op: Bytes(encode(op)?),
+            op: Bytes(op),
         };
         match client.call(&req)? {
             Reply::Ok { bytes, given } => Ok(Ok(decode_reply(&client, &bytes, given)?)),
@@ -204,14 +220,14 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(
     if given.is_empty() {
         return decode(bytes);
     }
-    let (r, left) = refs::adopting(given, || decode::<R>(bytes));
+    let (r, left) = refs::adopting(&client.endpoint, given, || decode::<R>(bytes));
     client.decref(left);
     r
 }
 
 impl Serialize for Proxy {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let token = match refs::on_encode(self.0.id) {
+        let token = match refs::on_encode(self) {
             OnEncode::Nothing => 0,
             OnEncode::Travel => {
                 let travel = || -> Result<u64, ManagerError> {
@@ -243,7 +259,7 @@ impl<'de> Deserialize<'de> for Proxy {
             address: w.address.into_address(),
             authkey: w.authkey.0,
         };
-        let (client, owned) = match refs::on_decode(w.id) {
+        let (client, owned) = match refs::on_decode(&endpoint, w.id) {
             OnDecode::Inert => (None, false),
             how => {
                 let client =

@@ -70,13 +70,7 @@ impl ServerObject for ValueObject {
             Op::Add(kind, delta) => {
                 let sum = numeric::add(Some(&v.bytes.0), &delta.0, kind)?;
                 out.raw(&sum);
-                let old = std::mem::replace(
-                    &mut *v,
-                    Stored {
-                        bytes: Bytes(sum),
-                        refs: Vec::new(),
-                    },
-                );
+                let old = std::mem::replace(&mut *v, Stored::on_server(Bytes(sum), Vec::new()));
                 ctx.release(old);
             }
             Op::CompareAndSet(expected, new) => {

@@ -5,7 +5,9 @@
 use multiproc_pickle::{encode, Bytes, PickleError};
 use serde::{Deserialize, Serialize};
 
+use crate::client::Endpoint;
 use crate::error::ServerError;
+use crate::proxy::Proxy;
 use crate::refs;
 
 /// An object's id on its server.
@@ -13,21 +15,37 @@ pub(crate) type Id = u64;
 
 /// A value as the server keeps it: its encoding and the objects (proxies inside it) it refers
 /// to, each of which it holds a reference on while it is stored.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+///
+/// Made by a client, it also remembers the proxies met while encoding: when it is sent
+/// ([`refs::storing_to`]), only those of the receiving server become `refs` (ids mean nothing
+/// on another server), and the others are pinned on their own servers.
+#[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct Stored {
     pub(crate) bytes: Bytes,
     pub(crate) refs: Vec<Id>,
+    #[serde(skip)]
+    met: Vec<Proxy>,
 }
 
 impl Stored {
-    /// Encode `value` for the server, noting the proxies inside it.
+    /// Encode `value` for a server, noting the proxies inside it.
     pub(crate) fn of<T: Serialize + ?Sized>(value: &T) -> Result<Stored, PickleError> {
-        let (bytes, refs) = refs::collecting(|| encode(value));
+        let (bytes, met) = refs::collecting(|| encode(value));
         let bytes = bytes?;
         Ok(Stored {
             bytes: Bytes(bytes),
-            refs,
+            refs: met.iter().map(Proxy::id).collect(),
+            met,
         })
+    }
+
+    /// A value made of bytes and the references they hold (on the server, or a bundle).
+    pub(crate) fn on_server(bytes: Bytes, refs: Vec<Id>) -> Stored {
+        Stored {
+            bytes,
+            refs,
+            met: Vec::new(),
+        }
     }
 
     /// The initial state of a new object, made of values already encoded (their references
@@ -35,17 +53,54 @@ impl Stored {
     pub(crate) fn bundle<T: Serialize + StoredParts + ?Sized>(
         parts: &T,
     ) -> Result<Stored, PickleError> {
+        // Called inside `refs::storing_to` (see `Manager::bundle`): the parts, encoded now,
+        // keep the ids of the receiving server's proxies and pin the others.
+        let to = refs::target();
         let mut refs = Vec::new();
-        parts.each_stored(&mut |s| refs.extend_from_slice(&s.refs));
-        Ok(Stored {
-            bytes: Bytes(encode(parts)?),
-            refs,
-        })
+        parts.each_stored(&mut |s| refs.extend(s.own_refs(to.as_ref())));
+        Ok(Stored::on_server(Bytes(encode(parts)?), refs))
+    }
+
+    /// The ids of the proxies inside that live on `to` (all of them when `to` is not known).
+    fn own_refs(&self, to: Option<&Endpoint>) -> Vec<Id> {
+        match to {
+            Some(to) if !self.met.is_empty() => self
+                .met
+                .iter()
+                .filter(|p| p.endpoint() == to)
+                .map(Proxy::id)
+                .collect(),
+            _ => self.refs.clone(),
+        }
     }
 
     /// Whether the value holds no proxy.
     pub(crate) fn is_plain(&self) -> bool {
         self.refs.is_empty()
+    }
+}
+
+impl Serialize for Stored {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            bytes: &'a Bytes,
+            refs: &'a [Id],
+        }
+        let to = refs::target();
+        if let Some(to) = &to {
+            if !multiproc_pickle::is_checking() {
+                for p in self.met.iter().filter(|p| p.endpoint() != to) {
+                    p.pin().map_err(serde::ser::Error::custom)?;
+                }
+            }
+        }
+        let refs = self.own_refs(to.as_ref());
+        Wire {
+            bytes: &self.bytes,
+            refs: &refs,
+        }
+        .serialize(s)
     }
 }
 
@@ -81,6 +136,9 @@ pub(crate) enum Request {
     Count,
     /// Stop the server. Reply: `()`.
     Shutdown,
+    /// A reference on a live object that lasts until the server stops, for a proxy stored in
+    /// an object of another server. Reply: `()`.
+    Pin { id: Id },
 }
 
 /// The server's answer to `Hello`.

@@ -476,28 +476,52 @@ fn objects_held_by_lists_values_arrays_and_namespaces_go_when_released() {
     m.shutdown().unwrap();
 }
 
+fn use_theirs_from_a_child(l: ListProxy<ListProxy<u8>>) {
+    let theirs = l.get(0).unwrap().unwrap();
+    theirs.push(9).unwrap();
+}
+
 #[test]
-fn a_request_with_an_unknown_object_keeps_nothing() {
-    // Two servers: the second's proxies name ids the first does not have (id 1 it has: the
-    // list itself). A request storing both is refused as a whole, and takes no reference.
+fn proxies_of_another_server_stored_here_stay_theirs() {
+    // Two servers whose ids overlap: the second's first list has the id of the first's list.
+    // Storing the second's proxies in the first's objects (push, extend, splice, a new list or
+    // dict made from them) must neither count them on the first server by id (an unrelated
+    // object, or `NoSuchObject`) nor lose them: read back, in this process or a child, they
+    // reach their own server's objects.
     let m = Manager::start().unwrap();
     let other = Manager::start().unwrap();
     let l = m.list::<ListProxy<u8>>().unwrap();
     let theirs: Vec<ListProxy<u8>> = (0..3).map(|_| other.list().unwrap()).collect();
     assert_eq!(l.proxy().id(), theirs[0].proxy().id());
-    let e = l
-        .extend([theirs[0].clone(), theirs[2].clone()])
-        .unwrap_err();
-    assert!(matches!(server_error(e), ServerError::NoSuchObject(_)));
-    let e = l
-        .splice(.., [theirs[0].clone(), theirs[2].clone()])
-        .unwrap_err();
-    assert!(matches!(server_error(e), ServerError::NoSuchObject(_)));
-    assert!(l.is_empty().unwrap());
-    drop(l);
+    theirs[0].push(5).unwrap();
+    l.extend([theirs[0].clone(), theirs[2].clone()]).unwrap();
+    l.push(theirs[1].clone()).unwrap();
+    l.splice(2..3, [theirs[1].clone()]).unwrap();
+    let made = m.list_from([theirs[2].clone()]).unwrap();
+    let d = m.dict_from([("x".to_string(), theirs[0].clone())]).unwrap();
+    assert_count(&m, 3);
+    assert_count(&other, 3);
+
+    let back = l.get(0).unwrap().unwrap();
+    assert_eq!(back.proxy().address(), theirs[0].proxy().address());
+    assert_eq!(back.copy().unwrap(), [5]);
+    back.push(6).unwrap();
+    assert_eq!(theirs[0].copy().unwrap(), [5, 6]);
+    assert_eq!(d.get("x").unwrap().unwrap().copy().unwrap(), [5, 6]);
+    made.get(0).unwrap().unwrap().push(1).unwrap();
+    assert_eq!(theirs[2].copy().unwrap(), [1]);
+    for method in METHODS {
+        run_children(method, use_theirs_from_a_child, vec![l.clone()]);
+    }
+    assert_eq!(theirs[0].copy().unwrap(), [5, 6, 9, 9, 9]);
+
+    // Every proxy of theirs gone here: the first server's objects go when released; the
+    // second server's stored ones are pinned (the first never says when it lets them go), so
+    // they live until it stops.
+    drop((back, theirs));
+    drop((l, made, d));
     assert_count(&m, 0);
-    drop(theirs);
-    assert_count(&other, 0);
+    assert_count(&other, 3);
     m.shutdown().unwrap();
     other.shutdown().unwrap();
 }

@@ -167,6 +167,10 @@ impl Shared {
                 self.table.lock().claim(session, id, token)?;
                 Reply::plain(&())
             }
+            Request::Pin { id } => {
+                self.table.lock().pin(id)?;
+                Reply::plain(&())
+            }
             Request::Count => Reply::plain(&(self.object_count() as u64)),
             Request::TypeOf { id } => Reply::plain(&self.table.lock().type_of(id)?),
             Request::Shutdown => {

@@ -177,6 +177,11 @@ impl Table {
         Ok(self.next_token)
     }
 
+    /// A reference on `id` that nobody gives back (see `Request::Pin`).
+    pub(crate) fn pin(&mut self, id: Id) -> Result<(), ServerError> {
+        self.incref_all(&[id])
+    }
+
     /// `session` takes a reference on `id`: the travelling one of `token` if it is still
     /// there, else a new one (the object must live).
     pub(crate) fn claim(&mut self, session: u64, id: Id, token: u64) -> Result<(), ServerError> {
