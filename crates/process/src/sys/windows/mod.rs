@@ -60,7 +60,10 @@ pub(crate) fn poll_readable(h: &[RawWait], timeout: Option<Duration>) -> io::Res
 /// Wait until some of `h` are ready: each `(handle, write)` for reading, or for writing when
 /// `write` is set (a pipe is always writable). A socket waited on for writing, or a listening
 /// one, is left non-blocking (the listener's are).
-pub(crate) fn poll_ready(h: &[(RawWait, bool)], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+pub(crate) fn poll_ready(
+    h: &[(RawWait, bool)],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
     let e: Vec<(RawWait, Interest)> = h
         .iter()
         .map(|&(h, w)| (h, if w { Interest::Write } else { Interest::Read }))
@@ -77,7 +80,10 @@ pub(crate) enum Readiness {
 }
 
 /// Wait until some of `h` are ready, each as its [`Readiness`] says; a flag per handle.
-pub(crate) fn poll_for(h: &[(RawWait, Readiness)], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+pub(crate) fn poll_for(
+    h: &[(RawWait, Readiness)],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
     let e: Vec<(RawWait, Interest)> = h.iter().map(|&(h, _)| (h, Interest::Read)).collect();
     poll::poll(&e, timeout)
 }

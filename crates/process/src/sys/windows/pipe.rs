@@ -13,14 +13,14 @@
 use std::cell::RefCell;
 use std::io;
 use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle, RawHandle};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
-    GetLastError, ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_HANDLE_EOF,
-    ERROR_IO_INCOMPLETE, ERROR_IO_PENDING, ERROR_MORE_DATA, ERROR_NO_DATA, ERROR_PIPE_BUSY,
-    ERROR_PIPE_CONNECTED, ERROR_PIPE_NOT_CONNECTED, ERROR_SEM_TIMEOUT, GENERIC_READ,
-    GENERIC_WRITE, HANDLE, INVALID_HANDLE_VALUE, STATUS_PENDING,
+    GetLastError, ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_HANDLE_EOF, ERROR_IO_PENDING,
+    ERROR_MORE_DATA, ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED,
+    ERROR_PIPE_NOT_CONNECTED, ERROR_SEM_TIMEOUT, GENERIC_READ, GENERIC_WRITE, HANDLE,
+    INVALID_HANDLE_VALUE, STATUS_PENDING,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, ReadFile, WriteFile, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED,
@@ -31,7 +31,7 @@ use windows_sys::Win32::System::Pipes::{
     PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES,
     PIPE_WAIT,
 };
-use windows_sys::Win32::System::Threading::{CreateEventW, SetEvent};
+use windows_sys::Win32::System::Threading::{CreateEventW, ResetEvent, SetEvent};
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 
 /// Each direction's buffer, as on Linux (1 MiB): sends totalling less do not wait for the
@@ -44,22 +44,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// The NUL-terminated UTF-16 form of `s`.
 pub(crate) fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(Some(0)).collect()
-}
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A fresh pipe name, as CPython's `arbitrary_address('AF_PIPE')` makes them:
-/// `\\.\pipe\pyc-<pid>-<counter>-<random hex>`.
-pub(crate) fn arbitrary_name() -> String {
-    let mut r = [0u8; 8];
-    // (the counter alone keeps names of this process apart; the random part is for others)
-    let _ = getrandom::getrandom(&mut r);
-    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        r"\\.\pipe\pyc-{}-{}-{hex}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// The last OS error, as an `io::Error`.
@@ -293,8 +277,19 @@ pub(crate) fn send_buffer_size(h: BorrowedHandle<'_>) -> Option<usize> {
 }
 
 /// A new server instance of the pipe `name`: byte mode, overlapped, local clients only.
-fn create_instance(name: &[u16], access: u32, first: bool, instances: u32) -> io::Result<OwnedHandle> {
-    let open = access | FILE_FLAG_OVERLAPPED | if first { FILE_FLAG_FIRST_PIPE_INSTANCE } else { 0 };
+fn create_instance(
+    name: &[u16],
+    access: u32,
+    first: bool,
+    instances: u32,
+) -> io::Result<OwnedHandle> {
+    let open = access
+        | FILE_FLAG_OVERLAPPED
+        | if first {
+            FILE_FLAG_FIRST_PIPE_INSTANCE
+        } else {
+            0
+        };
     // SAFETY: `name` is NUL-terminated UTF-16; null security attributes: default security, not
     // inheritable.
     let h = unsafe {
@@ -312,17 +307,22 @@ fn create_instance(name: &[u16], access: u32, first: bool, instances: u32) -> io
     handle_or_err(h).map_err(|e| {
         if e.raw_os_error() == Some(5) && first {
             // ERROR_ACCESS_DENIED for a first instance: the name is taken
-            io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!(
-                    "the named pipe {} exists already",
-                    String::from_utf16_lossy(&name[..name.len() - 1])
-                ),
-            )
+            in_use(name)
         } else {
             e
         }
     })
+}
+
+/// The error for a pipe name (NUL-terminated UTF-16) that exists already.
+fn in_use(name: &[u16]) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!(
+            "the named pipe {} exists already",
+            String::from_utf16_lossy(&name[..name.len() - 1])
+        ),
+    )
 }
 
 /// Open the client end of the pipe `name`.
@@ -350,7 +350,7 @@ fn open_client(name: &[u16], access: u32) -> Result<OwnedHandle, u32> {
 /// A connected pair of pipe ends: (server, client). `duplex`: both read and write; else the
 /// server end reads and the client end writes.
 pub(crate) fn pair(duplex: bool) -> io::Result<(OwnedHandle, OwnedHandle)> {
-    let name = wide(&arbitrary_name());
+    let name = wide(&crate::listener::arbitrary_pipe_name());
     let (open, access) = if duplex {
         (PIPE_ACCESS_DUPLEX, GENERIC_READ | GENERIC_WRITE)
     } else {
@@ -433,29 +433,6 @@ impl Pending {
         })
     }
 
-    /// Whether the operation has completed (without waiting).
-    pub(crate) fn completed(&self) -> bool {
-        self.ov.Internal != STATUS_PENDING as usize
-    }
-
-    /// The result of a completed operation: its byte count or OS code.
-    pub(crate) fn result(&mut self) -> Result<u32, u32> {
-        let mut n = 0u32;
-        // SAFETY: `ov` belongs to the operation on `on`; no wait.
-        let ok = unsafe { GetOverlappedResult(self.on, &*self.ov, &mut n, 0) };
-        if ok == 0 {
-            // SAFETY: GetLastError is always safe.
-            let c = unsafe { GetLastError() };
-            if c == ERROR_IO_INCOMPLETE {
-                return Err(c);
-            }
-            self.running = false;
-            return Err(c);
-        }
-        self.running = false;
-        Ok(n)
-    }
-
     /// Cancel the operation if it still runs, and wait until the kernel is done with it.
     pub(crate) fn cancel(&mut self) {
         if !self.running {
@@ -502,33 +479,139 @@ impl Drop for Pending {
     }
 }
 
-/// The server side of a named-pipe [`Listener`](crate::Listener): always one instance waiting
-/// for a client (`ConnectNamedPipe` under way), as CPython's `PipeListener` keeps one, so a
-/// client never finds the name missing between two accepts.
+/// How many instances of a listener's pipe wait for clients at once: clients that connect
+/// while nobody accepts wait there, as in a socket's backlog (CPython keeps one; a client that
+/// finds every instance taken waits for one, up to 20 s).
+const BACKLOG: usize = 8;
+
+/// One instance of a listener's pipe and its `ConnectNamedPipe`.
+struct Instance {
+    /// (taken out by `into_handle`)
+    handle: Option<OwnedHandle>,
+    /// Boxed: the kernel writes to it until the operation ends (cancelled and waited for on
+    /// drop, before the handle closes).
+    ov: Box<OVERLAPPED>,
+    running: bool,
+    connected: bool,
+}
+
+// SAFETY: the OVERLAPPED is only touched through `&mut self` and drop; handles may be used from
+// any thread.
+unsafe impl Send for Instance {}
+
+impl Instance {
+    /// A fresh instance, waiting for a client; its completion signals `event`.
+    fn new(name: &[u16], first: bool, event: HANDLE) -> io::Result<Instance> {
+        let handle = create_instance(name, PIPE_ACCESS_DUPLEX, first, PIPE_UNLIMITED_INSTANCES)?;
+        let h = handle.as_raw_handle() as HANDLE;
+        let mut i = Instance {
+            handle: Some(handle),
+            ov: Box::new(zeroed_overlapped(event)),
+            running: false,
+            connected: false,
+        };
+        // SAFETY: `ov` is boxed and outlives the operation (see `Drop`).
+        let ok = unsafe { ConnectNamedPipe(h, &mut *i.ov) };
+        // SAFETY: GetLastError is always safe.
+        match unsafe { GetLastError() } {
+            _ if ok != 0 => i.connected = true,
+            ERROR_IO_PENDING => i.running = true,
+            // a client connected before we asked (and may have left already: ERROR_NO_DATA,
+            // which its connection then reads as end of file)
+            ERROR_PIPE_CONNECTED | ERROR_NO_DATA => i.connected = true,
+            c => return Err(io::Error::from_raw_os_error(c as i32)),
+        }
+        Ok(i)
+    }
+
+    /// Whether a client has connected (`Err`: the instance failed).
+    fn poll(&mut self) -> Result<bool, u32> {
+        if self.connected {
+            return Ok(true);
+        }
+        if self.ov.Internal == STATUS_PENDING as usize {
+            return Ok(false);
+        }
+        self.running = false;
+        let Some(h) = &self.handle else {
+            return Err(ERROR_PIPE_NOT_CONNECTED);
+        };
+        let mut n = 0u32;
+        // SAFETY: the completed operation's OVERLAPPED; no wait.
+        let ok = unsafe { GetOverlappedResult(h.as_raw_handle() as HANDLE, &*self.ov, &mut n, 0) };
+        // SAFETY: GetLastError is always safe.
+        match unsafe { GetLastError() } {
+            _ if ok != 0 => {}
+            ERROR_PIPE_CONNECTED | ERROR_NO_DATA => {}
+            c => return Err(c),
+        }
+        self.connected = true;
+        Ok(true)
+    }
+
+    /// The handle of an instance whose operation has completed.
+    fn into_handle(mut self) -> OwnedHandle {
+        self.running = false;
+        self.handle
+            .take()
+            .expect("an instance holds its handle until into_handle")
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let Some(h) = &self.handle else { return };
+        if self.running && self.ov.Internal == STATUS_PENDING as usize {
+            let h = h.as_raw_handle() as HANDLE;
+            let mut n = 0u32;
+            // SAFETY: cancel our own operation and wait until the kernel is done with `ov`.
+            unsafe {
+                CancelIoEx(h, &*self.ov);
+                GetOverlappedResult(h, &*self.ov, &mut n, 1);
+            }
+        }
+    }
+}
+
+/// The server side of a named-pipe [`Listener`](crate::Listener): [`BACKLOG`] instances always
+/// wait for clients (`ConnectNamedPipe` under way), so a client never finds the name missing
+/// between two accepts (CPython's `PipeListener` keeps one for that).
 pub(crate) struct Server {
     name: Vec<u16>,
     display: String,
-    /// The instance clients connect to, and its `ConnectNamedPipe`.
-    instance: OwnedHandle,
-    connect: Pending,
-    /// A client has connected to `instance`.
-    connected: bool,
+    /// Instances waiting for (or with) a client, oldest first.
+    instances: Vec<Instance>,
+    /// Signaled when any instance's `ConnectNamedPipe` completes (shared by all).
+    event: OwnedHandle,
 }
 
 impl Server {
     /// Create the pipe `name`; an error (`AddrInUse`) if it exists already.
     pub(crate) fn bind(name: &str) -> io::Result<Server> {
         let w = wide(name);
-        let instance = create_instance(&w, PIPE_ACCESS_DUPLEX, true, PIPE_UNLIMITED_INSTANCES)?;
-        let connect = Pending::new(instance.as_raw_handle() as HANDLE)?;
-        let mut s = Server {
+        // FILE_FLAG_FIRST_PIPE_INSTANCE refuses a name in use; Wine ignores it, so look first
+        // (without connecting) too: a pipe that exists answers, even when busy, with anything
+        // but "not found".
+        // SAFETY: `w` is NUL-terminated UTF-16; waits at most 1 ms.
+        let exists = unsafe { WaitNamedPipeW(w.as_ptr(), 1) } != 0
+            // SAFETY: GetLastError is always safe.
+            || unsafe { GetLastError() } != ERROR_FILE_NOT_FOUND;
+        if exists {
+            return Err(in_use(&w));
+        }
+        let event = new_event()?;
+        let ev = event.as_raw_handle() as HANDLE;
+        let mut instances = vec![Instance::new(&w, true, ev)?];
+        for _ in 1..BACKLOG {
+            instances.push(Instance::new(&w, false, ev)?);
+        }
+        let s = Server {
             name: w,
             display: name.to_string(),
-            instance,
-            connect,
-            connected: false,
+            instances,
+            event,
         };
-        s.listen()?;
+        s.rearm();
         Ok(s)
     }
 
@@ -536,77 +619,61 @@ impl Server {
         &self.display
     }
 
-    /// Start waiting for a client on the current instance.
-    fn listen(&mut self) -> io::Result<()> {
-        let c = &mut self.connect;
-        // SAFETY: `ov` is boxed and outlives the operation (cancelled and waited for on drop,
-        // before the instance closes: `connect` is dropped first, see `Drop`).
-        let ok = unsafe { ConnectNamedPipe(c.on, &mut *c.ov) };
-        // SAFETY: GetLastError is always safe.
-        let code = unsafe { GetLastError() };
-        if ok != 0 {
-            self.connected = true;
-        } else {
-            match code {
-                ERROR_IO_PENDING => c.running = true,
-                // a client connected before we asked (and may have left: ERROR_NO_DATA,
-                // which its connection then reads as end of file)
-                ERROR_PIPE_CONNECTED | ERROR_NO_DATA => self.connected = true,
-                c => return Err(io::Error::from_raw_os_error(c as i32)),
-            }
-        }
-        if self.connected {
-            // SAFETY: SetEvent on our event, so a poll on `wait_handle` sees the client.
-            unsafe { SetEvent(self.connect.event.as_raw_handle() as HANDLE) };
-        }
-        Ok(())
-    }
-
     /// What to wait on for a client: an event, signaled once one has connected.
     pub(crate) fn wait_handle(&self) -> RawHandle {
-        self.connect.event.as_raw_handle()
+        self.event.as_raw_handle()
     }
 
-    /// The connected instance, if a client has connected (`WouldBlock` if none has); a fresh
-    /// instance then waits for the next one.
+    /// Signal the event if some instance has a client already (starting an operation may
+    /// have reset it after another's completion set it).
+    fn rearm(&self) {
+        let any = self
+            .instances
+            .iter()
+            .any(|i| i.connected || i.ov.Internal != STATUS_PENDING as usize);
+        if any {
+            // SAFETY: SetEvent on our own event.
+            unsafe { SetEvent(self.event.as_raw_handle() as HANDLE) };
+        }
+    }
+
+    /// An instance a client has connected to (`WouldBlock` if none has); a fresh instance takes
+    /// its place.
     pub(crate) fn accept(&mut self) -> io::Result<OwnedHandle> {
-        if !self.connected {
-            if !self.connect.completed() {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            match self.connect.result() {
-                Ok(_) | Err(ERROR_PIPE_CONNECTED | ERROR_NO_DATA) => self.connected = true,
-                Err(ERROR_IO_INCOMPLETE) => return Err(io::ErrorKind::WouldBlock.into()),
+        // (reset first: a completion after this sets it again)
+        // SAFETY: ResetEvent on our own event.
+        unsafe { ResetEvent(self.event.as_raw_handle() as HANDLE) };
+        let mut found = None;
+        let mut failed = None;
+        for (k, i) in self.instances.iter_mut().enumerate() {
+            match i.poll() {
+                Ok(true) => {
+                    found = Some(k);
+                    break;
+                }
+                Ok(false) => {}
                 Err(c) => {
-                    // this instance is unusable: start over with a fresh one
-                    let e = io::Error::from_raw_os_error(c as i32);
-                    self.replace()?;
-                    return Err(e);
+                    failed = Some((k, c));
+                    break;
                 }
             }
         }
-        Ok(self.replace()?)
-    }
-
-    /// Put a fresh instance in place (listening) and hand back the old one.
-    fn replace(&mut self) -> io::Result<OwnedHandle> {
-        let fresh = create_instance(&self.name, PIPE_ACCESS_DUPLEX, false, PIPE_UNLIMITED_INSTANCES)?;
-        let pending = Pending::new(fresh.as_raw_handle() as HANDLE)?;
-        // (the old operation has completed, or is cancelled and waited for here)
-        let mut old_pending = std::mem::replace(&mut self.connect, pending);
-        old_pending.cancel();
-        drop(old_pending);
-        let old = std::mem::replace(&mut self.instance, fresh);
-        self.connected = false;
-        self.listen()?;
-        Ok(old)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // the operation ends before its instance closes
-        self.connect.cancel();
+        let ev = self.event.as_raw_handle() as HANDLE;
+        let r = match (found, failed) {
+            (Some(k), _) => {
+                let fresh = Instance::new(&self.name, false, ev)?;
+                // (its operation has completed: nothing to cancel)
+                Ok(std::mem::replace(&mut self.instances[k], fresh).into_handle())
+            }
+            (None, Some((k, c))) => {
+                // this instance is unusable: a fresh one takes its place
+                self.instances[k] = Instance::new(&self.name, false, ev)?;
+                Err(io::Error::from_raw_os_error(c as i32))
+            }
+            (None, None) => Err(io::ErrorKind::WouldBlock.into()),
+        };
+        self.rearm();
+        r
     }
 }
 

@@ -22,8 +22,8 @@ use std::os::windows::io::{AsRawHandle, OwnedHandle, RawHandle};
 use std::time::{Duration, Instant};
 
 use windows_sys::Wdk::Storage::FileSystem::{
-    NtQueryInformationFile, FileModeInformation, FILE_MODE_INFORMATION,
-    FILE_SYNCHRONOUS_IO_ALERT, FILE_SYNCHRONOUS_IO_NONALERT,
+    FileModeInformation, NtQueryInformationFile, FILE_MODE_INFORMATION, FILE_SYNCHRONOUS_IO_ALERT,
+    FILE_SYNCHRONOUS_IO_NONALERT,
 };
 use windows_sys::Win32::Foundation::{HANDLE, WAIT_FAILED, WAIT_OBJECT_0};
 use windows_sys::Win32::Networking::WinSock::{
@@ -31,7 +31,9 @@ use windows_sys::Win32::Networking::WinSock::{
     POLLRDNORM, POLLWRNORM, SOCKET, SOCKET_ERROR, WSABUF, WSAPOLLFD, WSA_IO_PENDING,
 };
 use windows_sys::Win32::Storage::FileSystem::{GetFileType, FILE_TYPE_PIPE, FILE_TYPE_UNKNOWN};
-use windows_sys::Win32::System::Threading::{SetEvent, WaitForMultipleObjects, WaitForSingleObject, INFINITE};
+use windows_sys::Win32::System::Threading::{
+    SetEvent, WaitForMultipleObjects, WaitForSingleObject, INFINITE,
+};
 use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
 
 use super::pipe::{self, Pending};
@@ -56,8 +58,12 @@ pub(crate) enum Interest {
 /// What a handle is.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
-    Pipe { overlapped: bool },
-    Socket { listening: bool },
+    Pipe {
+        overlapped: bool,
+    },
+    Socket {
+        listening: bool,
+    },
     /// A waitable kernel object: a process, a thread, an event.
     Object,
     /// A file or a console: always ready, as `poll` says of regular files.
@@ -104,7 +110,9 @@ fn check_now(entries: &[(RawHandle, Interest)], kinds: &[Kind]) -> io::Result<Ve
         ready[i] = match (kind, interest) {
             (Kind::Pipe { .. }, Interest::Write) | (Kind::Always, _) => true,
             // data, or an error (the other end gone) that the reader will see
-            (Kind::Pipe { .. }, Interest::Read) => pipe::peek(raw as HANDLE).map_or(true, |n| n > 0),
+            (Kind::Pipe { .. }, Interest::Read) => {
+                pipe::peek(raw as HANDLE).map_or(true, |n| n > 0)
+            }
             (Kind::Object, _) => {
                 // SAFETY: a zero-timeout wait on a handle value the caller holds open.
                 let r = unsafe { WaitForSingleObject(raw as HANDLE, 0) };

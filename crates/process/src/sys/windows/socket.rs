@@ -65,7 +65,14 @@ pub(crate) fn recv_into_spare(
     let spare = v.spare_capacity_mut();
     let len = spare.len().min(max).min(i32::MAX as usize) as i32;
     // SAFETY: `spare` is valid for `len` bytes of writes.
-    let n = unsafe { recv(s.as_raw_socket() as SOCKET, spare.as_mut_ptr().cast(), len, 0) };
+    let n = unsafe {
+        recv(
+            s.as_raw_socket() as SOCKET,
+            spare.as_mut_ptr().cast(),
+            len,
+            0,
+        )
+    };
     if n == SOCKET_ERROR {
         return Err(wsa_error());
     }
