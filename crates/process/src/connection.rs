@@ -948,9 +948,13 @@ fn wire_handle<S: Serializer>(
         None => Ok(None),
         Some(e) => match e.handle() {
             Some(h) => Ok(Some(HandleRef(h))),
-            None => Err(serde::ser::Error::custom(
-                "a TCP connection cannot be passed to another process on Windows",
-            )),
+            None => {
+                // (postcard keeps no text of a custom error: say it here too)
+                tracing::debug!("a TCP connection cannot be passed to another process on Windows");
+                Err(serde::ser::Error::custom(
+                    "a TCP connection cannot be passed to another process on Windows",
+                ))
+            }
         },
     }
 }
@@ -1461,6 +1465,61 @@ mod tests {
         assert_eq!(got[2].as_deref().ok(), Some(&b"next"[..]), "{:?}", got[2]);
         let sent = writer.join().unwrap();
         assert!(sent.is_ok(), "send: {sent:?}");
+    }
+
+    /// A writer that dies inside a frame: the reader gets end of file (typed), and says so on
+    /// every later read.
+    #[test]
+    fn a_writer_closing_mid_frame_is_end_of_file() {
+        let (r, w) = sys::pipe().unwrap();
+        let c = Connection::from_handles(Some(r), None);
+        sys::write_all_vectored(sys::borrow(&w), &[&[0, 0, 0, 100], b"ten bytes!"]).unwrap();
+        drop(w);
+        assert!(matches!(c.recv_bytes(), Err(Error::Eof)));
+        assert!(c.recv_bytes().is_err());
+    }
+
+    /// `poll` waits for data written later by another thread, and for end of file.
+    #[test]
+    fn poll_wakes_for_data_and_for_end_of_file() {
+        let (a, b) = pipe(true).unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            a.send(&7u8).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            drop(a);
+        });
+        assert!(b.poll(Some(Duration::from_secs(20))).unwrap());
+        assert_eq!(b.recv::<u8>().unwrap(), 7);
+        assert!(b.poll(Some(Duration::from_secs(20))).unwrap());
+        assert!(matches!(b.recv_bytes(), Err(Error::Eof)));
+        t.join().unwrap();
+    }
+
+    /// Windows: a TCP connection is a Winsock socket; it works both ways, knows its buffer, and
+    /// refuses to travel to another process (a socket is no handle `DuplicateHandle` copies).
+    #[test]
+    #[cfg(windows)]
+    fn tcp_connections_on_windows() {
+        let l = crate::Listener::bind("127.0.0.1:0", None).unwrap();
+        let addr = l.address();
+        let t = std::thread::spawn(move || crate::Client::connect(&addr, None).unwrap());
+        let s = l.accept().unwrap();
+        let c = t.join().unwrap();
+        assert!(s.send_buffer_size().is_some_and(|n| n > 0));
+        let big: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 253) as u8).collect();
+        let expect = big.clone();
+        let t = std::thread::spawn(move || {
+            c.send_bytes(&big).unwrap();
+            c.recv::<String>().unwrap()
+        });
+        assert_eq!(s.recv_bytes().unwrap(), expect);
+        s.send(&"back").unwrap();
+        assert_eq!(t.join().unwrap(), "back");
+        let r = multiproc_pickle::encode_with_handles(&s);
+        assert!(matches!(r, Err(PickleError::Encode(_))), "{:?}", r.err());
+        assert!(s.send(&1u8).is_ok());
+        assert!(matches!(s.recv_bytes(), Err(Error::Eof)));
     }
 
     #[test]

@@ -640,15 +640,16 @@ fn raw_pipe_client(name: &str) -> std::fs::File {
     loop {
         match std::fs::File::options().read(true).write(true).open(name) {
             Ok(f) => return f,
-            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && start.elapsed() < BOUND => {
+            Err(e)
+                if e.raw_os_error() == Some(ERROR_PIPE_BUSY)
+                    && start.elapsed() < crate::bounded::BOUND =>
+            {
                 std::thread::sleep(Duration::from_millis(5))
             }
             Err(e) => panic!("{name}: {e}"),
         }
     }
 }
-
-use crate::bounded::BOUND;
 
 /// A raw peer on `address` that sends `bytes` and closes, and the connection the listener
 /// (no authkey) made of it.

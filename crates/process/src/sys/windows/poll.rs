@@ -374,3 +374,89 @@ pub(crate) fn poll(
         drop(armed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each kind of handle is recognized, so that it is waited on (not looked at each tick).
+    #[test]
+    fn handles_are_classified() {
+        let (r, w) = super::super::pipe().unwrap();
+        assert!(matches!(
+            classify(r.as_raw_handle()),
+            Kind::Pipe { overlapped: true }
+        ));
+        assert!(matches!(
+            classify(w.as_raw_handle()),
+            Kind::Pipe { overlapped: true }
+        ));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let raw =
+            |s: &dyn std::os::windows::io::AsRawSocket| s.as_raw_socket() as usize as RawHandle;
+        assert!(matches!(
+            classify(raw(&l)),
+            Kind::Socket { listening: true }
+        ));
+        assert!(matches!(
+            classify(raw(&c)),
+            Kind::Socket { listening: false }
+        ));
+        let ev = pipe::new_event().unwrap();
+        assert!(matches!(classify(ev.as_raw_handle()), Kind::Object));
+    }
+
+    /// Readiness of each kind, and waiting with a bound on all of them at once.
+    #[test]
+    fn readiness_of_each_kind() {
+        use std::io::Write;
+        let (r, w) = super::super::pipe().unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let ev = pipe::new_event().unwrap();
+        let sraw = std::os::windows::io::AsRawSocket::as_raw_socket(&s) as usize as RawHandle;
+        let lraw = std::os::windows::io::AsRawSocket::as_raw_socket(&l) as usize as RawHandle;
+        let all = [
+            (r.as_raw_handle(), Interest::Read),
+            (sraw, Interest::Read),
+            (lraw, Interest::Read),
+            (ev.as_raw_handle(), Interest::Read),
+        ];
+        let none = poll(&all, Some(Duration::from_millis(30))).unwrap();
+        assert_eq!(none, [false; 4]);
+        // a connected socket and a pipe are always writable here
+        let wr = poll(
+            &[
+                (w.as_raw_handle(), Interest::Write),
+                (sraw, Interest::Write),
+            ],
+            None,
+        );
+        assert_eq!(wr.unwrap(), [true, true]);
+        super::super::write_all_vectored(std::os::windows::io::AsHandle::as_handle(&w), &[b"x"])
+            .unwrap();
+        c.write_all(b"y").unwrap();
+        let _c2 = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        // SAFETY: our event.
+        unsafe { SetEvent(ev.as_raw_handle() as HANDLE) };
+        let start = Instant::now();
+        let mut got = [false; 4];
+        while got != [true; 4] && start.elapsed() < Duration::from_secs(20) {
+            let r = poll(&all, Some(Duration::from_secs(20))).unwrap();
+            for (g, r) in got.iter_mut().zip(r) {
+                *g |= r;
+            }
+        }
+        assert_eq!(got, [true; 4]);
+        // end of file is ready too
+        drop(w);
+        drop(c);
+        let mut v = Vec::new();
+        super::super::read_into_spare(std::os::windows::io::AsHandle::as_handle(&r), &mut v, 8)
+            .unwrap();
+        let r2 = poll(&all[..1], Some(Duration::from_secs(20))).unwrap();
+        assert_eq!(r2, [true]);
+    }
+}
