@@ -71,16 +71,25 @@ thread_local! {
     static IO_EVENT: RefCell<Option<OwnedHandle>> = const { RefCell::new(None) };
 }
 
-/// Run `f` with this thread's I/O event.
+/// Run `f` with this thread's I/O event (a fresh one while the thread's locals are being torn
+/// down). The event stays open as long as the thread, so `f` may use it past the borrow.
 fn with_event<R>(f: impl FnOnce(HANDLE) -> io::Result<R>) -> io::Result<R> {
-    IO_EVENT.with(|cell| {
+    let cached = IO_EVENT.try_with(|cell| -> io::Result<HANDLE> {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = Some(new_event()?);
         }
-        let ev = slot.as_ref().expect("made above").as_raw_handle() as HANDLE;
-        f(ev)
-    })
+        Ok(slot
+            .as_ref()
+            .map_or(std::ptr::null_mut(), |e| e.as_raw_handle() as HANDLE))
+    });
+    match cached {
+        Ok(ev) => f(ev?),
+        Err(_) => {
+            let own = new_event()?;
+            f(own.as_raw_handle() as HANDLE)
+        }
+    }
 }
 
 fn zeroed_overlapped(event: HANDLE) -> OVERLAPPED {
@@ -416,10 +425,6 @@ pub(crate) struct Pending {
     /// Still running (cancel and wait on drop).
     pub(crate) running: bool,
 }
-
-// SAFETY: the raw handle and OVERLAPPED are only used through `&mut self`/drop; handles may be
-// used from any thread.
-unsafe impl Send for Pending {}
 
 impl Pending {
     pub(crate) fn new(on: HANDLE) -> io::Result<Pending> {
