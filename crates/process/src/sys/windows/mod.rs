@@ -240,3 +240,72 @@ pub(crate) fn untrack_inheritable(_h: Borrowed<'_>) {}
 pub(crate) fn neutralize_inherited() {}
 
 pub(crate) fn ignore_sigpipe() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (Other tests run threads at the same time: only a lower bound holds.)
+    #[test]
+    fn thread_count_sees_new_threads() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let rx = std::sync::Arc::new(parking_lot::Mutex::new(rx));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let rx = rx.clone();
+                std::thread::spawn(move || {
+                    let _ = rx.lock().recv();
+                })
+            })
+            .collect();
+        assert!(
+            thread_count().is_some_and(|n| n >= 9),
+            "{:?}",
+            thread_count()
+        );
+        drop(tx);
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    #[test]
+    fn pipe_ends_report_their_buffer() {
+        let (r, w) = pipe().unwrap();
+        assert_eq!(send_buffer_size(borrow(&w)), Some(pipe::BUFSIZE as usize));
+        let (a, _b) = socketpair().unwrap();
+        assert_eq!(send_buffer_size(borrow(&a)), Some(pipe::BUFSIZE as usize));
+        drop(r);
+        // a write to a pipe whose reader is gone fails, it does not wait
+        assert_eq!(
+            write_all_vectored(borrow(&w), &[b"x"]).unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+    }
+
+    /// A pipe marked non-blocking: an empty pipe is `WouldBlock`, data is read, and end of
+    /// file is 0.
+    #[test]
+    fn non_blocking_pipe_reads() {
+        let (r, w) = socketpair().unwrap();
+        set_nonblocking(borrow(&r)).unwrap();
+        let mut v = Vec::new();
+        assert_eq!(
+            read_into_spare(borrow(&r), &mut v, 16).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        write_all_vectored(borrow(&w), &[b"ab", b"cd"]).unwrap();
+        assert_eq!(read_into_spare(borrow(&r), &mut v, 16).unwrap(), 4);
+        assert_eq!(v, b"abcd");
+        drop(w);
+        assert_eq!(read_into_spare(borrow(&r), &mut v, 16).unwrap(), 0);
+    }
+
+    #[test]
+    fn stdin_reads_end_of_file_after_devnull() {
+        use std::io::Read;
+        stdin_from_devnull().unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(std::io::stdin().read(&mut buf).unwrap(), 0);
+    }
+}
