@@ -41,9 +41,10 @@ use super::socket;
 
 /// How often a handle that cannot be waited on is looked at again.
 const TICK: Duration = Duration::from_millis(5);
-/// How often a socket armed with `WSAEventSelect` is looked at again anyway (its write event
-/// can be lost in a race with the check before arming; a later check finds it).
-const SELECT_TICK: Duration = Duration::from_millis(50);
+/// How often a socket armed with `WSAEventSelect` is looked at again anyway: its write event
+/// is recorded only after a send met a full buffer, so room that appeared between the check
+/// and the arming may never signal (a later check finds it). Rare, so the tick is long.
+const SELECT_TICK: Duration = Duration::from_millis(200);
 
 /// What a caller waits for on a handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
