@@ -1,5 +1,5 @@
-//! `Listener` and `Client`: connections between unrelated processes, over Unix sockets or TCP,
-//! with CPython's authkey challenge (`multiprocessing.connection`).
+//! `Listener` and `Client`: connections between unrelated processes, over Unix sockets, Windows
+//! named pipes or TCP, with CPython's authkey challenge (`multiprocessing.connection`).
 //!
 //! Authentication is mutual and happens before any message: the accepting side challenges the
 //! connecting side, then the connecting side challenges back (the protocol is in `auth`; the
