@@ -18,7 +18,9 @@ pub trait Waitable {
     fn ready_now(&self) -> bool {
         false
     }
-    /// The handle that becomes readable when the object is ready; `None` once closed.
+    /// The handle that becomes readable when the object is ready; `None` once closed. On
+    /// Windows it may also be any waitable object (a process handle, an event): ready when
+    /// signaled. Any number of handles may be waited on at once, on every platform.
     fn wait_handle(&self) -> Option<RawWaitHandle>;
     /// The object is ready only when the other end of its handle hangs up, not when the handle
     /// is readable (default `false`). A [`ParentProcess`](crate::ParentProcess) is: its handle
