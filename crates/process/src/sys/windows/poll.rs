@@ -59,9 +59,8 @@ pub(crate) enum Interest {
 /// What a handle is.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
-    Pipe {
-        overlapped: bool,
-    },
+    /// (whether it was opened for overlapped I/O is asked only when it must be waited on)
+    Pipe,
     Socket {
         listening: bool,
     },
@@ -77,9 +76,7 @@ fn classify(raw: RawHandle) -> Kind {
     }
     // SAFETY: GetFileType accepts any handle value.
     match unsafe { GetFileType(raw as HANDLE) } {
-        FILE_TYPE_PIPE => Kind::Pipe {
-            overlapped: is_overlapped(raw),
-        },
+        FILE_TYPE_PIPE => Kind::Pipe,
         FILE_TYPE_UNKNOWN => Kind::Object,
         _ => Kind::Always,
     }
@@ -109,11 +106,9 @@ fn check_now(entries: &[(RawHandle, Interest)], kinds: &[Kind]) -> io::Result<Ve
     let mut socks: Vec<(usize, WSAPOLLFD)> = Vec::new();
     for (i, (&(raw, interest), kind)) in entries.iter().zip(kinds).enumerate() {
         ready[i] = match (kind, interest) {
-            (Kind::Pipe { .. }, Interest::Write) | (Kind::Always, _) => true,
+            (Kind::Pipe, Interest::Write) | (Kind::Always, _) => true,
             // data, or an error (the other end gone) that the reader will see
-            (Kind::Pipe { .. }, Interest::Read) => {
-                pipe::peek(raw as HANDLE).map_or(true, |n| n > 0)
-            }
+            (Kind::Pipe, Interest::Read) => pipe::peek(raw as HANDLE).map_or(true, |n| n > 0),
             (Kind::Object, _) => {
                 // SAFETY: a zero-timeout wait on a handle value the caller holds open.
                 let r = unsafe { WaitForSingleObject(raw as HANDLE, 0) };
@@ -214,14 +209,14 @@ fn zero_recv(p: &mut Pending, s: SOCKET) -> io::Result<bool> {
 /// `Err(())` inside: completed at once.
 fn arm(raw: RawHandle, interest: Interest, kind: Kind) -> io::Result<Result<Option<Armed>, ()>> {
     match (kind, interest) {
-        (Kind::Pipe { overlapped: true }, Interest::Read) => {
+        (Kind::Pipe, Interest::Read) if is_overlapped(raw) => {
             let mut p = Pending::new(raw as HANDLE)?;
             if p.start_zero_read()? {
                 return Ok(Err(()));
             }
             Ok(Ok(Some(Armed::Op(p))))
         }
-        (Kind::Pipe { .. }, _) => Ok(Ok(None)),
+        (Kind::Pipe, _) => Ok(Ok(None)),
         (Kind::Socket { listening: false }, Interest::Read) => {
             let mut p = Pending::new(raw as HANDLE)?;
             if zero_recv(&mut p, raw as SOCKET)? {
@@ -262,6 +257,13 @@ fn wait_any(handles: &[HANDLE], ms: u32) -> io::Result<()> {
         }
         Ok(r)
     };
+    if handles.is_empty() {
+        // (only handles that are looked at each tick: nothing to wait on but the time)
+        if ms != INFINITE {
+            std::thread::sleep(Duration::from_millis(ms.into()));
+        }
+        return Ok(());
+    }
     if handles.len() <= MAX {
         wfmo(handles, ms)?;
         return Ok(());
@@ -312,6 +314,13 @@ pub(crate) fn poll(
     entries: &[(RawHandle, Interest)],
     timeout: Option<Duration>,
 ) -> io::Result<Vec<bool>> {
+    if entries.is_empty() {
+        // nothing can become ready: wait out a bound, never forever
+        if let Some(t) = timeout {
+            std::thread::sleep(t);
+        }
+        return Ok(Vec::new());
+    }
     let kinds: Vec<Kind> = entries.iter().map(|&(h, _)| classify(h)).collect();
     // (a timeout too long to represent waits forever)
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
@@ -384,14 +393,14 @@ mod tests {
     #[test]
     fn handles_are_classified() {
         let (r, w) = super::super::pipe().unwrap();
-        assert!(matches!(
-            classify(r.as_raw_handle()),
-            Kind::Pipe { overlapped: true }
-        ));
-        assert!(matches!(
-            classify(w.as_raw_handle()),
-            Kind::Pipe { overlapped: true }
-        ));
+        for h in [&r, &w] {
+            assert!(matches!(classify(h.as_raw_handle()), Kind::Pipe));
+            assert!(is_overlapped(h.as_raw_handle()));
+        }
+        // a pipe opened for synchronous I/O is told apart (it is looked at each tick)
+        let (sr, _sw) = std::io::pipe().unwrap();
+        assert!(matches!(classify(sr.as_raw_handle()), Kind::Pipe));
+        assert!(!is_overlapped(sr.as_raw_handle()));
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let raw =
@@ -406,6 +415,22 @@ mod tests {
         ));
         let ev = pipe::new_event().unwrap();
         assert!(matches!(classify(ev.as_raw_handle()), Kind::Object));
+    }
+
+    /// A pipe opened for synchronous I/O (as std makes them) is waited on too, by looking.
+    #[test]
+    fn a_synchronous_pipe_is_waited_on_by_looking() {
+        use std::io::Write;
+        let (r, mut w) = std::io::pipe().unwrap();
+        let e = [(r.as_raw_handle(), Interest::Read)];
+        assert_eq!(poll(&e, Some(Duration::from_millis(20))).unwrap(), [false]);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            w.write_all(b"x").unwrap();
+            w
+        });
+        assert_eq!(poll(&e, Some(Duration::from_secs(20))).unwrap(), [true]);
+        drop(t.join().unwrap());
     }
 
     /// Readiness of each kind, and waiting with a bound on all of them at once.
