@@ -186,6 +186,25 @@ mod tests {
         assert!(matches!(served.recv_bytes(), Err(Error::Eof)));
     }
 
+    /// Several threads waiting on the same connections at once all see it become ready.
+    #[test]
+    fn threads_waiting_on_the_same_connection_all_wake() {
+        let (a, b) = pipe(true).unwrap();
+        let b = std::sync::Arc::new(b);
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || wait_timeout(&[&*b], Duration::from_secs(30)))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        a.send(&1u8).unwrap();
+        for w in waiters {
+            assert_eq!(w.join().unwrap().unwrap(), [0]);
+        }
+        assert_eq!(b.recv::<u8>().unwrap(), 1);
+    }
+
     /// Windows: any waitable object (here events; a process handle is one) among the rest.
     #[cfg(windows)]
     #[test]
