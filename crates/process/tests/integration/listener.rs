@@ -144,46 +144,48 @@ fn wrong_authkey_fails_on_both_sides_and_nothing_is_served() {
 
 #[test]
 fn garbage_bytes_fail_that_connection_only() {
-    let listener = Listener::bind("127.0.0.1:0", Some(b"key")).unwrap();
-    let port = tcp_port(&listener);
-    for garbage in [
-        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
-        &[0xff, 0xff, 0xff, 0xfe],
-        &[0, 0, 0, 3, 1, 2, 3],
-    ] {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.write_all(garbage).unwrap();
-        let err = listener.accept_bounded().unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Authentication(_) | Error::Pickle(_) | Error::Eof | Error::Io(_)
-            ),
-            "{err:?}"
+    for address in ["127.0.0.1:0".parse().unwrap(), local_address("garbage")] {
+        let listener = Listener::bind(address, Some(b"key")).unwrap();
+        let addr = listener.address();
+        for garbage in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            &[0xff, 0xff, 0xff, 0xfe],
+            &[0, 0, 0, 3, 1, 2, 3],
+        ] {
+            let mut s = raw_connect(&addr);
+            s.write_all(garbage).unwrap();
+            let err = listener.accept_bounded().unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Authentication(_) | Error::Pickle(_) | Error::Eof | Error::Io(_)
+                ),
+                "{err:?}"
+            );
+        }
+        let t = std::thread::spawn(move || {
+            Client::connect(&addr, Some(b"key"))
+                .unwrap()
+                .send_bytes(b"ok")
+                .unwrap()
+        });
+        assert_eq!(
+            listener.accept_bounded().unwrap().recv_bytes_bounded(),
+            b"ok"
         );
+        t.join_bounded();
     }
-    let addr = listener.address();
-    let t = std::thread::spawn(move || {
-        Client::connect(&addr, Some(b"key"))
-            .unwrap()
-            .send_bytes(b"ok")
-            .unwrap()
-    });
-    assert_eq!(
-        listener.accept_bounded().unwrap().recv_bytes_bounded(),
-        b"ok"
-    );
-    t.join_bounded();
 }
 
 #[test]
 fn silent_peer_times_out_instead_of_blocking_accept() {
-    let mut listener = Listener::bind("127.0.0.1:0", Some(b"key")).unwrap();
-    listener.set_auth_timeout(Some(Duration::from_millis(200)));
-    let port = tcp_port(&listener);
-    let _silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    // the silent peer never answers the challenge
-    assert!(matches!(listener.accept_bounded(), Err(Error::Io(_))));
+    for address in ["127.0.0.1:0".parse().unwrap(), local_address("silent")] {
+        let mut listener = Listener::bind(address, Some(b"key")).unwrap();
+        listener.set_auth_timeout(Some(Duration::from_millis(200)));
+        let _silent = raw_connect(&listener.address());
+        // the silent peer never answers the challenge
+        assert!(matches!(listener.accept_bounded(), Err(Error::Io(_))));
+    }
 }
 
 /// A child that connects to `address` (as it parses) and sends twice `n`.
@@ -413,39 +415,41 @@ fn handshakes_under_way_survive_a_pause_between_accepts() {
 
 #[test]
 fn too_many_pending_handshakes_drop_the_oldest() {
-    let mut listener = Listener::bind("127.0.0.1:0", Some(b"key")).unwrap();
-    listener.set_max_pending(2);
-    let addr = listener.address();
-    let mut oldest = raw_connect(&addr);
-    let _others: Vec<_> = (0..2).map(|_| raw_connect(&addr)).collect();
-    let r = listener.accept_timeout(Duration::from_secs(10));
-    assert!(
-        matches!(&r, Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionAborted),
-        "{r:?}"
-    );
-    oldest.set_read_timeout_peer(Duration::from_secs(5));
-    let mut seen = Vec::new();
-    oldest.read_to_end(&mut seen).unwrap();
-    assert!(
-        seen.starts_with(&[0, 0, 0, 59]),
-        "our challenge, then end of file"
-    );
-    // an honest client is still served: it drops the oldest silent peer in turn, never itself
-    let t = std::thread::spawn(move || {
-        Client::connect(&addr, Some(b"key"))
-            .and_then(|c| c.send_bytes(b"ok"))
-            .is_ok()
-    });
-    let c = loop {
-        match listener.accept_timeout(Duration::from_secs(10)) {
-            Ok(c) => break c.expect("served"),
-            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
-            Err(e) => panic!("{e:?}"),
-        }
-    };
-    assert!(c.poll(Some(Duration::from_secs(10))).unwrap());
-    assert_eq!(c.recv_bytes().unwrap(), b"ok");
-    assert!(t.join_bounded());
+    for address in ["127.0.0.1:0".parse().unwrap(), local_address("oldest")] {
+        let mut listener = Listener::bind(address, Some(b"key")).unwrap();
+        listener.set_max_pending(2);
+        let addr = listener.address();
+        let mut oldest = raw_connect(&addr);
+        let _others: Vec<_> = (0..2).map(|_| raw_connect(&addr)).collect();
+        let r = listener.accept_timeout(Duration::from_secs(10));
+        assert!(
+            matches!(&r, Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionAborted),
+            "{r:?}"
+        );
+        oldest.set_read_timeout_peer(Duration::from_secs(5));
+        let mut seen = Vec::new();
+        oldest.read_to_end(&mut seen).unwrap();
+        assert!(
+            seen.starts_with(&[0, 0, 0, 59]),
+            "our challenge, then end of file"
+        );
+        // an honest client is still served: it drops the oldest silent peer in turn, never itself
+        let t = std::thread::spawn(move || {
+            Client::connect(&addr, Some(b"key"))
+                .and_then(|c| c.send_bytes(b"ok"))
+                .is_ok()
+        });
+        let c = loop {
+            match listener.accept_timeout(Duration::from_secs(10)) {
+                Ok(c) => break c.expect("served"),
+                Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        };
+        assert!(c.poll(Some(Duration::from_secs(10))).unwrap());
+        assert_eq!(c.recv_bytes().unwrap(), b"ok");
+        assert!(t.join_bounded());
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
