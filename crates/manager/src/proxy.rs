@@ -72,6 +72,7 @@ struct Wire {
 pub(crate) enum WireAddress {
     Unix(Bytes),
     Tcp(std::net::SocketAddr),
+    Pipe(String),
 }
 
 impl WireAddress {
@@ -85,6 +86,7 @@ impl WireAddress {
             #[cfg(not(unix))]
             Address::Unix(p) => WireAddress::Unix(Bytes(p.to_string_lossy().as_bytes().to_vec())),
             Address::Tcp(s) => WireAddress::Tcp(*s),
+            Address::Pipe(n) => WireAddress::Pipe(n.clone()),
         }
     }
 
@@ -100,6 +102,7 @@ impl WireAddress {
                 Address::Unix(String::from_utf8_lossy(&b.0).into_owned().into())
             }
             WireAddress::Tcp(s) => Address::Tcp(s),
+            WireAddress::Pipe(n) => Address::Pipe(n),
         }
     }
 }

@@ -14,8 +14,13 @@ use crate::sys;
 use crate::wait::Waitable;
 use crate::Error;
 
+mod endpoint;
+pub(crate) use endpoint::Endpoint;
+
 const READ_BUF: usize = 64 * 1024;
-/// How long a reader polls for data before it blocks.
+/// How long a reader polls for data before it blocks (on Unix, where a look costs a system
+/// call; a Windows read waits on its overlapped operation at once).
+#[cfg(unix)]
 const READ_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
 
 /// OS handles that arrived with the bytes of one read (a Unix socket's `SCM_RIGHTS`).
@@ -28,7 +33,7 @@ struct Batch {
 }
 
 struct ReadSide {
-    fd: Option<OsHandle>,
+    fd: Option<Endpoint>,
     /// Whether `fd` is a Unix socket: read with `recvmsg`, collecting attached handles.
     sock: bool,
     /// Bytes received from `fd` so far (positions of frames and handle batches).
@@ -57,15 +62,18 @@ impl ReadSide {
             let fd = self.fd.as_ref().ok_or(Error::Closed)?;
             // A reply usually follows within microseconds; look for it for a moment before
             // blocking, since a blocked reader costs a wake-up (tens of µs on a busy VM).
-            let raw = sys::raw(sys::borrow(fd));
-            let start = std::time::Instant::now();
-            while start.elapsed() < READ_SPIN {
-                if sys::poll_readable(&[raw], Some(std::time::Duration::ZERO))
-                    .map_or(true, |r| r[0])
-                {
-                    break;
+            #[cfg(unix)]
+            {
+                let raw = fd.raw();
+                let start = std::time::Instant::now();
+                while start.elapsed() < READ_SPIN {
+                    if sys::poll_readable(&[raw], Some(std::time::Duration::ZERO))
+                        .map_or(true, |r| r[0])
+                    {
+                        break;
+                    }
+                    std::hint::spin_loop();
                 }
-                std::hint::spin_loop();
             }
             let got = read_some(
                 fd,
@@ -222,7 +230,7 @@ struct Side {
 /// Read what is available into `v`'s spare capacity (at most `max` bytes), counting it in
 /// `received`; on a Unix socket, handles that come along join `batches`.
 fn read_some(
-    fd: &OsHandle,
+    fd: &Endpoint,
     sock: bool,
     v: &mut Vec<u8>,
     max: usize,
@@ -236,7 +244,7 @@ fn read_some(
             // frame would drop what was read of it while its header is consumed, and the
             // stream would lose its framing.
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                sys::poll_readable(&[sys::raw(sys::borrow(fd))], None)?;
+                sys::poll_readable(&[fd.raw()], None)?;
             }
             r => return Ok(r?),
         }
@@ -245,7 +253,7 @@ fn read_some(
 
 /// One read of [`read_some`]: a socket's descriptors are queued in `batches`.
 fn read_once(
-    fd: &OsHandle,
+    fd: &Endpoint,
     sock: bool,
     v: &mut Vec<u8>,
     max: usize,
@@ -253,7 +261,7 @@ fn read_once(
     batches: &mut std::collections::VecDeque<Batch>,
 ) -> std::io::Result<usize> {
     #[cfg(unix)]
-    if sock {
+    if let (true, Some(fd)) = (sock, fd.handle()) {
         let got = sys::recv_into_spare(sys::borrow(fd), v, max)?;
         *received += got.len as u64;
         if !got.fds.is_empty() || got.truncated {
@@ -266,7 +274,7 @@ fn read_once(
         return Ok(got.len);
     }
     let _ = (sock, &batches);
-    let got = sys::read_into_spare(sys::borrow(fd), v, max)?;
+    let got = fd.read_into_spare(v, max)?;
     *received += got as u64;
     Ok(got)
 }
@@ -292,7 +300,7 @@ fn read_once(
 /// ```
 pub struct Connection {
     r: Mutex<ReadSide>,
-    w: Mutex<Option<OsHandle>>,
+    w: Mutex<Option<Endpoint>>,
     readable: bool,
     writable: bool,
     /// Why this end cannot send OS handles (`None`: it can, it writes to a Unix socket or
@@ -328,6 +336,18 @@ impl std::fmt::Debug for Connection {
 /// ```
 #[doc(alias = "Pipe")]
 pub fn pipe(duplex: bool) -> Result<(Connection, Connection), Error> {
+    // Windows: one duplex named pipe, as CPython's `Pipe(duplex=True)` makes (one kernel object
+    // per end, each end one handle to hand a child); both directions of an end use it, through
+    // two handles to it, so a read and a write may wait at the same time.
+    #[cfg(windows)]
+    if duplex {
+        let (a, b) = sys::socketpair()?;
+        let (a2, b2) = (a.try_clone()?, b.try_clone()?);
+        return Ok((
+            Connection::from_handles(Some(a), Some(a2)),
+            Connection::from_handles(Some(b), Some(b2)),
+        ));
+    }
     if duplex {
         let (r1, w1) = sys::pipe()?;
         let (r2, w2) = sys::pipe()?;
@@ -357,19 +377,31 @@ impl Connection {
     /// Wrap OS handles: `read` to receive from, `write` to send to (either may be the same
     /// socket, duplicated). Used by [`pipe`], the listener and the child bootstrap.
     pub(crate) fn from_handles(read: Option<OsHandle>, write: Option<OsHandle>) -> Connection {
+        Connection::from_endpoints(read.map(Endpoint::Handle), write.map(Endpoint::Handle))
+    }
+
+    /// A connection over a Winsock socket (a TCP connection), both directions.
+    #[cfg(windows)]
+    pub(crate) fn from_socket(s: std::os::windows::io::OwnedSocket) -> Connection {
+        let s = std::sync::Arc::new(s);
+        Connection::from_endpoints(Some(Endpoint::Socket(s.clone())), Some(Endpoint::Socket(s)))
+    }
+
+    fn from_endpoints(read: Option<Endpoint>, write: Option<Endpoint>) -> Connection {
         for h in read.iter().chain(write.iter()) {
-            sys::track_inheritable(sys::borrow(h));
+            h.set_tracked(true);
         }
         #[cfg(unix)]
         let sock = read
             .as_ref()
+            .and_then(Endpoint::handle)
             .is_some_and(|h| sys::is_unix_socket(sys::borrow(h)));
         #[cfg(not(unix))]
         let sock = false;
         #[cfg(unix)]
-        let no_handles = match &write {
+        let no_handles = match write.as_ref().map(Endpoint::handle) {
             None => Some("it is read-only"),
-            Some(h) if sys::is_unix_socket(sys::borrow(h)) => None,
+            Some(Some(h)) if sys::is_unix_socket(sys::borrow(h)) => None,
             Some(_) => Some("it is not a Unix socket (a one-way pipe or a network connection)"),
         };
         #[cfg(not(unix))]
@@ -483,7 +515,7 @@ impl Connection {
     /// ```
     pub fn send_buffer_size(&self) -> Option<usize> {
         let w = self.w.lock();
-        sys::send_buffer_size(sys::borrow(w.as_ref()?))
+        w.as_ref()?.send_buffer_size()
     }
 
     /// The largest message this end will send or accept (default 1 GiB).
@@ -544,7 +576,7 @@ impl Connection {
         let (h, hn) = frame::encode_header(data.len());
         let w = self.w.lock();
         let fd = w.as_ref().ok_or(Error::Closed)?;
-        sys::write_all_vectored(sys::borrow(fd), &[&h[..hn], data])?;
+        fd.write_all_vectored(&[&h[..hn], data])?;
         Ok(())
     }
 
@@ -576,7 +608,7 @@ impl Connection {
         }
         let w = self.w.lock();
         let fd = w.as_ref().ok_or(Error::Closed)?;
-        sys::write_all_vectored(sys::borrow(fd), &bufs)?;
+        fd.write_all_vectored(&bufs)?;
         Ok(())
     }
 
@@ -674,9 +706,14 @@ impl Connection {
                     false,
                 )?;
                 side.sent.store(seq + 1, Ordering::Release);
-                sys::write_all_vectored(sys::borrow(fd), &[&h, data])?;
+                fd.write_all_vectored(&[&h, data])?;
             }
-            None => sys::send_all_with_fds(sys::borrow(fd), &[&h, data], handles)?,
+            None => {
+                let fd = fd
+                    .handle()
+                    .ok_or(Error::HandlesNotCarried("not a Unix socket"))?;
+                sys::send_all_with_fds(sys::borrow(fd), &[&h, data], handles)?
+            }
         }
         Ok(())
     }
@@ -824,7 +861,7 @@ impl Connection {
             if !r.buffered().is_empty() {
                 return Ok(true);
             }
-            sys::raw(sys::borrow(r.fd.as_ref().ok_or(Error::Closed)?))
+            r.fd.as_ref().ok_or(Error::Closed)?.raw()
         };
         Ok(sys::poll_readable(&[raw], timeout)?[0])
     }
@@ -835,7 +872,7 @@ impl Connection {
         let mut r = self.r.lock();
         let mut w = self.w.lock();
         for h in r.fd.iter().chain(w.iter()) {
-            sys::untrack_inheritable(sys::borrow(h));
+            h.set_tracked(false);
         }
         r.fd = None;
         r.buf = Vec::new();
@@ -861,11 +898,7 @@ impl Waitable for Connection {
     }
 
     fn wait_handle(&self) -> Option<sys::RawWait> {
-        self.r
-            .lock()
-            .fd
-            .as_ref()
-            .map(|fd| sys::raw(sys::borrow(fd)))
+        self.r.lock().fd.as_ref().map(Endpoint::raw)
     }
 }
 
@@ -894,8 +927,8 @@ impl Serialize for Connection {
             )
         });
         let wire = (
-            r.fd.as_ref().map(HandleRef),
-            w.as_ref().map(HandleRef),
+            wire_handle::<S>(r.fd.as_ref())?,
+            wire_handle::<S>(w.as_ref())?,
             Bytes(r.buffered().to_vec()),
             self.max_message_size(),
             self.max_depth(),
@@ -903,6 +936,26 @@ impl Serialize for Connection {
             side,
         );
         wire.serialize(s)
+    }
+}
+
+/// The handle of one direction, as it travels (a Windows socket cannot: it is no handle that
+/// `DuplicateHandle` may copy).
+fn wire_handle<S: Serializer>(
+    e: Option<&Endpoint>,
+) -> Result<Option<HandleRef<'_, OsHandle>>, S::Error> {
+    match e {
+        None => Ok(None),
+        Some(e) => match e.handle() {
+            Some(h) => Ok(Some(HandleRef(h))),
+            None => {
+                // (postcard keeps no text of a custom error: say it here too)
+                tracing::debug!("a TCP connection cannot be passed to another process on Windows");
+                Err(serde::ser::Error::custom(
+                    "a TCP connection cannot be passed to another process on Windows",
+                ))
+            }
+        },
     }
 }
 
@@ -1142,7 +1195,11 @@ mod tests {
         drop(b.recv_handle().unwrap());
         assert_eq!(open_fds(), before);
         let h = frame::encode_handles_header(1, 2);
-        sys::write_all_vectored(sys::borrow(a.w.lock().as_ref().unwrap()), &[&h, &[0]]).unwrap();
+        a.w.lock()
+            .as_ref()
+            .unwrap()
+            .write_all_vectored(&[&h, &[0]])
+            .unwrap();
         assert!(matches!(
             b.recv::<HandleOwned>(),
             Err(Error::HandleCountMismatch {
@@ -1376,7 +1433,7 @@ mod tests {
             // inside a frame
             let raw = |bytes: &[u8]| {
                 let fd = tx.w.lock();
-                sys::write_all_vectored(sys::borrow(fd.as_ref().unwrap()), &[bytes])
+                fd.as_ref().unwrap().write_all_vectored(&[bytes])
             };
             let (h, n) = frame::encode_header(5);
             raw(&h[..n])?;
@@ -1408,6 +1465,61 @@ mod tests {
         assert_eq!(got[2].as_deref().ok(), Some(&b"next"[..]), "{:?}", got[2]);
         let sent = writer.join().unwrap();
         assert!(sent.is_ok(), "send: {sent:?}");
+    }
+
+    /// A writer that dies inside a frame: the reader gets end of file (typed), and says so on
+    /// every later read.
+    #[test]
+    fn a_writer_closing_mid_frame_is_end_of_file() {
+        let (r, w) = sys::pipe().unwrap();
+        let c = Connection::from_handles(Some(r), None);
+        sys::write_all_vectored(sys::borrow(&w), &[&[0, 0, 0, 100], b"ten bytes!"]).unwrap();
+        drop(w);
+        assert!(matches!(c.recv_bytes(), Err(Error::Eof)));
+        assert!(c.recv_bytes().is_err());
+    }
+
+    /// `poll` waits for data written later by another thread, and for end of file.
+    #[test]
+    fn poll_wakes_for_data_and_for_end_of_file() {
+        let (a, b) = pipe(true).unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            a.send(&7u8).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            drop(a);
+        });
+        assert!(b.poll(Some(Duration::from_secs(20))).unwrap());
+        assert_eq!(b.recv::<u8>().unwrap(), 7);
+        assert!(b.poll(Some(Duration::from_secs(20))).unwrap());
+        assert!(matches!(b.recv_bytes(), Err(Error::Eof)));
+        t.join().unwrap();
+    }
+
+    /// Windows: a TCP connection is a Winsock socket; it works both ways, knows its buffer, and
+    /// refuses to travel to another process (a socket is no handle `DuplicateHandle` copies).
+    #[test]
+    #[cfg(windows)]
+    fn tcp_connections_on_windows() {
+        let l = crate::Listener::bind("127.0.0.1:0", None).unwrap();
+        let addr = l.address();
+        let t = std::thread::spawn(move || crate::Client::connect(&addr, None).unwrap());
+        let s = l.accept().unwrap();
+        let c = t.join().unwrap();
+        assert!(s.send_buffer_size().is_some_and(|n| n > 0));
+        let big: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 253) as u8).collect();
+        let expect = big.clone();
+        let t = std::thread::spawn(move || {
+            c.send_bytes(&big).unwrap();
+            c.recv::<String>().unwrap()
+        });
+        assert_eq!(s.recv_bytes().unwrap(), expect);
+        s.send(&"back").unwrap();
+        assert_eq!(t.join().unwrap(), "back");
+        let r = multiproc_pickle::encode_with_handles(&s);
+        assert!(matches!(r, Err(PickleError::Encode(_))), "{:?}", r.err());
+        // the peer is gone (it closed with nothing unread: a graceful close)
+        assert!(matches!(s.recv_bytes(), Err(Error::Eof)));
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub(crate) enum Stream {
     #[cfg(unix)]
     Unix(std::os::unix::net::UnixStream),
     Tcp(std::net::TcpStream),
+    /// An instance of a named-pipe listener.
+    #[cfg(windows)]
+    Pipe(sys::pipe::Stream),
 }
 
 impl Stream {
@@ -51,6 +54,8 @@ impl Stream {
             #[cfg(unix)]
             Stream::Unix(s) => (&*s).read(buf),
             Stream::Tcp(s) => (&*s).read(buf),
+            #[cfg(windows)]
+            Stream::Pipe(p) => p.read(buf),
         }
     }
 
@@ -59,6 +64,8 @@ impl Stream {
             #[cfg(unix)]
             Stream::Unix(s) => (&*s).write(buf),
             Stream::Tcp(s) => (&*s).write(buf),
+            #[cfg(windows)]
+            Stream::Pipe(p) => p.write(buf),
         }
     }
 
@@ -67,6 +74,9 @@ impl Stream {
             #[cfg(unix)]
             Stream::Unix(s) => s.set_nonblocking(yes),
             Stream::Tcp(s) => s.set_nonblocking(yes),
+            // (its reads never wait: they take only what `PeekNamedPipe` says is there)
+            #[cfg(windows)]
+            Stream::Pipe(_) => Ok(()),
         }
     }
 
@@ -77,7 +87,9 @@ impl Stream {
             #[cfg(unix)]
             Stream::Tcp(s) => sys::raw(std::os::fd::AsFd::as_fd(s)),
             #[cfg(windows)]
-            Stream::Tcp(s) => std::os::windows::io::AsRawSocket::as_raw_socket(s) as usize as _,
+            Stream::Tcp(s) => sys::socket::raw(std::os::windows::io::AsSocket::as_socket(s)),
+            #[cfg(windows)]
+            Stream::Pipe(p) => sys::raw(sys::borrow(&p.0)),
         }
     }
 
@@ -88,6 +100,8 @@ impl Stream {
             #[cfg(unix)]
             Stream::Unix(s) => crate::listener::to_connection_unix(s),
             Stream::Tcp(s) => crate::listener::to_connection_tcp(s),
+            #[cfg(windows)]
+            Stream::Pipe(p) => crate::listener::to_connection_pipe(p.0),
         }
     }
 }

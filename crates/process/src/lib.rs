@@ -5,7 +5,8 @@
 //!   [`StartMethod::Spawn`] (default), [`Fork`](StartMethod::Fork) or
 //!   [`Forkserver`](StartMethod::Forkserver).
 //! * [`pipe`] gives two [`Connection`]s; [`Listener`]/[`Client`] connect unrelated processes
-//!   over Unix sockets or TCP, authenticated with an authkey (compatible with CPython).
+//!   over Unix sockets, Windows named pipes or TCP, authenticated with an authkey (compatible
+//!   with CPython).
 //! * [`wait`] blocks on several connections and processes at once.
 //!
 //! A binary that starts processes calls [`init`] first thing in `main` (or uses

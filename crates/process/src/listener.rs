@@ -1,5 +1,5 @@
-//! `Listener` and `Client`: connections between unrelated processes, over Unix sockets or TCP,
-//! with CPython's authkey challenge (`multiprocessing.connection`).
+//! `Listener` and `Client`: connections between unrelated processes, over Unix sockets, Windows
+//! named pipes or TCP, with CPython's authkey challenge (`multiprocessing.connection`).
 //!
 //! Authentication is mutual and happens before any message: the accepting side challenges the
 //! connecting side, then the connecting side challenges back (the protocol is in `auth`; the
@@ -29,8 +29,10 @@ const DEFAULT_MAX_PENDING: usize = 64;
 
 /// Where a [`Listener`] listens and a [`Client`] connects.
 ///
-/// Parses from `"host:port"` (TCP), `"unix:<path>"`, or, as CPython takes any string as a
-/// Unix address, from anything else that is not `host:port`: a path with a `/`, a relative
+/// Parses from `"host:port"` (TCP), a Windows named pipe `r"\\.\pipe\name"` (any string that
+/// starts with two backslashes, as CPython's `address_type` says `AF_PIPE`), `"unix:<path>"`,
+/// or, as CPython takes any other string as a Unix address, from anything else that is not
+/// `host:port`: a path with a `/`, a relative
 /// file name without `:` (`"app.sock"`, resolved against the current directory as the OS
 /// does), or a Linux *abstract* address, a string starting with a NUL byte (`"\0name"`: no
 /// file is made, the name vanishes with the socket). Abstract addresses display as `unix:@name`,
@@ -46,6 +48,8 @@ const DEFAULT_MAX_PENDING: usize = 64;
 /// assert_eq!(r, Address::Unix("app.sock".into()));
 /// let abs: Address = "\0my-service".parse().unwrap(); // Linux abstract namespace
 /// assert_eq!(abs.to_string(), "unix:@my-service");
+/// let p: Address = r"\\.\pipe\my-service".parse().unwrap(); // Windows named pipe
+/// assert_eq!(p, Address::Pipe(r"\\.\pipe\my-service".into()));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Address {
@@ -54,6 +58,36 @@ pub enum Address {
     Unix(PathBuf),
     /// A TCP address (Python's `AF_INET`/`AF_INET6` families).
     Tcp(SocketAddr),
+    /// A Windows named pipe, `\\.\pipe\<name>` (Python's `AF_PIPE` family); binding or
+    /// connecting to one elsewhere is an `Unsupported` error.
+    Pipe(String),
+}
+
+impl Address {
+    /// A fresh named-pipe address, as CPython's `arbitrary_address('AF_PIPE')` makes one:
+    /// `\\.\pipe\pyc-<pid>-<counter>-<random>`.
+    ///
+    /// ```
+    /// use multiproc::connection::Address;
+    /// let a = Address::arbitrary_pipe();
+    /// assert!(a.to_string().starts_with(r"\\.\pipe\pyc-"));
+    /// assert_ne!(a, Address::arbitrary_pipe());
+    /// ```
+    pub fn arbitrary_pipe() -> Address {
+        Address::Pipe(arbitrary_pipe_name())
+    }
+}
+
+/// `\\.\pipe\pyc-<pid>-<counter>-<random hex>`: unique in this process by the counter, and
+/// between processes by the pid and the random part.
+pub(crate) fn arbitrary_pipe_name() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut r = [0u8; 8];
+    // (the counter alone keeps this process's names apart; the random part is for others)
+    let _ = getrandom::getrandom(&mut r);
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(r"\\.\pipe\pyc-{}-{n}-{hex}", std::process::id())
 }
 
 impl fmt::Display for Address {
@@ -64,6 +98,7 @@ impl fmt::Display for Address {
                 None => write!(f, "unix:{}", p.display()),
             },
             Address::Tcp(a) => write!(f, "{a}"),
+            Address::Pipe(name) => f.write_str(name),
         }
     }
 }
@@ -73,6 +108,10 @@ impl FromStr for Address {
     fn from_str(s: &str) -> Result<Self, Error> {
         if let Some(p) = s.strip_prefix("unix:") {
             return Ok(Address::Unix(p.into()));
+        }
+        // CPython's `address_type`: a string that starts with `\\` is a named pipe
+        if s.starts_with(r"\\") {
+            return Ok(Address::Pipe(s.to_string()));
         }
         // CPython: every string is an AF_UNIX address; here `host:port` is TCP, so a path is a
         // string with a '/', a leading NUL (abstract), or no ':' at all (a relative file name).
@@ -136,6 +175,9 @@ enum Sock {
     #[cfg(unix)]
     Unix(std::os::unix::net::UnixListener, PathBuf, Option<PathBuf>),
     Tcp(std::net::TcpListener),
+    /// A named pipe, with one instance always waiting for a client.
+    #[cfg(windows)]
+    Pipe(Mutex<sys::pipe::Server>),
 }
 
 impl Sock {
@@ -160,6 +202,11 @@ impl Sock {
             #[cfg(unix)]
             Sock::Unix(l, ..) => l.accept().map(|(s, _)| Stream::Unix(s)),
             Sock::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
+            #[cfg(windows)]
+            Sock::Pipe(p) => p
+                .lock()
+                .accept()
+                .map(|h| Stream::Pipe(sys::pipe::Stream(h))),
         }
     }
 
@@ -170,7 +217,9 @@ impl Sock {
             #[cfg(unix)]
             Sock::Tcp(l) => sys::raw(std::os::fd::AsFd::as_fd(l)),
             #[cfg(windows)]
-            Sock::Tcp(l) => std::os::windows::io::AsRawSocket::as_raw_socket(l) as usize as _,
+            Sock::Tcp(l) => sys::socket::raw(std::os::windows::io::AsSocket::as_socket(l)),
+            #[cfg(windows)]
+            Sock::Pipe(p) => p.lock().wait_handle(),
         }
     }
 }
@@ -251,13 +300,25 @@ pub(crate) fn to_connection_tcp(s: std::net::TcpStream) -> Result<Connection, Er
         Ok(Connection::from_handles(Some(fd), Some(w)))
     }
     #[cfg(windows)]
-    {
-        let _ = s;
-        Err(Error::Io(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "sockets are not yet supported on Windows",
-        )))
-    }
+    Ok(Connection::from_socket(s.into()))
+}
+
+/// A connection over one handle of a duplex named pipe (both directions use it).
+#[cfg(windows)]
+pub(crate) fn to_connection_pipe(
+    h: std::os::windows::io::OwnedHandle,
+) -> Result<Connection, Error> {
+    let w = h.try_clone()?;
+    Ok(Connection::from_handles(Some(h), Some(w)))
+}
+
+/// The error for a named-pipe address where there are none.
+#[cfg(not(windows))]
+fn pipes_need_windows() -> Error {
+    Error::Io(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "named pipes (\\\\.\\pipe\\...) need Windows",
+    ))
 }
 
 #[cfg(unix)]
@@ -293,12 +354,19 @@ impl Listener {
                 )))
             }
             Address::Tcp(a) => Sock::Tcp(std::net::TcpListener::bind(a)?),
+            #[cfg(windows)]
+            Address::Pipe(name) => Sock::Pipe(Mutex::new(sys::pipe::Server::bind(&name)?)),
+            #[cfg(not(windows))]
+            Address::Pipe(_) => return Err(pipes_need_windows()),
         };
         // `accept` polls; the socket itself never blocks
         match &sock {
             #[cfg(unix)]
             Sock::Unix(l, ..) => l.set_nonblocking(true)?,
             Sock::Tcp(l) => l.set_nonblocking(true)?,
+            // (a pipe instance is looked at, never read, until a client has connected)
+            #[cfg(windows)]
+            Sock::Pipe(_) => {}
         }
         // A forked child must not keep the listening socket (the port would stay taken, and
         // connections would queue in a backlog nobody accepts from).
@@ -321,6 +389,8 @@ impl Listener {
             Sock::Tcp(l) => {
                 Address::Tcp(l.local_addr().expect("a bound TCP listener has an address"))
             }
+            #[cfg(windows)]
+            Sock::Pipe(p) => Address::Pipe(p.lock().name().to_string()),
         }
     }
 
@@ -500,6 +570,10 @@ impl Client {
                 )))
             }
             Address::Tcp(a) => to_connection_tcp(std::net::TcpStream::connect(a)?)?,
+            #[cfg(windows)]
+            Address::Pipe(name) => to_connection_pipe(sys::pipe::connect(&name)?)?,
+            #[cfg(not(windows))]
+            Address::Pipe(_) => return Err(pipes_need_windows()),
         };
         if let Some(key) = authkey {
             answer_challenge(&conn, key)?;

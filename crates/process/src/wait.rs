@@ -18,7 +18,9 @@ pub trait Waitable {
     fn ready_now(&self) -> bool {
         false
     }
-    /// The handle that becomes readable when the object is ready; `None` once closed.
+    /// The handle that becomes readable when the object is ready; `None` once closed. On
+    /// Windows it may also be any waitable object (a process handle, an event): ready when
+    /// signaled. Any number of handles may be waited on at once, on every platform.
     fn wait_handle(&self) -> Option<RawWaitHandle>;
     /// The object is ready only when the other end of its handle hangs up, not when the handle
     /// is readable (default `false`). A [`ParentProcess`](crate::ParentProcess) is: its handle
@@ -104,4 +106,133 @@ fn wait_within(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<V
     );
     ready.sort_unstable();
     Ok(ready)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{pipe, Client, Connection, Listener};
+    use std::time::Instant;
+
+    /// Many more objects than one `WaitForMultipleObjects` (64) or CPython's `wait` (63) takes.
+    const MANY: usize = 200;
+
+    fn many_pipes() -> (Vec<Connection>, Vec<Connection>) {
+        (0..MANY).map(|_| pipe(false).unwrap()).unzip()
+    }
+
+    #[test]
+    fn wait_finds_the_only_ready_one_among_many() {
+        let (rx, tx) = many_pipes();
+        let objs: Vec<&dyn Waitable> = rx.iter().map(|c| c as &dyn Waitable).collect();
+        tx[MANY - 1].send(&1u8).unwrap();
+        assert_eq!(
+            wait_timeout(&objs, Duration::from_secs(30)).unwrap(),
+            [MANY - 1]
+        );
+        // one in the middle (another batch), while waiting
+        assert_eq!(rx[MANY - 1].recv::<u8>().unwrap(), 1);
+        let t = std::thread::spawn({
+            let tx = tx;
+            move || {
+                std::thread::sleep(Duration::from_millis(100));
+                tx[150].send(&2u8).unwrap();
+                tx
+            }
+        });
+        assert_eq!(wait_timeout(&objs, Duration::from_secs(30)).unwrap(), [150]);
+        let _tx = t.join().unwrap();
+    }
+
+    #[test]
+    fn wait_on_many_with_none_ready_times_out_at_its_bound() {
+        let (rx, _tx) = many_pipes();
+        let objs: Vec<&dyn Waitable> = rx.iter().map(|c| c as &dyn Waitable).collect();
+        let start = Instant::now();
+        assert!(wait_timeout(&objs, Duration::from_millis(300))
+            .unwrap()
+            .is_empty());
+        let took = start.elapsed();
+        // never early; the upper bound only catches a wait that ignores its timeout
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(20),
+            "{took:?}"
+        );
+    }
+
+    /// A TCP connection among pipes: readable when its peer sends, end of file when it closes.
+    #[test]
+    fn wait_over_sockets_and_pipes() {
+        let listener = Listener::bind("127.0.0.1:0", None).unwrap();
+        let addr = listener.address();
+        let client = std::thread::spawn(move || Client::connect(&addr, None).unwrap());
+        let served = listener.accept().unwrap();
+        let client = client.join().unwrap();
+        let (rx, tx) = many_pipes();
+        let mut objs: Vec<&dyn Waitable> = rx.iter().map(|c| c as &dyn Waitable).collect();
+        objs.insert(70, &served);
+        assert!(wait_timeout(&objs, Duration::from_millis(50))
+            .unwrap()
+            .is_empty());
+        client.send_bytes(b"over tcp").unwrap();
+        assert_eq!(wait_timeout(&objs, Duration::from_secs(30)).unwrap(), [70]);
+        assert_eq!(served.recv_bytes().unwrap(), b"over tcp");
+        tx[3].send(&0u8).unwrap();
+        drop(client);
+        assert_eq!(
+            wait_timeout(&objs, Duration::from_secs(30)).unwrap(),
+            [3, 70]
+        );
+        assert!(matches!(served.recv_bytes(), Err(Error::Eof)));
+    }
+
+    /// Several threads waiting on the same connections at once all see it become ready.
+    #[test]
+    fn threads_waiting_on_the_same_connection_all_wake() {
+        let (a, b) = pipe(true).unwrap();
+        let b = std::sync::Arc::new(b);
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || wait_timeout(&[&*b], Duration::from_secs(30)))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        a.send(&1u8).unwrap();
+        for w in waiters {
+            assert_eq!(w.join().unwrap().unwrap(), [0]);
+        }
+        assert_eq!(b.recv::<u8>().unwrap(), 1);
+    }
+
+    /// Windows: any waitable object (here events; a process handle is one) among the rest.
+    #[cfg(windows)]
+    #[test]
+    fn wait_over_many_objects() {
+        use std::os::windows::io::AsRawHandle;
+        use windows_sys::Win32::System::Threading::SetEvent;
+        struct Event(std::os::windows::io::OwnedHandle);
+        impl Waitable for Event {
+            fn wait_handle(&self) -> Option<RawWaitHandle> {
+                Some(self.0.as_raw_handle())
+            }
+        }
+        let events: Vec<Event> = (0..MANY)
+            .map(|_| Event(sys::pipe::new_event().unwrap()))
+            .collect();
+        let (rx, _tx) = many_pipes();
+        let mut objs: Vec<&dyn Waitable> = events.iter().map(|e| e as &dyn Waitable).collect();
+        objs.extend(rx.iter().map(|c| c as &dyn Waitable));
+        assert!(wait_timeout(&objs, Duration::from_millis(50))
+            .unwrap()
+            .is_empty());
+        let raw = events[130].0.as_raw_handle() as usize;
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            // SAFETY: the event stays open until the thread is joined.
+            unsafe { SetEvent(raw as _) };
+        });
+        assert_eq!(wait_timeout(&objs, Duration::from_secs(30)).unwrap(), [130]);
+        t.join().unwrap();
+    }
 }

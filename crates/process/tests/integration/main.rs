@@ -6,4 +6,5 @@ multiproc_process::test_support!();
 mod bootstrap;
 mod bounded;
 mod listener;
+#[cfg(unix)] // LOCAL ONLY
 mod process;
