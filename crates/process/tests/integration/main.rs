@@ -7,3 +7,5 @@ mod bootstrap;
 mod bounded;
 mod listener;
 mod process;
+#[cfg(windows)] // raw Win32 pipes and handles
+mod process_windows;

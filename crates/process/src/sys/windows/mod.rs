@@ -3,10 +3,13 @@
 
 pub(crate) mod forkserver;
 pub(crate) mod proc;
+pub(crate) mod spawn_support;
+
+pub(crate) use spawn_support::at_exit;
 
 use std::io;
 use std::os::windows::io::{
-    AsHandle, AsRawHandle, BorrowedHandle as Borrowed, FromRawHandle, OwnedHandle, RawHandle,
+    AsHandle, AsRawHandle, BorrowedHandle as Borrowed, OwnedHandle, RawHandle,
 };
 use std::time::Duration;
 
@@ -23,10 +26,6 @@ pub(crate) fn pipe() -> io::Result<(OwnedHandle, OwnedHandle)> {
 
 pub(crate) fn send_buffer_size(_h: Borrowed<'_>) -> Option<usize> {
     None
-}
-
-pub(crate) fn socketpair() -> io::Result<(OwnedHandle, OwnedHandle)> {
-    Err(unsupported())
 }
 
 pub(crate) fn write_all_vectored(_h: Borrowed<'_>, _bufs: &[&[u8]]) -> io::Result<()> {
@@ -58,18 +57,6 @@ pub(crate) fn poll_for(
     Err(unsupported())
 }
 
-pub(crate) fn send_with_fds(_h: Borrowed<'_>, _data: &[u8], _fds: &[RawWait]) -> io::Result<()> {
-    Err(unsupported())
-}
-
-pub(crate) fn recv_with_fds(
-    _h: Borrowed<'_>,
-    _buf: &mut [u8],
-    _max: usize,
-) -> io::Result<Vec<OwnedHandle>> {
-    Err(unsupported())
-}
-
 pub(crate) fn read_into_spare(
     _h: Borrowed<'_>,
     _v: &mut Vec<u8>,
@@ -84,46 +71,12 @@ pub(crate) fn file_id(_h: Borrowed<'_>) -> io::Result<(u64, u64)> {
     Ok((0, 0))
 }
 
-pub(crate) fn set_nonblocking(_h: Borrowed<'_>) -> io::Result<()> {
-    Err(unsupported())
-}
-
 pub(crate) fn raw(h: Borrowed<'_>) -> RawWait {
     h.as_raw_handle()
 }
 
 pub(crate) fn borrow(h: &OwnedHandle) -> Borrowed<'_> {
     h.as_handle()
-}
-
-/// # Safety
-/// `h` must be an open handle owned by nobody else.
-pub(crate) unsafe fn adopt(h: RawWait) -> OwnedHandle {
-    // SAFETY: the caller guarantees ownership of the handle value.
-    unsafe { OwnedHandle::from_raw_handle(h) }
-}
-
-/// # Safety
-/// The named handle must be owned by nobody else.
-pub(crate) unsafe fn adopt_named(text: &str) -> Result<OwnedHandle, String> {
-    let v: usize = text
-        .parse()
-        .map_err(|_| "is not a handle number".to_string())?;
-    // SAFETY: forwarded from the caller.
-    Ok(unsafe { adopt(v as RawHandle) })
-}
-
-pub(crate) fn stdin_from_devnull() -> std::io::Result<()> {
-    Err(unsupported())
-}
-
-pub(crate) fn thread_count() -> Option<usize> {
-    None
-}
-
-pub(crate) fn close_raw(h: RawWait) {
-    // SAFETY: the caller names a handle of this process that nothing else will use.
-    drop(unsafe { OwnedHandle::from_raw_handle(h) });
 }
 
 pub(crate) fn cpu_count() -> usize {
@@ -142,10 +95,7 @@ pub(crate) fn exit_now(code: i32) -> ! {
     std::process::exit(code)
 }
 
-pub(crate) fn at_exit(_f: extern "C" fn()) {}
-
 pub(crate) fn track_inheritable(_h: Borrowed<'_>) {}
 pub(crate) fn untrack_inheritable(_h: Borrowed<'_>) {}
-pub(crate) fn neutralize_inherited() {}
 
 pub(crate) fn ignore_sigpipe() {}
