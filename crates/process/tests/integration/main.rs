@@ -2,7 +2,6 @@
 
 multiproc_process::test_support!();
 
-#[cfg(unix)] // descriptors, `pre_exec` and the ELF build-id
 mod bootstrap;
 mod bounded;
 mod listener;

@@ -554,7 +554,10 @@ fn daemon_children_die_with_a_killed_parent_others_live_on() {
             "{m:?}: the daemon died with the thread that started it"
         );
         p.kill().unwrap();
-        assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(KILLED));
+        assert_eq!(
+            p.join_timeout(Duration::from_secs(30)).unwrap(),
+            Some(KILLED)
+        );
         // The daemon (the only other holder of `there`) dies: end of file, no message.
         assert!(
             here.poll(Some(Duration::from_secs(10))).unwrap(),
@@ -569,7 +572,10 @@ fn daemon_children_die_with_a_killed_parent_others_live_on() {
         assert!(here.poll(Some(Duration::from_secs(30))).unwrap(), "{m:?}");
         let _pid: u32 = here.recv().unwrap();
         p.kill().unwrap();
-        assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(KILLED));
+        assert_eq!(
+            p.join_timeout(Duration::from_secs(30)).unwrap(),
+            Some(KILLED)
+        );
         assert!(here.poll(Some(Duration::from_secs(30))).unwrap(), "{m:?}");
         assert_eq!(here.recv::<String>().unwrap(), "finished", "{m:?}");
     }

@@ -14,9 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// One end of an anonymous pipe, as an argument of a task.
 #[derive(Serialize, Deserialize)]
-struct End(
-    #[serde(serialize_with = "ser", deserialize_with = "de")] OsHandle,
-);
+struct End(#[serde(serialize_with = "ser", deserialize_with = "de")] OsHandle);
 
 fn ser<S: serde::Serializer>(h: &OsHandle, s: S) -> Result<S::Ok, S::Error> {
     serialize_handle(h, s)
@@ -160,7 +158,14 @@ fn exit_with(code: i32) {
 #[test]
 fn exit_codes_pass_through_whole() {
     // (0x10000 is CPython's TERMINATE: it reads as -15 there too)
-    for (code, seen) in [(0, 0), (7, 7), (255, 255), (256, 256), (-3, -3), (0x10000, -15)] {
+    for (code, seen) in [
+        (0, 0),
+        (7, 7),
+        (255, 255),
+        (256, 256),
+        (-3, -3),
+        (0x10000, -15),
+    ] {
         let p = Process::new(exit_with, code);
         p.start().unwrap();
         assert_eq!(p.join_bounded(), seen, "exit({code})");
@@ -312,10 +317,8 @@ fn a_child_whose_bootstrap_handle_is_no_pipe_stops() {
     let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
     let h = file.as_raw_handle();
     // SAFETY: sets a flag of a handle we own.
-    assert_ne!(
-        unsafe { SetHandleInformation(h as _, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT) },
-        0
-    );
+    let ok = unsafe { SetHandleInformation(h as _, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT) };
+    assert_ne!(ok, 0);
     let ran = refused_as_child("MULTIPROC_BOOTSTRAP", &(h as usize).to_string());
     drop(file);
     assert!(ran.stderr.contains("is not a pipe"), "{ran:?}");
