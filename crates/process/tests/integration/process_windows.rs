@@ -254,6 +254,87 @@ fn a_child_sees_its_parent_alive_then_gone() {
 
 fn unit(_: ()) {}
 
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+#[test]
+fn a_child_inherits_no_handle_it_was_not_given() {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::Foundation::{SetHandleInformation, HANDLE_FLAG_INHERIT};
+    // An inheritable write end, as another library might leave one: if the child inherited
+    // it, the read end would see no end of file while the child lives.
+    let (r, w) = raw_pipe();
+    // SAFETY: sets a flag of a handle we own.
+    let ok = unsafe {
+        SetHandleInformation(
+            w.0.as_raw_handle() as _,
+            HANDLE_FLAG_INHERIT,
+            HANDLE_FLAG_INHERIT,
+        )
+    };
+    assert_ne!(ok, 0);
+    let p = Process::new(sleep_ms, 2 * BOUND.as_millis() as u64);
+    p.start().unwrap();
+    drop(w);
+    let eof = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        r.file().read_to_end(&mut v).unwrap();
+    });
+    let t = Instant::now();
+    while !eof.is_finished() && t.elapsed() < BOUND {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let leaked = !eof.is_finished();
+    assert!(p.is_alive(), "the child ended early");
+    p.kill().unwrap();
+    assert_eq!(p.join_bounded(), TERMINATED);
+    eof.join().unwrap();
+    assert!(
+        !leaked,
+        "the child inherited a handle outside its handle list"
+    );
+}
+
+/// A daemon child that starts a daemon of its own (in its own job, inside ours) and waits for
+/// it.
+fn daemon_starts_daemon(w: End) {
+    let p = Process::new(write_and_exit, (w, "from the grandchild".to_string()));
+    assert!(p.is_daemon(), "a daemon's child is a daemon");
+    p.start().unwrap();
+    assert_eq!(p.join_bounded(), 0);
+}
+
+#[test]
+fn a_daemons_daemon_child_runs_in_a_nested_job() {
+    let (r, w) = raw_pipe();
+    let p = Process::new(daemon_starts_daemon, w).daemon(true);
+    p.start().unwrap();
+    assert_eq!(read_to_end(r), b"from the grandchild");
+    assert_eq!(p.join_bounded(), 0);
+}
+
+fn checksum((w, data): (End, Vec<u8>)) {
+    let sum: u64 = data.iter().map(|&b| u64::from(b)).sum();
+    w.file()
+        .write_all(format!("{} {sum}", data.len()).as_bytes())
+        .unwrap();
+}
+
+#[test]
+fn a_job_far_larger_than_the_pipe_streams_to_the_child() {
+    let data: Vec<u8> = (0..16usize << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let sum: u64 = data.iter().map(|&b| u64::from(b)).sum();
+    let (r, w) = raw_pipe();
+    let p = Process::new(checksum, (w, data));
+    p.start().unwrap();
+    assert_eq!(
+        read_to_end(r),
+        format!("{} {sum}", 16usize << 20).as_bytes()
+    );
+    assert_eq!(p.join_bounded(), 0);
+}
+
 #[test]
 fn only_spawn_exists_on_windows() {
     assert_eq!(StartMethod::available(), &[StartMethod::Spawn]);
