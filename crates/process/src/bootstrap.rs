@@ -159,7 +159,8 @@ impl ParentProcess {
     }
 
     /// Whether the parent still runs (it holds the other end of our bootstrap socket, which
-    /// hangs up when the parent is gone).
+    /// hangs up when the parent is gone; on Windows, a handle to the parent process, which is
+    /// signalled when it ends).
     pub fn is_alive(&self) -> bool {
         !self.join_timeout(Duration::ZERO)
     }
@@ -238,7 +239,9 @@ pub fn parent_process() -> Option<ParentProcess> {
 /// Unix stream socket; a marked process whose variable names anything else (a standard stream,
 /// a closed descriptor, a file) says why on stderr and exits with 1. Without the marker the
 /// variables are ignored (and removed, so they never reach this program's children) and `main`
-/// runs.
+/// runs. On Windows the variable names a pipe handle the child inherited (there is no
+/// forkserver: a marked process with `MULTIPROC_FORKSERVER` stops), and `init` runs before
+/// `main` from the C runtime's initializers too (`test_support!`).
 ///
 /// ```
 /// multiproc::init();

@@ -74,7 +74,9 @@ struct Inner {
 /// signal `N` killed it. A forkserver child's code comes from the forkserver, which reaps it;
 /// if the forkserver died first, from the child itself, and when neither could tell (a signal
 /// killed the child after its server died, or `exit(n)` where the C library cannot report the
-/// status to an exit handler) it is 255, as in CPython.
+/// status to an exit handler) it is 255, as in CPython. On Windows (spawn only) the code is the
+/// process's exit code, and a process ended by [`terminate`](Self::terminate) or
+/// [`kill`](Self::kill) gives −15, as in CPython.
 ///
 /// A [daemon](Self::daemon) child dies with its parent; any other child keeps running when
 /// its parent dies, as in Python (it can notice with
@@ -166,7 +168,8 @@ impl Process {
     /// (SIGKILL) as soon as their parent process ends in any other way, even killed: a daemon
     /// (a pool worker, say) never outlives its parent, even in the middle of a long task.
     /// It learns of its parent's end from the bootstrap socket, whose other end only the
-    /// parent holds, so it does not matter which of the parent's threads started it.
+    /// parent holds, so it does not matter which of the parent's threads started it. On
+    /// Windows a daemon is in its parent's job object, which kills it when the parent ends.
     #[must_use = "the setting is on the process returned; the one given is consumed"]
     pub fn daemon(self, daemon: bool) -> Self {
         self.inner.daemon.store(daemon, Ordering::Relaxed);
@@ -554,7 +557,8 @@ impl Process {
         }
     }
 
-    /// A handle that becomes readable when the process ends (for [`wait`](crate::wait)).
+    /// A handle that becomes readable when the process ends (for [`wait`](crate::wait)): a
+    /// pidfd on Linux, the process handle on Windows.
     pub fn sentinel(&self) -> Option<crate::RawWaitHandle> {
         self.wait_handle()
     }
