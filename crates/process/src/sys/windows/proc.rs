@@ -173,7 +173,8 @@ pub(crate) struct Child {
 /// Start `exe` as a multiproc child that inherits `boot` (named in `env_var`), standard output
 /// and error, and the null device as standard input; nothing else. A `daemon` child is put in
 /// this process's kill-on-close job before it runs an instruction (created suspended, assigned,
-/// resumed), so it cannot outlive this process.
+/// resumed), so it cannot outlive this process (if the job cannot take it, a warning says so
+/// and the child's watch on its parent's handle is what ends it).
 pub(crate) fn spawn_child(
     exe: &Path,
     env_var: &str,
@@ -288,18 +289,14 @@ pub(crate) fn spawn_child(
             cvt(unsafe { AssignProcessToJobObject(job as HANDLE, pi.hProcess) })
         });
         if let Err(e) = assigned {
-            // It must not run outside the job: a daemon would outlive us.
-            // SAFETY: ends the suspended child we own, then waits for it to be gone.
-            unsafe {
-                TerminateProcess(pi.hProcess, 1);
-                WaitForSingleObject(pi.hProcess, INFINITE);
-            }
-            return Err(e);
+            // (e.g. this process is in a job that allows no nesting, before Windows 8) The
+            // child's own watch on our handle still ends it when we end.
+            tracing::warn!("a daemon child is not in its parent's job object: {e}");
         }
         // SAFETY: resumes the child's main thread, whose handle we own.
         if unsafe { ResumeThread(thread.as_raw_handle() as HANDLE) } == u32::MAX {
             let e = io::Error::last_os_error();
-            // SAFETY: as above.
+            // SAFETY: ends the suspended child we own, then waits for it to be gone.
             unsafe {
                 TerminateProcess(pi.hProcess, 1);
                 WaitForSingleObject(pi.hProcess, INFINITE);
