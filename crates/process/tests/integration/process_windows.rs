@@ -404,24 +404,3 @@ fn a_child_whose_bootstrap_handle_is_no_pipe_stops() {
     drop(file);
     assert!(ran.stderr.contains("is not a pipe"), "{ran:?}");
 }
-
-/// Not a test of speed: prints what a spawn and join of a child doing nothing costs here.
-#[test]
-fn spawn_join_time_is_printed() {
-    let n = 10;
-    let t = Instant::now();
-    for _ in 0..n {
-        let p = Process::new(unit, ());
-        p.start().unwrap();
-        assert_eq!(p.join_bounded(), 0);
-    }
-    let each = t.elapsed() / n;
-    let t = Instant::now();
-    let p = Process::new(unit, ()).daemon(true);
-    p.start().unwrap();
-    assert_eq!(p.join_bounded(), 0);
-    eprintln!(
-        "spawn+join of a child doing nothing: {each:?} each ({n} runs); a daemon: {:?}",
-        t.elapsed()
-    );
-}
