@@ -652,3 +652,18 @@ fn spawn_join_time_is_printed() {
         t.elapsed()
     );
 }
+
+#[test]
+fn a_missing_executable_is_an_error_of_start() {
+    let nowhere = std::env::temp_dir()
+        .join(format!("multiproc-nowhere-{}", std::process::id()))
+        .join(if cfg!(windows) { "none.exe" } else { "none" });
+    let p = Process::new(unit, ()).executable(&nowhere);
+    match p.start() {
+        Err(Error::Start(e)) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}"),
+        other => panic!("expected a start error, got {other:?}"),
+    }
+    assert_eq!(p.pid(), None);
+    assert!(matches!(p.join(), Err(Error::ProcessClosed)));
+    assert!(!active_children().iter().any(|c| c.name() == p.name()));
+}
