@@ -518,9 +518,10 @@ fn boot_write(boot: &OwnedFd, bufs: &[&[u8]]) -> std::io::Result<()> {
     return sys::spawn_support::write_all(sys::borrow(boot), bufs);
 }
 
-/// Read from a bootstrap channel what is there now, at most `max` bytes: `WouldBlock` when
-/// nothing is, 0 at end of file. (Unix: the parent's end is non-blocking; Windows: a peek
-/// first.) Also the child's blocking read of its job, from its blocking end.
+/// Read at most `max` bytes from a bootstrap channel into `v`'s spare room; 0 at end of file.
+/// The child's read of its job (its end blocks); on Unix also the parent's drain of reports
+/// (its end is non-blocking: `WouldBlock` when nothing is there; Windows peeks instead, see
+/// [`Reports::drain`]).
 fn boot_read(boot: &OwnedFd, v: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
     #[cfg(unix)]
     return sys::read_into_spare(sys::borrow(boot), v, max);
