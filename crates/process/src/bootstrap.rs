@@ -74,8 +74,22 @@ struct ChildCtx {
     info: ProcessInfo,
     parent_pid: u32,
     parent_name: String,
+    /// The child's end of its bootstrap channel, open for the child's life.
+    #[cfg_attr(windows, allow(dead_code))] // (held only, there: reports go through a clone)
     boot: Arc<OwnedFd>,
+    /// How this child sees its parent end (see [`ParentWatch`]).
+    #[cfg_attr(unix, allow(dead_code))]
+    parent: ParentWatch,
 }
+
+/// What tells a child that its parent has ended. On Unix, nothing beside the bootstrap socket
+/// (its hang-up). On Windows a pipe tells only when read, so the parent hands the child a
+/// `SYNCHRONIZE` handle to itself with the job: signalled when the parent process ends.
+#[cfg(unix)]
+pub(crate) type ParentWatch = ();
+/// See the Unix version.
+#[cfg(windows)]
+pub(crate) type ParentWatch = OwnedFd;
 
 /// Who this process is, once its job is read. A process forked by someone else keeps its
 /// parent's identity (if it was not being written at the fork), as in Python.
@@ -145,7 +159,8 @@ impl ParentProcess {
     }
 
     /// Whether the parent still runs (it holds the other end of our bootstrap socket, which
-    /// hangs up when the parent is gone).
+    /// hangs up when the parent is gone; on Windows, a handle to the parent process, which is
+    /// signalled when it ends).
     pub fn is_alive(&self) -> bool {
         !self.join_timeout(Duration::ZERO)
     }
@@ -162,21 +177,36 @@ impl ParentProcess {
 
     /// `join` (`None`) or `join_timeout` (`Some`).
     pub(crate) fn join_within(&self, timeout: Option<Duration>) -> bool {
-        let raw = sys::raw(sys::borrow(&self.ctx.boot));
-        sys::poll_for(&[(raw, sys::Readiness::HungUp)], timeout)
-            .map(|r| r[0])
-            .unwrap_or(true)
+        #[cfg(unix)]
+        {
+            let raw = sys::raw(sys::borrow(&self.ctx.boot));
+            sys::poll_for(&[(raw, sys::Readiness::HungUp)], timeout)
+                .map(|r| r[0])
+                .unwrap_or(true)
+        }
+        #[cfg(windows)]
+        {
+            let raw = sys::raw(sys::borrow(&self.ctx.parent));
+            proc::wait_signalled(raw, timeout).unwrap_or(true)
+        }
     }
 }
 
 impl crate::Waitable for ParentProcess {
+    /// Unix: the child's end of the bootstrap socket (ready when it hangs up). Windows: a
+    /// handle to the parent process (signalled when it ends).
     fn wait_handle(&self) -> Option<crate::RawWaitHandle> {
-        Some(sys::raw(sys::borrow(&self.ctx.boot)))
+        #[cfg(unix)]
+        let h = &self.ctx.boot;
+        #[cfg(windows)]
+        let h = &self.ctx.parent;
+        Some(sys::raw(sys::borrow(h)))
     }
 
-    // (a daemon's end reads end of file from the start: see sys::proc::die_with_parent)
+    // (a daemon's end reads end of file from the start: see sys::proc::die_with_parent; a
+    // process handle on Windows is simply signalled)
     fn ready_on_hang_up_only(&self) -> bool {
-        true
+        cfg!(unix)
     }
 }
 
@@ -209,7 +239,9 @@ pub fn parent_process() -> Option<ParentProcess> {
 /// Unix stream socket; a marked process whose variable names anything else (a standard stream,
 /// a closed descriptor, a file) says why on stderr and exits with 1. Without the marker the
 /// variables are ignored (and removed, so they never reach this program's children) and `main`
-/// runs.
+/// runs. On Windows the variable names a pipe handle the child inherited (there is no
+/// forkserver: a marked process with `MULTIPROC_FORKSERVER` stops), and `init` runs before
+/// `main` from the C runtime's initializers too (`test_support!`).
 ///
 /// ```
 /// multiproc::init();
@@ -236,9 +268,18 @@ pub fn init() {
                 child_main(fd)
             }
             if let Some(v) = server {
-                let fd = adopt_or_stop(proc::FORKSERVER_ENV, &v);
-                sys::ignore_sigpipe();
-                sys::forkserver::serve(fd, forkserver_child, report_exit)
+                #[cfg(unix)]
+                {
+                    let fd = adopt_or_stop(proc::FORKSERVER_ENV, &v);
+                    sys::ignore_sigpipe();
+                    sys::forkserver::serve(fd, forkserver_child, report_exit)
+                }
+                #[cfg(windows)]
+                stop_as_child(
+                    proc::FORKSERVER_ENV,
+                    &v,
+                    "names a forkserver, and Windows has none".into(),
+                )
             }
         } else if boot.is_some() || server.is_some() {
             // Not started by multiproc (no marker in argv): a variable left in the environment
@@ -280,15 +321,40 @@ fn take_env(var: &str) -> Option<std::ffi::OsString> {
 /// The descriptor a parent named in `var`, or the end of this process with a word on stderr
 /// saying why (a variable that names no bootstrap socket: set by hand, or a stray copy).
 fn adopt_or_stop(var: &str, value: &std::ffi::OsStr) -> OwnedFd {
-    let shown = value.to_string_lossy();
     let why = match value.to_str() {
-        // SAFETY: a socket the parent named for this process alone (checked to be one).
-        Some(text) => match unsafe { sys::adopt_named(text) } {
+        // SAFETY: a socket (pipe) the parent named for this process alone (checked to be one).
+        Some(text) => match unsafe { adopt_named(text) } {
             Ok(fd) => return fd,
             Err(why) => why,
         },
-        None => "is not a descriptor number".to_string(),
+        None => format!("is not a {}", HANDLE_WORD),
     };
+    stop_as_child(var, value, why)
+}
+
+/// Unix calls what the bootstrap variable names a descriptor; Windows, a handle.
+const HANDLE_WORD: &str = if cfg!(windows) {
+    "handle number"
+} else {
+    "descriptor number"
+};
+
+/// The handle `text` (a bootstrap variable's value) names, checked to be a bootstrap channel.
+///
+/// # Safety
+/// As `sys::adopt_named`: nobody else in this process may own it.
+unsafe fn adopt_named(text: &str) -> Result<OwnedFd, String> {
+    // SAFETY: forwarded from the caller.
+    #[cfg(unix)]
+    return unsafe { sys::adopt_named(text) };
+    // SAFETY: forwarded from the caller.
+    #[cfg(windows)]
+    return unsafe { proc::adopt_named(text) };
+}
+
+/// A marked child whose bootstrap variable `var` cannot be used: say why on stderr and stop.
+fn stop_as_child(var: &str, value: &std::ffi::OsStr, why: String) -> ! {
+    let shown = value.to_string_lossy();
     eprintln!(
         "multiproc: this process was started as a multiproc child ({}), but {var}={shown:?} {why}, \
          so it cannot get its task; stopping. (Run the program without {} to run its main.)",
@@ -325,7 +391,7 @@ fn uninitialized_child() -> ! {
         if let Some(fd) = v.to_str().and_then(|t| {
             // SAFETY: the socket our parent named for us (checked to be one); nobody in this
             // process adopted it, since init never ran.
-            unsafe { sys::adopt_named(t) }.ok()
+            unsafe { adopt_named(t) }.ok()
         }) {
             report(&fd, &Report::NotInitialized);
         }
@@ -355,6 +421,7 @@ extern "C" fn watch_for_missing_init() {
     any(target_os = "linux", target_os = "android", target_os = "freebsd"),
     unsafe(link_section = ".init_array")
 )]
+#[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
 static WATCH_FOR_MISSING_INIT: extern "C" fn() = watch_for_missing_init;
 
 extern "C" fn at_exit() {
@@ -367,6 +434,7 @@ extern "C" fn at_exit() {
 static REPORT_EXIT: AtomicBool = AtomicBool::new(false);
 
 /// Entry of a child forked by the forkserver: it reads its job from the socket.
+#[cfg(unix)]
 fn forkserver_child(boot: OwnedFd) -> ! {
     REPORT_EXIT.store(true, Ordering::Relaxed);
     child_main_after_fork(boot, None)
@@ -382,6 +450,7 @@ fn leave(boot: &OwnedFd, code: i32) -> ! {
 
 /// A forkserver child's task called `exit(status)`: say so before the process ends (this runs
 /// after the other exit handlers, which join our own children).
+#[cfg(unix)]
 extern "C" fn report_exit_status(status: i32, _: *mut std::ffi::c_void) {
     if !REPORT_EXIT.load(Ordering::Relaxed) {
         return; // a child forked from a forkserver child inherits the handler, not the duty
@@ -396,6 +465,7 @@ extern "C" fn report_exit_status(status: i32, _: *mut std::ffi::c_void) {
 
 /// Entry of a forked child. The fork start method hands over the job it already holds (encoded
 /// job and inherited handles); a forkserver child reads it from the socket like a spawned one.
+#[cfg(unix)]
 pub(crate) fn child_main_after_fork(
     boot: OwnedFd,
     job: Option<(Vec<u8>, Vec<multiproc_pickle::OsHandle>)>,
@@ -415,7 +485,7 @@ pub(crate) fn child_main_after_fork(
     }
     match job {
         Some((bytes, handles)) => match multiproc_pickle::decode::<Job>(&bytes) {
-            Ok(job) => run_job(boot, job, handles),
+            Ok(job) => run_job(boot, job, handles, ()),
             Err(e) => refuse(&boot, format!("cannot read the task from the parent: {e}")),
         },
         None => child_main(boot),
@@ -430,17 +500,38 @@ fn refuse(boot: &OwnedFd, msg: String) -> ! {
 
 fn report(boot: &OwnedFd, r: &Report) {
     // A daemon child's parent watch must not fire on our own write (see die_with_parent).
+    #[cfg(unix)]
     if DAEMON_WATCH.load(Ordering::Relaxed) {
         proc::stop_dying_with_parent(sys::borrow(boot));
     }
     if let Ok(bytes) = multiproc_pickle::encode(r) {
         let (h, n) = multiproc_pickle::frame::encode_header(bytes.len());
-        let _ = sys::write_all_vectored(sys::borrow(boot), &[&h[..n], &bytes]);
+        let _ = boot_write(boot, &[&h[..n], &bytes]);
     }
+}
+
+/// Write whole buffers to a bootstrap channel (blocking).
+fn boot_write(boot: &OwnedFd, bufs: &[&[u8]]) -> std::io::Result<()> {
+    #[cfg(unix)]
+    return sys::write_all_vectored(sys::borrow(boot), bufs);
+    #[cfg(windows)]
+    return sys::spawn_support::write_all(sys::borrow(boot), bufs);
+}
+
+/// Read at most `max` bytes from a bootstrap channel into `v`'s spare room; 0 at end of file.
+/// The child's read of its job (its end blocks); on Unix also the parent's drain of reports
+/// (its end is non-blocking: `WouldBlock` when nothing is there; Windows peeks instead, see
+/// [`Reports::drain`]).
+fn boot_read(boot: &OwnedFd, v: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    return sys::read_into_spare(sys::borrow(boot), v, max);
+    #[cfg(windows)]
+    return sys::spawn_support::read_some(sys::borrow(boot), v, max);
 }
 
 /// The forkserver reports a reaped child's exit status to the child's parent. Never blocking:
 /// the server serves every other child too.
+#[cfg(unix)]
 fn report_exit(boot: &OwnedFd, code: i32) {
     if let Ok(bytes) = multiproc_pickle::encode(&Report::ExitStatus(code)) {
         let (h, n) = multiproc_pickle::frame::encode_header(bytes.len());
@@ -452,6 +543,7 @@ fn report_exit(boot: &OwnedFd, code: i32) {
 }
 
 /// Set once a daemon child arranged to die with its parent.
+#[cfg_attr(windows, allow(dead_code))]
 static DAEMON_WATCH: AtomicBool = AtomicBool::new(false);
 
 /// Cut `text` to at most about `max` bytes, keeping its head and its tail.
@@ -475,9 +567,31 @@ fn clip(text: String, max: usize) -> String {
     )
 }
 
-fn read_job(boot: &OwnedFd) -> Result<(Job, Vec<multiproc_pickle::OsHandle>), Error> {
+/// A job as the child receives it: the job, the handles it carries, and its parent watch.
+type Received = (Job, Vec<multiproc_pickle::OsHandle>, ParentWatch);
+
+fn read_job(boot: &OwnedFd) -> Result<Received, Error> {
     let mut prefix = [0u8; 4];
-    let handles = sys::recv_with_fds(sys::borrow(boot), &mut prefix, crate::process::MAX_HANDLES)?;
+    #[cfg(unix)]
+    let (handles, parent) = (
+        sys::recv_with_fds(sys::borrow(boot), &mut prefix, crate::process::MAX_HANDLES)?,
+        (),
+    );
+    #[cfg(windows)]
+    let (handles, parent) = {
+        let (handles, parent) = proc::recv_job_handles(sys::borrow(boot)).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::Eof
+            } else {
+                Error::Io(e)
+            }
+        })?;
+        match sys::spawn_support::read_exact(sys::borrow(boot), &mut prefix) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Error::Eof),
+            other => other?,
+        }
+        (handles, parent)
+    };
     let n = match multiproc_pickle::frame::parse_prefix(prefix)? {
         multiproc_pickle::frame::Prefix::Len(n) => n as usize,
         multiproc_pickle::frame::Prefix::Long => {
@@ -487,11 +601,11 @@ fn read_job(boot: &OwnedFd) -> Result<(Job, Vec<multiproc_pickle::OsHandle>), Er
     let mut payload = Vec::with_capacity(n);
     while payload.len() < n {
         let want = n - payload.len();
-        if sys::read_into_spare(sys::borrow(boot), &mut payload, want)? == 0 {
+        if boot_read(boot, &mut payload, want)? == 0 {
             return Err(Error::Eof);
         }
     }
-    Ok((multiproc_pickle::decode(&payload)?, handles))
+    Ok((multiproc_pickle::decode(&payload)?, handles, parent))
 }
 
 thread_local! {
@@ -539,13 +653,19 @@ fn install_panic_hook() {
 
 fn child_main(boot: OwnedFd) -> ! {
     match read_job(&boot) {
-        Ok((job, handles)) => run_job(boot, job, handles),
+        Ok((job, handles, parent)) => run_job(boot, job, handles, parent),
         Err(Error::Eof) => leave(&boot, 1), // the parent went away before sending the job
         Err(e) => refuse(&boot, format!("cannot read the task from the parent: {e}")),
     }
 }
 
-fn run_job(boot: OwnedFd, job: Job, handles: Vec<multiproc_pickle::OsHandle>) -> ! {
+fn run_job(
+    boot: OwnedFd,
+    job: Job,
+    handles: Vec<multiproc_pickle::OsHandle>,
+    parent: ParentWatch,
+) -> ! {
+    #[cfg(unix)]
     if REPORT_EXIT.load(Ordering::Relaxed) {
         // Registered first, so it runs last, after our children were joined.
         proc::at_exit_with_status(report_exit_status);
@@ -563,6 +683,7 @@ fn run_job(boot: OwnedFd, job: Job, handles: Vec<multiproc_pickle::OsHandle>) ->
         parent_pid: job.parent_pid,
         parent_name: job.parent_name.clone(),
         boot: boot.clone(),
+        parent,
     }));
     if let Err(e) = job.call.check_build() {
         let msg = e.to_string();
@@ -571,7 +692,10 @@ fn run_job(boot: OwnedFd, job: Job, handles: Vec<multiproc_pickle::OsHandle>) ->
         leave(&boot, 1)
     }
     if job.daemon {
+        #[cfg(unix)]
         die_with_parent(&boot);
+        #[cfg(windows)]
+        die_with_parent_process();
     }
     // As in Python, a child's default start method is the one it was started with, so its own
     // children start the same way unless told otherwise.
@@ -604,6 +728,7 @@ fn run_job(boot: OwnedFd, job: Job, handles: Vec<multiproc_pickle::OsHandle>) ->
 }
 
 /// A daemon child dies as soon as its parent process is gone, however the parent ended.
+#[cfg(unix)]
 fn die_with_parent(boot: &OwnedFd) {
     match proc::die_with_parent(sys::borrow(boot)) {
         Ok(()) => DAEMON_WATCH.store(true, Ordering::Relaxed),
@@ -612,6 +737,22 @@ fn die_with_parent(boot: &OwnedFd) {
     // The parent may have died before the watch was set up: then its end is closed already.
     let raw = sys::raw(sys::borrow(boot));
     if sys::poll_for(&[(raw, sys::Readiness::HungUp)], Some(Duration::ZERO)).is_ok_and(|r| r[0]) {
+        sys::exit_now(1)
+    }
+}
+
+/// A daemon child dies as soon as its parent process is gone, however the parent ended: it is
+/// in its parent's kill-on-close job already (see `sys::proc::spawn_child`); a thread watching
+/// the parent's handle covers a parent whose job could not take it.
+#[cfg(windows)]
+fn die_with_parent_process() {
+    let parent = ME.lock().as_ref().map(|c| sys::raw(sys::borrow(&c.parent)));
+    let Some(parent) = parent else { return };
+    if let Err(e) = proc::die_with_parent(parent) {
+        tracing::warn!("a daemon child cannot watch its parent: {e}");
+    }
+    // The parent may have died before the watch was set up.
+    if proc::wait_signalled(parent, Some(Duration::ZERO)).unwrap_or(false) {
         sys::exit_now(1)
     }
 }
@@ -639,6 +780,8 @@ pub(crate) struct Reports {
 impl Reports {
     /// `id`: what [`sys::file_id`] said of `fd` when it was made; `pid`: the child's.
     pub(crate) fn new(fd: OwnedFd, id: (u64, u64), pid: u32) -> Result<Reports, Error> {
+        // (on Windows the end stays blocking: `drain` reads only what a peek found there)
+        #[cfg(unix)]
         sys::set_nonblocking(sys::borrow(&fd))?;
         // A forked sibling must not keep our end open (see sys::neutralize_inherited).
         sys::track_inheritable(sys::borrow(&fd));
@@ -663,7 +806,12 @@ impl Reports {
     pub(crate) fn drain(&mut self) {
         const CHUNK: usize = 64 * 1024;
         while !self.eof {
-            match sys::read_into_spare(sys::borrow(&self.fd), &mut self.buf, CHUNK) {
+            #[cfg(unix)]
+            let got = boot_read(&self.fd, &mut self.buf, CHUNK);
+            #[cfg(windows)]
+            let got =
+                sys::spawn_support::read_available(sys::borrow(&self.fd), &mut self.buf, CHUNK);
+            match got {
                 Ok(0) => self.eof = true,
                 Ok(_) => self.parse(),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,

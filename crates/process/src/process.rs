@@ -22,6 +22,10 @@ pub(crate) const MAX_HANDLES: usize = 253;
 /// could report it, and the child did not say (a signal killed it). As in CPython.
 const UNKNOWN_EXIT_CODE: i32 = 255;
 
+/// On Windows, how long `join` waits on the process between two reads of its reports.
+#[cfg(windows)]
+const REPORT_SLICE: Duration = Duration::from_millis(50);
+
 /// How long collecting a forkserver child waits for its server's report before it settles for
 /// the child's own word (the server reaps and reports within milliseconds).
 const SERVER_REPORT_WAIT: Duration = Duration::from_secs(5);
@@ -70,7 +74,9 @@ struct Inner {
 /// signal `N` killed it. A forkserver child's code comes from the forkserver, which reaps it;
 /// if the forkserver died first, from the child itself, and when neither could tell (a signal
 /// killed the child after its server died, or `exit(n)` where the C library cannot report the
-/// status to an exit handler) it is 255, as in CPython.
+/// status to an exit handler) it is 255, as in CPython. On Windows (spawn only) the code is the
+/// process's exit code, and a process ended by [`terminate`](Self::terminate) or
+/// [`kill`](Self::kill) gives −15, as in CPython.
 ///
 /// A [daemon](Self::daemon) child dies with its parent; any other child keeps running when
 /// its parent dies, as in Python (it can notice with
@@ -162,7 +168,8 @@ impl Process {
     /// (SIGKILL) as soon as their parent process ends in any other way, even killed: a daemon
     /// (a pool worker, say) never outlives its parent, even in the middle of a long task.
     /// It learns of its parent's end from the bootstrap socket, whose other end only the
-    /// parent holds, so it does not matter which of the parent's threads started it.
+    /// parent holds, so it does not matter which of the parent's threads started it. On
+    /// Windows a daemon is in its parent's job object, which kills it when the parent ends.
     #[must_use = "the setting is on the process returned; the one given is consumed"]
     pub fn daemon(self, daemon: bool) -> Self {
         self.inner.daemon.store(daemon, Ordering::Relaxed);
@@ -252,6 +259,7 @@ impl Process {
     }
 
     fn launch(&self, pack: Packer) -> Result<Running, Error> {
+        #[cfg_attr(windows, allow(unused_mut))] // (moved into a forked child on Unix)
         let (call, mut handles) = pack()?;
         if handles.len() > MAX_HANDLES {
             return Err(Error::Io(std::io::Error::new(
@@ -279,6 +287,7 @@ impl Process {
             parent_pid: me.pid,
             parent_name: me.name,
         };
+        #[cfg_attr(windows, allow(unused_mut))]
         let mut payload = multiproc_pickle::encode(&job)?;
         if payload.len() > i32::MAX as usize {
             return Err(PickleError::TooLarge {
@@ -287,6 +296,7 @@ impl Process {
             }
             .into());
         }
+        #[cfg(unix)]
         if cfg!(not(target_os = "linux")) {
             // Checked before anything starts, so no child is left behind unreaped.
             return Err(Error::Io(proc::unsupported()));
@@ -296,13 +306,28 @@ impl Process {
             (StartMethod::Fork, None) => PathBuf::new(), // a fork runs no executable
             (_, None) => crate::context::executable()?,
         };
+        #[cfg(unix)]
         let (ours, theirs) = sys::socketpair()?;
+        #[cfg(windows)]
+        let (ours, theirs) = sys::spawn_support::boot_pair()?;
         let ours_id = sys::file_id(sys::borrow(&ours))?;
         let (pid, pidfd, server) = match method {
+            #[cfg(windows)]
+            StartMethod::Spawn => {
+                let child =
+                    proc::spawn_child(&exe, proc::BOOTSTRAP_ENV, &theirs, self.is_daemon())?;
+                (child.pid, child.handle, None)
+            }
+            #[cfg(windows)]
+            StartMethod::Fork | StartMethod::Forkserver => {
+                return Err(Error::StartMethodUnavailable(method))
+            }
+            #[cfg(unix)]
             StartMethod::Spawn => {
                 let pid = proc::spawn_exe(&exe, proc::BOOTSTRAP_ENV, &theirs)?;
                 (pid, proc::pidfd_for_new_child(pid)?, None)
             }
+            #[cfg(unix)]
             StartMethod::Fork => {
                 let ours_raw = sys::raw(sys::borrow(&ours));
                 let theirs_raw = sys::raw(sys::borrow(&theirs));
@@ -322,6 +347,7 @@ impl Process {
                 let pid = unsafe { proc::fork(child)? };
                 (pid, proc::pidfd_for_new_child(pid)?, None)
             }
+            #[cfg(unix)]
             StartMethod::Forkserver => {
                 let (pid, pidfd, server) = forkserver::start_child(&exe, &theirs)?;
                 (pid, pidfd, Some(server))
@@ -338,8 +364,19 @@ impl Process {
         } else {
             let (h, hn) = multiproc_pickle::frame::encode_header(payload.len());
             let raw: Vec<_> = handles.iter().map(|h| sys::raw(sys::borrow(h))).collect();
-            sys::send_with_fds(sys::borrow(&ours), &h[..hn], &raw)
-                .and_then(|()| sys::write_all_vectored(sys::borrow(&ours), &[&payload]))
+            #[cfg(unix)]
+            let sent = sys::send_with_fds(sys::borrow(&ours), &h[..hn], &raw)
+                .and_then(|()| sys::write_all_vectored(sys::borrow(&ours), &[&payload]));
+            // (the handles are duplicated into the child, whose process handle this is)
+            #[cfg(windows)]
+            let sent = proc::send_job(
+                sys::borrow(&ours),
+                sys::borrow(&pidfd),
+                &raw,
+                &h[..hn],
+                &payload,
+            );
+            sent
         };
         if let Err(e) = sent {
             // The child died before taking its job (it reports why on stderr); its exit code
@@ -368,6 +405,12 @@ impl Process {
         };
         // One poll looks at both: has the child ended, has it reported something.
         let pidfd = sys::raw(sys::borrow(&r.pidfd));
+        #[cfg(windows)]
+        let ended = {
+            r.reports.drain();
+            proc::wait_signalled(pidfd, Some(Duration::ZERO))?
+        };
+        #[cfg(unix)]
         let ended = match r.reports.handle() {
             Some(boot) => {
                 let ready = sys::poll_readable(
@@ -387,7 +430,10 @@ impl Process {
         let code = match &r.server {
             Some(server) => forkserver_exit_code(&mut r.reports, server),
             None => {
+                #[cfg(unix)]
                 let code = proc::waitpid(r.pid, true)?.unwrap_or(-libc_sigkill());
+                #[cfg(windows)]
+                let code = proc::exit_code(sys::borrow(&r.pidfd))?;
                 // Everything the child wrote is in the socket now.
                 r.reports.drain();
                 code
@@ -461,9 +507,23 @@ impl Process {
                 break;
             };
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let mut raw = vec![sys::raw(sys::borrow(&pidfd))];
-            raw.extend(boot.iter().map(|b| sys::raw(sys::borrow(b))));
-            let ready = sys::poll_readable(&raw, left)?;
+            #[cfg(unix)]
+            let ready = {
+                let mut raw = vec![sys::raw(sys::borrow(&pidfd))];
+                raw.extend(boot.iter().map(|b| sys::raw(sys::borrow(b))));
+                sys::poll_readable(&raw, left)?
+            };
+            // A pipe cannot be waited on beside a process: wait on the process in slices and
+            // read the reports between them (they fit in the pipe, so the child never waits
+            // for that; this only keeps them from piling up).
+            #[cfg(windows)]
+            let ready = {
+                drop(boot);
+                let slice = left.map_or(REPORT_SLICE, |l| l.min(REPORT_SLICE));
+                let ended = proc::wait_signalled(sys::raw(sys::borrow(&pidfd)), Some(slice))?;
+                // (not ended: collect only to read the reports, unless the time is up)
+                [ended || deadline.is_none_or(|d| Instant::now() < d)]
+            };
             if ready.iter().any(|&r| r) {
                 // Reads the reports, and reaps the child if it has ended.
                 self.collect()?;
@@ -497,7 +557,8 @@ impl Process {
         }
     }
 
-    /// A handle that becomes readable when the process ends (for [`wait`](crate::wait)).
+    /// A handle that becomes readable when the process ends (for [`wait`](crate::wait)): a
+    /// pidfd on Linux, the process handle on Windows.
     pub fn sentinel(&self) -> Option<crate::RawWaitHandle> {
         self.wait_handle()
     }
@@ -528,6 +589,7 @@ impl Process {
         }
     }
 
+    #[cfg(unix)]
     fn signal(&self, sig: i32) -> Result<(), Error> {
         if let Some(pidfd) = self.pidfd()? {
             proc::send_signal(sys::borrow(&pidfd), sig)?;
@@ -536,13 +598,32 @@ impl Process {
     }
 
     /// Ask the process to stop (SIGTERM); its exit code becomes −15. No effect once ended.
+    ///
+    /// On Windows, as in CPython, `TerminateProcess` with exit code `0x10000`, which the exit
+    /// code reports as −15 too (the process gets no chance to clean up).
     pub fn terminate(&self) -> Result<(), Error> {
-        self.signal(proc::SIGTERM)
+        #[cfg(unix)]
+        return self.signal(proc::SIGTERM);
+        #[cfg(windows)]
+        return self.terminate_process();
     }
 
     /// Stop the process now (SIGKILL); its exit code becomes −9. No effect once ended.
+    ///
+    /// On Windows this is [`terminate`](Self::terminate), as in CPython: the exit code is −15.
     pub fn kill(&self) -> Result<(), Error> {
-        self.signal(proc::SIGKILL)
+        #[cfg(unix)]
+        return self.signal(proc::SIGKILL);
+        #[cfg(windows)]
+        return self.terminate_process();
+    }
+
+    #[cfg(windows)]
+    fn terminate_process(&self) -> Result<(), Error> {
+        if let Some(handle) = self.pidfd()? {
+            proc::terminate(sys::borrow(&handle))?;
+        }
+        Ok(())
     }
 
     /// Release the OS resources of an ended process. Closing a running one is
@@ -567,6 +648,7 @@ impl Waitable for Process {
     }
 }
 
+#[cfg(unix)]
 /// Forking a parent with other threads: say so once per process (as Python 3.12 warns), with
 /// the count. One read of `/proc/self/task` per fork until it has warned, none after.
 fn warn_if_threaded() {
@@ -587,6 +669,7 @@ fn warn_if_threaded() {
     }
 }
 
+#[cfg(unix)]
 fn libc_sigkill() -> i32 {
     proc::SIGKILL
 }
@@ -652,6 +735,7 @@ pub(crate) fn shutdown_children() {
 /// In a forked child: the parent's children are not ours. Dropping them closes our copies of
 /// their descriptors (so, e.g., their parent-death detection still works); the first use of the
 /// registry in this process does it.
+#[cfg(unix)]
 pub(crate) fn forget_inherited_children() {
     drop(CHILDREN.lock());
 }

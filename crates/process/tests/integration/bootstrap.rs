@@ -9,6 +9,7 @@
 
 use std::io::Read;
 use std::process::Command;
+#[cfg(unix)]
 use std::sync::Mutex;
 
 use crate::bounded::{run_bounded, JoinBounded, Ran, RecvBounded, BOUND};
@@ -16,13 +17,13 @@ use multiproc_process::{
     current_process, get_context, get_start_method, pipe, Connection, Error, Process, StartMethod,
 };
 
-const METHODS: [StartMethod; 3] = [
-    StartMethod::Spawn,
-    StartMethod::Fork,
-    StartMethod::Forkserver,
-];
+/// Every start method of this platform (spawn, fork, forkserver on Unix; spawn on Windows).
+fn methods() -> &'static [StartMethod] {
+    StartMethod::available()
+}
 
 /// The marker a multiproc child gets as its first argument.
+#[cfg(unix)]
 const MARKER: &str = "--multiproc-child";
 
 /// Run this test binary with `args` and `env` (and `input` on its stdin), without the
@@ -57,16 +58,20 @@ fn run_probe(name: &str, env: &[(&str, &str)], input: &[u8]) -> Ran {
     ran
 }
 
+#[cfg(unix)]
 extern "C" {
     fn dup2(old: i32, new: i32) -> i32;
     fn fcntl(fd: i32, cmd: i32, ...) -> i32;
 }
 
 /// `fcntl`'s "set descriptor flags" (Linux and the BSDs alike).
+#[cfg(unix)]
 const F_SETFD: i32 = 2;
 
 /// Run this binary as a multiproc child (the marker) with `var=value`, with descriptor `fd`
 /// (if any) at number `at`. It must stop at once with 1 and say why, naming the variable.
+/// (Windows: see `process_windows`.)
+#[cfg(unix)]
 fn refused_as_child(var: &str, value: &str, fd: Option<(std::os::fd::RawFd, i32)>) -> Ran {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(std::env::current_exe().unwrap());
@@ -111,6 +116,7 @@ fn refused_as_child(var: &str, value: &str, fd: Option<(std::os::fd::RawFd, i32)
 }
 
 #[test]
+#[cfg(unix)] // descriptors (Windows: `process_windows`)
 fn a_child_with_a_bad_bootstrap_variable_says_why_it_stops() {
     for (value, why) in [
         ("-1", "is not a descriptor number"),
@@ -130,6 +136,7 @@ fn a_child_with_a_bad_bootstrap_variable_says_why_it_stops() {
 }
 
 #[test]
+#[cfg(unix)] // descriptors and sockets (Windows: `process_windows`)
 fn a_child_whose_bootstrap_descriptor_is_no_stream_socket_stops() {
     use std::os::fd::AsRawFd;
     let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
@@ -153,14 +160,28 @@ fn a_child_whose_bootstrap_descriptor_is_no_stream_socket_stops() {
 fn stray_variable_probe() {
     assert_eq!(std::env::var_os("MULTIPROC_BOOTSTRAP"), None);
     assert_eq!(std::env::var_os("MULTIPROC_FORKSERVER"), None);
-    let out = Command::new("sh")
-        .args([
-            "-c",
-            "echo ${MULTIPROC_BOOTSTRAP-none},${MULTIPROC_FORKSERVER-none}",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "none,none");
+    #[cfg(unix)]
+    {
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                "echo ${MULTIPROC_BOOTSTRAP-none},${MULTIPROC_FORKSERVER-none}",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "none,none");
+    }
+    #[cfg(windows)]
+    {
+        // `set PREFIX` lists the variables whose names start with it.
+        let out = Command::new("cmd")
+            .args(["/c", "set", "MULTIPROC_"])
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&out.stdout).to_uppercase();
+        assert!(!listed.contains("MULTIPROC_BOOTSTRAP="), "{listed}");
+        assert!(!listed.contains("MULTIPROC_FORKSERVER="), "{listed}");
+    }
     let p = Process::new(unit, ());
     p.start().unwrap();
     assert_eq!(p.join_bounded(), 0);
@@ -199,7 +220,7 @@ fn daemon_makes_children(conn: Connection) {
 
 #[test]
 fn a_daemons_children_are_daemons_and_never_outlive_it() {
-    for method in METHODS {
+    for &method in methods() {
         let (here, there) = pipe(true).unwrap();
         let p = Process::new(daemon_makes_children, there)
             .daemon(true)
@@ -231,7 +252,7 @@ fn start_default_grandchild(conn: Connection) {
 
 #[test]
 fn a_child_adopts_its_start_method_as_its_default() {
-    for method in METHODS {
+    for &method in methods() {
         let (here, there) = pipe(true).unwrap();
         let p = get_context(method)
             .unwrap()
@@ -254,7 +275,7 @@ fn read_stdin(conn: Connection) {
 #[test]
 #[ignore = "a probe, run by children_never_read_their_parents_stdin"]
 fn stdin_probe() {
-    for method in METHODS {
+    for &method in methods() {
         let (here, there) = pipe(true).unwrap();
         let p = Process::new(read_stdin, there).start_method(method);
         p.start().unwrap();
@@ -279,7 +300,7 @@ fn panic_here(msg: String) {
 #[test]
 #[ignore = "a probe, run by a_childs_panic_names_the_process"]
 fn panic_probe() {
-    for method in METHODS {
+    for &method in methods() {
         let p = Process::new(panic_here, format!("boom in {}", method.name()))
             .with_name(format!("Worker-{}", method.name()))
             .start_method(method);
@@ -295,7 +316,7 @@ fn panic_probe() {
 #[test]
 fn a_childs_panic_names_the_process() {
     let ran = run_probe("panic_probe", &[], b"");
-    for method in METHODS {
+    for &method in methods() {
         let name = format!("Process Worker-{}:\n", method.name());
         let at = ran
             .stderr
@@ -315,16 +336,20 @@ fn a_childs_panic_names_the_process() {
 }
 
 /// Captures warnings' fields, as text.
+#[cfg(unix)]
 struct Capture(Mutex<Vec<String>>);
 
+#[cfg(unix)]
 struct Fields(String);
 
+#[cfg(unix)]
 impl tracing::field::Visit for Fields {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
         self.0 += &format!("{}={:?} ", field.name(), value);
     }
 }
 
+#[cfg(unix)]
 impl tracing::Subscriber for Capture {
     fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
         *meta.level() <= tracing::Level::WARN
@@ -346,6 +371,7 @@ impl tracing::Subscriber for Capture {
 /// Probe: a spawn start warns of nothing; forking with three more threads warns once, with
 /// the thread count, however often it forks.
 #[test]
+#[cfg(unix)] // fork
 #[ignore = "a probe, run by forking_a_threaded_parent_warns_once"]
 fn fork_warning_probe() {
     static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
@@ -416,6 +442,7 @@ fn fork_warning_probe() {
 }
 
 #[test]
+#[cfg(unix)] // fork
 fn forking_a_threaded_parent_warns_once() {
     run_probe("fork_warning_probe", &[], b"");
 }
@@ -427,7 +454,6 @@ fn forking_a_threaded_parent_warns_once() {
 /// another test forks meanwhile, until its `exec`, and executing the copy then fails with
 /// "Text file busy".
 fn write_copy((to, other_build): (std::path::PathBuf, bool)) {
-    use std::os::unix::fs::PermissionsExt;
     let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
     if let (true, Some(id)) = (other_build, multiproc_pickle::build_id()) {
         let at = bytes
@@ -438,20 +464,42 @@ fn write_copy((to, other_build): (std::path::PathBuf, bool)) {
     }
     std::fs::write(&to, &bytes).unwrap();
     let f = std::fs::File::options().write(true).open(&to).unwrap();
-    f.set_permissions(std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
     f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
         .unwrap();
 }
 
+/// A copy of this binary (see [`write_copy`]), in a directory of its own; on Windows beside
+/// the original, where it finds the same DLLs (Windows looks for them in the executable's
+/// directory first).
 fn copy_of_this_binary(name: &str, other_build: bool) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("multiproc-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let copy = dir.join(name);
+    #[cfg(unix)]
+    let copy = {
+        let dir = std::env::temp_dir().join(format!("multiproc-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    };
+    #[cfg(windows)]
+    let copy = std::env::current_exe()
+        .unwrap()
+        .with_file_name(format!("multiproc-{name}-{}.exe", std::process::id()));
     let writer = Process::new(write_copy, (copy.clone(), other_build));
     writer.start().unwrap();
     assert_eq!(writer.join_bounded(), 0);
     copy
+}
+
+/// Remove what [`copy_of_this_binary`] made.
+fn remove_copy(copy: &std::path::Path) {
+    #[cfg(unix)]
+    std::fs::remove_dir_all(copy.parent().unwrap()).unwrap();
+    #[cfg(windows)]
+    std::fs::remove_file(copy).unwrap();
 }
 
 #[test]
@@ -464,7 +512,7 @@ fn other_build_refuses() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(p.exitcode(), Some(1));
-    std::fs::remove_dir_all(copy.parent().unwrap()).unwrap();
+    remove_copy(&copy);
 }
 
 /// A copy of the binary is the same build when it has a build-id (a copied file gets a new
@@ -481,5 +529,5 @@ fn a_copy_of_the_same_build_runs_its_task() {
     } else {
         assert!(matches!(got, Err(Error::Refused(_))), "{got:?}");
     }
-    std::fs::remove_dir_all(copy.parent().unwrap()).unwrap();
+    remove_copy(&copy);
 }

@@ -2,9 +2,10 @@
 
 multiproc_process::test_support!();
 
-#[cfg(unix)] // descriptors, `pre_exec` and the ELF build-id
 mod bootstrap;
 mod bounded;
 mod listener;
 #[cfg(unix)] // LOCAL ONLY
 mod process;
+#[cfg(windows)] // raw Win32 pipes and handles
+mod process_windows;

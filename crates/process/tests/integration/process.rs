@@ -8,11 +8,15 @@ use multiproc_process::{
     Process, StartMethod, Waitable,
 };
 
-const METHODS: [StartMethod; 3] = [
-    StartMethod::Spawn,
-    StartMethod::Fork,
-    StartMethod::Forkserver,
-];
+/// Every start method of this platform (spawn, fork, forkserver on Unix; spawn on Windows).
+fn methods() -> &'static [StartMethod] {
+    StartMethod::available()
+}
+
+/// The exit code `terminate` gives: −SIGTERM (on Windows too, as in CPython).
+const TERMINATED: i32 = -15;
+/// The exit code `kill` gives: −SIGKILL; on Windows `kill` is `terminate`, as in CPython.
+const KILLED: i32 = if cfg!(windows) { -15 } else { -9 };
 
 fn exit_with(code: i32) {
     std::process::exit(code)
@@ -45,7 +49,7 @@ fn sum_and_report((xs, conn): (Vec<i64>, Connection)) {
 
 #[test]
 fn args_in_exit_code_out() {
-    for m in METHODS {
+    for &m in methods() {
         let (here, there) = pipe(true).unwrap();
         let p = Process::new(sum_and_report, (vec![1, 2, 3, 4], there))
             .start_method(m)
@@ -64,7 +68,7 @@ fn args_in_exit_code_out() {
 
 #[test]
 fn panic_gives_one_and_the_message() {
-    for m in METHODS {
+    for &m in methods() {
         let p = Process::new(panicker, format!("boom under {m:?}")).start_method(m);
         p.start().unwrap();
         assert_eq!(p.join_bounded(), 1, "{m:?}");
@@ -78,7 +82,7 @@ fn panic_gives_one_and_the_message() {
 
 #[test]
 fn exit_code_passes_through() {
-    for m in METHODS {
+    for &m in methods() {
         let p = Process::new(exit_with, 3).start_method(m);
         p.start().unwrap();
         assert_eq!(p.join_bounded(), 3, "{m:?}");
@@ -88,17 +92,17 @@ fn exit_code_passes_through() {
 
 #[test]
 fn terminate_and_kill_give_negative_signals() {
-    for m in METHODS {
+    for &m in methods() {
         let p = Process::new(sleeper, 60_000).start_method(m);
         p.start().unwrap();
         assert!(p.is_alive());
         p.terminate().unwrap();
-        assert_eq!(p.join_bounded(), -15, "{m:?}");
+        assert_eq!(p.join_bounded(), TERMINATED, "{m:?}");
         assert!(!p.is_alive());
         let p = Process::new(sleeper, 60_000).start_method(m);
         p.start().unwrap();
         p.kill().unwrap();
-        assert_eq!(p.join_bounded(), -9, "{m:?}");
+        assert_eq!(p.join_bounded(), KILLED, "{m:?}");
         // signalling an ended process is not an error
         p.kill().unwrap();
     }
@@ -106,7 +110,7 @@ fn terminate_and_kill_give_negative_signals() {
 
 #[test]
 fn join_timeout_returns_while_child_runs() {
-    for m in METHODS {
+    for &m in methods() {
         let p = Process::new(sleeper, 60_000).start_method(m);
         assert!(!p.is_alive(), "not started yet");
         assert!(matches!(p.join(), Err(Error::NotStarted)));
@@ -136,7 +140,7 @@ fn start_twice_is_an_error() {
 
 #[test]
 fn connection_passed_to_child_and_big_messages() {
-    for m in METHODS {
+    for &m in methods() {
         let (here, there) = pipe(true).unwrap();
         let p = Process::new(echo_child, there).start_method(m);
         p.start().unwrap();
@@ -159,7 +163,7 @@ fn send_then_exit(conn: Connection) {
 
 #[test]
 fn eof_when_the_peer_exits() {
-    for m in METHODS {
+    for &m in methods() {
         let (here, there) = pipe(true).unwrap();
         let p = Process::new(send_then_exit, there).start_method(m);
         p.start().unwrap();
@@ -214,14 +218,24 @@ trait KillSelf {
 }
 
 impl KillSelf for Process {
+    /// End this process as `kill` would (no at-exit join runs).
     fn kill_self_for_test(&self) {
-        extern "C" {
-            fn getpid() -> i32;
-            fn kill(pid: i32, sig: i32) -> i32;
+        #[cfg(unix)]
+        {
+            extern "C" {
+                fn getpid() -> i32;
+                fn kill(pid: i32, sig: i32) -> i32;
+            }
+            // SAFETY: plain libc calls; SIGKILL ourselves so no at-exit join runs.
+            unsafe {
+                kill(getpid(), 9);
+            }
         }
-        // SAFETY: plain libc calls; SIGKILL ourselves so no at-exit join runs.
+        #[cfg(windows)]
+        // SAFETY: ends this process with the code `kill` gives (CPython's TERMINATE).
         unsafe {
-            kill(getpid(), 9);
+            use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess};
+            TerminateProcess(GetCurrentProcess(), 0x10000);
         }
     }
 }
@@ -232,7 +246,7 @@ fn child_learns_parent_died() {
     let p = Process::new(middle, there);
     p.start().unwrap();
     assert!(here.recv_bounded::<bool>(), "the parent is alive at first");
-    assert_eq!(p.join_bounded(), -9);
+    assert_eq!(p.join_bounded(), KILLED);
     assert!(
         here.recv_bounded::<bool>(),
         "the grandchild saw its parent die"
@@ -270,7 +284,7 @@ fn start_grandchildren((daemon_conn, worker_conn): (Connection, Connection)) {
 
 #[test]
 fn at_exit_daemons_are_terminated_and_others_joined() {
-    for m in METHODS {
+    for &m in methods() {
         let (daemon_here, daemon_there) = pipe(true).unwrap();
         let (worker_here, worker_there) = pipe(true).unwrap();
         let p = Process::new(start_grandchildren, (daemon_there, worker_there)).start_method(m);
@@ -345,7 +359,7 @@ fn huge_panic(len: usize) {
 fn a_huge_panic_message_never_hangs_join() {
     // Far over a socket's buffer (about 210 KB): the child's report used to block its exit
     // while the parent read reports only after the exit.
-    for m in METHODS {
+    for &m in methods() {
         let p = Process::new(huge_panic, 512 << 10).start_method(m);
         p.start().unwrap();
         assert_eq!(
@@ -370,7 +384,7 @@ fn assert_big_vectors_equal(n: usize) {
 
 #[test]
 fn a_failed_assert_on_big_vectors_is_reported() {
-    for m in METHODS {
+    for &m in methods() {
         let p = Process::new(assert_big_vectors_equal, 30_000).start_method(m);
         p.start().unwrap();
         assert_eq!(
@@ -384,6 +398,7 @@ fn a_failed_assert_on_big_vectors_is_reported() {
     }
 }
 
+#[cfg(unix)]
 extern "C" {
     fn getppid() -> i32;
     fn kill(pid: i32, sig: i32) -> i32;
@@ -391,6 +406,7 @@ extern "C" {
 
 /// Say who our parent is (for a forkserver child: the forkserver), wait for the go, then end
 /// the way `how` says.
+#[cfg(unix)] // the forkserver
 fn tell_parent_then_end((conn, how): (Connection, i32)) {
     // SAFETY: getppid has no preconditions.
     conn.send(&unsafe { getppid() }).unwrap();
@@ -408,6 +424,7 @@ fn tell_parent_then_end((conn, how): (Connection, i32)) {
 }
 
 /// Zombie children of this process among `pids`.
+#[cfg(unix)] // the forkserver
 fn zombies_among(pids: &[i32]) -> Vec<i32> {
     let me = std::process::id().to_string();
     pids.iter()
@@ -428,6 +445,7 @@ fn zombies_among(pids: &[i32]) -> Vec<i32> {
 /// In a process of its own (so no other test loses its forkserver): `rounds` times, kill the
 /// forkserver while its child runs, and collect what `join` said. Returns the codes, the dead
 /// servers left as zombies, and the exit code of one more forkserver child afterwards.
+#[cfg(unix)] // the forkserver
 fn kill_forkservers((out, rounds, how): (Connection, usize, i32)) {
     let mut codes = Vec::new();
     let mut servers = Vec::new();
@@ -456,6 +474,7 @@ fn kill_forkservers((out, rounds, how): (Connection, usize, i32)) {
     out.send(&(codes, zombies, next_code)).unwrap();
 }
 
+#[cfg(unix)] // the forkserver
 fn run_forkserver_killer(rounds: usize, how: i32) -> (Vec<Option<i32>>, Vec<i32>, Option<i32>) {
     let (here, there) = pipe(true).unwrap();
     let p = Process::new(kill_forkservers, (there, rounds, how)).start_method(StartMethod::Spawn);
@@ -470,6 +489,7 @@ fn run_forkserver_killer(rounds: usize, how: i32) -> (Vec<Option<i32>>, Vec<i32>
 }
 
 #[test]
+#[cfg(unix)] // the forkserver
 fn a_dead_forkserver_does_not_lie_about_its_children() {
     let (codes, zombies, next) = run_forkserver_killer(20, 0);
     assert_eq!(codes, vec![Some(0); 20], "the child's real exit code");
@@ -481,6 +501,7 @@ fn a_dead_forkserver_does_not_lie_about_its_children() {
 }
 
 #[test]
+#[cfg(unix)] // the forkserver
 fn a_dead_forkservers_child_that_exits_or_is_killed() {
     // `exit(n)`: the child says n itself (glibc tells an exit handler the status).
     let (codes, zombies, next) = run_forkserver_killer(3, 5);
@@ -521,7 +542,7 @@ fn start_and_wait_for_death((conn, method, daemon, ms): (Connection, StartMethod
 
 #[test]
 fn daemon_children_die_with_a_killed_parent_others_live_on() {
-    for m in METHODS {
+    for &m in methods() {
         let (here, there) = pipe(true).unwrap();
         let p = Process::new(start_and_wait_for_death, (there, m, true, 30_000));
         p.start().unwrap();
@@ -533,7 +554,10 @@ fn daemon_children_die_with_a_killed_parent_others_live_on() {
             "{m:?}: the daemon died with the thread that started it"
         );
         p.kill().unwrap();
-        assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(-9));
+        assert_eq!(
+            p.join_timeout(Duration::from_secs(30)).unwrap(),
+            Some(KILLED)
+        );
         // The daemon (the only other holder of `there`) dies: end of file, no message.
         assert!(
             here.poll(Some(Duration::from_secs(10))).unwrap(),
@@ -548,7 +572,10 @@ fn daemon_children_die_with_a_killed_parent_others_live_on() {
         assert!(here.poll(Some(Duration::from_secs(30))).unwrap(), "{m:?}");
         let _pid: u32 = here.recv().unwrap();
         p.kill().unwrap();
-        assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(-9));
+        assert_eq!(
+            p.join_timeout(Duration::from_secs(30)).unwrap(),
+            Some(KILLED)
+        );
         assert!(here.poll(Some(Duration::from_secs(30))).unwrap(), "{m:?}");
         assert_eq!(here.recv::<String>().unwrap(), "finished", "{m:?}");
     }
@@ -572,7 +599,7 @@ fn take_handles_while_running(conn: Connection) {
 fn connections_and_descriptors_reach_a_running_child() {
     use std::io::{Read, Seek};
     use std::os::fd::AsFd;
-    for m in METHODS {
+    for &m in methods() {
         let (here, there) = pipe(true).unwrap();
         let p = Process::new(take_handles_while_running, there).start_method(m);
         p.start().unwrap();
@@ -603,4 +630,40 @@ fn connections_and_descriptors_reach_a_running_child() {
         assert_eq!(text, "written by the child", "{m:?}");
         assert_eq!(p.join_bounded(), 0, "{m:?}");
     }
+}
+
+/// Not a test of speed: prints what a spawn and join of a child doing nothing costs here.
+#[test]
+fn spawn_join_time_is_printed() {
+    let n = 10;
+    let t = Instant::now();
+    for _ in 0..n {
+        let p = Process::new(unit, ());
+        p.start().unwrap();
+        assert_eq!(p.join_bounded(), 0);
+    }
+    let each = t.elapsed() / n;
+    let t = Instant::now();
+    let p = Process::new(unit, ()).daemon(true);
+    p.start().unwrap();
+    assert_eq!(p.join_bounded(), 0);
+    eprintln!(
+        "spawn+join of a child doing nothing: {each:?} each ({n} runs); a daemon: {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_missing_executable_is_an_error_of_start() {
+    let nowhere = std::env::temp_dir()
+        .join(format!("multiproc-nowhere-{}", std::process::id()))
+        .join(if cfg!(windows) { "none.exe" } else { "none" });
+    let p = Process::new(unit, ()).executable(&nowhere);
+    match p.start() {
+        Err(Error::Start(e)) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}"),
+        other => panic!("expected a start error, got {other:?}"),
+    }
+    assert_eq!(p.pid(), None);
+    assert!(matches!(p.join(), Err(Error::ProcessClosed)));
+    assert!(!active_children().iter().any(|c| c.name() == p.name()));
 }

@@ -1,8 +1,11 @@
-//! There is no forkserver on Windows.
+//! There is no forkserver on Windows (as in Python): `StartMethod::Forkserver` is not among
+//! the available methods, so starting with it is `Error::StartMethodUnavailable` and no
+//! [`Server`] is ever made. What is here lets the code that handles forkserver children (on
+//! Unix) compile unchanged.
 
-use std::io;
-use std::os::windows::io::{BorrowedHandle, OwnedHandle, RawHandle};
+use std::os::windows::io::RawHandle;
 
+/// A forkserver (never made on Windows).
 pub(crate) struct Server;
 
 impl Server {
@@ -19,25 +22,4 @@ pub(crate) fn reap_retired() {}
 
 pub(crate) fn reap(_server: &Server) -> bool {
     true
-}
-
-pub(crate) fn start_child(
-    _exe: &std::path::Path,
-    _boot: &OwnedHandle,
-) -> io::Result<(u32, OwnedHandle, std::sync::Arc<Server>)> {
-    Err(super::unsupported())
-}
-
-pub(crate) fn send_nowait(_sock: BorrowedHandle<'_>, _data: &[u8]) -> io::Result<()> {
-    Err(super::unsupported())
-}
-
-pub(crate) fn forget_client() {}
-
-pub(crate) fn serve(
-    _sock: OwnedHandle,
-    _child: fn(OwnedHandle) -> !,
-    _on_exit: fn(&OwnedHandle, i32),
-) -> ! {
-    super::exit_now(1)
 }

@@ -13,7 +13,6 @@
 use std::cell::RefCell;
 use std::io;
 use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle, RawHandle};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
@@ -167,27 +166,6 @@ fn write_raw(h: HANDLE, mut data: &[u8]) -> io::Result<()> {
     })
 }
 
-/// Handles marked non-blocking with [`set_nonblocking`] (by value; see there).
-static NONBLOCKING: parking_lot::Mutex<Vec<usize>> = parking_lot::Mutex::new(Vec::new());
-static ANY_NONBLOCKING: AtomicBool = AtomicBool::new(false);
-
-/// Make reads of the pipe `h` return `WouldBlock` instead of waiting when it is empty (a
-/// byte-mode pipe's `PIPE_NOWAIT` is a legacy mode Microsoft says not to use, so this process
-/// remembers the handle instead). A handle value reused after a close stays marked, which only
-/// costs a reader that waits anyway one more look at the pipe.
-pub(crate) fn set_nonblocking(h: BorrowedHandle<'_>) {
-    let raw = h.as_raw_handle() as usize;
-    let mut set = NONBLOCKING.lock();
-    if !set.contains(&raw) {
-        set.push(raw);
-    }
-    ANY_NONBLOCKING.store(true, Ordering::Release);
-}
-
-fn is_nonblocking(raw: HANDLE) -> bool {
-    ANY_NONBLOCKING.load(Ordering::Acquire) && NONBLOCKING.lock().contains(&(raw as usize))
-}
-
 /// How many bytes wait in the pipe `h`; `Err` with the OS code if it cannot be read (the other
 /// end closed: `ERROR_BROKEN_PIPE`).
 pub(crate) fn peek(h: HANDLE) -> Result<u32, u32> {
@@ -210,24 +188,15 @@ pub(crate) fn peek(h: HANDLE) -> Result<u32, u32> {
     Ok(avail)
 }
 
-/// Read up to `max` bytes into `v`'s spare capacity; 0 at end of file. On a handle marked
-/// non-blocking, an empty pipe is `WouldBlock`.
+/// Read up to `max` bytes into `v`'s spare capacity (waiting for at least one); 0 at end of
+/// file.
 pub(crate) fn read_into_spare(
     h: BorrowedHandle<'_>,
     v: &mut Vec<u8>,
     max: usize,
 ) -> io::Result<usize> {
     let raw = h.as_raw_handle() as HANDLE;
-    let mut want = max;
-    if is_nonblocking(raw) {
-        match peek(raw) {
-            Ok(0) => return Err(io::ErrorKind::WouldBlock.into()),
-            Ok(n) => want = want.min(n as usize),
-            Err(c) if is_eof_code(c) => return Ok(0),
-            // not a pipe after all (a reused value): read as usual
-            Err(_) => {}
-        }
-    }
+    let want = max;
     v.reserve(want);
     let spare = v.spare_capacity_mut();
     let len = spare.len().min(want).min(u32::MAX as usize) as u32;

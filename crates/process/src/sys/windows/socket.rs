@@ -6,9 +6,9 @@ use std::os::windows::io::{AsRawSocket, BorrowedSocket, RawHandle};
 use std::sync::Once;
 
 use windows_sys::Win32::Networking::WinSock::{
-    getsockopt, ioctlsocket, recv, WSAGetLastError, WSAPoll, WSASend, WSAStartup, FIONBIO,
-    POLLWRNORM, SOCKET, SOCKET_ERROR, SOL_SOCKET, SO_ACCEPTCONN, SO_SNDBUF, SO_TYPE, WSABUF,
-    WSADATA, WSAEWOULDBLOCK, WSAPOLLFD,
+    getsockopt, recv, WSAGetLastError, WSAPoll, WSASend, WSAStartup, POLLWRNORM, SOCKET,
+    SOCKET_ERROR, SOL_SOCKET, SO_ACCEPTCONN, SO_SNDBUF, SO_TYPE, WSABUF, WSADATA, WSAEWOULDBLOCK,
+    WSAPOLLFD,
 };
 
 /// Start Winsock once for the process (reference-counted by Windows; std starts it too, but
@@ -156,14 +156,4 @@ pub(crate) fn send_buffer_size(s: BorrowedSocket<'_>) -> Option<usize> {
     int_opt(s.as_raw_socket() as SOCKET, SO_SNDBUF)
         .filter(|&v| v > 0)
         .map(|v| v as usize)
-}
-
-/// Switch a socket to non-blocking mode.
-pub(crate) fn set_nonblocking(s: BorrowedSocket<'_>) -> io::Result<()> {
-    let mut one = 1u32;
-    // SAFETY: FIONBIO takes a u32 argument.
-    if unsafe { ioctlsocket(s.as_raw_socket() as SOCKET, FIONBIO, &mut one) } == SOCKET_ERROR {
-        return Err(wsa_error());
-    }
-    Ok(())
 }
