@@ -47,12 +47,13 @@ tasks:
   ci              fmt --check, doc paths, clippy -D warnings, test, the Windows tests under
                   Wine, doc -D warnings, cross-target checks, MSRV check
   test --windows [--suites-only | --examples-only] [-p CRATE]... [--filter TEXT]...
-                 [--timeout SECS] [-- LIBTEST-ARGS...]
+                 [--skip SUITE:TEST]... [--timeout SECS] [-- LIBTEST-ARGS...]
                   the test suites of multiproc-pickle and multiproc-process and the seed
                   examples, built for x86_64-pc-windows-gnu and run under Wine (needs wine,
                   wine64, gcc-mingw-w64-x86-64 and the rustup target; .ci/run installs them).
                   -p, --filter: only those crates' suites, only the tests whose names
-                  contain TEXT (no examples then); --timeout: per suite (default 600);
+                  contain TEXT (no examples then); --skip: one more test to leave out, as
+                  in xtask/src/windows/skips.rs; --timeout: per suite (default 600);
                   LIBTEST-ARGS go to every suite (e.g. --test-threads=1)
   check [--macos] [--windows]
                   cargo check --workspace --all-targets for x86_64-apple-darwin and
@@ -119,6 +120,9 @@ fn parse_test(args: &[String]) -> Res<windows::Opts> {
             "--examples-only" => o.suites = false,
             "-p" | "--package" => o.crates.push(value("a crate name")?),
             "--filter" => o.selection.filters.push(value("a part of a test name")?),
+            "--skip" => o
+                .extra_skips
+                .push(windows::skip_from_arg(&value("SUITE:TEST")?)?),
             "--timeout" => {
                 let v = value("a number of seconds")?;
                 let secs: u64 = v

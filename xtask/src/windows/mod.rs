@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::cargo_json::{self, Artifact, Package};
 use crate::{cargo_cmd, header, Res};
+pub use skips::Skip;
 use suites::{Selection, Suite, SuiteRun};
 
 pub use bench::bench;
@@ -47,6 +48,23 @@ pub struct Opts {
     pub suites: bool,
     pub examples: bool,
     pub selection: Selection,
+    /// Skips for this run only (`--skip SUITE:TEST`), besides [`skips::SKIPS`].
+    pub extra_skips: Vec<Skip>,
+}
+
+/// A `--skip SUITE:TEST` of the command line, as a skip entry.
+pub fn skip_from_arg(arg: &str) -> Res<Skip> {
+    let (suite, test) = arg
+        .split_once(':')
+        .filter(|(s, t)| s.contains('/') && !t.is_empty())
+        .ok_or_else(|| format!("--skip {arg:?}: expected SUITE:TEST, like multiproc-pickle/lib:codec::tests::roundtrip_and_trailing"))?;
+    // The entries of the list are `'static`; these few live as long as the task anyway.
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+    Ok(Skip {
+        suite: leak(suite),
+        test: leak(test),
+        reason: "--skip on the command line",
+    })
 }
 
 impl Default for Opts {
@@ -60,6 +78,7 @@ impl Default for Opts {
                 libtest_args: Vec::new(),
                 deadline: SUITE_DEADLINE,
             },
+            extra_skips: Vec::new(),
         }
     }
 }
@@ -185,9 +204,14 @@ pub fn test(opts: &Opts) -> Res {
 
     let t1 = Instant::now();
     let prefix = wine::Prefix::create(&shim)?;
+    let skip_list: Vec<Skip> = skips::SKIPS
+        .iter()
+        .chain(&opts.extra_skips)
+        .copied()
+        .collect();
     let mut runs = Vec::new();
     for s in &suites {
-        runs.push(suites::run(&prefix, s, skips::SKIPS, &opts.selection)?);
+        runs.push(suites::run(&prefix, s, &skip_list, &opts.selection)?);
     }
     let mut example_runs = Vec::new();
     for (e, exes) in &example_exes {
@@ -287,9 +311,9 @@ fn summary(runs: &[SuiteRun], examples: &[examples::ExampleRun]) -> (String, usi
             .collect();
         let _ = writeln!(
             out,
-            "\nskipped under Wine (xtask/src/windows/skips.rs): {}",
+            "\nskipped under Wine (xtask/src/windows/skips.rs):{}",
             if skipped.is_empty() {
-                "none".to_string()
+                " none".to_string()
             } else {
                 format!("\n{}", skipped.join("\n"))
             }

@@ -82,19 +82,13 @@ pub fn run(prefix: &Prefix, suite: &Suite, skip_list: &[Skip], sel: &Selection) 
 
     let mut args: Vec<String> = vec!["--exact".into()];
     if !mine.is_empty() || !sel.filters.is_empty() {
-        header(&format!("{}: --list", suite.name));
-        let mut c = prefix.wine(exe);
-        c.arg("--list").current_dir(&suite.dir);
-        let o = supervise::run(c, LIST_DEADLINE, false)?;
-        if !o.success() {
-            if o.timed_out() {
-                prefix.kill_all()?;
+        let names = match list(prefix, suite, exe) {
+            Ok(names) => names,
+            Err(e) => {
+                r.problems.push(e);
+                return Ok(r);
             }
-            r.problems
-                .push(format!("--list failed ({})", o.describe(LIST_DEADLINE)));
-            return Ok(r);
-        }
-        let names = libtest::parse_list(&o.stdout);
+        };
         for s in &mine {
             if names.iter().any(|n| n == s.test) {
                 r.skipped.push(*s);
@@ -136,14 +130,32 @@ pub fn run(prefix: &Prefix, suite: &Suite, skip_list: &[Skip], sel: &Selection) 
     if o.timed_out() {
         prefix.kill_all()?;
     }
+    let report = libtest::parse_run(&o.stdout);
+    if o.timed_out() {
+        // libtest names a test when it ends: those it had not named were still running.
+        if let Ok(names) = list(prefix, suite, exe) {
+            let running: Vec<&String> = names
+                .iter()
+                .filter(|n| !report.ok.contains(n) && !report.failed.contains(n))
+                .filter(|n| !r.skipped.iter().any(|s| s.test == n.as_str()))
+                .filter(|n| {
+                    sel.filters.is_empty() || sel.filters.iter().any(|f| n.contains(f.as_str()))
+                })
+                .collect();
+            r.failures.extend(
+                running
+                    .iter()
+                    .map(|n| format!("{n} (still running at the deadline)")),
+            );
+        }
+    }
     if o.left_children {
         r.notes.push(format!(
             "a process it started still held its output {} s after it ended, and was killed",
             supervise::DRAIN_GRACE.as_secs()
         ));
     }
-    let report = libtest::parse_run(&o.stdout);
-    r.failures = report.failed.clone();
+    r.failures.splice(0..0, report.failed.iter().cloned());
     match report.result {
         Some(c) => {
             (r.passed, r.failed, r.ignored) = (c.passed, c.failed, c.ignored);
@@ -166,6 +178,21 @@ pub fn run(prefix: &Prefix, suite: &Suite, skip_list: &[Skip], sel: &Selection) 
         }
     }
     Ok(r)
+}
+
+/// The names of the suite's tests (`--list`); the error is the run's problem.
+fn list(prefix: &Prefix, suite: &Suite, exe: &Path) -> Res<Vec<String>> {
+    header(&format!("{}: --list", suite.name));
+    let mut c = prefix.wine(exe);
+    c.arg("--list").current_dir(&suite.dir);
+    let o = supervise::run(c, LIST_DEADLINE, false)?;
+    if o.timed_out() {
+        prefix.kill_all()?;
+    }
+    if !o.success() {
+        return Err(format!("--list failed ({})", o.describe(LIST_DEADLINE)));
+    }
+    Ok(libtest::parse_list(&o.stdout))
 }
 
 /// A `harness = false` test: a program whose exit status is its one result.
