@@ -206,7 +206,10 @@ pub struct ExampleRun {
 /// Run `example` on Linux and under Wine and compare.
 pub fn run(prefix: &Prefix, example: &Example, exes: &Exes) -> Res<ExampleRun> {
     let root = crate::root();
-    let shown = format!("{} {}", example.bin, example.args.join(" "));
+    let shown = std::iter::once(example.bin)
+        .chain(example.args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
     header(&format!("example {shown}: on Linux"));
     let mut c = std::process::Command::new(&exes.linux);
     c.args(example.args).current_dir(&root);
