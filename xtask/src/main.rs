@@ -53,7 +53,7 @@ tasks:
                   wine64, gcc-mingw-w64-x86-64 and the rustup target; .ci/run installs them).
                   -p, --filter: only those crates' suites, only the tests whose names
                   contain TEXT (no examples then); --skip: one more test to leave out, as
-                  in xtask/src/windows/skips.rs; --timeout: per suite (default 600);
+                  in xtask/src/windows/skips.rs; --timeout: per suite (default 300);
                   LIBTEST-ARGS go to every suite (e.g. --test-threads=1)
   check [--macos] [--windows]
                   cargo check --workspace --all-targets for x86_64-apple-darwin and
