@@ -345,3 +345,77 @@ fn summary(runs: &[SuiteRun], examples: &[examples::ExampleRun]) -> (String, usi
     }
     (out, failures)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suite(name: &str) -> SuiteRun {
+        SuiteRun {
+            name: name.into(),
+            passed: 3,
+            ..SuiteRun::default()
+        }
+    }
+
+    #[test]
+    fn a_failed_test_a_problem_or_a_differing_example_fails_the_run() {
+        let ok = suite("a/lib");
+        let mut failed = suite("a/integration");
+        failed.failed = 1;
+        failed.failures.push("x::y".into());
+        let mut timed_out = suite("b/lib");
+        timed_out
+            .problems
+            .push("timed out: killed after 5 s before its summary".into());
+        let (text, n) = summary(&[ok], &[]);
+        assert_eq!(n, 0, "{text}");
+        let (text, n) = summary(&[suite("a/lib"), failed, timed_out], &[]);
+        assert_eq!(n, 2, "{text}");
+        assert!(text.contains("a/integration: x::y") && text.contains("timed out"));
+        let differs = examples::ExampleRun {
+            bin: "pipe",
+            problem: Some("output differs".into()),
+            wine_time: Duration::ZERO,
+        };
+        let (text, n) = summary(&[], &[differs]);
+        assert_eq!(n, 1);
+        assert!(
+            text.contains("pipe         FAILED: output differs"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn skips_print_with_their_reasons() {
+        let mut r = suite("multiproc-process/integration");
+        r.skipped.push(Skip {
+            suite: "multiproc-process/integration",
+            test: "listener::x",
+            reason: "Wine lacks y",
+        });
+        let (text, n) = summary(&[r], &[]);
+        assert_eq!(n, 0);
+        assert!(text.contains("multiproc-process/integration listener::x: Wine lacks y"));
+    }
+
+    #[test]
+    fn skip_arguments_parse() {
+        let s = skip_from_arg("multiproc-pickle/lib:codec::tests::x").unwrap();
+        assert_eq!(
+            (s.suite, s.test),
+            ("multiproc-pickle/lib", "codec::tests::x")
+        );
+        assert!(skip_from_arg("codec::tests::x").is_err());
+        assert!(skip_from_arg("multiproc-pickle/lib:").is_err());
+    }
+
+    #[test]
+    fn every_skip_entry_names_a_suite_of_the_crates() {
+        for s in skips::SKIPS {
+            let (krate, _) = s.suite.split_once('/').unwrap();
+            assert!(CRATES.contains(&krate), "{s:?}");
+            assert!(!s.test.is_empty() && !s.reason.is_empty(), "{s:?}");
+        }
+    }
+}
