@@ -5,6 +5,9 @@
 //! cargo run --release -p multiproc-examples --bin tour
 //! ```
 //!
+//! `tour --sections connections,wait` runs only the sections named (or numbered) there, in the
+//! tour's order; `cargo xtask test --windows` runs the process sections this way under Wine.
+//!
 //! Sections: exit codes; the three start methods; a `Connection` passed to a child and a
 //! ping-pong timing; parallel Fibonacci; `Listener`/`Client` over TCP with an authkey;
 //! `wait()` over several children with `active_children()`; a `Pool` mapping CPU-bound work
@@ -514,6 +517,7 @@ fn manager() -> Res {
 
 #[multiproc::main]
 fn main() -> Res {
+    let sections = chosen_sections()?;
     let t = Instant::now();
     let me = multiproc::current_process();
     println!("multiproc tour: Python's multiprocessing, in Rust");
@@ -533,15 +537,57 @@ fn main() -> Res {
             "load average now: {load:.2} (other programs on the cores lower the speed-ups below)"
         );
     }
-    exit_codes()?;
-    start_methods()?;
-    connections()?;
-    fibonacci()?;
-    listener_and_client()?;
-    waiting()?;
-    pool()?;
-    shared_state()?;
-    manager()?;
+    for (_, run) in sections {
+        run()?;
+    }
     println!("\ntour done in {}", ms(t.elapsed()));
     Ok(())
+}
+
+/// A section: the name `--sections` takes, and the function that runs it.
+type Section = (&'static str, fn() -> Res);
+
+/// The sections, in the order they run.
+const SECTIONS: &[Section] = &[
+    ("exit-codes", exit_codes),
+    ("start-methods", start_methods),
+    ("connections", connections),
+    ("fibonacci", fibonacci),
+    ("listener", listener_and_client),
+    ("wait", waiting),
+    ("pool", pool),
+    ("shared-state", shared_state),
+    ("manager", manager),
+];
+
+/// All sections, or those `--sections a,b` names (by name or number), in the tour's order.
+fn chosen_sections() -> Res<Vec<Section>> {
+    let mut args = std::env::args().skip(1);
+    let list = match (args.next().as_deref(), args.next()) {
+        (None, _) => return Ok(SECTIONS.to_vec()),
+        (Some("--sections"), Some(list)) if args.next().is_none() => list,
+        _ => {
+            let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
+            return Err(format!(
+                "usage: tour [--sections NAME,...] (names: {})",
+                names.join(",")
+            )
+            .into());
+        }
+    };
+    let mut wanted = vec![false; SECTIONS.len()];
+    for item in list.split(',').filter(|s| !s.is_empty()) {
+        let i = SECTIONS
+            .iter()
+            .position(|(n, _)| *n == item)
+            .or_else(|| item.parse::<usize>().ok().and_then(|n| n.checked_sub(1)))
+            .filter(|&i| i < SECTIONS.len())
+            .ok_or_else(|| format!("no tour section {item:?}"))?;
+        wanted[i] = true;
+    }
+    Ok(SECTIONS
+        .iter()
+        .zip(wanted)
+        .filter_map(|(s, w)| w.then_some(*s))
+        .collect())
 }

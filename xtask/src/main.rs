@@ -1,18 +1,27 @@
 //! Maintainer tasks for the multiproc workspace, run as `cargo xtask <task>`.
 //!
 //! * `cargo xtask ci`: formatting, the doc-path check (examples name `multiproc::` paths only),
-//!   clippy (`-D warnings`), every test, docs (`-D warnings`), then `cargo check` for Windows
-//!   and macOS, then the published crates on the `rust-version` toolchain (installed with rustup
+//!   clippy (`-D warnings`), every test, the Windows suites and examples under Wine, docs
+//!   (`-D warnings`), then `cargo check` for Windows (msvc) and macOS (both arches, warnings
+//!   denied), then the published crates on the `rust-version` toolchain (installed with rustup
 //!   if missing). Stops at the first failing step.
-//! * `cargo xtask cross`: only the cross-target checks.
+//! * `cargo xtask test --windows`: the test suites of `windows::CRATES` and the seed examples,
+//!   built for `x86_64-pc-windows-gnu` and run under Wine (module `windows`).
+//! * `cargo xtask check [--macos] [--windows]` (`cross` is the same): only the cross-target
+//!   checks.
 //! * `cargo xtask bench [--quick]`: our benchmarks, CPython's `multiprocessing` and the OS limits
 //!   (`../shared/bench/`) on this machine, in one table (also written to
-//!   `target/bench-report.txt`).
+//!   `target/bench-report.txt`). `--windows`: `spawn_join` and `pipe_rtt` under Wine beside
+//!   Linux's.
 //!
 //! Standard library only, so it builds in a moment.
 
+mod cargo_json;
 mod docpaths;
+mod json;
 mod msrv;
+mod supervise;
+mod windows;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -25,18 +34,36 @@ use std::time::{Duration, Instant};
 /// so this is the backstop for a defect no bound covers: CI fails instead of stalling.
 const TEST_DEADLINE: Duration = Duration::from_secs(20 * 60);
 
-/// Targets `cargo xtask ci` and `cargo xtask cross` check besides the host.
-const CROSS_TARGETS: &[&str] = &["x86_64-pc-windows-msvc", "x86_64-apple-darwin"];
+/// The Windows target `cargo xtask check` checks (the Wine runs use the GNU one).
+const WINDOWS_CHECK_TARGETS: &[&str] = &["x86_64-pc-windows-msvc"];
+
+/// The macOS targets `cargo xtask check` checks, warnings denied.
+const MACOS_TARGETS: &[&str] = &["x86_64-apple-darwin", "aarch64-apple-darwin"];
 
 const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci              fmt --check, doc paths, clippy -D warnings, test, doc -D warnings,
-                  cross-target checks, MSRV check
-  cross           cargo check for x86_64-pc-windows-msvc and x86_64-apple-darwin only
+  ci              fmt --check, doc paths, clippy -D warnings, test, the Windows tests under
+                  Wine, doc -D warnings, cross-target checks, MSRV check
+  test --windows [--suites-only | --examples-only] [-p CRATE]... [--filter TEXT]...
+                 [--skip SUITE:TEST]... [--timeout SECS] [-- LIBTEST-ARGS...]
+                  the test suites of multiproc-pickle and multiproc-process and the seed
+                  examples, built for x86_64-pc-windows-gnu and run under Wine (needs wine,
+                  wine64, gcc-mingw-w64-x86-64 and the rustup target; .ci/run installs them).
+                  -p, --filter: only those crates' suites, only the tests whose names
+                  contain TEXT (no examples then); --skip: one more test to leave out, as
+                  in xtask/src/windows/skips.rs; --timeout: per suite (default 300);
+                  LIBTEST-ARGS go to every suite (e.g. --test-threads=1)
+  check [--macos] [--windows]
+                  cargo check --workspace --all-targets for x86_64-apple-darwin and
+                  aarch64-apple-darwin (-D warnings) and x86_64-pc-windows-msvc; both if no
+                  flag (`cross` is the same task)
   bench [--quick] our benchmarks vs CPython multiprocessing vs OS limits, one table
-                  (needs ../shared/bench, python3 and cc; report in target/bench-report.txt)";
+                  (needs ../shared/bench, python3 and cc; report in target/bench-report.txt)
+  bench --windows [--quick]
+                  spawn_join and pipe_rtt built for Windows and run under Wine, beside
+                  Linux's (information only)";
 
 /// A failed task: what to tell the user.
 type Res<T = ()> = Result<T, String>;
@@ -45,12 +72,20 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let res = match args.first().map(String::as_str) {
         Some("ci") => no_more_args(&args).and_then(|()| ci()),
-        Some("cross") => no_more_args(&args).and_then(|()| cross()),
-        Some("bench") => match &args[1..] {
-            [] => bench(false),
-            [q] if q == "--quick" => bench(true),
-            _ => Err(format!("unexpected arguments {:?}\n\n{USAGE}", &args[1..])),
-        },
+        Some("test") => parse_test(&args[1..]).and_then(|o| windows::test(&o)),
+        Some("check" | "cross") => parse_check(&args[1..]).and_then(|(m, w)| check(m, w)),
+        Some("bench") => {
+            let rest = &args[1..];
+            let quick = rest.iter().any(|a| a == "--quick");
+            let on_windows = rest.iter().any(|a| a == "--windows");
+            if let Some(a) = rest.iter().find(|a| *a != "--quick" && *a != "--windows") {
+                Err(format!("unexpected argument {a:?}\n\n{USAGE}"))
+            } else if on_windows {
+                windows::bench(quick)
+            } else {
+                bench(quick)
+            }
+        }
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -65,6 +100,73 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The arguments of `test`: `--windows` is required (the Linux tests are `cargo test`).
+fn parse_test(args: &[String]) -> Res<windows::Opts> {
+    let mut o = windows::Opts::default();
+    let mut on_windows = false;
+    let mut it = args.iter();
+    let bad = |a: &str| Err(format!("unexpected argument {a:?}\n\n{USAGE}"));
+    while let Some(a) = it.next() {
+        let mut value = |what: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs {what}\n\n{USAGE}"))
+        };
+        match a.as_str() {
+            "--windows" => on_windows = true,
+            "--suites-only" => o.examples = false,
+            "--examples-only" => o.suites = false,
+            "-p" | "--package" => o.crates.push(value("a crate name")?),
+            "--filter" => o.selection.filters.push(value("a part of a test name")?),
+            "--skip" => o
+                .extra_skips
+                .push(windows::skip_from_arg(&value("SUITE:TEST")?)?),
+            "--timeout" => {
+                let v = value("a number of seconds")?;
+                let secs: u64 = v
+                    .parse()
+                    .map_err(|_| format!("--timeout {v:?}: not a number of seconds"))?;
+                o.selection.deadline = Duration::from_secs(secs);
+            }
+            "--" => {
+                o.selection.libtest_args.extend(it.by_ref().cloned());
+            }
+            other => return bad(other),
+        }
+    }
+    if !on_windows {
+        return Err(format!(
+            "`cargo xtask test` runs the Windows tests under Wine and needs --windows (the \
+             Linux tests are `cargo test`)\n\n{USAGE}"
+        ));
+    }
+    if !o.suites && !o.examples {
+        return Err("--suites-only and --examples-only exclude each other".into());
+    }
+    if !o.crates.is_empty() || !o.selection.filters.is_empty() {
+        // A crate or test filter narrows the suites: the examples are a part of their own.
+        o.examples = false;
+    }
+    Ok(o)
+}
+
+/// The arguments of `check`: (macOS, Windows); both if neither is named.
+fn parse_check(args: &[String]) -> Res<(bool, bool)> {
+    let (mut macos, mut win) = (false, false);
+    for a in args {
+        match a.as_str() {
+            "--macos" => macos = true,
+            "--windows" => win = true,
+            other => return Err(format!("unexpected argument {other:?}\n\n{USAGE}")),
+        }
+    }
+    Ok(if macos || win {
+        (macos, win)
+    } else {
+        (true, true)
+    })
 }
 
 fn no_more_args(args: &[String]) -> Res {
@@ -221,25 +323,41 @@ fn ci() -> Res {
     let tests = cargo_cmd(&["test", "--workspace"]);
     header(&describe(&tests));
     run_with_deadline(tests, TEST_DEADLINE)?;
+    windows::test(&windows::Opts::default())?;
     let mut doc = cargo_cmd(&["doc", "--workspace", "--no-deps"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     step(doc)?;
-    cross()?;
+    check(true, true)?;
     msrv::check(&root())?;
     println!("\nxtask: ci passed");
     Ok(())
 }
 
-fn cross() -> Res {
-    ensure_targets(CROSS_TARGETS)?;
-    for t in CROSS_TARGETS {
-        step(cargo_cmd(&[
-            "check",
-            "--workspace",
-            "--all-targets",
-            "--target",
-            t,
-        ]))?;
+/// `cargo check --workspace --all-targets` for the macOS targets (warnings denied) and the
+/// Windows (msvc) one, each as asked.
+fn check(macos: bool, win: bool) -> Res {
+    let mut targets = Vec::new();
+    if win {
+        targets.extend(WINDOWS_CHECK_TARGETS);
+    }
+    if macos {
+        targets.extend(MACOS_TARGETS);
+    }
+    ensure_targets(&targets)?;
+    for t in targets {
+        let mut c = cargo_cmd(&["check", "--workspace", "--all-targets", "--target", t]);
+        if MACOS_TARGETS.contains(&t) {
+            // Code only macOS compiles has no clippy run of its own: deny its warnings here.
+            // (With `--target`, RUSTFLAGS reach the target's crates only, not build scripts,
+            // and dependencies from crates.io have their lints capped by cargo.)
+            let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+            if !flags.is_empty() {
+                flags.push(' ');
+            }
+            flags.push_str("-D warnings");
+            c.env("RUSTFLAGS", flags);
+        }
+        step(c)?;
     }
     Ok(())
 }

@@ -1,0 +1,103 @@
+//! `cargo xtask bench --windows`: `spawn_join` and `pipe_rtt` of the benchmark binary built for
+//! Windows and run under Wine, beside the same workloads on Linux. Information only: Wine is
+//! not Windows (every Windows process is also a Wine loader, every handle a wineserver call).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::wine;
+use crate::{cargo_cmd, fmt_value, header, parse_figures, short_unit, supervise, Figures, Res};
+
+/// The workloads run under Wine.
+const WORKLOADS: &[&str] = &["spawn_join", "pipe_rtt"];
+
+/// How long one benchmark run may take.
+const DEADLINE: Duration = Duration::from_secs(600);
+
+pub fn bench(quick: bool) -> Res {
+    wine::preflight()?;
+    let packages = crate::cargo_json::metadata()?;
+    let only = WORKLOADS.join(",");
+    let mut args = vec!["--only", only.as_str()];
+    if quick {
+        args.push("--quick");
+    }
+    let built = super::build(
+        &[
+            "--release",
+            "-p",
+            "multiproc-benches",
+            "--bin",
+            "multiproc-bench",
+        ],
+        true,
+        &packages,
+    )?;
+    let exe = built
+        .artifacts
+        .iter()
+        .find(|a| a.target == "multiproc-bench" && a.kind == "bin")
+        .map(|a| a.exe.clone())
+        .ok_or("the benchmark binary did not build for Windows (the errors are above)")?;
+
+    let mut linux = cargo_cmd(&["run", "--release", "-p", "multiproc-benches", "--"]);
+    linux.args(&args);
+    header(&crate::describe(&linux));
+    let linux = supervise::run(linux, DEADLINE, true)?;
+    if !linux.success() {
+        return Err(format!(
+            "the benchmarks failed on Linux ({})",
+            linux.describe(DEADLINE)
+        ));
+    }
+
+    let shim = wine::build_shim(&crate::target_dir())?;
+    wine::place_shim(&shim, &exe)?;
+    let prefix = wine::Prefix::create(&shim)?;
+    let mut c = prefix.wine(&exe);
+    c.args(&args);
+    header(&format!("multiproc-bench {} under Wine", args.join(" ")));
+    let under_wine = supervise::run(c, DEADLINE, true)?;
+    drop(prefix);
+
+    let table = render(
+        &parse_figures(&linux.stdout),
+        &parse_figures(&under_wine.stdout),
+    );
+    println!("\n{table}");
+    println!("{} under Wine ({})", wine::TARGET, wine::version());
+    if !under_wine.success() {
+        return Err(format!(
+            "the benchmarks failed under Wine ({}); the figures it printed are above",
+            under_wine.describe(DEADLINE)
+        ));
+    }
+    Ok(())
+}
+
+fn render(linux: &Figures, under_wine: &Figures) -> String {
+    let mut out = String::from(
+        "Windows under Wine vs Linux, same machine (information only: Wine is not Windows)\n",
+    );
+    let _ = writeln!(
+        out,
+        "{:<12}  {:<16}  {:>10}  {:>10}  {:>10}",
+        "workload", "unit", "Linux", "Wine", "Wine/Linux"
+    );
+    for w in WORKLOADS {
+        let (l, u) = (linux.get(*w), under_wine.get(*w));
+        let unit = l.or(u).map_or("", |f| short_unit(&f.unit));
+        let show = |f: Option<&crate::Figure>| f.map_or("-".to_string(), |f| fmt_value(f.value));
+        let ratio = match (l, u) {
+            (Some(l), Some(u)) if l.value > 0.0 => format!("{:.1}x", u.value / l.value),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{w:<12}  {unit:<16}  {:>10}  {:>10}  {ratio:>10}",
+            show(l),
+            show(u)
+        );
+    }
+    out
+}

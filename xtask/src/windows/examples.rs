@@ -1,0 +1,378 @@
+//! The seed examples under Wine, their output compared with the same example's on Linux.
+//!
+//! Both runs start in the repository root with the same arguments. What differs by nature is
+//! normalised before the comparison, per example, by its [`Example::normalise`]: process ids,
+//! ports and timings are masked, lines that are timings only (or Linux only, like the load
+//! average) are dropped. Output whose order depends on which child ends first is compared as
+//! a set: the lines of each paragraph (lines between blank lines) are sorted. Only standard
+//! output is compared (a child's panic report goes to standard error), with both exit codes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::wine::Prefix;
+use crate::{header, supervise, Res};
+
+/// One example run and how its output is compared.
+pub struct Example {
+    /// The binary of `multiproc-examples`.
+    pub bin: &'static str,
+    pub args: &'static [&'static str],
+    /// A line as compared, or `None` to leave it out of the comparison.
+    pub normalise: fn(&str) -> Option<String>,
+    /// Sort the lines of each paragraph: their order is the order children ended in.
+    pub unordered: bool,
+}
+
+/// The examples that use processes and pipes only (the others need shared memory, pools and
+/// managers, which part 2 brings to Windows).
+pub const EXAMPLES: &[Example] = &[
+    Example {
+        bin: "worker",
+        args: &[],
+        normalise: worker,
+        unordered: false,
+    },
+    Example {
+        bin: "pipe",
+        args: &[],
+        normalise: same,
+        unordered: false,
+    },
+    Example {
+        bin: "fibonacci",
+        // Small numbers: a debug build, and only the values are compared.
+        args: &["24", "25", "26", "27"],
+        normalise: fibonacci,
+        unordered: false,
+    },
+    Example {
+        bin: "file_sizes",
+        // Files of the repository (the same bytes on both sides) and one that is missing.
+        args: &[
+            "Cargo.toml",
+            "README.md",
+            "LICENSE-does-not-exist",
+            "examples/pipe.rs",
+        ],
+        normalise: file_sizes,
+        unordered: true,
+    },
+    Example {
+        bin: "tour",
+        // Its sections that use processes, pipes, listeners and `wait` only. `start-methods`
+        // is left out: it starts `fork` and `forkserver` children, which Windows has not.
+        args: &[
+            "--sections",
+            "exit-codes,connections,fibonacci,listener,wait",
+        ],
+        normalise: tour,
+        // Section 6 prints children in the order they end.
+        unordered: true,
+    },
+];
+
+/// How long one run of an example may take.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+fn same(line: &str) -> Option<String> {
+    Some(line.to_string())
+}
+
+/// `parent process: 4242` and `process id: 4243` differ on every run. (`parent process:` of
+/// the main line is the OS's parent on Unix, `None` elsewhere: the example says so.)
+fn worker(line: &str) -> Option<String> {
+    for key in ["parent process: ", "process id: "] {
+        if line.starts_with(key) {
+            return Some(format!("{key}<pid>"));
+        }
+    }
+    Some(line.to_string())
+}
+
+/// Only the `fib(n) = value` lines: the others are the load average and timings.
+fn fibonacci(line: &str) -> Option<String> {
+    line.starts_with("fib(").then(|| line.to_string())
+}
+
+/// The reason a file cannot be read is the OS's own sentence.
+fn file_sizes(line: &str) -> Option<String> {
+    match line.split_once(": cannot read (") {
+        Some((path, _)) => Some(format!("{path}: cannot read (<the OS's reason>)")),
+        None => Some(line.to_string()),
+    }
+}
+
+/// The tour: pids, the port, timings and speed-ups masked; the load average and the list of
+/// children still running (which depends on how fast they start) left out. Runs of spaces
+/// inside a line count as one: the tour pads figures to a width (`{:>8}`), so how many spaces
+/// precede a masked figure depends on its digits.
+fn tour(line: &str) -> Option<String> {
+    tour_masked(line).map(|l| collapse_spaces(&l))
+}
+
+/// `line` with each run of spaces after its indentation made one space.
+fn collapse_spaces(line: &str) -> String {
+    let body = line.trim_start_matches(' ');
+    let mut out = line[..line.len() - body.len()].to_string();
+    let mut last_space = false;
+    for c in body.chars() {
+        if c != ' ' || !last_space {
+            out.push(c);
+        }
+        last_space = c == ' ';
+    }
+    out
+}
+
+fn tour_masked(line: &str) -> Option<String> {
+    if line.starts_with("load average") {
+        return None;
+    }
+    if let Some((head, _)) = line.split_once("listening on ") {
+        return Some(format!("{head}listening on <address>"));
+    }
+    if line.contains("active_children() = [\"") {
+        return None;
+    }
+    Some(mask_measures(&mask_after(line, "pid ")))
+}
+
+/// `line` with the number after each `key` replaced by `#`.
+fn mask_after(line: &str, key: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find(key) {
+        out.push_str(&rest[..i + key.len()]);
+        rest = &rest[i + key.len()..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 {
+            out.push('#');
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `line` with each measured quantity (a number followed by ` ms`, ` µs`, ` s` or `x`, like
+/// `12.5 ms` or `1.57x`) replaced by `#` and its unit.
+fn mask_measures(line: &str) -> String {
+    const UNITS: [&str; 4] = [" ms", " µs", " s", "x"];
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
+        let (before, from) = rest.split_at(start);
+        out.push_str(before);
+        let len = from.len()
+            - from
+                .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
+                .len();
+        let (number, after) = from.split_at(len);
+        let unit = UNITS.iter().find(|u| {
+            after
+                .strip_prefix(**u)
+                .is_some_and(|t| !t.starts_with(|c: char| c.is_alphanumeric()))
+        });
+        // A digit glued to a word before it (`fib-33`, `nap-30ms`) is a name, not a measure.
+        let in_word = before.ends_with(|c: char| c.is_alphanumeric() || c == '-');
+        match unit {
+            Some(_) if !in_word => out.push('#'),
+            _ => out.push_str(number),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The output as compared: normalised, and sorted within paragraphs if `unordered`.
+pub fn comparable(example: &Example, stdout: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut paragraph: Vec<String> = Vec::new();
+    let flush = |p: &mut Vec<String>, out: &mut Vec<String>| {
+        if example.unordered {
+            p.sort();
+        }
+        out.append(p);
+    };
+    for line in stdout.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            flush(&mut paragraph, &mut out);
+            out.push(String::new());
+        } else if let Some(l) = (example.normalise)(line) {
+            paragraph.push(l);
+        }
+    }
+    flush(&mut paragraph, &mut out);
+    out
+}
+
+/// An example's executables: Linux's and Windows'.
+pub struct Exes {
+    pub linux: PathBuf,
+    pub windows: PathBuf,
+}
+
+/// What one comparison gave.
+pub struct ExampleRun {
+    pub bin: &'static str,
+    /// `None`: same output, both succeeded; else what differed.
+    pub problem: Option<String>,
+    pub wine_time: Duration,
+}
+
+/// Run `example` on Linux and under Wine and compare.
+pub fn run(prefix: &Prefix, example: &Example, exes: &Exes) -> Res<ExampleRun> {
+    let root = crate::root();
+    let shown = std::iter::once(example.bin)
+        .chain(example.args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    header(&format!("example {shown}: on Linux"));
+    let mut c = std::process::Command::new(&exes.linux);
+    c.args(example.args).current_dir(&root);
+    let linux = supervise::run(c, DEADLINE, true)?;
+    header(&format!("example {shown}: under Wine"));
+    let mut c = prefix.wine(&exes.windows);
+    c.args(example.args).current_dir(&root);
+    let wine = supervise::run(c, DEADLINE, true)?;
+    if wine.timed_out() {
+        prefix.kill_all()?;
+    }
+    let mut r = ExampleRun {
+        bin: example.bin,
+        problem: None,
+        wine_time: wine.elapsed,
+    };
+    if !linux.success() {
+        r.problem = Some(format!("failed on Linux ({})", linux.describe(DEADLINE)));
+        return Ok(r);
+    }
+    if !wine.success() {
+        r.problem = Some(format!("failed under Wine ({})", wine.describe(DEADLINE)));
+        return Ok(r);
+    }
+    let (a, b) = (
+        comparable(example, &linux.stdout),
+        comparable(example, &wine.stdout),
+    );
+    if a != b {
+        r.problem = Some(difference(&a, &b));
+    }
+    Ok(r)
+}
+
+/// The first lines that differ, and both outputs as compared.
+fn difference(linux: &[String], wine: &[String]) -> String {
+    let at = linux
+        .iter()
+        .zip(wine)
+        .position(|(a, b)| a != b)
+        .unwrap_or(linux.len().min(wine.len()));
+    let show = |v: &[String]| {
+        v.iter()
+            .map(|l| format!("      | {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    format!(
+        "output differs at compared line {}:\n    Linux: {:?}\n    Wine:  {:?}\n    Linux, as \
+         compared:\n{}\n    Wine, as compared:\n{}",
+        at + 1,
+        linux.get(at).map_or("(end)", String::as_str),
+        wine.get(at).map_or("(end)", String::as_str),
+        show(linux),
+        show(wine)
+    )
+}
+
+/// The example binaries' paths of a build, by name.
+pub fn exe_of<'a>(artifacts: &'a [crate::cargo_json::Artifact], bin: &str) -> Option<&'a Path> {
+    artifacts
+        .iter()
+        .find(|a| a.package == "multiproc-examples" && a.kind == "bin" && a.target == bin)
+        .map(|a| a.exe.as_path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(bin: &str) -> &'static Example {
+        EXAMPLES.iter().find(|e| e.bin == bin).unwrap()
+    }
+
+    #[test]
+    fn measures_pids_and_ports_are_masked_and_names_kept() {
+        assert_eq!(
+            tour("   10000 round trips in 665.0 ms: 66.5 µs per send + recv"),
+            Some("   10000 round trips in # ms: # µs per send + recv".into())
+        );
+        assert_eq!(
+            tour("   wait() -> nap-30ms  ended after  38.6 ms, exitcode 7"),
+            Some("   wait() -> nap-30ms ended after # ms, exitcode 7".into())
+        );
+        // Padded to a width: the padding is not compared.
+        assert_eq!(
+            tour("   wait() -> nap-30ms  ended after 230.5 ms, exitcode 7"),
+            tour("   wait() -> nap-30ms  ended after   38.6 ms, exitcode 7"),
+        );
+        assert_eq!(
+            tour("   4 processes, starts included: 302.7 ms; one after another: 476.3 ms (1.57x with 2 CPUs)"),
+            Some("   4 processes, starts included: # ms; one after another: # ms (#x with 2 CPUs)".into())
+        );
+        assert_eq!(
+            tour("   fib(33) = 3524578   from 'fib-33'"),
+            Some("   fib(33) = 3524578 from 'fib-33'".into())
+        );
+        assert_eq!(
+            tour("MainProcess (pid 10834), cpu_count() = 2"),
+            Some("MainProcess (pid #), cpu_count() = 2".into())
+        );
+        assert_eq!(
+            tour("   listening on 127.0.0.1:41123"),
+            Some("   listening on <address>".into())
+        );
+        assert_eq!(tour("load average now: 4.63 (other programs)"), None);
+        assert_eq!(
+            tour("tour done in 1695.9 ms"),
+            Some("tour done in # ms".into())
+        );
+    }
+
+    #[test]
+    fn paragraphs_of_unordered_examples_compare_as_sets() {
+        let a = "x\n\n   wait() -> b ended after 1.0 ms\n   wait() -> a ended after 2.0 ms\n";
+        let b = "x\n\n   wait() -> a ended after 9.0 ms\n   wait() -> b ended after 3.0 ms\n";
+        let tour = example("tour");
+        assert_eq!(comparable(tour, a), comparable(tour, b));
+        // ... but a different value is a difference.
+        let c = "x\n\n   wait() -> a ended after 9.0 ms\n   wait() -> c ended after 3.0 ms\n";
+        assert_ne!(comparable(tour, a), comparable(tour, c));
+        // The ordered ones keep their order.
+        let pipe = example("pipe");
+        assert_ne!(comparable(pipe, "1\n2\n"), comparable(pipe, "2\n1\n"));
+    }
+
+    #[test]
+    fn the_other_examples_normalise_what_differs_by_nature() {
+        let w = example("worker");
+        assert_eq!(
+            comparable(w, "main line\nparent process: 1\nprocess id: 2\n"),
+            comparable(w, "main line\nparent process: None\nprocess id: 77\n")
+        );
+        let f = example("fibonacci");
+        assert_eq!(
+            comparable(f, "load average: 1\nfib(24) = 46368\none after: 0.1 s\n"),
+            ["fib(24) = 46368"]
+        );
+        let s = example("file_sizes");
+        assert_eq!(
+            comparable(s, "b: 1 bytes\nx: cannot read (No such file or directory (os error 2))\n"),
+            comparable(s, "x: cannot read (The system cannot find the file specified. (os error 2))\nb: 1 bytes\n")
+        );
+        assert_ne!(comparable(s, "b: 1 bytes\n"), comparable(s, "b: 2 bytes\n"));
+    }
+}
