@@ -651,7 +651,8 @@ impl Waitable for Process {
 
 #[cfg(unix)]
 /// Forking a parent with other threads: say so once per process (as Python 3.12 warns), with
-/// the count. One read of `/proc/self/task` per fork until it has warned, none after.
+/// the count. One read of `/proc/self/task` (on macOS one `proc_pidinfo`) per fork until it has
+/// warned, none after.
 fn warn_if_threaded() {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if WARNED.load(Ordering::Relaxed) {

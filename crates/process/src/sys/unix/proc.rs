@@ -605,3 +605,75 @@ pub(crate) fn at_exit_with_status(f: extern "C" fn(i32, *mut std::ffi::c_void)) 
         false
     }
 }
+
+#[cfg(all(test, target_os = "macos"))]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::time::{Duration, Instant};
+
+    /// Poll `fd` until readable, at most 10 s; whether it became readable.
+    fn readable_within(fd: BorrowedFd<'_>) -> bool {
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if ended(fd).unwrap() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn the_exit_watch_becomes_readable_when_the_child_exits_and_stays_so() {
+        let (r, w) = super::super::pipe().unwrap();
+        let rfd = r.as_raw_fd();
+        // SAFETY: the child only waits for its pipe and exits.
+        let pid = unsafe {
+            fork(move || {
+                let mut b = [0u8; 1];
+                // SAFETY: reading one byte into a stack buffer from our copy of the pipe.
+                libc::read(rfd, b.as_mut_ptr().cast(), 1);
+                super::super::exit_now(3)
+            })
+        }
+        .unwrap();
+        drop(r);
+        let watch = pidfd_for_new_child(pid).unwrap();
+        assert!(!ended(watch.as_fd()).unwrap(), "still running");
+        // a signal that cannot hurt reaches it while it runs
+        send_signal(watch.as_fd(), pid, 0).unwrap();
+        assert_eq!(reap_pidfd(watch.as_fd(), pid).unwrap(), None);
+        drop(w);
+        assert!(readable_within(watch.as_fd()));
+        assert!(ended(watch.as_fd()).unwrap(), "stays readable");
+        assert_eq!(waitpid(pid, true).unwrap(), Some(3));
+        // ended: never signalled by pid again (the pid may be another process's now)
+        send_signal(watch.as_fd(), pid, SIGKILL).unwrap();
+    }
+
+    #[test]
+    fn a_watch_on_a_process_already_gone_is_readable_at_once() {
+        // SAFETY: the child exits at once.
+        let pid = unsafe { fork(|| super::super::exit_now(0)) }.unwrap();
+        assert_eq!(waitpid(pid, true).unwrap(), Some(0));
+        let watch = pidfd_open(pid).unwrap();
+        assert!(ended(watch.as_fd()).unwrap());
+        // a zombie child (exited, not reaped) too
+        // SAFETY: as above.
+        let pid = unsafe { fork(|| super::super::exit_now(4)) }.unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let watch = pidfd_open(pid).unwrap();
+        assert!(readable_within(watch.as_fd()));
+        // (the exit event may come a moment before the child is a zombie to reap)
+        let end = Instant::now() + Duration::from_secs(10);
+        let code = loop {
+            match reap_pidfd(watch.as_fd(), pid).unwrap() {
+                Some(code) => break code,
+                None if Instant::now() < end => std::thread::sleep(Duration::from_millis(5)),
+                None => panic!("never reaped"),
+            }
+        };
+        assert_eq!(code, 4);
+    }
+}
