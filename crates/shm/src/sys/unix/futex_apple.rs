@@ -331,6 +331,55 @@ mod imp {
             wake(w.as_ptr(), u32::MAX);
             t.join().unwrap();
         }
+
+        #[test]
+        fn a_process_sleeping_on_a_shared_word_is_woken_by_another() {
+            // SAFETY: a fresh shared anonymous page, unmapped at the end.
+            let page = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_ANON,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(page, libc::MAP_FAILED);
+            let word = page.cast::<u32>();
+            // SAFETY: the page is mapped, aligned and zeroed.
+            let w = unsafe { AtomicU32::from_ptr(word) };
+            // SAFETY: the child only waits on the word and exits (no allocation, no lock).
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // asleep until the parent changes the word (or 10 s pass: exit code 1)
+                let end = Instant::now() + Duration::from_secs(10);
+                while w.load(Ordering::Acquire) == 0 && Instant::now() < end {
+                    wait(word, 0, Some(Duration::from_secs(10)));
+                }
+                // SAFETY: leaving the forked child at once.
+                unsafe { libc::_exit(i32::from(w.load(Ordering::Acquire) != 1)) };
+            }
+            assert!(pid > 0);
+            // wake it once it sleeps: a wake that finds it counts 1
+            let start = Instant::now();
+            while wake(word, 1) == 0 {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "child never slept"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            w.store(1, Ordering::Release);
+            // (the wake above may have come between its check and its sleep: wake again)
+            while wake(word, u32::MAX) != 0 {}
+            let mut status = 0;
+            // SAFETY: reaping our child with a valid out-pointer.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+            // SAFETY: unmapping the page mapped above.
+            unsafe { libc::munmap(page, 4096) };
+        }
     }
 }
 
