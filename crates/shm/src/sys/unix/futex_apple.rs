@@ -69,7 +69,7 @@ pub(super) use imp::{wait, wake};
 #[cfg(target_os = "macos")]
 mod imp {
     use std::ffi::{c_int, c_void, CStr};
-    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicPtr, Ordering};
     use std::time::Duration;
 
     use super::{timeout_ns, timeout_us, wait_result, woke_one};
@@ -116,45 +116,71 @@ mod imp {
         (!p.is_null()).then_some(p)
     }
 
+    /// The interface this process uses, looked up on first use. Without a lock (a `OnceLock`
+    /// being filled by another thread at a `fork` would stay "being filled" for ever in the
+    /// child): threads that race look it up each and agree, the first stored wins.
     fn api() -> &'static Api {
-        static API: OnceLock<Api> = OnceLock::new();
+        static API: AtomicPtr<Api> = AtomicPtr::new(std::ptr::null_mut());
+        let p = API.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: stored below from a leaked box, never freed.
+            return unsafe { &*p };
+        }
+        let mine = Box::into_raw(Box::new(lookup()));
+        match API.compare_exchange(
+            std::ptr::null_mut(),
+            mine,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // SAFETY: just leaked, never freed.
+            Ok(_) => unsafe { &*mine },
+            Err(theirs) => {
+                // SAFETY: `mine` was never shared; `theirs` is a leaked box, never freed.
+                unsafe {
+                    drop(Box::from_raw(mine));
+                    &*theirs
+                }
+            }
+        }
+    }
+
+    fn lookup() -> Api {
         // (For each transmute below: the symbol is the C function of that name, whose signature,
         // from the headers named in the module docs, is the pointer type it becomes; a data
         // pointer and a function pointer have the same size here.)
-        API.get_or_init(|| {
-            let os = (
-                symbol(c"os_sync_wait_on_address"),
-                symbol(c"os_sync_wait_on_address_with_timeout"),
-                symbol(c"os_sync_wake_by_address_any"),
-                symbol(c"os_sync_wake_by_address_all"),
-            );
-            if let (Some(w), Some(wt), Some(wa), Some(wl)) = os {
-                // SAFETY: see above: the os_sync functions.
-                return unsafe {
-                    Api::OsSync {
-                        wait: std::mem::transmute::<*mut c_void, OsWait>(w),
-                        wait_timeout: std::mem::transmute::<*mut c_void, OsWaitTimeout>(wt),
-                        wake_any: std::mem::transmute::<*mut c_void, OsWake>(wa),
-                        wake_all: std::mem::transmute::<*mut c_void, OsWake>(wl),
-                    }
-                };
-            }
-            match (symbol(c"__ulock_wait"), symbol(c"__ulock_wake")) {
-                // SAFETY: see above: the ulock functions.
-                (Some(w), Some(k)) => unsafe {
-                    Api::Ulock {
-                        wait: std::mem::transmute::<*mut c_void, UlWait>(w),
-                        wait2: symbol(c"__ulock_wait2")
-                            .map(|p| std::mem::transmute::<*mut c_void, UlWait2>(p)),
-                        wake: std::mem::transmute::<*mut c_void, UlWake>(k),
-                    }
-                },
-                _ => {
-                    tracing::warn!("no __ulock_wait on this system: waits poll");
-                    Api::Poll
+        let os = (
+            symbol(c"os_sync_wait_on_address"),
+            symbol(c"os_sync_wait_on_address_with_timeout"),
+            symbol(c"os_sync_wake_by_address_any"),
+            symbol(c"os_sync_wake_by_address_all"),
+        );
+        if let (Some(w), Some(wt), Some(wa), Some(wl)) = os {
+            // SAFETY: see above: the os_sync functions.
+            return unsafe {
+                Api::OsSync {
+                    wait: std::mem::transmute::<*mut c_void, OsWait>(w),
+                    wait_timeout: std::mem::transmute::<*mut c_void, OsWaitTimeout>(wt),
+                    wake_any: std::mem::transmute::<*mut c_void, OsWake>(wa),
+                    wake_all: std::mem::transmute::<*mut c_void, OsWake>(wl),
                 }
+            };
+        }
+        match (symbol(c"__ulock_wait"), symbol(c"__ulock_wake")) {
+            // SAFETY: see above: the ulock functions.
+            (Some(w), Some(k)) => unsafe {
+                Api::Ulock {
+                    wait: std::mem::transmute::<*mut c_void, UlWait>(w),
+                    wait2: symbol(c"__ulock_wait2")
+                        .map(|p| std::mem::transmute::<*mut c_void, UlWait2>(p)),
+                    wake: std::mem::transmute::<*mut c_void, UlWake>(k),
+                }
+            },
+            _ => {
+                tracing::warn!("no __ulock_wait on this system: waits poll");
+                Api::Poll
             }
-        })
+        }
     }
 
     fn errno() -> i32 {
