@@ -38,6 +38,12 @@ pub(crate) fn unsupported() -> io::Error {
 /// close-on-exec. Signal mask and `SIGPIPE` are reset in the child, as `std::process` does. A
 /// child never shares its parent's input (as in Python): its standard input is `/dev/null`.
 /// Neither bootstrap variable of ours passes through, only the one set here.
+///
+/// On macOS also `POSIX_SPAWN_CLOEXEC_DEFAULT` (Apple's posix_spawnattr_setflags(3)): only the
+/// descriptors the file actions name reach the child, so one that some library opened without
+/// close-on-exec cannot leak into it (and, say, keep a pipe of ours from reaching end of file);
+/// standard output and error, when open, are named with
+/// `posix_spawn_file_actions_addinherit_np` (posix_spawn_file_actions_addclose(3)).
 pub(crate) fn spawn_exe(exe: &Path, env_var: &str, fd: &OwnedFd) -> io::Result<u32> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -94,16 +100,28 @@ pub(crate) fn spawn_exe(exe: &Path, env_var: &str, fd: &OwnedFd) -> io::Result<u
                 0,
             );
         }
+        #[cfg(target_os = "macos")]
+        for out in [1, 2] {
+            // (only if open: inheriting a closed number would fail the spawn)
+            if r == 0 && libc::fcntl(out, libc::F_GETFD) != -1 {
+                r = posix_spawn_file_actions_addinherit_np(&mut actions, out);
+            }
+        }
         if r == 0 {
             r = libc::posix_spawnattr_setsigmask(&mut attr, &empty);
         }
         if r == 0 {
             r = libc::posix_spawnattr_setsigdefault(&mut attr, &pipe);
         }
+        #[cfg(target_os = "macos")]
+        let only_named = libc::POSIX_SPAWN_CLOEXEC_DEFAULT;
+        #[cfg(not(target_os = "macos"))]
+        let only_named = 0;
         if r == 0 {
             r = libc::posix_spawnattr_setflags(
                 &mut attr,
-                (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
+                (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF | only_named)
+                    as libc::c_short,
             );
         }
         let mut pid: libc::pid_t = 0;
@@ -124,6 +142,16 @@ pub(crate) fn spawn_exe(exe: &Path, env_var: &str, fd: &OwnedFd) -> io::Result<u
         }
         Ok(pid as u32)
     }
+}
+
+#[cfg(target_os = "macos")]
+extern "C" {
+    /// `<spawn.h>`, macOS 10.7 and later: keep `fd` open in a child spawned with
+    /// `POSIX_SPAWN_CLOEXEC_DEFAULT`.
+    fn posix_spawn_file_actions_addinherit_np(
+        actions: *mut libc::posix_spawn_file_actions_t,
+        fd: libc::c_int,
+    ) -> libc::c_int;
 }
 
 /// Fork; the child runs `child` (which never returns), the parent gets the pid.
