@@ -421,6 +421,10 @@ extern "C" fn watch_for_missing_init() {
     any(target_os = "linux", target_os = "android", target_os = "freebsd"),
     unsafe(link_section = ".init_array")
 )]
+#[cfg_attr(
+    target_vendor = "apple",
+    unsafe(link_section = "__DATA,__mod_init_func")
+)]
 #[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
 static WATCH_FOR_MISSING_INIT: extern "C" fn() = watch_for_missing_init;
 

@@ -297,7 +297,7 @@ impl Process {
             .into());
         }
         #[cfg(unix)]
-        if cfg!(not(target_os = "linux")) {
+        if cfg!(not(any(target_os = "linux", target_os = "macos"))) {
             // Checked before anything starts, so no child is left behind unreaped.
             return Err(Error::Io(proc::unsupported()));
         }
@@ -558,7 +558,8 @@ impl Process {
     }
 
     /// A handle that becomes readable when the process ends (for [`wait`](crate::wait)): a
-    /// pidfd on Linux, the process handle on Windows.
+    /// pidfd on Linux, a kqueue watching the pid's exit on macOS, the process handle on
+    /// Windows.
     pub fn sentinel(&self) -> Option<crate::RawWaitHandle> {
         self.wait_handle()
     }
@@ -591,8 +592,8 @@ impl Process {
 
     #[cfg(unix)]
     fn signal(&self, sig: i32) -> Result<(), Error> {
-        if let Some(pidfd) = self.pidfd()? {
-            proc::send_signal(sys::borrow(&pidfd), sig)?;
+        if let (Some(pidfd), Some(pid)) = (self.pidfd()?, self.pid()) {
+            proc::send_signal(sys::borrow(&pidfd), pid, sig)?;
         }
         Ok(())
     }
@@ -650,7 +651,8 @@ impl Waitable for Process {
 
 #[cfg(unix)]
 /// Forking a parent with other threads: say so once per process (as Python 3.12 warns), with
-/// the count. One read of `/proc/self/task` per fork until it has warned, none after.
+/// the count. One read of `/proc/self/task` (on macOS one `proc_pidinfo`) per fork until it has
+/// warned, none after.
 fn warn_if_threaded() {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if WARNED.load(Ordering::Relaxed) {

@@ -1,7 +1,8 @@
 //! Wait until a 32-bit word in shared memory changes; wake those waiting on it.
 //!
 //! On Linux this is the futex system call in its *shared* form, so the word may live in memory
-//! mapped by several processes. Callers call [`wait`] only when they must sleep; a [`wake`] with
+//! mapped by several processes; on macOS `os_sync_wait_on_address` with its shared flag (14.4
+//! and later) or `__ulock_wait` with `UL_COMPARE_AND_WAIT_SHARED` before, chosen at run time. Callers call [`wait`] only when they must sleep; a [`wake`] with
 //! nobody waiting costs one system call, which callers avoid by keeping a "someone waits" flag
 //! (see [`RawMutex`](crate::RawMutex)).
 //!
@@ -33,12 +34,14 @@ pub fn wait_timeout(word: &AtomicU32, expected: u32, timeout: Duration) -> bool 
     crate::sys::futex_wait(word, expected, Some(timeout))
 }
 
-/// Wake up to `n` processes or threads sleeping in [`wait`] on `word`.
+/// Wake up to `n` processes or threads sleeping in [`wait`] on `word`; how many woke. 0 means
+/// nobody slept there; on macOS, whose wake-all cannot count, a wake of all (`n ≥ 2^31 - 1`)
+/// that woke some returns 1.
 pub fn wake(word: &AtomicU32, n: u32) -> usize {
     crate::sys::futex_wake(word, n)
 }
 
-/// Wake everyone sleeping on `word`.
+/// Wake everyone sleeping on `word`; 0 if nobody slept there (see [`wake`] for the count).
 pub fn wake_all(word: &AtomicU32) -> usize {
     crate::sys::futex_wake(word, u32::MAX)
 }

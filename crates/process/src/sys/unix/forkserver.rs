@@ -3,7 +3,9 @@
 //!
 //! Protocol on the command socket (a socketpair; the client keeps one end):
 //! * request: 1 byte `F` with the child's bootstrap descriptor attached;
-//! * reply: the child's pid (4 bytes, little endian) with a pidfd for it attached.
+//! * reply: the child's pid (4 bytes, little endian) with a pidfd for it attached (on Linux; on
+//!   macOS the pid alone: a kqueue cannot be sent, the client makes its own, see
+//!   [`proc::pidfd_open`]).
 //!
 //! The forkserver reaps its children (it is their parent) and reports each exit status through
 //! the `on_exit` callback, which writes it down the child's bootstrap socket to the real parent
@@ -70,7 +72,7 @@ pub(crate) fn reap_retired() {
 
 /// Reap `server` if it has ended; true once it is reaped (or is not ours to reap).
 pub(crate) fn reap(server: &Server) -> bool {
-    match proc::reap_pidfd(server.pidfd.as_fd()) {
+    match proc::reap_pidfd(server.pidfd.as_fd(), server.pid) {
         Ok(Some(code)) => {
             tracing::debug!(pid = server.pid, code, "forkserver reaped");
             true
@@ -87,7 +89,7 @@ pub(crate) fn start_child(
     exe: &std::path::Path,
     boot: &OwnedFd,
 ) -> io::Result<(u32, OwnedFd, std::sync::Arc<Server>)> {
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {
         let _ = (exe, boot);
         return Err(proc::unsupported());
@@ -103,10 +105,22 @@ pub(crate) fn start_child(
         let (sock, server) = (&client.sock, client.server.clone());
         let res = super::send_with_fds(sock.as_fd(), b"F", &[boot.as_raw_fd()]).and_then(|()| {
             let mut pid = [0u8; 4];
-            let mut fds = super::recv_with_fds(sock.as_fd(), &mut pid, 1)?;
-            let pidfd = fds.pop().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, "forkserver sent no pidfd")
-            })?;
+            #[cfg(not(target_os = "macos"))]
+            let pidfd = super::recv_with_fds(sock.as_fd(), &mut pid, 1)?
+                .pop()
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidData, "forkserver sent no pidfd")
+                })?;
+            #[cfg(target_os = "macos")]
+            let pidfd = {
+                if !super::recv_with_fds(sock.as_fd(), &mut pid, 0)?.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "forkserver sent descriptors",
+                    ));
+                }
+                proc::pidfd_open(u32::from_le_bytes(pid))?
+            };
             Ok((u32::from_le_bytes(pid), pidfd, server))
         });
         match res {
@@ -231,8 +245,13 @@ pub(crate) fn serve(sock: OwnedFd, child_main: fn(OwnedFd) -> !, on_exit: fn(&Ow
             // SAFETY: this process is single-threaded; the child ends the process itself.
             let forked = unsafe { proc::fork(child) };
             let reply = forked.and_then(|pid| {
-                let pidfd = proc::pidfd_open(pid)?;
-                super::send_with_fds(sock.as_fd(), &pid.to_le_bytes(), &[pidfd.as_raw_fd()])?;
+                #[cfg(not(target_os = "macos"))]
+                {
+                    let pidfd = proc::pidfd_open(pid)?;
+                    super::send_with_fds(sock.as_fd(), &pid.to_le_bytes(), &[pidfd.as_raw_fd()])?;
+                }
+                #[cfg(target_os = "macos")]
+                super::send_with_fds(sock.as_fd(), &pid.to_le_bytes(), &[])?;
                 Ok(pid)
             });
             match reply {

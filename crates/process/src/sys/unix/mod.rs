@@ -458,13 +458,34 @@ pub(crate) fn stdin_from_devnull() -> io::Result<()> {
 }
 
 /// How many threads this process has (`None` where it cannot tell): the entries of
-/// `/proc/self/task`, one `getdents` for a few threads.
+/// `/proc/self/task`, one `getdents` for a few threads; on macOS `pti_threadnum` of
+/// `proc_pidinfo(PROC_PIDTASKINFO)` (libproc.h).
 pub(crate) fn thread_count() -> Option<usize> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         std::fs::read_dir("/proc/self/task").ok().map(|d| d.count())
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(target_os = "macos")]
+    {
+        // SAFETY: a zeroed proc_taskinfo (integers only) is a valid out-buffer.
+        let mut info: libc::proc_taskinfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::proc_taskinfo>() as libc::c_int;
+        // SAFETY: proc_pidinfo on our own pid writes at most `size` bytes into `info`.
+        let n = unsafe {
+            libc::proc_pidinfo(
+                libc::getpid(),
+                libc::PROC_PIDTASKINFO,
+                0,
+                (&mut info as *mut libc::proc_taskinfo).cast(),
+                size,
+            )
+        };
+        if n != size {
+            return None;
+        }
+        usize::try_from(info.pti_threadnum).ok()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
     {
         None
     }

@@ -1,8 +1,13 @@
 //! Starting, signalling and reaping child processes.
 //!
-//! Every child gets a pidfd (Linux ≥ 5.3): it is the process's `sentinel` (readable once the
-//! process has ended, whoever reaps it) and the target of signals, so a signal can never reach a
-//! recycled pid. Other Unixes report `Unsupported` until the cross-platform work lands.
+//! Every child gets a descriptor that becomes readable once the process has ended, whoever
+//! reaps it: the process's `sentinel`, waited on with `poll` beside sockets and pipes.
+//! * Linux (≥ 5.3): a pidfd, also the target of signals, so a signal can never reach a recycled
+//!   pid.
+//! * macOS: a kqueue holding one `EVFILT_PROC`/`NOTE_EXIT` event for the pid (see
+//!   [`pidfd_open`]); signals go by pid, and only while that event has not fired.
+//!
+//! Other Unixes report `Unsupported`.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -19,7 +24,7 @@ pub(crate) const CHILD_ARG: &str = "--multiproc-child";
 pub(crate) fn unsupported() -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
-        "starting processes is implemented on Linux only so far",
+        "starting processes is implemented on Linux and macOS only",
     )
 }
 
@@ -33,6 +38,12 @@ pub(crate) fn unsupported() -> io::Error {
 /// close-on-exec. Signal mask and `SIGPIPE` are reset in the child, as `std::process` does. A
 /// child never shares its parent's input (as in Python): its standard input is `/dev/null`.
 /// Neither bootstrap variable of ours passes through, only the one set here.
+///
+/// On macOS also `POSIX_SPAWN_CLOEXEC_DEFAULT` (Apple's posix_spawnattr_setflags(3)): only the
+/// descriptors the file actions name reach the child, so one that some library opened without
+/// close-on-exec cannot leak into it (and, say, keep a pipe of ours from reaching end of file);
+/// standard output and error, when open, are named with
+/// `posix_spawn_file_actions_addinherit_np` (posix_spawn_file_actions_addclose(3)).
 pub(crate) fn spawn_exe(exe: &Path, env_var: &str, fd: &OwnedFd) -> io::Result<u32> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -89,16 +100,28 @@ pub(crate) fn spawn_exe(exe: &Path, env_var: &str, fd: &OwnedFd) -> io::Result<u
                 0,
             );
         }
+        #[cfg(target_os = "macos")]
+        for out in [1, 2] {
+            // (only if open: inheriting a closed number would fail the spawn)
+            if r == 0 && libc::fcntl(out, libc::F_GETFD) != -1 {
+                r = posix_spawn_file_actions_addinherit_np(&mut actions, out);
+            }
+        }
         if r == 0 {
             r = libc::posix_spawnattr_setsigmask(&mut attr, &empty);
         }
         if r == 0 {
             r = libc::posix_spawnattr_setsigdefault(&mut attr, &pipe);
         }
+        #[cfg(target_os = "macos")]
+        let only_named = libc::POSIX_SPAWN_CLOEXEC_DEFAULT;
+        #[cfg(not(target_os = "macos"))]
+        let only_named = 0;
         if r == 0 {
             r = libc::posix_spawnattr_setflags(
                 &mut attr,
-                (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
+                (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF | only_named)
+                    as libc::c_short,
             );
         }
         let mut pid: libc::pid_t = 0;
@@ -119,6 +142,16 @@ pub(crate) fn spawn_exe(exe: &Path, env_var: &str, fd: &OwnedFd) -> io::Result<u
         }
         Ok(pid as u32)
     }
+}
+
+#[cfg(target_os = "macos")]
+extern "C" {
+    /// `<spawn.h>`, macOS 10.7 and later: keep `fd` open in a child spawned with
+    /// `POSIX_SPAWN_CLOEXEC_DEFAULT`.
+    fn posix_spawn_file_actions_addinherit_np(
+        actions: *mut libc::posix_spawn_file_actions_t,
+        fd: libc::c_int,
+    ) -> libc::c_int;
 }
 
 /// Fork; the child runs `child` (which never returns), the parent gets the pid.
@@ -157,7 +190,123 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-#[cfg(not(target_os = "linux"))]
+/// A descriptor that becomes readable when process `pid` ends: a kqueue (close-on-exec) with
+/// one `EVFILT_PROC` event for `NOTE_EXIT` on the pid, never drained, so once the process has
+/// exited the kqueue stays readable (for `poll` as for `kevent`) for as long as it is open.
+///
+/// Following Apple's kqueue(2): `EV_RECEIPT` returns the outcome of the registration in the
+/// event itself (`EV_ERROR`, with the error in `data`, 0 for success). xnu's `filt_procattach`
+/// refuses (`ESRCH`) a process that no longer exists or is already exiting, and a knote
+/// attached before the exit sees it, so no exit is missed between the start and the
+/// registration. A process already gone makes the kqueue readable at once (an `EVFILT_USER`
+/// event triggered on registration), so a waiter sees it ended. For our own child we also ask
+/// `waitid(WNOWAIT)` after registering: one that is already a zombie triggers it too.
+///
+/// (A kqueue is not inherited by `fork` and cannot be sent over a socket, unlike a pidfd: a
+/// forkserver sends only the pid and its client calls this.)
+#[cfg(target_os = "macos")]
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: kqueue takes no arguments and returns a new descriptor or -1.
+    let raw = super::cvt(unsafe { libc::kqueue() })?;
+    // SAFETY: a fresh descriptor that we own.
+    let kq = unsafe { OwnedFd::from_raw_fd(raw) };
+    super::set_cloexec(raw)?;
+    let exit = kevent_change(
+        pid as libc::uintptr_t,
+        libc::EVFILT_PROC,
+        libc::EV_ADD | libc::EV_RECEIPT,
+        libc::NOTE_EXIT,
+    );
+    let mut gone = match register(&kq, &[exit])? {
+        0 => false,
+        libc::ESRCH => true,
+        e => return Err(io::Error::from_raw_os_error(e)),
+    };
+    if !gone {
+        // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid on a pid with a valid out-pointer; WNOWAIT leaves the child waitable.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        // (ECHILD: not our child, a forkserver's: the registration alone tells)
+        gone = r == 0 && info.si_pid != 0;
+    }
+    if gone {
+        let add = kevent_change(0, libc::EVFILT_USER, libc::EV_ADD | libc::EV_RECEIPT, 0);
+        let fire = kevent_change(0, libc::EVFILT_USER, libc::EV_RECEIPT, libc::NOTE_TRIGGER);
+        match register(&kq, &[add, fire])? {
+            0 => {}
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+    Ok(kq)
+}
+
+/// One change for `kevent`.
+#[cfg(target_os = "macos")]
+fn kevent_change(ident: libc::uintptr_t, filter: i16, flags: u16, fflags: u32) -> libc::kevent {
+    libc::kevent {
+        ident,
+        filter,
+        flags,
+        fflags,
+        data: 0,
+        udata: std::ptr::null_mut(),
+    }
+}
+
+/// Apply `changes` (each with `EV_RECEIPT`) to `kq` without taking any pending event: the first
+/// error of a change (0 if none).
+#[cfg(target_os = "macos")]
+fn register(kq: &OwnedFd, changes: &[libc::kevent]) -> io::Result<i32> {
+    let mut out: Vec<libc::kevent> = changes.to_vec();
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        // SAFETY: `changes` and `out` hold `changes.len()` events each; a zero timeout.
+        let n = unsafe {
+            libc::kevent(
+                kq.as_raw_fd(),
+                changes.as_ptr(),
+                changes.len() as libc::c_int,
+                out.as_mut_ptr(),
+                out.len() as libc::c_int,
+                &zero,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // (with EV_RECEIPT every change comes back, flagged EV_ERROR, its error in `data`)
+        return Ok(out[..n as usize]
+            .iter()
+            .filter(|e| e.flags & libc::EV_ERROR != 0)
+            .map(|e| e.data as i32)
+            .find(|&e| e != 0)
+            .unwrap_or(0));
+    }
+}
+
+/// Whether the process behind `pidfd` has ended (its descriptor is readable).
+#[cfg(target_os = "macos")]
+fn ended(pidfd: BorrowedFd<'_>) -> io::Result<bool> {
+    Ok(super::poll_readable(&[pidfd.as_raw_fd()], Some(std::time::Duration::ZERO))?[0])
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub(crate) fn pidfd_open(_pid: u32) -> io::Result<OwnedFd> {
     Err(unsupported())
 }
@@ -176,10 +325,31 @@ pub(crate) fn pidfd_for_new_child(pid: u32) -> io::Result<OwnedFd> {
     })
 }
 
-/// Send `sig` to the process behind `pidfd`. A process that already ended is not an error.
-pub(crate) fn send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+/// Send `sig` to the process behind `pidfd`, `pid`. A process that already ended is not an
+/// error.
+///
+/// On macOS by pid, only while the exit event of `pidfd` has not fired: an ended process is
+/// left alone, since its pid may be another process's once it is reaped. (A process that ends
+/// between that look and the signal, and is reaped and its pid reused in that instant, could
+/// receive it: macOS has no pidfd to close that window.)
+pub(crate) fn send_signal(pidfd: BorrowedFd<'_>, pid: u32, sig: i32) -> io::Result<()> {
+    #[cfg(target_os = "macos")]
+    {
+        if ended(pidfd)? {
+            return Ok(());
+        }
+        // SAFETY: kill takes a pid and a signal number.
+        if unsafe { libc::kill(pid as libc::pid_t, sig) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
     #[cfg(target_os = "linux")]
     {
+        let _ = pid;
         // SAFETY: pidfd_send_signal with a valid pidfd, a signal number, no siginfo, no flags.
         let r = unsafe {
             libc::syscall(
@@ -198,9 +368,9 @@ pub(crate) fn send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
         }
         Ok(())
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {
-        let _ = (pidfd, sig);
+        let _ = (pidfd, pid, sig);
         Err(unsupported())
     }
 }
@@ -259,10 +429,21 @@ pub(crate) fn default_signals() {
     }
 }
 
-/// Reap the process behind `pidfd` if it has ended (it must be our child): `Ok(None)` while it
-/// runs. With a pidfd, so a recycled pid can never be reaped by mistake.
+/// Reap the process behind `pidfd`, `pid`, if it has ended (it must be our child): `Ok(None)`
+/// while it runs. On Linux with the pidfd, so a recycled pid can never be reaped by mistake; on
+/// macOS by pid, only once the exit event of `pidfd` has fired (until it is reaped, the pid is
+/// still that child's).
+#[cfg(target_os = "macos")]
+pub(crate) fn reap_pidfd(pidfd: BorrowedFd<'_>, pid: u32) -> io::Result<Option<i32>> {
+    if !ended(pidfd)? {
+        return Ok(None);
+    }
+    waitpid(pid, false)
+}
+
+/// See the macOS version.
 #[cfg(target_os = "linux")]
-pub(crate) fn reap_pidfd(pidfd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
+pub(crate) fn reap_pidfd(pidfd: BorrowedFd<'_>, _pid: u32) -> io::Result<Option<i32>> {
     loop {
         // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -296,8 +477,8 @@ pub(crate) fn reap_pidfd(pidfd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn reap_pidfd(_pidfd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub(crate) fn reap_pidfd(_pidfd: BorrowedFd<'_>, _pid: u32) -> io::Result<Option<i32>> {
     Err(unsupported())
 }
 
@@ -450,5 +631,77 @@ pub(crate) fn at_exit_with_status(f: extern "C" fn(i32, *mut std::ffi::c_void)) 
     {
         let _ = f;
         false
+    }
+}
+
+#[cfg(all(test, target_os = "macos"))]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::time::{Duration, Instant};
+
+    /// Poll `fd` until readable, at most 10 s; whether it became readable.
+    fn readable_within(fd: BorrowedFd<'_>) -> bool {
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if ended(fd).unwrap() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn the_exit_watch_becomes_readable_when_the_child_exits_and_stays_so() {
+        let (r, w) = super::super::pipe().unwrap();
+        let rfd = r.as_raw_fd();
+        // SAFETY: the child only waits for its pipe and exits.
+        let pid = unsafe {
+            fork(move || {
+                let mut b = [0u8; 1];
+                // SAFETY: reading one byte into a stack buffer from our copy of the pipe.
+                libc::read(rfd, b.as_mut_ptr().cast(), 1);
+                super::super::exit_now(3)
+            })
+        }
+        .unwrap();
+        drop(r);
+        let watch = pidfd_for_new_child(pid).unwrap();
+        assert!(!ended(watch.as_fd()).unwrap(), "still running");
+        // a signal that cannot hurt reaches it while it runs
+        send_signal(watch.as_fd(), pid, 0).unwrap();
+        assert_eq!(reap_pidfd(watch.as_fd(), pid).unwrap(), None);
+        drop(w);
+        assert!(readable_within(watch.as_fd()));
+        assert!(ended(watch.as_fd()).unwrap(), "stays readable");
+        assert_eq!(waitpid(pid, true).unwrap(), Some(3));
+        // ended: never signalled by pid again (the pid may be another process's now)
+        send_signal(watch.as_fd(), pid, SIGKILL).unwrap();
+    }
+
+    #[test]
+    fn a_watch_on_a_process_already_gone_is_readable_at_once() {
+        // SAFETY: the child exits at once.
+        let pid = unsafe { fork(|| super::super::exit_now(0)) }.unwrap();
+        assert_eq!(waitpid(pid, true).unwrap(), Some(0));
+        let watch = pidfd_open(pid).unwrap();
+        assert!(ended(watch.as_fd()).unwrap());
+        // a zombie child (exited, not reaped) too
+        // SAFETY: as above.
+        let pid = unsafe { fork(|| super::super::exit_now(4)) }.unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let watch = pidfd_open(pid).unwrap();
+        assert!(readable_within(watch.as_fd()));
+        // (the exit event may come a moment before the child is a zombie to reap)
+        let end = Instant::now() + Duration::from_secs(10);
+        let code = loop {
+            match reap_pidfd(watch.as_fd(), pid).unwrap() {
+                Some(code) => break code,
+                None if Instant::now() < end => std::thread::sleep(Duration::from_millis(5)),
+                None => panic!("never reaped"),
+            }
+        };
+        assert_eq!(code, 4);
     }
 }

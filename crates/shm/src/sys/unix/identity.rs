@@ -2,9 +2,10 @@
 //!
 //! An identity is one `u64`: the pid in the low 32 bits and, on Linux, the low 32 bits of the
 //! process's start time (field 22 of `/proc/<pid>/stat`, in clock ticks since boot) in the high
-//! 32 bits. A process that gets a dead one's pid started later, so its start time differs
-//! (pids wrap only after `pid_max` creations, which take far longer than one tick). A start
-//! time of 0 (unknown: no `/proc`, or another Unix) leaves the pid alone to decide.
+//! 32 bits (on macOS the low 32 bits of its start time in microseconds, from `proc_pidinfo`).
+//! A process that gets a dead one's pid started later, so its start time differs (pids wrap
+//! only after `pid_max` creations, which take far longer than one tick). A start time of 0
+//! (unknown: no `/proc`, or another Unix) leaves the pid alone to decide.
 //!
 //! Everything here runs in a forked child of a multi-threaded parent too: the files are read
 //! with `open`/`read` into stack buffers, no allocation, no lock.
@@ -74,8 +75,8 @@ fn start_tag(pid: Option<u32>) -> Option<u32> {
     }
 }
 
-/// What `/proc/<pid>/stat` says.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // only Linux has /proc to ask
+/// What `/proc/<pid>/stat` (on macOS `proc_pidinfo`) says.
+#[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))] // only Linux and macOS are asked
 enum Stat {
     /// No such process.
     Gone,
@@ -168,7 +169,49 @@ fn stat(pid: Option<u32>) -> Stat {
     parse(&buf[..len]).map_or(Stat::Unknown, |(state, start)| Stat::Found { state, start })
 }
 
-#[cfg(not(target_os = "linux"))]
+/// macOS: `proc_pidinfo(PROC_PIDTBSDINFO)` (libproc.h; one system call, no allocation). Its
+/// `pbi_status` is `SZOMB` for a zombie (reported as `Z`, as Linux's state letter), and the
+/// start time is `pbi_start_tvsec`/`pbi_start_tvusec`, taken in microseconds (its low 32 bits
+/// are the tag, as Linux's clock ticks are there). No such process is `ESRCH`; any other
+/// refusal (say a sandbox) leaves the pid alone to decide.
+#[cfg(target_os = "macos")]
+fn stat(pid: Option<u32>) -> Stat {
+    // SAFETY: getpid has no preconditions.
+    let pid = pid.unwrap_or_else(|| unsafe { libc::getpid() } as u32);
+    // SAFETY: a zeroed proc_bsdinfo (integers only) is a valid out-buffer.
+    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+    // SAFETY: proc_pidinfo writes at most `size` bytes into `info`.
+    let n = unsafe {
+        libc::proc_pidinfo(
+            pid as libc::c_int,
+            libc::PROC_PIDTBSDINFO,
+            0,
+            (&mut info as *mut libc::proc_bsdinfo).cast(),
+            size,
+        )
+    };
+    if n != size {
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        return if n <= 0 && errno == Some(libc::ESRCH) {
+            Stat::Gone
+        } else {
+            Stat::Unknown
+        };
+    }
+    let state = if info.pbi_status == libc::SZOMB {
+        b'Z'
+    } else {
+        b'R'
+    };
+    let start = info
+        .pbi_start_tvsec
+        .wrapping_mul(1_000_000)
+        .wrapping_add(info.pbi_start_tvusec);
+    Stat::Found { state, start }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn stat(_pid: Option<u32>) -> Stat {
     Stat::Unknown
 }
@@ -206,7 +249,7 @@ mod tests {
         assert_eq!(parse(b"no parenthesis"), None);
     }
 
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     #[test]
     fn identity_is_pid_and_start_time() {
         let id = me();
@@ -215,7 +258,7 @@ mod tests {
         assert!(alive(id));
         // the same pid with another start time is somebody else
         assert!(!alive(id ^ (1 << 40)));
-        // a pid above the kernel's limit (2^22) cannot exist
+        // a pid above the kernel's limit (2^22 on Linux, 99999 on macOS) cannot exist
         assert!(!alive((1 << 22) + 5));
     }
 }

@@ -1,4 +1,5 @@
-//! Unix implementation (Linux first; macOS compiles, with a polling futex fallback).
+//! Unix implementation: Linux, macOS (its own futex, see `futex_apple`), and other Unixes
+//! with a polling futex.
 
 use std::ffi::CString;
 use std::io;
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use crate::ShmError;
 
+#[cfg(any(target_os = "macos", test))]
+mod futex_apple;
 mod identity;
 mod tracker;
 pub(crate) use identity::{alive as identity_alive, me as identity};
@@ -138,19 +141,29 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
         };
         !(r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT))
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(target_os = "macos")]
     {
-        // Portable fallback until the platform's native wait lands: short sleeps.
-        let step = Duration::from_micros(200);
-        let t = timeout.map_or(step, |t| t.min(step));
-        std::thread::sleep(t);
-        !(timeout.is_some_and(|to| to <= step)
-            && word.load(std::sync::atomic::Ordering::Acquire) == expected)
+        futex_apple::wait(word.as_ptr(), expected, timeout)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
+    {
+        poll_wait(word, expected, timeout)
     }
 }
 
-/// The 32-bit half of `word` that holds its low 32 bits (the futex word of a 64-bit lock).
-#[cfg(any(target_os = "linux", target_os = "android"))]
+/// The portable fallback where the OS offers no wait on a shared word: short sleeps.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn poll_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+    let step = Duration::from_micros(200);
+    let t = timeout.map_or(step, |t| t.min(step));
+    std::thread::sleep(t);
+    !(timeout.is_some_and(|to| to <= step)
+        && word.load(std::sync::atomic::Ordering::Acquire) == expected)
+}
+
+/// The 32-bit half of `word` that holds its low 32 bits (the futex word of a 64-bit lock): the
+/// first on little-endian targets (both Apple ones among them).
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "macos"))]
 fn low_half(word: &AtomicU64) -> *mut u32 {
     let p = word.as_ptr() as *mut u32;
     if cfg!(target_endian = "big") {
@@ -174,7 +187,12 @@ pub(crate) fn futex_wait_low(word: &AtomicU64, expected: u32, timeout: Option<Du
             timeout,
         )
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(target_os = "macos")]
+    {
+        // (only the kernel reads the half, as above)
+        futex_apple::wait(low_half(word), expected, timeout)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
     {
         let step = Duration::from_micros(200);
         std::thread::sleep(timeout.map_or(step, |t| t.min(step)));
@@ -190,14 +208,21 @@ pub(crate) fn futex_wake_low(word: &AtomicU64, n: u32) -> usize {
         // SAFETY: as in `futex_wait_low`.
         futex_wake(unsafe { AtomicU32::from_ptr(low_half(word)) }, n)
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(target_os = "macos")]
+    {
+        futex_apple::wake(low_half(word), n)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
     {
         let _ = (word, n);
         0
     }
 }
 
-/// Wake up to `n` waiters on `word`; returns how many woke (0 where unknown).
+/// Wake up to `n` waiters on `word`; returns how many woke. 0 means nobody was asleep: where
+/// the OS cannot count (a wake of all on macOS) the answer is a
+/// lower bound that is never 0 when someone may have been (callers compare it with 0). Other
+/// Unixes poll: 0, their sleepers need no wake.
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
@@ -212,7 +237,11 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
         };
         r.max(0) as usize
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(target_os = "macos")]
+    {
+        futex_apple::wake(word.as_ptr(), n)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
     {
         let _ = (word, n);
         0
