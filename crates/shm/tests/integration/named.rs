@@ -341,7 +341,10 @@ fn a_cpython_style_name_is_accepted_and_random_names_take_the_platform_form() {
     } else {
         ("mp_", 12)
     };
-    let hex = r.name().strip_prefix(prefix).expect(r.name());
+    let hex = r
+        .name()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{}", r.name()));
     assert_eq!(hex.len(), digits, "{}", r.name());
     assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{}", r.name());
     // a leading '/' (the POSIX form) reaches the same block
