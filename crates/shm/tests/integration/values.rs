@@ -141,6 +141,9 @@ fn hold_forever((v, flag): (Value<i64>, RawValue<u32>)) {
     drop(g);
 }
 
+/// The blocking side: a waiter checks the holder between timed sleeps, so this needs a futex
+/// whose timed wait reports its timeouts (the sleeping fallback reports every return as a
+/// wake-up, and the holder is then checked only at the deadline).
 #[test]
 fn killed_holder_gives_owner_died() {
     for &m in methods() {
