@@ -2,10 +2,11 @@
 
 use std::io;
 use std::os::windows::io::OwnedHandle;
-use std::sync::atomic::{AtomicU32, AtomicU64};
-use std::time::Duration;
 
 use crate::ShmError;
+
+mod futex;
+pub(crate) use futex::{futex_wait, futex_wait_low, futex_wake, futex_wake_low};
 
 fn unsupported() -> io::Error {
     io::Error::new(
@@ -34,26 +35,9 @@ pub(crate) fn size_of(_h: &OwnedHandle) -> io::Result<usize> {
     Err(unsupported())
 }
 
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
-    let step = Duration::from_micros(200);
-    std::thread::sleep(timeout.map_or(step, |t| t.min(step)));
-    !(timeout.is_some_and(|to| to <= step)
-        && word.load(std::sync::atomic::Ordering::Acquire) == expected)
-}
-
-pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) -> usize {
-    0
-}
-
-pub(crate) fn futex_wait_low(word: &AtomicU64, expected: u32, timeout: Option<Duration>) -> bool {
-    let step = Duration::from_micros(200);
-    std::thread::sleep(timeout.map_or(step, |t| t.min(step)));
-    !(timeout.is_some_and(|to| to <= step)
-        && word.load(std::sync::atomic::Ordering::Acquire) as u32 == expected)
-}
-
-pub(crate) fn futex_wake_low(_word: &AtomicU64, _n: u32) -> usize {
-    0
+/// Stand-in for the registry of shared views (until it lands): no address is shared.
+pub(crate) fn mapping_of(_addr: usize) -> Option<(std::sync::Arc<str>, usize)> {
+    None
 }
 
 /// The pid alone (no start time yet on Windows).
