@@ -1,9 +1,11 @@
 //! `Segment`: anonymous shared memory that travels to child processes.
 
+#[cfg(unix)]
 use std::fs::File;
 
+#[cfg(unix)]
 use memmap2::{MmapOptions, MmapRaw};
-use multiproc_pickle::handles::{deserialize_handle, serialize_handle};
+use multiproc_pickle::handles::{deserialize_handle, serialize_handle, AsOsHandle};
 use multiproc_pickle::OsHandle;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -20,6 +22,10 @@ use crate::{sys, ShmError};
 /// ([`read`](Self::read), [`write`](Self::write)), atomics, or raw pointers
 /// ([`as_ptr`](Self::as_ptr)) — never through plain `&[u8]` references.
 ///
+/// On Linux it is a `memfd`; on Windows a section backed by the paging file, with a random
+/// `Local\mpa_…` name of its own (a section lives while a handle to it or a view of it is
+/// open, in any process).
+///
 /// ```
 /// let seg = multiproc::shm::Segment::new(16).unwrap();
 /// seg.write(8, &[1, 2, 3]).unwrap();
@@ -27,8 +33,12 @@ use crate::{sys, ShmError};
 /// assert!(seg.write(15, &[0, 0]).is_err()); // out of bounds
 /// ```
 pub struct Segment {
+    #[cfg(unix)]
     map: MmapRaw,
+    #[cfg(unix)]
     file: File,
+    #[cfg(windows)]
+    view: sys::View,
 }
 
 impl std::fmt::Debug for Segment {
@@ -43,14 +53,24 @@ impl Segment {
         if len == 0 || len > isize::MAX as usize {
             return Err(ShmError::InvalidSize(len));
         }
-        Segment::from_handle(sys::anon_fd(len)?, len)
+        #[cfg(unix)]
+        return Segment::from_handle(sys::anon_fd(len)?, len);
+        #[cfg(windows)]
+        return Ok(Segment::from_view(sys::View::anon(len)?));
     }
 
     /// Map an existing shared memory object of `len` bytes.
+    #[cfg(unix)]
     pub(crate) fn from_handle(handle: OsHandle, len: usize) -> Result<Segment, ShmError> {
         let file = File::from(handle);
         let map = MmapOptions::new().len(len).map_raw(&file)?;
         Ok(Segment { map, file })
+    }
+
+    /// A segment over a mapped view.
+    #[cfg(windows)]
+    pub(crate) fn from_view(view: sys::View) -> Segment {
+        Segment { view }
     }
 
     /// Back every page now, in one system call, rather than one fault at a time at first
@@ -70,12 +90,18 @@ impl Segment {
     /// assert_eq!(b.read(0, 1).unwrap(), b"x");
     /// ```
     pub fn try_clone(&self) -> Result<Segment, ShmError> {
-        Segment::from_handle(self.file.try_clone()?.into(), self.len())
+        #[cfg(unix)]
+        return Segment::from_handle(self.file.try_clone()?.into(), self.len());
+        #[cfg(windows)]
+        return Ok(Segment::from_view(self.view.try_clone()?));
     }
 
     /// The length in bytes.
     pub fn len(&self) -> usize {
-        self.map.len()
+        #[cfg(unix)]
+        return self.map.len();
+        #[cfg(windows)]
+        return self.view.len();
     }
 
     /// Always false: segments have at least one byte.
@@ -86,7 +112,10 @@ impl Segment {
     /// The first byte. Valid for `len()` bytes while `self` lives; other processes may write
     /// through their own mappings at any time.
     pub fn as_ptr(&self) -> *mut u8 {
-        self.map.as_mut_ptr()
+        #[cfg(unix)]
+        return self.map.as_mut_ptr();
+        #[cfg(windows)]
+        return self.view.as_ptr();
     }
 
     fn check(&self, offset: usize, n: usize) -> Result<(), ShmError> {
@@ -137,18 +166,27 @@ impl Segment {
     }
 }
 
-struct H<'a>(&'a File);
+struct H<'a, T: AsOsHandle>(&'a T);
 
-impl Serialize for H<'_> {
+impl<T: AsOsHandle> Serialize for H<'_, T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         serialize_handle(self.0, s)
     }
 }
 
-/// Serializes as its OS handle (moved with the process-start transfer) and its length.
+/// Serializes as its OS handle (moved with the process-start transfer) and its length; on
+/// Windows also the section's name (what the futex keys on, the same in every process).
 impl Serialize for Segment {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        (H(&self.file), self.len() as u64).serialize(s)
+        #[cfg(unix)]
+        return (H(&self.file), self.len() as u64).serialize(s);
+        #[cfg(windows)]
+        return (
+            H(self.view.handle()),
+            self.len() as u64,
+            &**self.view.name(),
+        )
+            .serialize(s);
     }
 }
 
@@ -162,7 +200,22 @@ impl<'de> Deserialize<'de> for HO {
 
 impl<'de> Deserialize<'de> for Segment {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (h, len) = <(HO, u64)>::deserialize(d)?;
-        Segment::from_handle(h.0, len as usize).map_err(serde::de::Error::custom)
+        #[cfg(unix)]
+        {
+            let (h, len) = <(HO, u64)>::deserialize(d)?;
+            Segment::from_handle(h.0, len as usize).map_err(serde::de::Error::custom)
+        }
+        #[cfg(windows)]
+        {
+            let (h, len, name) = <(HO, u64, String)>::deserialize(d)?;
+            if len == 0 || len > isize::MAX as u64 {
+                return Err(serde::de::Error::custom(ShmError::InvalidSize(
+                    len as usize,
+                )));
+            }
+            sys::View::map(h.0, len as usize, name.into())
+                .map(Segment::from_view)
+                .map_err(serde::de::Error::custom)
+        }
     }
 }

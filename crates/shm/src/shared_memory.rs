@@ -26,6 +26,14 @@ pub const MAX_NAME_LEN: usize = 30;
 /// segments that were merely attached, gh-82300). A creator may give the name up with
 /// [`persist`](Self::persist).
 ///
+/// **On Windows a block lives while a handle is open.** Windows has no names to unlink: a
+/// section backed by the paging file exists while some process holds a handle to it or a
+/// view of it, and goes with the last one — dropping every `SharedMemory` of a block (in
+/// every process) frees it, whoever created it, and [`unlink`](Self::unlink) is the
+/// documented no-op (as in CPython). Names are used as given (no leading `/`), so Python's
+/// `SharedMemory(name="wnsm_1a2b3c4d")` and ours meet under the same name; random names are
+/// CPython's Windows form, `wnsm_` and 8 hex digits.
+///
 /// Passed to a child process as an argument, it arrives attached (not owning).
 ///
 /// ```
@@ -58,15 +66,22 @@ impl std::fmt::Debug for SharedMemory {
     }
 }
 
+/// The name the OS knows the block by: with the leading `/` POSIX wants; as given on Windows.
 fn os_name(name: &str) -> String {
-    format!("/{name}")
+    if cfg!(windows) {
+        name.to_string()
+    } else {
+        format!("/{name}")
+    }
 }
 
 /// Longest name [`SharedMemory::attach`] accepts (without the leading `/`): what `shm_open`
 /// takes on this platform (`NAME_MAX`, 255 bytes, on Linux; 30 on macOS, whose limit is 31
-/// bytes with the `/`).
+/// bytes with the `/`); on Windows the kernel object name limit, `MAX_PATH` (260).
 pub const MAX_ATTACH_NAME_LEN: usize = if cfg!(target_os = "linux") {
     255
+} else if cfg!(windows) {
+    260
 } else {
     MAX_NAME_LEN
 };
@@ -119,11 +134,52 @@ pub(crate) fn validate(name: &str) -> Result<(), ShmError> {
     Ok(())
 }
 
+/// A fresh random name: `mp_` and 12 hex digits; on Windows CPython's form, `wnsm_` and 8 hex
+/// digits (`_make_filename`: 14 characters in all).
 fn random_name() -> Result<String, ShmError> {
-    let mut r = [0u8; 6];
+    let (prefix, mut r) = if cfg!(windows) {
+        ("wnsm_", vec![0u8; 4])
+    } else {
+        ("mp_", vec![0u8; 6])
+    };
     getrandom::getrandom(&mut r).map_err(std::io::Error::from)?;
     let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("mp_{hex}"))
+    Ok(format!("{prefix}{hex}"))
+}
+
+/// Create the named object `os_name` of `size` zero bytes and map it.
+#[cfg(unix)]
+fn create_segment(os_name: &str, size: usize) -> Result<Segment, ShmError> {
+    let fd = sys::create_named(os_name, size)?;
+    Segment::from_handle(fd, size).inspect_err(|_| {
+        let _ = sys::unlink(os_name);
+    })
+}
+
+/// Create the named section `os_name` of `size` zero bytes and map it.
+#[cfg(windows)]
+fn create_segment(os_name: &str, size: usize) -> Result<Segment, ShmError> {
+    sys::View::create_named(os_name, size).map(Segment::from_view)
+}
+
+/// Open the named object `os_name` and map all of it (`name` for errors).
+#[cfg(unix)]
+fn open_segment(name: &str, os_name: &str) -> Result<Segment, ShmError> {
+    let fd = sys::open(os_name, false).map_err(|e| match e {
+        ShmError::NotFound(_) => ShmError::NotFound(name.into()),
+        e => e,
+    })?;
+    let size = sys::size_of(&fd)?;
+    if size == 0 {
+        return Err(ShmError::InvalidSize(0));
+    }
+    Segment::from_handle(fd, size)
+}
+
+/// Open the named section `os_name` and map all of it: its size is the view's (whole pages).
+#[cfg(windows)]
+fn open_segment(_name: &str, os_name: &str) -> Result<Segment, ShmError> {
+    sys::View::open_named(os_name).map(Segment::from_view)
 }
 
 impl SharedMemory {
@@ -140,11 +196,8 @@ impl SharedMemory {
                 None => random_name()?,
             };
             validate(&n)?;
-            match sys::create_named(&os_name(&n), size) {
-                Ok(fd) => {
-                    let seg = Segment::from_handle(fd, size).inspect_err(|_| {
-                        let _ = sys::unlink(&os_name(&n));
-                    })?;
+            match create_segment(&os_name(&n), size) {
+                Ok(seg) => {
                     sys::tracker_register(&os_name(&n));
                     tracing::debug!(name = %n, size, "created shared memory");
                     return Ok(SharedMemory {
@@ -180,15 +233,7 @@ impl SharedMemory {
     pub fn attach(name: &str) -> Result<SharedMemory, ShmError> {
         let n = name.strip_prefix('/').unwrap_or(name);
         validate_attach(n)?;
-        let fd = sys::open(&os_name(n), false).map_err(|e| match e {
-            ShmError::NotFound(_) => ShmError::NotFound(n.into()),
-            e => e,
-        })?;
-        let size = sys::size_of(&fd)?;
-        if size == 0 {
-            return Err(ShmError::InvalidSize(0));
-        }
-        let seg = Segment::from_handle(fd, size)?;
+        let seg = open_segment(n, &os_name(n))?;
         Ok(SharedMemory {
             name: n.into(),
             seg,
@@ -214,6 +259,9 @@ impl SharedMemory {
 
     /// Remove the name now: later `attach` calls fail; existing mappings keep working. Any
     /// process may call it (as in Python); calling it twice is [`ShmError::NotFound`].
+    ///
+    /// On Windows it does nothing and returns `Ok(())` (as CPython's does there): the block
+    /// goes when its last handle is closed, and attaching works while one is open.
     pub fn unlink(&self) -> Result<(), ShmError> {
         self.unlinked.store(true, Ordering::Relaxed);
         if self.owner {
@@ -322,10 +370,14 @@ mod tests {
         let b = SharedMemory::attach(a.name()).unwrap();
         assert!(!b.is_owner());
         b.unlink().unwrap();
+        #[cfg(unix)]
         assert!(matches!(
             SharedMemory::attach(a.name()),
             Err(ShmError::NotFound(_))
         ));
+        // Windows: unlinking is a no-op; the block lives while a handle is open
+        #[cfg(windows)]
+        assert!(SharedMemory::attach(a.name()).is_ok());
         // mappings survive the unlink
         a.write(0, &[9]).unwrap();
         assert_eq!(b.read(0, 1).unwrap(), [9]);

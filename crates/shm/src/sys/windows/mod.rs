@@ -1,56 +1,23 @@
-//! Windows implementation: not yet (typed `Unsupported` errors); compiles against the same names.
-
-use std::io;
-use std::os::windows::io::OwnedHandle;
+//! Windows implementation: pagefile-backed sections and their views ([`mapping`]), the
+//! registry of live views the futex names its kernel objects after ([`registry`]), process
+//! identities ([`identity`]), waiting on shared words ([`futex`]).
 
 use crate::ShmError;
 
 mod futex;
+mod identity;
+mod mapping;
+mod registry;
 pub(crate) use futex::{futex_wait, futex_wait_low, futex_wake, futex_wake_low};
+pub(crate) use identity::{alive as identity_alive, me as identity, pid_exists};
+pub(crate) use mapping::View;
+pub(crate) use registry::mapping_of;
 
-fn unsupported() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        "shared memory is not yet implemented on Windows",
-    )
-}
-
-pub(crate) fn anon_fd(_len: usize) -> io::Result<OwnedHandle> {
-    Err(unsupported())
-}
-
-pub(crate) fn open(_name: &str, _create: bool) -> Result<OwnedHandle, ShmError> {
-    Err(ShmError::Unsupported("named shared memory"))
-}
-
-pub(crate) fn create_named(_name: &str, _len: usize) -> Result<OwnedHandle, ShmError> {
-    Err(ShmError::Unsupported("named shared memory"))
-}
-
+/// Named sections have no name to remove on Windows: a section lives while a handle to it or
+/// a view of it is open, and goes with the last. Unlinking is the documented no-op (as in
+/// CPython).
 pub(crate) fn unlink(_name: &str) -> Result<(), ShmError> {
-    Err(ShmError::Unsupported("named shared memory"))
-}
-
-pub(crate) fn size_of(_h: &OwnedHandle) -> io::Result<usize> {
-    Err(unsupported())
-}
-
-/// Stand-in for the registry of shared views (until it lands): no address is shared.
-pub(crate) fn mapping_of(_addr: usize) -> Option<(std::sync::Arc<str>, usize)> {
-    None
-}
-
-/// The pid alone (no start time yet on Windows).
-pub(crate) fn identity() -> u64 {
-    u64::from(std::process::id())
-}
-
-pub(crate) fn identity_alive(_id: u64) -> bool {
-    true
-}
-
-pub(crate) fn pid_exists(_pid: u32) -> bool {
-    true
+    Ok(())
 }
 
 /// Named segments vanish with their last handle on Windows: nothing to track.
