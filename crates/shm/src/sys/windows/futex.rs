@@ -118,12 +118,15 @@ fn map_table() -> std::io::Result<usize> {
     }
     // SAFETY: maps the whole mapping just created or opened, through its live handle.
     let view = unsafe { MapViewOfFile(h, FILE_MAP_ALL_ACCESS, 0, 0, len) };
-    let err = std::io::Error::last_os_error();
-    // SAFETY: the handle is ours; the view keeps the mapping alive without it.
-    unsafe { CloseHandle(h) };
     if view.Value.is_null() {
+        let err = std::io::Error::last_os_error();
+        // SAFETY: the handle is ours, and unused.
+        unsafe { CloseHandle(h) };
         return Err(err);
     }
+    // The handle stays open for the life of the process, with the view: on Windows the view
+    // alone would keep the table (and its name) alive, but under Wine a view does not keep
+    // the name, so another process opening it would get a new, empty table.
     Ok(view.Value as usize)
 }
 
@@ -500,6 +503,34 @@ mod tests {
         assert_eq!(hash(b"wnsm_a"), 0x6062_2b24_da80_9286);
         assert_ne!(hash(b"wnsm_a"), hash(b"wnsm_b"));
         assert!(group_of((hash(b"x"), 8)) < GROUPS);
+    }
+
+    #[test]
+    fn a_word_in_a_segment_sleeps_and_wakes_through_the_table() {
+        let seg = crate::Segment::new(64).unwrap();
+        // SAFETY: the segment is page-aligned, 64 bytes, and accessed atomically only here.
+        let word: &'static AtomicU32 = unsafe { &*(seg.as_ptr() as *const AtomicU32) };
+        assert!(key_of(word.as_ptr() as usize).is_some(), "a shared word");
+        assert!(!futex_wait(word, 0, Some(Duration::from_millis(20))));
+        assert!(futex_wait(word, 1, Some(Duration::from_millis(20))));
+        assert_eq!(futex_wake(word, 1), 0, "nobody waits");
+        let h = std::thread::spawn(move || {
+            let t = Instant::now();
+            while word.load(Ordering::SeqCst) == 0 && t.elapsed() < Duration::from_secs(20) {
+                futex_wait(word, 0, Some(Duration::from_secs(20)));
+            }
+            word.load(Ordering::SeqCst)
+        });
+        let t = Instant::now();
+        let mut woken = 0;
+        while woken == 0 && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(5));
+            word.store(1, Ordering::SeqCst);
+            woken = futex_wake(word, 1);
+        }
+        assert_eq!(woken, 1);
+        assert_eq!(h.join().unwrap(), 1);
+        drop(seg);
     }
 
     #[test]
