@@ -534,6 +534,53 @@ mod tests {
     }
 
     #[test]
+    fn a_waiter_that_died_asleep_never_takes_a_live_waiters_wake() {
+        let seg = crate::Segment::new(64).unwrap();
+        // SAFETY: as in the test above.
+        let word: &'static AtomicU32 = unsafe { &*(seg.as_ptr().add(8) as *const AtomicU32) };
+        let key = key_of(word.as_ptr() as usize).unwrap();
+        let table = table().unwrap();
+        // a place left asleep by a process that is gone (no process has a pid this high)
+        let dead = take_place(table, key).unwrap();
+        let p = place(table, dead.index);
+        p.owner
+            .store((7 << 32) | ((1 << 30) + 4), Ordering::Relaxed);
+        p.state.store(dead.generation | WAITING, Ordering::SeqCst);
+        let asleep = || {
+            table
+                .groups
+                .iter()
+                .flat_map(|g| g.places.iter())
+                .filter(|p| {
+                    p.state.load(Ordering::SeqCst) & KIND == WAITING
+                        && (
+                            p.name.load(Ordering::Relaxed),
+                            p.offset.load(Ordering::Relaxed),
+                        ) == key
+                })
+                .count()
+        };
+        let h = std::thread::spawn(move || futex_wait(word, 0, Some(Duration::from_secs(20))));
+        let t = Instant::now();
+        while asleep() < 2 {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the waiter never slept"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        word.store(1, Ordering::SeqCst);
+        // two candidates, one wake: the live one gets it
+        assert_eq!(futex_wake(word, 1), 1);
+        assert!(h.join().unwrap(), "the live waiter timed out");
+        // alone, the dead one is woken (and counted: one needless wake), then nobody is left
+        assert_eq!(futex_wake(word, 1), 1);
+        assert_eq!(futex_wake(word, 1), 0);
+        p.state.store(dead.generation | FREE, Ordering::SeqCst);
+        drop(seg);
+    }
+
+    #[test]
     fn millis_round_up_and_cap() {
         assert_eq!(millis(None), (INFINITE, false));
         assert_eq!(millis(Some(Duration::from_micros(1))), (1, false));
