@@ -83,9 +83,6 @@ pub enum ShmError {
     /// A segment that does not hold what it should (attached to the wrong name?).
     #[error("malformed shared data: {0}")]
     Corrupt(String),
-    /// The operation is not available on this platform yet.
-    #[error("{0} is not supported on this platform yet")]
-    Unsupported(&'static str),
 }
 
 impl ShmError {

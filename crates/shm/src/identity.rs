@@ -7,8 +7,10 @@ use crate::sys;
 /// of their holder, and what waiters compare.
 ///
 /// It is one `u64` ([`to_bits`](Self::to_bits)): the pid in the low 32 bits, the low 32 bits
-/// of the start time (clock ticks since boot, from `/proc/<pid>/stat`) in the high 32 bits. A
-/// start time of 0 means unknown (no `/proc`, or not Linux): then the pid alone decides.
+/// of the start time (clock ticks since boot, from `/proc/<pid>/stat`) in the high 32 bits. On
+/// Windows the high half is the low 32 bits of the creation time (`GetProcessTimes`, in 100 ns
+/// units). A start time of 0 means unknown (no `/proc`, or another Unix): then the pid alone
+/// decides.
 /// Processes compare their start times as seen in their own time namespace; processes that
 /// share locks share one.
 ///
@@ -25,7 +27,7 @@ pub struct ProcessId(u64);
 
 impl ProcessId {
     /// This process. After the first call in a process, one memory load (the value is
-    /// cached; a `fork` handler clears the cache in children).
+    /// cached; on Unix a `fork` handler clears the cache in children).
     #[inline]
     pub fn current() -> ProcessId {
         ProcessId(sys::identity())
@@ -37,7 +39,8 @@ impl ProcessId {
     }
 
     /// Whether it still runs: a process with this pid exists, is not a zombie, and started
-    /// when this identity says (a few system calls: reads `/proc/<pid>/stat` on Linux).
+    /// when this identity says (a few system calls: reads `/proc/<pid>/stat` on Linux; on
+    /// Windows opens the process, polls its handle and reads its creation time).
     pub fn is_alive(self) -> bool {
         sys::identity_alive(self.0)
     }

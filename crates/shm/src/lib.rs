@@ -1,7 +1,8 @@
 //! Shared memory for multiproc: the ground the sync primitives, values and queues stand on.
 //!
-//! * [`Segment`]: an anonymous shared mapping (a `memfd` on Linux) that travels to child
-//!   processes as an argument and disappears when the last process lets go. Nothing to leak.
+//! * [`Segment`]: an anonymous shared mapping (a `memfd` on Linux, a section backed by the
+//!   paging file on Windows) that travels to child processes as an argument and disappears
+//!   when the last process lets go. Nothing to leak.
 //! * [`SharedMemory`]: a *named* segment other processes can attach to by name, like Python's
 //!   `multiprocessing.shared_memory.SharedMemory`.
 //! * [`futex`]: wait until a 32-bit word in shared memory changes, and wake waiters.

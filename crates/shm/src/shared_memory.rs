@@ -271,6 +271,9 @@ impl SharedMemory {
     }
 
     /// Give up ownership: the segment outlives this handle until someone calls `unlink`.
+    ///
+    /// On Windows no block outlives its last handle: persisting only makes dropping this one
+    /// not count as the owner's (which does nothing there either).
     pub fn persist(mut self) -> SharedMemory {
         if self.owner {
             sys::tracker_forget(&os_name(&self.name));

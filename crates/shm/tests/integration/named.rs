@@ -1,4 +1,5 @@
-//! Named segments and the resource tracker across processes.
+//! Named segments across processes: the resource tracker on Unix; on Windows, blocks that live
+//! while a handle is open.
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,14 @@ use multiproc_shm::{SharedMemory, ShmError};
 fn unique(tag: &str) -> String {
     format!("mpt_{tag}_{}", std::process::id())
 }
+
+/// Every start method of this platform (spawn only on Windows).
+fn methods() -> &'static [StartMethod] {
+    StartMethod::available()
+}
+
+/// What `join` reports for a child killed by [`Process::kill`] (see `values.rs`).
+const KILLED: i32 = if cfg!(windows) { -15 } else { -9 };
 
 /// Create `name`, say so, then wait to be killed.
 fn create_and_hang((name, ready): (String, Connection)) {
@@ -29,13 +38,10 @@ fn gone_within(name: &str, limit: Duration) -> bool {
     false
 }
 
+/// On Unix the tracker unlinks the name; on Windows the section goes with its last handle.
 #[test]
 fn a_creator_killed_with_sigkill_leaves_no_segment_behind() {
-    for m in [
-        StartMethod::Spawn,
-        StartMethod::Fork,
-        StartMethod::Forkserver,
-    ] {
+    for &m in methods() {
         let name = unique(&format!("kill{}", m.name().len()));
         let (here, there) = pipe(true).unwrap();
         let p = Process::new(create_and_hang, (name.clone(), there)).start_method(m);
@@ -48,7 +54,7 @@ fn a_creator_killed_with_sigkill_leaves_no_segment_behind() {
         drop(a);
         assert!(SharedMemory::attach(&name).is_ok(), "{m:?}");
         p.kill().unwrap();
-        assert_eq!(p.join_bounded(), -9);
+        assert_eq!(p.join_bounded(), KILLED);
         assert!(
             gone_within(&name, Duration::from_secs(20)),
             "{m:?}: the tracker did not unlink {name}"
@@ -56,12 +62,14 @@ fn a_creator_killed_with_sigkill_leaves_no_segment_behind() {
     }
 }
 
+#[cfg(unix)]
 fn sleep_long(_: ()) {
     std::thread::sleep(Duration::from_secs(600));
 }
 
 /// Create `name`, fork a child that lives on and never touches shared memory, report the
 /// child's pid, then wait to be killed.
+#[cfg(unix)]
 fn create_fork_and_hang((name, ready): (String, Connection)) {
     let s = SharedMemory::create(Some(&name), 4096).unwrap();
     s.write(0, b"orphan").unwrap();
@@ -71,6 +79,7 @@ fn create_fork_and_hang((name, ready): (String, Connection)) {
     std::thread::sleep(Duration::from_secs(600));
 }
 
+#[cfg(unix)] // fork
 #[test]
 fn a_forked_child_living_on_does_not_delay_the_clean_up_of_its_killed_parent() {
     let name = unique("forkedlives");
@@ -95,6 +104,7 @@ fn create_and_persist(name: String) {
     let _ = s.persist();
 }
 
+#[cfg(unix)] // on Windows a block goes with its last handle: see the next test
 #[test]
 fn a_persisted_segment_outlives_its_creator_and_is_not_tracked() {
     let name = unique("persist");
@@ -111,6 +121,44 @@ fn a_persisted_segment_outlives_its_creator_and_is_not_tracked() {
     ));
 }
 
+/// Windows has no names that outlive their holders: a block (even persisted) lives while a
+/// handle is open, in any process, and goes with the last; `unlink` is a no-op.
+#[cfg(windows)]
+#[test]
+fn a_block_lives_while_a_handle_is_open_and_goes_after() {
+    // the creator ends holding the only handle: the block goes with it
+    let name = unique("gone");
+    let p = Process::new(create_and_persist, name.clone());
+    p.start().unwrap();
+    assert_eq!(p.join_bounded(), 0);
+    assert!(matches!(
+        SharedMemory::attach(&name),
+        Err(ShmError::NotFound(_))
+    ));
+
+    // a handle held here keeps the block of a creator that ended (and was killed)
+    let name = unique("kept");
+    let (here, there) = pipe(true).unwrap();
+    let p = Process::new(create_and_hang, (name.clone(), there));
+    p.start().unwrap();
+    assert!(here.recv_bounded::<bool>());
+    let a = SharedMemory::attach(&name).unwrap();
+    p.kill().unwrap();
+    assert_eq!(p.join_bounded(), KILLED);
+    assert_eq!(a.read(0, 6).unwrap(), b"orphan");
+    let b = SharedMemory::attach(&name).expect("a handle is open");
+    assert_eq!(b.read(0, 6).unwrap(), b"orphan");
+    // unlink does nothing here: the block stays while the handles do
+    b.unlink().unwrap();
+    b.unlink().unwrap();
+    assert!(SharedMemory::attach(&name).is_ok());
+    drop((a, b));
+    assert!(matches!(
+        SharedMemory::attach(&name),
+        Err(ShmError::NotFound(_))
+    ));
+}
+
 fn attach_write_leave((name, text): (String, String)) {
     let s = SharedMemory::attach(&name).unwrap();
     s.write(0, text.as_bytes()).unwrap();
@@ -120,11 +168,7 @@ fn attach_write_leave((name, text): (String, String)) {
 fn a_child_attaches_by_name_under_every_start_method() {
     let name = unique("attach");
     let s = SharedMemory::create(Some(&name), 64).unwrap();
-    for m in [
-        StartMethod::Spawn,
-        StartMethod::Fork,
-        StartMethod::Forkserver,
-    ] {
+    for &m in methods() {
         let text = format!("hello from {}", m.name());
         let p = Process::new(attach_write_leave, (name.clone(), text.clone())).start_method(m);
         p.start().unwrap();
@@ -151,11 +195,7 @@ fn bump_list(sl: multiproc_shm::ShareableList) {
 #[test]
 fn shareable_list_round_trip_across_processes() {
     use multiproc_shm::{Item, ShareableList};
-    for m in [
-        StartMethod::Spawn,
-        StartMethod::Fork,
-        StartMethod::Forkserver,
-    ] {
+    for &m in methods() {
         let sl =
             ShareableList::new(None, &[Item::Int(41), Item::None, "x".repeat(20).into()]).unwrap();
         let p = Process::new(bump_list, ShareableList::attach(sl.shm().name()).unwrap())
@@ -170,6 +210,7 @@ fn shareable_list_round_trip_across_processes() {
     }
 }
 
+#[cfg(unix)]
 fn python3(script: &str) -> Option<String> {
     let out = std::process::Command::new("python3")
         .arg("-c")
@@ -185,8 +226,10 @@ fn python3(script: &str) -> Option<String> {
 }
 
 /// Python's own tracker (3.11) would unlink a block it merely attached to: unregister it.
+#[cfg(unix)]
 const PY_PRELUDE: &str = "from multiprocessing import shared_memory, resource_tracker\n";
 
+#[cfg(unix)] // a CPython for Windows is not at hand (the one here is the host's)
 #[test]
 fn shareable_list_interoperates_with_cpython() {
     use multiproc_shm::{Item, ShareableList};
@@ -276,4 +319,82 @@ fn attach_takes_a_name_cpython_created_with_spaces_colons_and_40_characters() {
     let shm = attached.unwrap();
     assert_eq!(shm.name(), name);
     assert_eq!(shm.read(0, 5).unwrap(), b"hello");
+}
+
+/// A block named as CPython names them on Windows (`wnsm_` and 8 hex digits, its
+/// `_make_filename`) is created, and attached by that name from a child; random names take
+/// this platform's form (CPython's on Windows).
+#[test]
+fn a_cpython_style_name_is_accepted_and_random_names_take_the_platform_form() {
+    let name = format!("wnsm_{:08x}", std::process::id().rotate_left(13));
+    let s = SharedMemory::create(Some(&name), 100).unwrap();
+    assert_eq!(s.name(), name);
+    let text = "written by a child that attached by a wnsm_ name".to_string();
+    let p = Process::new(attach_write_leave, (name.clone(), text.clone()));
+    p.start().unwrap();
+    assert_eq!(p.join_bounded(), 0, "{:?}", p.panic_message());
+    assert_eq!(s.read(0, text.len()).unwrap(), text.as_bytes());
+
+    let r = SharedMemory::create(None, 10).unwrap();
+    let (prefix, digits) = if cfg!(windows) {
+        ("wnsm_", 8)
+    } else {
+        ("mp_", 12)
+    };
+    let hex = r
+        .name()
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{}", r.name()));
+    assert_eq!(hex.len(), digits, "{}", r.name());
+    assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{}", r.name());
+    // a leading '/' (the POSIX form) reaches the same block
+    let again = SharedMemory::attach(&format!("/{}", r.name())).unwrap();
+    r.write(3, b"z").unwrap();
+    assert_eq!(again.read(3, 1).unwrap(), b"z");
+}
+
+/// Every way of naming a block wrongly gives its typed error.
+fn check_bad_names(_: ()) {
+    let invalid = |e: Option<ShmError>| matches!(e, Some(ShmError::InvalidName(..)));
+    for bad in ["", "/", "a/b", "x\0y"] {
+        assert!(invalid(SharedMemory::attach(bad).err()), "{bad:?}");
+    }
+    assert!(invalid(
+        SharedMemory::attach(&"x".repeat(multiproc_shm::MAX_ATTACH_NAME_LEN + 1)).err()
+    ));
+    for bad in ["bad name", "a\\b", "Local\\x", "é", &"x".repeat(31)] {
+        assert!(
+            invalid(SharedMemory::create(Some(bad), 10).err()),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        SharedMemory::attach(&unique("nosuch")),
+        Err(ShmError::NotFound(_))
+    ));
+    assert!(matches!(
+        SharedMemory::create(None, 0),
+        Err(ShmError::InvalidSize(0))
+    ));
+    let s = SharedMemory::create(None, 10).unwrap();
+    assert!(matches!(
+        SharedMemory::create(Some(s.name()), 10),
+        Err(ShmError::Exists(_))
+    ));
+    // a name in an object directory that does not exist: the OS refuses it on Windows; on
+    // Unix it is a plain name no block has
+    let e = SharedMemory::attach("no such directory\\x").err();
+    if cfg!(windows) {
+        assert!(invalid(e));
+    } else {
+        assert!(matches!(e, Some(ShmError::NotFound(_))));
+    }
+}
+
+#[test]
+fn bad_names_give_typed_errors_here_and_in_a_child() {
+    check_bad_names(());
+    let p = Process::new(check_bad_names, ());
+    p.start().unwrap();
+    assert_eq!(p.join_bounded(), 0, "{:?}", p.panic_message());
 }

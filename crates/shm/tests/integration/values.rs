@@ -7,11 +7,20 @@ use crate::bounded::JoinBounded;
 use multiproc_process::{Process, StartMethod};
 use multiproc_shm::{Array, RawArray, RawValue, SharedMutex, ShmError, Value};
 
-const METHODS: [StartMethod; 3] = [
-    StartMethod::Spawn,
-    StartMethod::Fork,
-    StartMethod::Forkserver,
-];
+/// Every start method of this platform (spawn only on Windows).
+fn methods() -> &'static [StartMethod] {
+    StartMethod::available()
+}
+
+/// Two start methods to run side by side: spawn with a second method where there is one.
+fn two_methods() -> [StartMethod; 2] {
+    let all = methods();
+    [all[0], *all.last().expect("spawn is always available")]
+}
+
+/// What `join` reports for a child killed by [`Process::kill`]: `-SIGKILL` on Unix; on
+/// Windows `TerminateProcess`'s code, which CPython reports as `-SIGTERM`.
+const KILLED: i32 = if cfg!(windows) { -15 } else { -9 };
 
 /// Generous bound for anything that should take milliseconds.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -46,7 +55,7 @@ fn write_everything((v, a, rv, ra): Everything) {
 
 #[test]
 fn child_writes_parent_reads_every_method() {
-    for m in METHODS {
+    for &m in methods() {
         let v = Value::new(0i64).unwrap();
         let a = Array::<u32>::new(5).unwrap();
         let rv = RawValue::new(1u64).unwrap();
@@ -73,10 +82,14 @@ fn add_locked((v, n): (Value<i64>, u32)) {
 
 #[test]
 fn locked_increments_are_exact() {
-    for pair in [
+    #[cfg(unix)]
+    let pairs = [
         [StartMethod::Spawn, StartMethod::Forkserver],
         [StartMethod::Fork, StartMethod::Fork],
-    ] {
+    ];
+    #[cfg(not(unix))]
+    let pairs = [two_methods()];
+    for pair in pairs {
         let v = Value::new(0i64).unwrap();
         let ps: Vec<_> = pair
             .iter()
@@ -105,7 +118,7 @@ fn add_atomic((v, a, n): (RawValue<u64>, RawArray<u32>, u32)) {
 fn raw_atomic_increments_are_exact() {
     let v = RawValue::new(0u64).unwrap();
     let a = RawArray::<u32>::new(4).unwrap();
-    let ps: Vec<_> = [StartMethod::Spawn, StartMethod::Fork]
+    let ps: Vec<_> = two_methods()
         .into_iter()
         .map(|m| Process::new(add_atomic, (v.clone(), a.clone(), 100_000)).start_method(m))
         .collect();
@@ -128,9 +141,12 @@ fn hold_forever((v, flag): (Value<i64>, RawValue<u32>)) {
     drop(g);
 }
 
+/// The blocking side: a waiter checks the holder between timed sleeps, so this needs a futex
+/// whose timed wait reports its timeouts (the sleeping fallback reports every return as a
+/// wake-up, and the holder is then checked only at the deadline).
 #[test]
 fn killed_holder_gives_owner_died() {
-    for m in METHODS {
+    for &m in methods() {
         let v = Value::new(0i64).unwrap();
         let flag = RawValue::new(0u32).unwrap();
         let p = Process::new(hold_forever, (v.clone(), flag.clone())).start_method(m);
@@ -139,8 +155,7 @@ fn killed_holder_gives_owner_died() {
         assert!(v.try_lock().is_none(), "{m:?}: held by the child");
         let pid = p.pid().unwrap();
         assert_eq!(v.get_lock().owner(), Some(pid), "{m:?}");
-        // SAFETY: a plain libc call sending SIGKILL to our own child.
-        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+        p.kill().unwrap();
         let t = Instant::now();
         let g = v
             .lock_timeout(PATIENCE)
@@ -150,7 +165,29 @@ fn killed_holder_gives_owner_died() {
         assert_eq!(*g, 42, "{m:?}: what the holder wrote stays");
         drop(g);
         assert!(!v.lock().owner_died(), "{m:?}: reported once");
-        assert_eq!(p.join_bounded(), -libc::SIGKILL, "{m:?}");
+        assert_eq!(p.join_bounded(), KILLED, "{m:?}");
+    }
+}
+
+/// The non-blocking side of owner-died detection, which needs no wake-up: once the killed
+/// holder has ended, `try_lock` sees it is gone (its identity, pid and start time, is not
+/// alive) and takes the lock over.
+#[test]
+fn try_lock_takes_over_from_a_killed_holder() {
+    for &m in methods() {
+        let v = Value::new(0i64).unwrap();
+        let flag = RawValue::new(0u32).unwrap();
+        let p = Process::new(hold_forever, (v.clone(), flag.clone())).start_method(m);
+        p.start().unwrap();
+        assert!(wait_for(&flag, 1), "{m:?}: the child never took the lock");
+        assert!(v.try_lock().is_none(), "{m:?}: held by the child");
+        p.kill().unwrap();
+        assert_eq!(p.join_bounded(), KILLED, "{m:?}");
+        let g = v.try_lock().expect("the dead holder's lock is free");
+        assert!(g.owner_died(), "{m:?}");
+        assert_eq!(*g, 42, "{m:?}");
+        drop(g);
+        assert!(!v.try_lock().unwrap().owner_died(), "{m:?}: reported once");
     }
 }
 
@@ -201,7 +238,7 @@ fn hold_a_then_write((a, b, flag): (Value<i64>, Value<i64>, RawValue<u32>)) {
 
 #[test]
 fn user_lock_shared_by_two_values() {
-    for m in METHODS {
+    for &m in methods() {
         let lock = SharedMutex::new().unwrap();
         let a = Value::with_lock(0i64, lock.clone()).unwrap();
         let b = Value::with_lock(0i64, lock.clone()).unwrap();
@@ -228,7 +265,7 @@ fn fill_ones(a: Array<u8>) {
 #[test]
 fn a_big_array_is_filled_in_place() {
     let a = Array::<u8>::new(16 << 20).unwrap();
-    let p = Process::new(fill_ones, a.clone()).start_method(StartMethod::Forkserver);
+    let p = Process::new(fill_ones, a.clone()).start_method(two_methods()[1]);
     assert_eq!(run(&p), 0);
     let g = a.lock();
     assert!(g.iter().all(|&x| x == 1));

@@ -243,3 +243,66 @@ fn unmap_view(ptr: *mut u8) {
         })
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exists(name: &str) -> bool {
+        match View::open_named(name) {
+            Ok(_) => true,
+            Err(ShmError::NotFound(_)) => false,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn an_anonymous_section_has_a_name_of_its_own_and_goes_with_its_last_view() {
+        let a = View::anon(100).unwrap();
+        let name = a.name().to_string();
+        assert!(
+            name.starts_with("Local\\mpa_") && name.len() == 26,
+            "{name}"
+        );
+        let b = a.try_clone().unwrap();
+        assert_ne!(a.as_ptr(), b.as_ptr());
+        assert_eq!(b.name(), a.name());
+        // every view is registered under the section's name, at its own address
+        let at = |v: &View, off: usize| registry::mapping_of(v.as_ptr() as usize + off);
+        assert_eq!(
+            at(&a, 5).map(|(n, o)| (n.to_string(), o)),
+            Some((name.clone(), 5))
+        );
+        assert_eq!(
+            at(&b, 99).map(|(n, o)| (n.to_string(), o)),
+            Some((name.clone(), 99))
+        );
+        assert!(at(&a, 100).is_none_or(|(n, _)| *n != *name));
+        let pa = a.as_ptr() as usize;
+        drop(a);
+        assert!(registry::mapping_of(pa).is_none_or(|(n, _)| *n != *name));
+        assert!(exists(&name), "a view is open");
+        drop(b);
+        assert!(!exists(&name), "the last view went");
+    }
+
+    #[test]
+    fn attaching_sees_whole_pages_and_a_view_longer_than_its_section_is_refused() {
+        let name = format!("mpt_pages_{}", std::process::id());
+        let a = View::create_named(&name, 100).unwrap();
+        assert_eq!(a.len(), 100);
+        let b = View::open_named(&name).unwrap();
+        assert_eq!(
+            b.len(),
+            4096,
+            "VirtualQuery's region: whole pages, as CPython sees it"
+        );
+        assert!(matches!(
+            View::create_named(&name, 100),
+            Err(ShmError::Exists(_))
+        ));
+        // a length from elsewhere (a corrupt message) that the section does not have
+        let h = a.handle().try_clone().unwrap();
+        assert!(View::map(h, 1 << 20, name.as_str().into()).is_err());
+    }
+}
