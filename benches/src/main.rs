@@ -11,7 +11,7 @@
 //! Workloads: `spawn_join`, `spawn_join_fork`, `spawn_join_forkserver`, `pipe_rtt`, `pipe_bw`,
 //! `encode` (which prints `encode_vec_u8`, `encode_bytes`, `decode_vec_u8` and `decode_bytes`); `pool_start`, `map_tiny`, `map_tiny_bar`,
 //! `map_chunk1`, `imap_unordered`, `apply_async_rtt`, `map_cpu` (module `pool`);
-//! `lock_uncontended`, `queue_small`, `queue_big`, `shm_fill` (module `sync`);
+//! `lock_uncontended`, `lock_handoff`, `queue_small`, `queue_big`, `shm_fill` (module `sync`);
 //! `value_contended`, `array_fill` (module `values`); `procspawn_pool_start`,
 //! `procspawn_apply_async_rtt`, `procspawn_map_chunk1` (procspawn's pool, module
 //! `procspawn_cmp`); `manager_dict`, `manager_remote` (module `managers`). `--only` takes these names.

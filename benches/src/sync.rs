@@ -1,12 +1,13 @@
 //! The lock, queue and shared-memory workloads: `lock_uncontended`, `queue_small`,
-//! `queue_big`, `shm_fill` — the same as `python_baseline.py`'s, with its sizes.
+//! `queue_big`, `shm_fill` — the same as `python_baseline.py`'s, with its sizes — and
+//! `lock_handoff` (ours: the cost of a sleep and a wake-up between two processes).
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use multiproc::pickle::Bytes;
 use multiproc::shared_memory::SharedMemory;
-use multiproc::{Lock, Process, Queue};
+use multiproc::{Lock, Process, Queue, Semaphore};
 
 use crate::{report, Opts, Res, BIG};
 
@@ -24,6 +25,16 @@ fn shm_child((name, size): (String, usize)) {
     s.segment().fill(0, size, 2).expect("in bounds");
 }
 
+/// `lock_handoff`'s other process: `n` times, wait for its turn, take the lock, hand the turn
+/// back and release the lock (which the main process may be asleep on by then).
+fn handoff_child((lock, mine, theirs, n): (Lock, Semaphore, Semaphore, usize)) {
+    for i in 0..n {
+        assert!(mine.acquire(), "handoff: turn {i}");
+        let _g = lock.lock();
+        theirs.release();
+    }
+}
+
 pub(crate) fn run(opts: &Opts) -> Res {
     let q = if opts.quick { 10 } else { 1 };
 
@@ -39,6 +50,36 @@ pub(crate) fn run(opts: &Opts) -> Res {
             "lock_uncontended",
             t.elapsed().as_secs_f64() / n as f64 * 1e9,
             "ns/acquire+release",
+        );
+    }
+
+    if opts.want("lock_handoff") {
+        // Each round: the child takes the lock and signals; we try the lock while it holds it,
+        // sleep on it, and are woken by its release. Two sleeps and two wake-ups per round (our
+        // turn semaphore and the lock), across processes.
+        let n = 20_000 / q;
+        let (lock, mine, theirs) = (Lock::new()?, Semaphore::new(0)?, Semaphore::new(0)?);
+        let p = Process::new(
+            handoff_child,
+            (lock.clone(), mine.clone(), theirs.clone(), n),
+        );
+        p.start()?;
+        let t = Instant::now();
+        for _ in 0..n {
+            mine.release();
+            assert!(theirs.acquire());
+            let _ = black_box(lock.acquire());
+            lock.release()?;
+        }
+        let code = p.join()?;
+        let t = t.elapsed();
+        if code != 0 {
+            return Err(format!("lock_handoff: the child exited with {code}").into());
+        }
+        report(
+            "lock_handoff",
+            t.as_secs_f64() / n as f64 * 1e6,
+            "us/round (turn + lock handed between two processes)",
         );
     }
 

@@ -35,7 +35,12 @@ pub use bench::bench;
 /// The crates whose test suites (unit tests and integration tests) run under Wine. Part 2 of
 /// the Windows work adds `multiproc-shm`, `multiproc-sync`, `multiproc-pool`,
 /// `multiproc-manager` and `multiproc` here.
-pub const CRATES: &[&str] = &["multiproc-pickle", "multiproc-process", "multiproc-shm"];
+pub const CRATES: &[&str] = &[
+    "multiproc-pickle",
+    "multiproc-process",
+    "multiproc-shm",
+    "multiproc-sync",
+];
 
 /// How long one suite may run under Wine, unless `--timeout` says otherwise. A backstop: the
 /// tests' own bounds (60 s for a child) fail a hang well before it; the slowest suite takes

@@ -7,7 +7,7 @@ use multiproc_process::{pipe, Connection, Process, StartMethod};
 use multiproc_shm::RawValue;
 use multiproc_sync::{Condition, Semaphore};
 
-use crate::support::{recv_bounded, Kid, METHODS, PATIENCE};
+use crate::support::{recv_bounded, Kid, METHODS, PATIENCE, QUICK};
 
 /// Take the lock, say so, wait (the lock is released inside), report whether notified.
 fn wait_and_report((c, ready, report, timeout): (Condition, Semaphore, Connection, u64)) {
@@ -139,9 +139,8 @@ fn waiters_killed_at_any_moment_leave_nothing_behind() {
     let c = Condition::new().unwrap();
     let ready = Semaphore::new(0).unwrap();
     for i in 0..40u64 {
-        let p = Kid::start(
-            Process::new(wait_forever, (c.clone(), ready.clone())).start_method(StartMethod::Fork),
-        );
+        let p =
+            Kid::start(Process::new(wait_forever, (c.clone(), ready.clone())).start_method(QUICK));
         if i % 2 == 0 {
             // somewhere between start and waiting
             std::thread::sleep(Duration::from_micros(200 * (i % 7)));
@@ -156,7 +155,7 @@ fn waiters_killed_at_any_moment_leave_nothing_behind() {
     assert_eq!(c.wait_timeout(Duration::from_millis(50)), Ok(false));
     c.release().unwrap();
     // and the live still get theirs
-    let (p, report) = start_waiter(&c, StartMethod::Fork, 10_000);
+    let (p, report) = start_waiter(&c, QUICK, 10_000);
     assert!(c.acquire_timeout(PATIENCE).acquired());
     assert_eq!(c.notify_all(), Ok(1));
     c.release().unwrap();

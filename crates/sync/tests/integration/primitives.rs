@@ -5,17 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bounded::{JoinBounded, RecvBounded, ThreadJoinBounded, BOUND};
-use multiproc_process::{pipe, Connection, Process, StartMethod};
+use multiproc_process::{pipe, Connection, Process};
 use multiproc_shm::{LockResult, Segment};
 use multiproc_sync::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, SyncError,
 };
 
-const METHODS: [StartMethod; 3] = [
-    StartMethod::Spawn,
-    StartMethod::Fork,
-    StartMethod::Forkserver,
-];
+use crate::support::METHODS;
 
 fn run(p: &Process) {
     p.start().unwrap();
@@ -77,7 +73,7 @@ fn a_holder_killed_hands_the_lock_over_as_owner_died() {
     assert!(ready.wait_timeout(Duration::from_secs(20)));
     assert_eq!(lock.try_acquire(), LockResult::TimedOut);
     p.kill().unwrap();
-    assert_eq!(joined(&p), -9);
+    assert_eq!(joined(&p), crate::support::KILLED);
     let t = Instant::now();
     assert_eq!(
         lock.acquire_timeout(Duration::from_secs(5)),

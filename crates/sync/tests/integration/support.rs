@@ -4,11 +4,27 @@ use std::time::Duration;
 
 use multiproc_process::{Connection, Process, StartMethod};
 
+/// The start methods of this platform.
+#[cfg(unix)]
 pub const METHODS: [StartMethod; 3] = [
     StartMethod::Spawn,
     StartMethod::Fork,
     StartMethod::Forkserver,
 ];
+/// The start methods of this platform.
+#[cfg(windows)]
+pub const METHODS: [StartMethod; 1] = [StartMethod::Spawn];
+
+/// The quickest start method of this platform (for tests that start many children).
+#[cfg(unix)]
+pub const QUICK: StartMethod = StartMethod::Fork;
+/// The quickest start method of this platform (for tests that start many children).
+#[cfg(windows)]
+pub const QUICK: StartMethod = StartMethod::Spawn;
+
+/// The exit code of a child ended by [`Kid::kill`]: `-SIGKILL`, or on Windows `-SIGTERM`
+/// (`kill` is `TerminateProcess` there, reported as CPython does).
+pub const KILLED: i32 = if cfg!(windows) { -15 } else { -9 };
 
 /// Generous bound for anything that should take milliseconds.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -35,7 +51,7 @@ impl Kid {
     pub fn kill(&self) -> u32 {
         let pid = self.0.pid().expect("started");
         self.0.kill().unwrap();
-        assert_eq!(self.join(), -9);
+        assert_eq!(self.join(), KILLED);
         pid
     }
 }
