@@ -521,14 +521,18 @@ mod tests {
             }
             word.load(Ordering::SeqCst)
         });
+        // Wake with the word unchanged until the wake finds the thread asleep (it goes back to
+        // sleep: the word is still 0), so the count is checked whenever the thread starts;
+        // then change the word and wake it for good.
         let t = Instant::now();
         let mut woken = 0;
         while woken == 0 && t.elapsed() < Duration::from_secs(20) {
             std::thread::sleep(Duration::from_millis(5));
-            word.store(1, Ordering::SeqCst);
             woken = futex_wake(word, 1);
         }
         assert_eq!(woken, 1);
+        word.store(1, Ordering::SeqCst);
+        assert!(futex_wake(word, 1) <= 1);
         assert_eq!(h.join().unwrap(), 1);
         drop(seg);
     }

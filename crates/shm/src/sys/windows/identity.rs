@@ -91,8 +91,21 @@ pub(crate) fn alive(id: u64) -> bool {
     tag == 0 || creation_tag(h.as_raw_handle()).is_none_or(|t| t == tag)
 }
 
-/// Whether a process `pid` exists (one that ended while a handle to it is open counts as
-/// existing, as a zombie does on Unix).
+/// Whether a live process has the id `pid`. One that ended counts as gone even while a handle
+/// to it is open (its parent's sentinel): unlike a Unix zombie, whose pid `kill(pid, 0)` still
+/// finds, an ended Windows process cannot hold a lock, and its id is not reused while that
+/// handle lives. (`try_lock` trusts a holder it found alive for a moment while its pid exists:
+/// a holder killed and joined within that moment must not pass for alive.)
 pub(crate) fn pid_exists(pid: u32) -> bool {
-    pid != 0 && open(pid).map_or_else(|exists| exists, |_| true)
+    if pid == 0 {
+        return false;
+    }
+    match open(pid) {
+        Ok(h) => {
+            // SAFETY: a process handle we own, waited on without blocking.
+            let state = unsafe { WaitForSingleObject(h.as_raw_handle(), 0) };
+            state == WAIT_TIMEOUT
+        }
+        Err(exists) => exists,
+    }
 }
