@@ -41,12 +41,7 @@ fn entry<V: Serialize + DeserializeOwned>((func, old): EntryArgs) -> EntryOut {
         }
         None => None,
     };
-    let new = f(old);
-    let (bytes, ids) = refs::collecting(|| multiproc_pickle::encode(&new));
-    let bytes = bytes.map_err(|e| e.to_string())?;
-    let ids = server_ids(&ids);
-    drop(refs::inert(|| new));
-    Ok((Bytes(bytes), ids))
+    encode_new(f(old))
 }
 
 /// Decode, call, encode, for a `fn(V) -> V`: runs on the server.
@@ -56,18 +51,18 @@ fn entry_present<V: Serialize + DeserializeOwned>((func, old): EntryArgs) -> Ent
     let f: fn(V) -> V = unsafe { func.resolve() };
     let old = old.ok_or_else(|| "no value to apply the function to".to_string())?;
     let old = refs::inert(|| multiproc_pickle::decode::<V>(&old.0)).map_err(|e| e.to_string())?;
-    let new = f(old);
-    let (bytes, ids) = refs::collecting(|| multiproc_pickle::encode(&new));
-    let bytes = bytes.map_err(|e| e.to_string())?;
-    let ids = server_ids(&ids);
-    drop(refs::inert(|| new));
-    Ok((Bytes(bytes), ids))
+    encode_new(f(old))
 }
 
-/// The ids of the proxies of a value a function made (on the server, every proxy comes from
-/// the old value; `apply` keeps those of this server).
-fn server_ids(met: &[crate::proxy::Proxy]) -> Vec<Id> {
-    met.iter().map(crate::proxy::Proxy::id).collect()
+/// Encode the value a function made, with the ids of the proxies inside (on the server, every
+/// proxy comes from the old value; `apply` keeps those of this server). The proxies are data
+/// here: dropping them gives nothing back.
+fn encode_new<V: Serialize>(new: V) -> EntryOut {
+    let (bytes, met) = refs::collecting(|| multiproc_pickle::encode(&new));
+    let bytes = bytes.map_err(|e| e.to_string())?;
+    let ids = met.iter().map(crate::proxy::Proxy::id).collect();
+    drop(refs::inert(|| (new, met)));
+    Ok((Bytes(bytes), ids))
 }
 
 /// Of the ids of the proxies met in a new value, those the old value held on this server (a

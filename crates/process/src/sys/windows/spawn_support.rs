@@ -21,8 +21,8 @@ use windows_sys::Win32::Storage::FileSystem::{
     FILE_SHARE_WRITE, OPEN_EXISTING, PIPE_ACCESS_DUPLEX,
 };
 use windows_sys::Win32::System::Pipes::{
-    ConnectNamedPipe, CreateNamedPipeW, PeekNamedPipe, PIPE_READMODE_BYTE,
-    PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_WAIT,
+    ConnectNamedPipe, CreateNamedPipeW, PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS,
+    PIPE_TYPE_BYTE, PIPE_WAIT,
 };
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
@@ -49,10 +49,6 @@ pub(crate) fn cvt(ok: i32) -> io::Result<()> {
     }
 }
 
-fn wide(s: &str) -> Vec<u16> {
-    s.encode_utf16().chain(std::iter::once(0)).collect()
-}
-
 /// The two ends of a new bootstrap channel: (the parent's, the child's). A duplex byte-mode
 /// named pipe with a random name that only this process can have opened (first instance, one
 /// instance, no remote clients, connected at once by us), as Rust's std makes its anonymous
@@ -67,7 +63,7 @@ pub(crate) fn boot_pair() -> io::Result<(OwnedHandle, OwnedHandle)> {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         u64::from_le_bytes(random)
     );
-    let wname = wide(&name);
+    let wname = super::pipe::wide(&name);
     // SAFETY: a NUL-terminated name that outlives the call; no security attributes (the
     // default DACL, not inheritable).
     let server = check(unsafe {
@@ -133,7 +129,7 @@ pub(crate) fn null_input() -> io::Result<OwnedHandle> {
         lpSecurityDescriptor: std::ptr::null_mut(),
         bInheritHandle: 1,
     };
-    let name = wide("NUL");
+    let name = super::pipe::wide("NUL");
     // SAFETY: a NUL-terminated name and security attributes that outlive the call.
     check(unsafe {
         CreateFileW(
@@ -241,25 +237,13 @@ pub(crate) fn read_available(
     v: &mut Vec<u8>,
     max: usize,
 ) -> io::Result<usize> {
-    let mut avail = 0u32;
-    // SAFETY: a peek that copies nothing and reports the bytes available into `avail`.
-    let ok = unsafe {
-        PeekNamedPipe(
-            h.as_raw_handle() as HANDLE,
-            std::ptr::null_mut(),
-            0,
-            std::ptr::null_mut(),
-            &mut avail,
-            std::ptr::null_mut(),
-        )
-    };
-    if ok == 0 {
-        let e = io::Error::last_os_error();
-        if is_broken(&e) {
-            return Ok(0);
+    let avail = match super::pipe::peek(h.as_raw_handle() as HANDLE) {
+        Ok(n) => n,
+        Err(code) => {
+            let e = io::Error::from_raw_os_error(code as i32);
+            return if is_broken(&e) { Ok(0) } else { Err(e) };
         }
-        return Err(e);
-    }
+    };
     if avail == 0 {
         return Err(io::ErrorKind::WouldBlock.into());
     }
