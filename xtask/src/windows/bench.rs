@@ -1,5 +1,5 @@
-//! `cargo xtask bench --windows`: `spawn_join` and `pipe_rtt` of the benchmark binary built for
-//! Windows and run under Wine, beside the same workloads on Linux. Information only: Wine is
+//! `cargo xtask bench --windows`: `spawn_join`, `pipe_rtt` and the pool's `apply_async_rtt` and
+//! `map_chunk1` of the benchmark binary built for Windows and run under Wine, beside the same workloads on Linux. Information only: Wine is
 //! not Windows (every Windows process is also a Wine loader, every handle a wineserver call).
 
 use std::fmt::Write as _;
@@ -9,7 +9,7 @@ use super::wine;
 use crate::{cargo_cmd, fmt_value, header, parse_figures, short_unit, supervise, Figures, Res};
 
 /// The workloads run under Wine.
-const WORKLOADS: &[&str] = &["spawn_join", "pipe_rtt"];
+const WORKLOADS: &[&str] = &["spawn_join", "pipe_rtt", "apply_async_rtt", "map_chunk1"];
 
 /// How long one benchmark run may take.
 const DEADLINE: Duration = Duration::from_secs(600);
