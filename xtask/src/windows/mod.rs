@@ -336,14 +336,14 @@ fn summary(runs: &[SuiteRun], examples: &[examples::ExampleRun]) -> (String, usi
                 None => {
                     let _ = writeln!(
                         out,
-                        "  {:<12} same output  ({:.1} s under Wine)",
+                        "  {:<15} same output  ({:.1} s under Wine)",
                         e.bin,
                         e.wine_time.as_secs_f64()
                     );
                 }
                 Some(p) => {
                     failures += 1;
-                    let _ = writeln!(out, "  {:<12} FAILED: {p}", e.bin);
+                    let _ = writeln!(out, "  {:<15} FAILED: {p}", e.bin);
                 }
             }
         }
@@ -386,7 +386,7 @@ mod tests {
         let (text, n) = summary(&[], &[differs]);
         assert_eq!(n, 1);
         assert!(
-            text.contains("pipe         FAILED: output differs"),
+            text.contains("pipe            FAILED: output differs"),
             "{text}"
         );
     }
