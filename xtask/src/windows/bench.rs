@@ -81,7 +81,7 @@ fn render(linux: &Figures, under_wine: &Figures) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<12}  {:<16}  {:>10}  {:>10}  {:>10}",
+        "{:<15}  {:<16}  {:>10}  {:>10}  {:>10}",
         "workload", "unit", "Linux", "Wine", "Wine/Linux"
     );
     for w in WORKLOADS {
@@ -94,7 +94,7 @@ fn render(linux: &Figures, under_wine: &Figures) -> String {
         };
         let _ = writeln!(
             out,
-            "{w:<12}  {unit:<16}  {:>10}  {:>10}  {ratio:>10}",
+            "{w:<15}  {unit:<16}  {:>10}  {:>10}  {ratio:>10}",
             show(l),
             show(u)
         );
