@@ -167,6 +167,7 @@ impl PoolBuilder {
                     next_id: n as u64,
                     to_wake: Vec::new(),
                     last_check: Instant::now(),
+                    retry_at: vec![None; n],
                 }
                 .run()
             })

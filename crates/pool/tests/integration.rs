@@ -815,6 +815,86 @@ fn a_pool_whose_start_fails_leaves_no_zombies() {
     assert_eq!(code, Some(0), "the child's checks failed (see its stderr)");
 }
 
+/// A 5 ms task (long enough that a worker holds few of them at once: the rest wait in the
+/// pool's queue), that kills its worker on 7.
+fn nap_or_die_at_7(x: u32) -> u32 {
+    if x == 7 {
+        platform::kill_self();
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    x
+}
+
+/// Runs in a child of the test (so the descriptor limit is its own): a pool of 2 maps with no
+/// descriptor to spare, and one task kills its worker, whose replacement cannot start (no pipe):
+/// the other worker runs everything else, only the killer fails. (The pool used to fail every
+/// queued task with the start's error.) Once descriptors are back, the replacement starts.
+#[cfg(unix)]
+fn a_failed_replacement_leaves_the_work_to_the_others(_: ()) {
+    let pool = Pool::new(2).unwrap();
+    // (both workers up, and their units' times measured)
+    pool.map_chunked(nap_or_die_at_7, 10..30, 1).unwrap();
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as libc::rlim_t;
+    set_nofile(open.saturating_sub(1), lim.rlim_max);
+    let out = pool.map_each(nap_or_die_at_7, 0..40, Some(1));
+    set_nofile(lim.rlim_cur, lim.rlim_max);
+    let out = out.unwrap();
+    for (i, r) in out.iter().enumerate() {
+        match i {
+            7 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: KILLED })),
+            _ => assert_eq!(*r, Ok(i as u32), "item {i}"),
+        }
+    }
+    let before = pool.pids();
+    let t = Instant::now();
+    while pool.pids() == before {
+        assert!(
+            t.elapsed() < BOUND,
+            "the worker was not replaced: {before:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(pool.pids().len(), 2);
+    assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
+
+    // With no worker left, what is queued fails with the start's error instead of waiting.
+    let pool = Pool::new(1).unwrap();
+    pool.map_chunked(nap_or_die_at_7, 10..20, 1).unwrap();
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as libc::rlim_t;
+    set_nofile(open.saturating_sub(1), lim.rlim_max);
+    let out = pool.map_each(nap_or_die_at_7, 0..20, Some(1));
+    set_nofile(lim.rlim_cur, lim.rlim_max);
+    let out = out.unwrap();
+    assert_eq!(out[..7], (0..7).map(Ok).collect::<Vec<_>>());
+    assert_eq!(out[7], Err(PoolError::WorkerDied { exitcode: KILLED }));
+    for r in &out[8..] {
+        assert!(
+            matches!(r, Err(e @ PoolError::Start(_)) if e.io_error().and_then(std::io::Error::raw_os_error) == Some(libc::EMFILE)),
+            "{r:?}"
+        );
+    }
+    assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_worker_that_cannot_be_replaced_leaves_its_work_to_the_others() {
+    let p = multiproc_process::Process::new(a_failed_replacement_leaves_the_work_to_the_others, ());
+    p.start().unwrap();
+    let code = p.join_timeout(Duration::from_secs(120)).unwrap();
+    if code.is_none() {
+        let _ = p.kill();
+        let _ = p.join_timeout(Duration::from_secs(10));
+    }
+    assert_eq!(code, Some(0), "the child's checks failed (see its stderr)");
+}
+
 fn my_name(_: u32) -> String {
     multiproc_process::current_process().name
 }
