@@ -27,13 +27,15 @@
 //! prints the load average before it starts, so that a low speed-up on a busy machine is seen
 //! for what it is.
 //!
-//! Run it with `cargo run --release -p multiproc-examples --bin sum_squares`.
+//! Run it with `cargo run --release -p multiproc-examples --bin sum_squares`; an argument sets
+//! how many numbers (10⁷ by default; a debug build wants fewer: `sum_squares 1000000`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use multiproc::Pool;
 
+/// How many numbers, unless the first argument says.
 const N: u64 = 10_000_000;
 /// Extra mixing rounds per number: the CPU work that makes the job worth splitting.
 const ROUNDS: u32 = 64;
@@ -74,12 +76,23 @@ fn load_average() -> Option<f64> {
 
 #[multiproc::main]
 fn main() -> Result<(), multiproc::PoolError> {
+    let n: u64 = match std::env::args().nth(1) {
+        None => N,
+        Some(a) => {
+            a.parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or(multiproc::PoolError::InvalidArgument(
+                    "the argument is how many numbers to sum, a positive integer",
+                ))?
+        }
+    };
     let chunks: Vec<(u64, u64)> = (0..CHUNKS)
-        .map(|k| (k * N / CHUNKS, (k + 1) * N / CHUNKS))
+        .map(|k| (k * n / CHUNKS, (k + 1) * n / CHUNKS))
         .collect();
     let cores = multiproc::cpu_count();
     println!(
-        "job: sum of the squares of 0..{N}, each number also put through {ROUNDS} rounds of \
+        "job: sum of the squares of 0..{n}, each number also put through {ROUNDS} rounds of \
          integer mixing (the CPU work), in {CHUNKS} chunks"
     );
 
@@ -100,7 +113,7 @@ fn main() -> Result<(), multiproc::PoolError> {
     }
 
     assert_eq!(single, pooled);
-    let expected = u128::from(N - 1) * u128::from(N) * u128::from(2 * N - 1) / 6;
+    let expected = u128::from(n - 1) * u128::from(n) * u128::from(2 * n - 1) / 6;
     assert_eq!(single, expected);
     println!("sum = {single} (checked against n(n-1)(2n-1)/6)");
     println!(

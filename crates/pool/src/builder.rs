@@ -67,7 +67,9 @@ impl PoolBuilder {
         self
     }
 
-    /// Run `f(args)` once in each worker before its first task.
+    /// Run `f(args)` once in each worker before its first task. `args` may own OS handles
+    /// (a `Lock`, a `Value`, a `Queue`): every worker gets them, replacements too, on every
+    /// platform.
     pub fn initializer<A: Data>(mut self, f: fn(A), args: A) -> Self {
         self.init = Some(Call::new(f, &args).map_err(PoolError::from).and_then(
             |(call, handles)| {
@@ -165,6 +167,7 @@ impl PoolBuilder {
                     next_id: n as u64,
                     to_wake: Vec::new(),
                     last_check: Instant::now(),
+                    retry_at: vec![None; n],
                 }
                 .run()
             })

@@ -24,6 +24,9 @@ const LIVENESS_CHECK: Duration = Duration::from_millis(20);
 const IDLE_CHECK: Duration = Duration::from_millis(100);
 /// Inbox messages handled in one cycle at most, so deadlines and deaths are looked at between.
 const DRAIN_MAX: usize = 256;
+/// After a replacement could not start, how long before it is tried again (at a look for
+/// deaths: the worker it replaces has ended).
+const RETRY_START: Duration = Duration::from_millis(50);
 
 /// The thread that watches the workers: it reads their replies from the inbox and delivers
 /// them, notices deaths and timeouts, replaces workers, and assigns what submitters could not.
@@ -37,6 +40,8 @@ pub(crate) struct Dispatcher {
     pub to_wake: Vec<Arc<dyn Sink>>,
     /// When the workers were last checked for deaths.
     pub last_check: Instant,
+    /// Per worker: when to try again to start its replacement, after a start that failed.
+    pub retry_at: Vec<Option<Instant>>,
 }
 
 impl Dispatcher {
@@ -134,6 +139,9 @@ impl Dispatcher {
         self.last_check = Instant::now();
         let shared = self.shared.clone();
         for i in 0..self.workers.len() {
+            if self.retry_at[i].is_some_and(|t| self.last_check < t) {
+                continue;
+            }
             let Some(code) = self.workers[i].ended() else {
                 continue;
             };
@@ -317,6 +325,7 @@ impl Dispatcher {
         );
         match started {
             Ok(w) => {
+                self.retry_at[i] = None;
                 let lane = Lane::new(w.conn.clone(), w.control.clone());
                 let old = std::mem::replace(&mut self.workers[i], w);
                 self.shared.st.lock().lanes[i] = lane;
@@ -325,12 +334,22 @@ impl Dispatcher {
             }
             Err(e) => {
                 tracing::error!("cannot replace a pool worker: {e}");
-                // Fail what is queued rather than hang; the pool keeps trying on later work.
-                let pending: Vec<Unit> = self.shared.st.lock().queue.drain(..).collect();
+                // The ended worker stays in its place, its lane closed; the next look for
+                // deaths past `RETRY_START` tries again. What is queued waits for the workers
+                // still there; with none left, it fails rather than hang (later work tries
+                // again).
+                self.retry_at[i] = Some(Instant::now() + RETRY_START);
+                let pending: Vec<Unit> = {
+                    let mut st = self.shared.st.lock();
+                    if st.lanes.iter().any(|l| l.open) {
+                        Vec::new()
+                    } else {
+                        st.queue.drain(..).collect()
+                    }
+                };
                 for u in pending {
                     u.sink.deliver(u.first, u.n, Err(e.clone()));
                 }
-                std::thread::sleep(Duration::from_millis(50));
             }
         }
     }

@@ -32,6 +32,7 @@ mod pool;
 mod progress;
 mod result;
 mod scheduler;
+mod sys;
 mod thread_pool;
 mod worker;
 

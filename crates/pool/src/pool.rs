@@ -28,6 +28,11 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Data for T {}
 /// timeout; a panic comes back as [`PoolError::Panic`] with the worker-side backtrace; the pool
 /// never hangs. Dropping the pool terminates it and reaps its workers (like `with Pool() as p:`).
 ///
+/// Arguments that own OS handles (a `Lock`, a `Value`, a `Queue`, a `Connection`) reach the
+/// workers with them on Unix. On Windows they do through the
+/// [initializer](PoolBuilder::initializer) only: a task owning some is a
+/// [`PoolError::Serialization`] there (a connection does not carry handles yet).
+///
 /// ```
 /// fn square(x: u64) -> u64 { x * x }
 ///

@@ -1,11 +1,12 @@
 //! Integration tests of multiproc-pool: real worker processes, crashing, hanging and panicking.
-//! (Unix only: the tests kill workers with signals.)
-#![cfg(unix)]
+//! (How a worker is killed or crashes differs per platform: `support/platform.rs`.)
 
 multiproc_process::test_support!();
 
 #[path = "../../process/tests/integration/bounded.rs"]
 mod bounded;
+#[path = "support/platform.rs"]
+mod platform;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use bounded::BOUND;
 use multiproc_pool::{Pool, PoolError, ThreadPool};
 use multiproc_process::StartMethod;
+use platform::{ABORTED, KILLED, SEGFAULT};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -50,14 +52,12 @@ fn init_count(_: u32) -> (u32, usize) {
 
 fn crash(x: u32) -> u32 {
     match x {
-        // SAFETY: a plain libc call killing ourselves, to simulate an OOM kill.
-        7 => unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-            x
-        },
+        // (as an OOM kill)
+        7 => platform::kill_self(),
         8 => std::process::abort(),
-        _ => x,
+        _ => {}
     }
+    x
 }
 
 struct NoSer;
@@ -225,8 +225,7 @@ fn a_worker_killed_while_idle_is_reaped_and_replaced_without_work() {
     let pool = Pool::new(2).unwrap();
     assert_eq!(pool.apply(square, 3).unwrap(), 9);
     let victim = pool.pids()[1];
-    // SAFETY: a plain libc call on a pid of our own pool worker.
-    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    platform::kill(victim);
     let t = Instant::now();
     while pool.pids().contains(&victim) && t.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(10));
@@ -243,8 +242,7 @@ fn a_worker_killed_while_idle_is_replaced_when_work_comes() {
     let pool = Pool::new(2).unwrap();
     assert_eq!(pool.map(square, 0..10u64).unwrap().len(), 10);
     let victim = pool.pids()[0];
-    // SAFETY: a plain libc call on a pid of our own pool worker.
-    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    platform::kill(victim);
     std::thread::sleep(Duration::from_millis(50));
     let want: Vec<u64> = (0..1000u64).map(square).collect();
     assert_eq!(pool.map_chunked(square, 0..1000u64, 3).unwrap(), want);
@@ -417,8 +415,8 @@ fn dying_workers_fail_only_their_task() {
     let out = pool.map_each(crash, 0..12, Some(1)).unwrap();
     for (i, r) in out.iter().enumerate() {
         match i {
-            7 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -9 })),
-            8 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -6 })),
+            7 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: KILLED })),
+            8 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: ABORTED })),
             _ => assert_eq!(*r, Ok(i as u32)),
         }
     }
@@ -437,8 +435,8 @@ fn units_queued_behind_a_dying_task_are_run_elsewhere() {
     let out = pool.map_each(crash, 0..20, Some(1)).unwrap();
     for (i, r) in out.iter().enumerate() {
         match i {
-            7 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -9 })),
-            8 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -6 })),
+            7 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: KILLED })),
+            8 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: ABORTED })),
             _ => assert_eq!(*r, Ok(i as u32)),
         }
     }
@@ -510,9 +508,7 @@ fn terminate_is_prompt_and_leaves_no_children() {
 }
 
 fn process_exists(pid: u32) -> bool {
-    // SAFETY: signal 0 only asks whether the process exists; reaped workers do not.
-    let r = unsafe { libc::kill(pid as i32, 0) };
-    r == 0
+    platform::running(pid)
 }
 
 #[test]
@@ -547,11 +543,7 @@ fn close_then_join_and_invalid_arguments() {
 
 #[test]
 fn every_start_method() {
-    for m in [
-        StartMethod::Spawn,
-        StartMethod::Fork,
-        StartMethod::Forkserver,
-    ] {
+    for &m in StartMethod::available() {
         let pool = Pool::builder()
             .processes(2)
             .start_method(m)
@@ -654,10 +646,7 @@ fn units_queued_behind_a_long_task_are_taken_back_by_an_idle_worker() {
 
 fn segfault_at_12345(x: u32) -> u32 {
     if x == 12_345 {
-        // SAFETY: a plain libc call raising SIGSEGV in ourselves, as a bad pointer would.
-        unsafe {
-            libc::raise(libc::SIGSEGV);
-        }
+        platform::segfault_self();
     }
     x
 }
@@ -665,10 +654,7 @@ fn segfault_at_12345(x: u32) -> u32 {
 /// Two killers close together (one chunk of the default size holds both).
 fn kill_at_12345_and_abort_at_12400(x: u32) -> u32 {
     match x {
-        // SAFETY: a plain libc call killing ourselves, to simulate an OOM kill.
-        12_345 => unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        },
+        12_345 => platform::kill_self(),
         12_400 => std::process::abort(),
         _ => {}
     }
@@ -683,14 +669,14 @@ fn a_crash_in_a_default_chunk_fails_only_its_item() {
     assert_eq!(out.len(), 20_000);
     for (i, r) in out.iter().enumerate() {
         match i {
-            12_345 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -11 })),
+            12_345 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: SEGFAULT })),
             _ => assert_eq!(*r, Ok(i as u32), "item {i}"),
         }
     }
     // `map` reports that one error; the pool goes on
     assert_eq!(
         pool.map(segfault_at_12345, 12_000..13_000),
-        Err(PoolError::WorkerDied { exitcode: -11 })
+        Err(PoolError::WorkerDied { exitcode: SEGFAULT })
     );
     assert_eq!(
         pool.map(square, 0..1000).unwrap(),
@@ -707,8 +693,8 @@ fn two_killers_in_one_chunk_fail_only_themselves() {
             .unwrap();
         for (i, r) in out.iter().enumerate() {
             match i {
-                12_345 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -9 })),
-                12_400 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -6 })),
+                12_345 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: KILLED })),
+                12_400 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: ABORTED })),
                 _ => assert_eq!(*r, Ok(i as u32), "item {i}, chunks {chunk:?}"),
             }
         }
@@ -730,7 +716,7 @@ fn imap_of_a_chunk_with_a_crash_yields_every_other_result() {
     assert_eq!(out.len(), 1000);
     for (i, r) in (12_000..).zip(&out) {
         match i {
-            12_345 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: -11 })),
+            12_345 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: SEGFAULT })),
             _ => assert_eq!(*r, Ok(i)),
         }
     }
@@ -739,6 +725,7 @@ fn imap_of_a_chunk_with_a_crash_yields_every_other_result() {
 // ---- a pool whose start fails leaves no zombies ----
 
 /// The pids of this process's children (from `/proc`, zombies included).
+#[cfg(unix)]
 fn children_of_self() -> Vec<u32> {
     let me = std::process::id();
     let mut kids = Vec::new();
@@ -764,6 +751,7 @@ fn children_of_self() -> Vec<u32> {
     kids
 }
 
+#[cfg(unix)]
 fn set_nofile(soft: libc::rlim_t, hard: libc::rlim_t) {
     let lim = libc::rlimit {
         rlim_cur: soft,
@@ -778,6 +766,8 @@ fn set_nofile(soft: libc::rlim_t, hard: libc::rlim_t) {
 /// in turn, and checks after each failure that no worker started before the failing one is
 /// left, alive or zombie, not even the child of the failing start (a `Process` whose start
 /// fails after its child exists kills and reaps it).
+/// (Unix: a descriptor limit, and zombies; Windows has neither.)
+#[cfg(unix)]
 fn start_fails_partway(_: ()) {
     drop(Pool::new(1).unwrap()); // whatever helpers a pool starts once are up now
     let known = children_of_self();
@@ -812,9 +802,90 @@ fn start_fails_partway(_: ()) {
     panic!("no pool started under any limit");
 }
 
+#[cfg(unix)]
 #[test]
 fn a_pool_whose_start_fails_leaves_no_zombies() {
     let p = multiproc_process::Process::new(start_fails_partway, ());
+    p.start().unwrap();
+    let code = p.join_timeout(Duration::from_secs(120)).unwrap();
+    if code.is_none() {
+        let _ = p.kill();
+        let _ = p.join_timeout(Duration::from_secs(10));
+    }
+    assert_eq!(code, Some(0), "the child's checks failed (see its stderr)");
+}
+
+/// A 5 ms task (long enough that a worker holds few of them at once: the rest wait in the
+/// pool's queue), that kills its worker on 7.
+fn nap_or_die_at_7(x: u32) -> u32 {
+    if x == 7 {
+        platform::kill_self();
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    x
+}
+
+/// Runs in a child of the test (so the descriptor limit is its own): a pool of 2 maps with no
+/// descriptor to spare, and one task kills its worker, whose replacement cannot start (no pipe):
+/// the other worker runs everything else, only the killer fails. (The pool used to fail every
+/// queued task with the start's error.) Once descriptors are back, the replacement starts.
+#[cfg(unix)]
+fn a_failed_replacement_leaves_the_work_to_the_others(_: ()) {
+    let pool = Pool::new(2).unwrap();
+    // (both workers up, and their units' times measured)
+    pool.map_chunked(nap_or_die_at_7, 10..30, 1).unwrap();
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as libc::rlim_t;
+    set_nofile(open.saturating_sub(1), lim.rlim_max);
+    let out = pool.map_each(nap_or_die_at_7, 0..40, Some(1));
+    set_nofile(lim.rlim_cur, lim.rlim_max);
+    let out = out.unwrap();
+    for (i, r) in out.iter().enumerate() {
+        match i {
+            7 => assert_eq!(*r, Err(PoolError::WorkerDied { exitcode: KILLED })),
+            _ => assert_eq!(*r, Ok(i as u32), "item {i}"),
+        }
+    }
+    let before = pool.pids();
+    let t = Instant::now();
+    while pool.pids() == before {
+        assert!(
+            t.elapsed() < BOUND,
+            "the worker was not replaced: {before:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(pool.pids().len(), 2);
+    assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
+
+    // With no worker left, what is queued fails with the start's error instead of waiting.
+    let pool = Pool::new(1).unwrap();
+    pool.map_chunked(nap_or_die_at_7, 10..20, 1).unwrap();
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as libc::rlim_t;
+    set_nofile(open.saturating_sub(1), lim.rlim_max);
+    let out = pool.map_each(nap_or_die_at_7, 0..20, Some(1));
+    set_nofile(lim.rlim_cur, lim.rlim_max);
+    let out = out.unwrap();
+    assert_eq!(out[..7], (0..7).map(Ok).collect::<Vec<_>>());
+    assert_eq!(out[7], Err(PoolError::WorkerDied { exitcode: KILLED }));
+    for r in &out[8..] {
+        assert!(
+            matches!(r, Err(e @ PoolError::Start(_)) if e.io_error().and_then(std::io::Error::raw_os_error) == Some(libc::EMFILE)),
+            "{r:?}"
+        );
+    }
+    assert_eq!(pool.map(square, 0..10u64).unwrap()[9], 81);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_worker_that_cannot_be_replaced_leaves_its_work_to_the_others() {
+    let p = multiproc_process::Process::new(a_failed_replacement_leaves_the_work_to_the_others, ());
     p.start().unwrap();
     let code = p.join_timeout(Duration::from_secs(120)).unwrap();
     if code.is_none() {

@@ -9,7 +9,14 @@ use super::wine;
 use crate::{cargo_cmd, fmt_value, header, parse_figures, short_unit, supervise, Figures, Res};
 
 /// The workloads run under Wine.
-const WORKLOADS: &[&str] = &["spawn_join", "pipe_rtt", "lock_uncontended", "queue_small"];
+const WORKLOADS: &[&str] = &[
+    "spawn_join",
+    "pipe_rtt",
+    "lock_uncontended",
+    "queue_small",
+    "apply_async_rtt",
+    "map_chunk1",
+];
 
 /// How long one benchmark run may take.
 const DEADLINE: Duration = Duration::from_secs(600);

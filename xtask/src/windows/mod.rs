@@ -33,13 +33,13 @@ use suites::{Selection, Suite, SuiteRun};
 pub use bench::bench;
 
 /// The crates whose test suites (unit tests and integration tests) run under Wine. Part 2 of
-/// the Windows work adds `multiproc-shm`, `multiproc-sync`, `multiproc-pool`,
-/// `multiproc-manager` and `multiproc` here.
+/// the Windows work adds `multiproc-manager` and `multiproc` here.
 pub const CRATES: &[&str] = &[
     "multiproc-pickle",
     "multiproc-process",
     "multiproc-shm",
     "multiproc-sync",
+    "multiproc-pool",
 ];
 
 /// How long one suite may run under Wine, unless `--timeout` says otherwise. A backstop: the
@@ -336,14 +336,14 @@ fn summary(runs: &[SuiteRun], examples: &[examples::ExampleRun]) -> (String, usi
                 None => {
                     let _ = writeln!(
                         out,
-                        "  {:<12} same output  ({:.1} s under Wine)",
+                        "  {:<15} same output  ({:.1} s under Wine)",
                         e.bin,
                         e.wine_time.as_secs_f64()
                     );
                 }
                 Some(p) => {
                     failures += 1;
-                    let _ = writeln!(out, "  {:<12} FAILED: {p}", e.bin);
+                    let _ = writeln!(out, "  {:<15} FAILED: {p}", e.bin);
                 }
             }
         }
@@ -386,7 +386,7 @@ mod tests {
         let (text, n) = summary(&[], &[differs]);
         assert_eq!(n, 1);
         assert!(
-            text.contains("pipe         FAILED: output differs"),
+            text.contains("pipe            FAILED: output differs"),
             "{text}"
         );
     }
