@@ -41,6 +41,24 @@ pub struct Segment {
     view: sys::View,
 }
 
+/// Windows: the section's handle, to duplicate into another process (`DuplicateHandle`) so
+/// that it holds the memory too.
+///
+/// ```
+/// # #[cfg(windows)] {
+/// use std::os::windows::io::AsHandle;
+/// let seg = multiproc::shm::Segment::new(16).unwrap();
+/// let h = seg.as_handle().try_clone_to_owned().unwrap();
+/// # drop(h);
+/// # }
+/// ```
+#[cfg(windows)]
+impl std::os::windows::io::AsHandle for Segment {
+    fn as_handle(&self) -> std::os::windows::io::BorrowedHandle<'_> {
+        self.view.handle().as_handle()
+    }
+}
+
 impl std::fmt::Debug for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Segment").field("len", &self.len()).finish()

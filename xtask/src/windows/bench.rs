@@ -1,5 +1,5 @@
-//! `cargo xtask bench --windows`: `spawn_join`, `pipe_rtt` and the pool's `apply_async_rtt` and
-//! `map_chunk1` of the benchmark binary built for Windows and run under Wine, beside the same workloads on Linux. Information only: Wine is
+//! `cargo xtask bench --windows`: the workloads of [`WORKLOADS`] of the benchmark binary built for
+//! Windows and run under Wine, beside the same workloads on Linux. Information only: Wine is
 //! not Windows (every Windows process is also a Wine loader, every handle a wineserver call).
 
 use std::fmt::Write as _;
@@ -9,7 +9,14 @@ use super::wine;
 use crate::{cargo_cmd, fmt_value, header, parse_figures, short_unit, supervise, Figures, Res};
 
 /// The workloads run under Wine.
-const WORKLOADS: &[&str] = &["spawn_join", "pipe_rtt", "apply_async_rtt", "map_chunk1"];
+const WORKLOADS: &[&str] = &[
+    "spawn_join",
+    "pipe_rtt",
+    "lock_uncontended",
+    "queue_small",
+    "apply_async_rtt",
+    "map_chunk1",
+];
 
 /// How long one benchmark run may take.
 const DEADLINE: Duration = Duration::from_secs(600);
@@ -81,20 +88,21 @@ fn render(linux: &Figures, under_wine: &Figures) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<15}  {:<16}  {:>10}  {:>10}  {:>10}",
-        "workload", "unit", "Linux", "Wine", "Wine/Linux"
+        "{:<18}  {:<20}  {:>10}  {:>10}  {:>12}",
+        "workload", "unit", "Linux", "Wine", "Wine slower"
     );
     for w in WORKLOADS {
         let (l, u) = (linux.get(*w), under_wine.get(*w));
         let unit = l.or(u).map_or("", |f| short_unit(&f.unit));
         let show = |f: Option<&crate::Figure>| f.map_or("-".to_string(), |f| fmt_value(f.value));
+        // (how many times worse Wine is: times compared as times, rates as rates)
         let ratio = match (l, u) {
-            (Some(l), Some(u)) if l.value > 0.0 => format!("{:.1}x", u.value / l.value),
+            (Some(l), Some(u)) => crate::better(l, u).map_or("-".into(), |r| format!("{r:.1}x")),
             _ => "-".into(),
         };
         let _ = writeln!(
             out,
-            "{w:<15}  {unit:<16}  {:>10}  {:>10}  {ratio:>10}",
+            "{w:<18}  {unit:<20}  {:>10}  {:>10}  {ratio:>12}",
             show(l),
             show(u)
         );

@@ -1,8 +1,8 @@
 //! The side channel on Windows: one named pagefile section per item.
 //!
 //! Windows cannot leave a handle in flight on a socket, as Unix leaves a descriptor, so the
-//! item's memory is found by name: `Local\mpq_` and the 16 hex digits of the marker's token,
-//! a random number the producer picked (again, if the name was taken). A section lives while
+//! item's memory is a [`SharedMemory`] found by name: `mpq_` and the 16 hex digits of the
+//! marker's token, a random number the producer picked (again, if the name was taken). A section lives while
 //! some process has a handle to it or a view of it, so someone must hold it from `put` until
 //! a consumer has it:
 //!
@@ -28,25 +28,20 @@
 //! producer that race agree on which of them closes the parent's duplicate.
 
 use std::io;
-use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+use std::os::windows::io::{AsHandle, AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
+use multiproc_shm::{SharedMemory, ShmError};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use windows_sys::Win32::Foundation::{
-    CloseHandle, DuplicateHandle, GetLastError, DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS,
-    ERROR_ALREADY_EXISTS, ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, FILETIME, HANDLE,
+    CloseHandle, DuplicateHandle, DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, FILETIME, HANDLE,
     INVALID_HANDLE_VALUE, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W, TH32CS_SNAPPROCESS,
-};
-use windows_sys::Win32::System::Memory::{
-    CreateFileMappingW, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile, VirtualQuery,
-    FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_BASIC_INFORMATION, MEMORY_MAPPED_VIEW_ADDRESS,
-    PAGE_READWRITE,
 };
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, GetCurrentProcessId, GetProcessTimes, OpenProcess, WaitForSingleObject,
@@ -93,114 +88,14 @@ fn os_error(op: &'static str) -> impl FnOnce(io::Error) -> QueueError {
     move |e| QueueError::system(op, e)
 }
 
-/// `s` as a NUL-terminated UTF-16 string.
-fn wide(s: &str) -> Vec<u16> {
-    s.encode_utf16().chain([0]).collect()
-}
-
 fn section_name(token: u64) -> String {
-    format!("Local\\mpq_{token:016x}")
+    format!("mpq_{token:016x}")
 }
 
-/// A whole section mapped read-write, with its handle.
-struct Section {
-    handle: OwnedHandle,
-    ptr: *mut u8,
-    /// The view's size (whole pages when opened by name).
-    size: usize,
-}
-
-// SAFETY: the view is shared memory owned by this value; it is only reached through atomics
-// (the header) or read after the producer wrote it whole (the bytes), from any thread.
-unsafe impl Send for Section {}
-// SAFETY: as above.
-unsafe impl Sync for Section {}
-
-impl Section {
-    fn header(&self) -> &Header {
-        // SAFETY: every section is at least HDR bytes (checked when opened), page-aligned, and
-        // the header is all atomics.
-        unsafe { &*self.ptr.cast::<Header>() }
-    }
-
-    /// Map all of the section behind `handle`.
-    fn map(handle: OwnedHandle, size: usize) -> io::Result<Section> {
-        // SAFETY: maps a section handle we own, read-write, from offset 0 (0: all of it); the
-        // OS checks the length against the section's size.
-        let addr = unsafe {
-            MapViewOfFile(
-                handle.as_raw_handle(),
-                FILE_MAP_READ | FILE_MAP_WRITE,
-                0,
-                0,
-                size,
-            )
-        };
-        if addr.Value.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = addr.Value.cast::<u8>();
-        let size = if size == 0 {
-            // SAFETY: an all-zero MEMORY_BASIC_INFORMATION is a valid out-buffer.
-            let mut info: MEMORY_BASIC_INFORMATION = unsafe { std::mem::zeroed() };
-            // SAFETY: queries an address of our own live view into a buffer of its size.
-            let n = unsafe {
-                VirtualQuery(
-                    ptr as *const _,
-                    &mut info,
-                    std::mem::size_of::<MEMORY_BASIC_INFORMATION>(),
-                )
-            };
-            if n == 0 {
-                let e = io::Error::last_os_error();
-                unmap(ptr);
-                return Err(e);
-            }
-            info.RegionSize
-        } else {
-            size
-        };
-        Ok(Section { handle, ptr, size })
-    }
-}
-
-impl Drop for Section {
-    fn drop(&mut self) {
-        unmap(self.ptr);
-    }
-}
-
-fn unmap(ptr: *mut u8) {
-    // SAFETY: unmaps a view mapped by `Section::map`, once; nothing refers to it any more.
-    unsafe { UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS { Value: ptr.cast() }) };
-}
-
-/// A random token whose section name is free: `Ok(None)` if taken.
-fn create_section(token: u64, size: usize) -> io::Result<Option<OwnedHandle>> {
-    let w = wide(&section_name(token));
-    // SAFETY: a section backed by the paging file, default security, a NUL-terminated name
-    // that lives across the call.
-    let h = unsafe {
-        CreateFileMappingW(
-            INVALID_HANDLE_VALUE,
-            std::ptr::null(),
-            PAGE_READWRITE,
-            (size as u64 >> 32) as u32,
-            size as u32,
-            w.as_ptr(),
-        )
-    };
-    // SAFETY: no preconditions (read before any other call can overwrite it).
-    let err = unsafe { GetLastError() };
-    if h.is_null() {
-        if err == ERROR_INVALID_HANDLE {
-            return Ok(None); // a kernel object of another type has the name
-        }
-        return Err(io::Error::from_raw_os_error(err as i32));
-    }
-    // SAFETY: a fresh handle owned by us.
-    let h = unsafe { OwnedHandle::from_raw_handle(h) };
-    Ok((err != ERROR_ALREADY_EXISTS).then_some(h))
+fn header(shm: &SharedMemory) -> &Header {
+    // SAFETY: every item's block is at least HDR bytes (checked when attached), page-aligned,
+    // and the header is all atomics.
+    unsafe { &*shm.as_ptr().cast::<Header>() }
 }
 
 fn random_token() -> io::Result<u64> {
@@ -211,7 +106,7 @@ fn random_token() -> io::Result<u64> {
 
 /// An item's bytes in their own named section, ready to be sent.
 pub(in crate::queue) struct SideItem {
-    section: Arc<Section>,
+    section: Arc<SharedMemory>,
     token: u64,
 }
 
@@ -227,26 +122,26 @@ impl SideItem {
                     io::ErrorKind::OutOfMemory.into(),
                 )
             })?;
-        let op = "create a queue item's memory";
-        let (token, handle) = loop {
-            let token = random_token().map_err(os_error(op))?;
-            if let Some(h) = create_section(token, size).map_err(os_error(op))? {
-                break (token, h);
+        let (token, shm) = loop {
+            let token = random_token().map_err(os_error("create a queue item's memory"))?;
+            match SharedMemory::create(Some(&section_name(token)), size) {
+                Ok(shm) => break (token, shm),
+                Err(ShmError::Exists(_)) => continue,
+                Err(e) => return Err(e.into()),
             }
         };
-        let section = Section::map(handle, size).map_err(os_error(op))?;
-        section.header().len.store(len, Ordering::Relaxed);
-        // SAFETY: the view has `size` = HDR + len writable bytes, which nobody else has seen
+        header(&shm).len.store(len, Ordering::Relaxed);
+        // SAFETY: the block has `size` = HDR + len writable bytes, which nobody else has seen
         // yet (the name is not published before `try_send`).
         unsafe {
-            let mut at = section.ptr.add(HDR);
+            let mut at = shm.as_ptr().add(HDR);
             for part in parts {
                 std::ptr::copy_nonoverlapping(part.as_ptr(), at, part.len());
                 at = at.add(part.len());
             }
         }
         Ok(SideItem {
-            section: Arc::new(section),
+            section: Arc::new(shm),
             token,
         })
     }
@@ -258,7 +153,7 @@ impl SideItem {
 }
 
 /// The sections this process produced that no consumer has taken yet.
-static KEPT: Mutex<Vec<Arc<Section>>> = Mutex::new(Vec::new());
+static KEPT: Mutex<Vec<Arc<SharedMemory>>> = Mutex::new(Vec::new());
 
 /// Start the keeper's thread and exit handler, once per process.
 static KEEPER: Once = Once::new();
@@ -267,8 +162,8 @@ static KEEPER: Once = Once::new();
 static SWEEPER: Mutex<Option<std::thread::Thread>> = Mutex::new(None);
 
 /// Close the sections a consumer has taken.
-fn sweep(kept: &mut Vec<Arc<Section>>) {
-    kept.retain(|s| s.header().state.load(Ordering::Acquire) != TAKEN);
+fn sweep(kept: &mut Vec<Arc<SharedMemory>>) {
+    kept.retain(|s| header(s).state.load(Ordering::Acquire) != TAKEN);
 }
 
 fn sweeper() {
@@ -326,7 +221,7 @@ extern "C" fn hand_to_parent() {
         };
         let mut handed = 0;
         for s in kept.drain(..) {
-            let h = s.header();
+            let h = header(&s);
             if h.state
                 .compare_exchange(OPEN, HANDING, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
@@ -339,7 +234,7 @@ extern "C" fn hand_to_parent() {
             let ok = unsafe {
                 DuplicateHandle(
                     GetCurrentProcess(),
-                    s.handle.as_raw_handle(),
+                    s.segment().as_handle().as_raw_handle(),
                     parent.as_raw_handle(),
                     &mut v,
                     0,
@@ -480,7 +375,7 @@ fn close_in_holder(holder: u64, value: u64) {
 
 /// An item found by its consumer: its section, mapped.
 pub(in crate::queue) struct Mapping {
-    section: Section,
+    section: SharedMemory,
     len: usize,
 }
 
@@ -489,7 +384,7 @@ impl Mapping {
     /// never writes them again.
     pub(in crate::queue) fn bytes(&self) -> &[u8] {
         // SAFETY: `HDR + len` bytes lie in the view (checked in `find`) while `self` lives.
-        unsafe { std::slice::from_raw_parts(self.section.ptr.add(HDR), self.len) }
+        unsafe { std::slice::from_raw_parts(self.section.as_ptr().add(HDR), self.len) }
     }
 }
 
@@ -505,7 +400,7 @@ impl Side {
     /// Keep `item` (as number `seq`) in this process until a consumer takes it; `false` when
     /// this process has `MAX_KEPT` items out already.
     pub(in crate::queue) fn try_send(&self, seq: u64, item: &SideItem) -> Result<bool, QueueError> {
-        item.section.header().seq.store(seq, Ordering::Release);
+        header(&item.section).seq.store(seq, Ordering::Release);
         let mut kept = KEPT.lock();
         sweep(&mut kept);
         if kept.len() >= MAX_KEPT {
@@ -530,23 +425,15 @@ impl Side {
         seq: u64,
         token: u64,
     ) -> Result<Option<Mapping>, QueueError> {
-        let name = wide(&section_name(token));
-        // SAFETY: a NUL-terminated name that lives across the call; not inheritable.
-        let h = unsafe { OpenFileMappingW(FILE_MAP_READ | FILE_MAP_WRITE, 0, name.as_ptr()) };
-        if h.is_null() {
-            let e = io::Error::last_os_error();
-            return match e.raw_os_error().map(|c| c as u32) {
-                Some(ERROR_FILE_NOT_FOUND | ERROR_INVALID_HANDLE) => Ok(None),
-                _ => Err(QueueError::system("open a queue item's memory", e)),
-            };
-        }
-        // SAFETY: a fresh handle owned by us.
-        let h = unsafe { OwnedHandle::from_raw_handle(h) };
-        let section = Section::map(h, 0).map_err(os_error("map a queue item"))?;
-        if section.size < HDR {
+        let section = match SharedMemory::attach(&section_name(token)) {
+            Ok(shm) => shm,
+            Err(ShmError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if section.size() < HDR {
             return Ok(None);
         }
-        let hd = section.header();
+        let hd = header(&section);
         if hd.state.load(Ordering::Acquire) == TAKEN {
             return Ok(None); // a consumer that died had it
         }
@@ -559,7 +446,7 @@ impl Side {
         }
         let len = hd.len.load(Ordering::Relaxed);
         match usize::try_from(len) {
-            Ok(len) if len <= section.size - HDR => Ok(Some(Mapping { section, len })),
+            Ok(len) if len <= section.size() - HDR => Ok(Some(Mapping { section, len })),
             _ => Err(QueueError::system(
                 "map a queue item",
                 io::Error::new(
@@ -573,7 +460,7 @@ impl Side {
     /// The item `find` returned has been read: mark it taken (its producer's keeper closes its
     /// handle), or close the handle its producer left with its parent.
     pub(in crate::queue) fn take(&self, map: Mapping) -> Result<(), QueueError> {
-        let h = map.section.header();
+        let h = header(&map.section);
         let start = Instant::now();
         loop {
             match h
@@ -615,15 +502,7 @@ mod tests {
     use super::*;
 
     fn exists(token: u64) -> bool {
-        let name = wide(&section_name(token));
-        // SAFETY: as in `find`.
-        let h = unsafe { OpenFileMappingW(FILE_MAP_READ, 0, name.as_ptr()) };
-        if h.is_null() {
-            return false;
-        }
-        // SAFETY: a fresh handle owned by us.
-        drop(unsafe { OwnedHandle::from_raw_handle(h) });
-        true
+        SharedMemory::attach(&section_name(token)).is_ok()
     }
 
     #[test]
@@ -661,9 +540,9 @@ mod tests {
         let a = SideItem::new(&[&[1u8; 100]], 100).unwrap();
         assert!(side.try_send(1, &a).unwrap());
         // a length past the section is refused
-        a.section.header().len.store(1 << 40, Ordering::Relaxed);
+        header(&a.section).len.store(1 << 40, Ordering::Relaxed);
         assert!(side.find(1, a.token()).is_err());
-        a.section.header().len.store(100, Ordering::Relaxed);
+        header(&a.section).len.store(100, Ordering::Relaxed);
         let m = side.find(1, a.token()).unwrap().unwrap();
         side.take(m).unwrap();
     }
