@@ -817,6 +817,7 @@ fn a_pool_whose_start_fails_leaves_no_zombies() {
 
 /// A 5 ms task (long enough that a worker holds few of them at once: the rest wait in the
 /// pool's queue), that kills its worker on 7.
+#[cfg(unix)]
 fn nap_or_die_at_7(x: u32) -> u32 {
     if x == 7 {
         platform::kill_self();
