@@ -29,9 +29,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Data for T {}
 /// never hangs. Dropping the pool terminates it and reaps its workers (like `with Pool() as p:`).
 ///
 /// Arguments that own OS handles (a `Lock`, a `Value`, a `Queue`, a `Connection`) reach the
-/// workers with them on Unix. On Windows they do through the
-/// [initializer](PoolBuilder::initializer) only: a task owning some is a
-/// [`PoolError::Serialization`] there (a connection does not carry handles yet).
+/// workers with them, in a task as through the [initializer](PoolBuilder::initializer) (on
+/// Windows the task's handles are lent over the worker's pipe: see `Connection`).
 ///
 /// ```
 /// fn square(x: u64) -> u64 { x * x }

@@ -345,16 +345,14 @@ fn send_with_handles<'a>(
             plain.clear();
         }
         #[cfg(unix)]
-        {
-            let handles: Vec<_> = u.handles.iter().map(std::os::fd::AsFd::as_fd).collect();
-            conn.send_bytes_with_handles(&u.payload, &handles)?;
-        }
-        // (a backstop: `worker::encode_chunk` refuses such units on Windows, where a
-        // connection does not carry handles yet)
-        #[cfg(not(unix))]
-        return Err(multiproc_process::Error::HandlesNotCarried(
-            "pool tasks get OS handles only on Unix",
-        ));
+        let handles: Vec<_> = u.handles.iter().map(std::os::fd::AsFd::as_fd).collect();
+        #[cfg(windows)]
+        let handles: Vec<_> = u
+            .handles
+            .iter()
+            .map(std::os::windows::io::AsHandle::as_handle)
+            .collect();
+        conn.send_bytes_with_handles(&u.payload, &handles)?;
     }
     if !plain.is_empty() {
         conn.send_bytes_many(&plain)?;

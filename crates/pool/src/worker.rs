@@ -195,19 +195,6 @@ where
     if handles.is_empty() {
         multiproc_pickle::check_round_trip::<(FnRef, Vec<A>)>(call.args())?;
     }
-    // (on Windows a connection does not carry handles yet: refused here, where the caller
-    // gets the error, not when the unit is sent to a worker that could never take it)
-    #[cfg(not(unix))]
-    if !handles.is_empty() {
-        return Err(PoolError::Serialization(SharedError::new(
-            PickleError::Encode(format!(
-                "the arguments of these pool tasks own {} OS handles (a lock, a shared value, \
-                 a queue, a connection): on Windows a task's handles do not travel yet; pass \
-                 them to the pool's initializer instead, which every worker gets",
-                handles.len()
-            )),
-        )));
-    }
     if handles.len() > MAX_HANDLES {
         return Err(PoolError::Serialization(SharedError::new(
             PickleError::Encode(format!(

@@ -214,39 +214,3 @@ fn a_replacement_worker_gets_the_initializers_handles() {
         assert_eq!(arr.get(KILLED).unwrap(), 1, "{m:?}");
     }
 }
-
-/// On Windows a task's handles cannot travel yet: a map or an `apply_async` whose arguments own
-/// some fails at once with a `Serialization` error that says so (it used to send nothing, close
-/// the worker's lane and wait for ever), and the pool goes on.
-#[cfg(windows)]
-#[test]
-fn a_task_owning_handles_is_refused_on_windows_and_the_pool_goes_on() {
-    let counter = Value::new(0u64).unwrap();
-    let pool = Pool::new(2).unwrap();
-    let items: Vec<(Value<u64>, u32)> = (0..10).map(|i| (counter.clone(), i)).collect();
-    let r = bounded::within(move || {
-        let r = pool.map_chunked(bump, items, 2);
-        let a = pool.apply_async(bump, (counter.clone(), 0)).map(|_| ());
-        let after = pool.map(tagged_square, 0..10u32);
-        pool.terminate();
-        (r, a, after)
-    });
-    for e in [r.0.map(|_| ()).unwrap_err(), r.1.unwrap_err()] {
-        assert!(
-            matches!(&e, PoolError::Serialization(p) if p.to_string().contains("Windows")),
-            "{e}"
-        );
-    }
-    assert_eq!(r.2.unwrap(), (0..10).map(|x| x * x).collect::<Vec<u32>>());
-    let threads = ThreadPool::new(1).unwrap();
-    let q: Queue<u64> = Queue::new().unwrap();
-    assert!(matches!(
-        threads.apply(put_double, (q, 4)),
-        Err(PoolError::Serialization(_))
-    ));
-}
-
-#[cfg(windows)]
-fn tagged_square(x: u32) -> u32 {
-    x * x
-}

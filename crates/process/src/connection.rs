@@ -15,9 +15,14 @@ use crate::wait::Waitable;
 use crate::Error;
 
 mod endpoint;
+#[cfg(windows)]
+mod lend;
 pub(crate) use endpoint::Endpoint;
 
 const READ_BUF: usize = 64 * 1024;
+/// The most handles one Windows message lends (as many as a Unix message carries).
+#[cfg(windows)]
+const MAX_HANDLES: usize = 253;
 /// How long a reader polls for data before it blocks (on Unix, where a look costs a system
 /// call; a Windows read waits on its overlapped operation at once).
 #[cfg(unix)]
@@ -45,6 +50,10 @@ struct ReadSide {
     /// Set when a frame could not be read whole (too large, malformed): the stream has lost
     /// its framing, so later reads must not misinterpret the rest of that message.
     broken: Option<String>,
+    /// Windows: whether this end takes the handles its peer lends (a `pipe()` end: see
+    /// `connection/lend.rs`).
+    #[cfg(windows)]
+    takes: bool,
 }
 
 impl ReadSide {
@@ -167,6 +176,10 @@ impl ReadSide {
                 }
             }
         };
+        #[cfg(windows)]
+        if let Some(count) = count {
+            return self.recv_lent(size, max, count);
+        }
         let out = self.recv_body(size, max)?;
         if !self.sock {
             // (a pipe: its handles come through its side channel, if it has one)
@@ -175,6 +188,37 @@ impl ReadSide {
         let end = self.received - self.buffered().len() as u64;
         let handles = self.claim(end, count)?;
         Ok((out, handles, None))
+    }
+
+    /// Windows: the rest of a handle frame of `count` handles whose header was taken: the
+    /// lent block, the bytes, then the handles, taken over from the sender.
+    #[cfg(windows)]
+    #[allow(clippy::type_complexity)]
+    fn recv_lent(
+        &mut self,
+        size: u64,
+        max: u64,
+        count: u32,
+    ) -> Result<(Vec<u8>, Vec<OsHandle>, Option<u32>), Error> {
+        if count as usize > MAX_HANDLES {
+            self.broken = Some(format!("a message announced {count} OS handles"));
+            return Err(Error::HandleCountMismatch {
+                announced: count,
+                received: 0,
+            });
+        }
+        let n = lend::block_len(count);
+        self.fill(n)
+            .inspect_err(|_| self.broken = Some("end of file inside a message".into()))?;
+        let block = self.buffered()[..n].to_vec();
+        self.take(n);
+        let out = self.recv_body(size, max)?;
+        if !self.takes {
+            return Err(Error::HandlesNotCarried(
+                "handles are taken only from the peer of a pipe(true) end",
+            ));
+        }
+        Ok((out, lend::take(&block, count)?, None))
     }
 
     /// The `size` bytes of a frame whose header was taken.
@@ -309,6 +353,9 @@ pub struct Connection {
     /// A [`pipe`]'s side channel: a datagram socket shared with the peer, one datagram of
     /// handles (and its frame's number) per frame that carries handles.
     side: Option<Side>,
+    /// Windows: a `pipe(true)` end, which lends and takes handles (`connection/lend.rs`).
+    #[cfg(windows)]
+    lends: bool,
     max: AtomicU64,
     max_depth: AtomicUsize,
 }
@@ -344,8 +391,8 @@ pub fn pipe(duplex: bool) -> Result<(Connection, Connection), Error> {
         let (a, b) = sys::socketpair()?;
         let (a2, b2) = (a.try_clone()?, b.try_clone()?);
         return Ok((
-            Connection::from_handles(Some(a), Some(a2)),
-            Connection::from_handles(Some(b), Some(b2)),
+            Connection::from_handles(Some(a), Some(a2)).lending(),
+            Connection::from_handles(Some(b), Some(b2)).lending(),
         ));
     }
     if duplex {
@@ -405,12 +452,14 @@ impl Connection {
             Some(_) => Some("it is not a Unix socket (a one-way pipe or a network connection)"),
         };
         #[cfg(not(unix))]
-        let no_handles = Some("handles travel only at process start on this platform");
+        let no_handles = Some("only the ends of a pipe(true) lend handles on Windows");
         Connection {
             readable: read.is_some(),
             writable: write.is_some(),
             no_handles,
             side: None,
+            #[cfg(windows)]
+            lends: false,
             r: Mutex::new(ReadSide {
                 fd: read,
                 sock,
@@ -419,11 +468,24 @@ impl Connection {
                 buf: Vec::new(),
                 start: 0,
                 broken: None,
+                #[cfg(windows)]
+                takes: false,
             }),
             w: Mutex::new(write),
             max: AtomicU64::new(frame::DEFAULT_MAX_MESSAGE),
             max_depth: AtomicUsize::new(multiproc_pickle::DEFAULT_MAX_DEPTH),
         }
+    }
+
+    /// Windows: make this end of a `pipe(true)` lend and take handles (`connection/lend.rs`).
+    #[cfg(windows)]
+    fn lending(mut self) -> Connection {
+        self.lends = true;
+        self.r.get_mut().takes = true;
+        if self.writable {
+            self.no_handles = None;
+        }
+        self
     }
 
     /// Give a pipe connection its side channel for OS handles (one end of a datagram socket
@@ -485,6 +547,15 @@ impl Connection {
             }
             return Ok(got.fds);
         }
+    }
+
+    /// Whether this end lends and takes handles as a Windows `pipe(true)` end does (on Unix:
+    /// never; its handles go by `SCM_RIGHTS`).
+    fn lends(&self) -> bool {
+        #[cfg(windows)]
+        return self.lends;
+        #[cfg(not(windows))]
+        false
     }
 
     /// Whether this end can receive.
@@ -645,13 +716,14 @@ impl Connection {
     }
 
     /// Whether this end can send values that own OS handles (a [`Connection`], a lock, a
-    /// queue, a descriptor): it writes to a Unix socket (`pipe(true)`, a Unix-socket
-    /// [`Listener`](crate::Listener)). Elsewhere such a value is an
-    /// [`Error::HandlesNotCarried`] that says why.
+    /// queue, a descriptor): on Unix it writes to a Unix socket (`pipe(true)`, a Unix-socket
+    /// [`Listener`](crate::Listener)); on Windows it is an end of a `pipe(true)`, which lends
+    /// its handles to the peer. Elsewhere such a value is an [`Error::HandlesNotCarried`] that
+    /// says why.
     ///
     /// ```
     /// let (a, _b) = multiproc::pipe(true).unwrap();
-    /// assert!(a.can_carry_handles() == cfg!(unix));
+    /// assert!(a.can_carry_handles());
     /// let (_rx, tx) = multiproc::pipe(false).unwrap();
     /// assert!(!tx.can_carry_handles());
     /// ```
@@ -718,6 +790,49 @@ impl Connection {
         Ok(())
     }
 
+    /// Send one message of raw bytes with OS handles lent to the peer (see
+    /// `connection/lend.rs`): the peer gets both with
+    /// [`recv_bytes_with_handles`](Self::recv_bytes_with_handles). At most 253 handles; only
+    /// the ends of a [`pipe(true)`](pipe) (and their copies in children) lend and take.
+    ///
+    /// ```
+    /// # #[cfg(windows)] {
+    /// use std::os::windows::io::AsHandle;
+    /// let (a, b) = multiproc::pipe(true).unwrap();
+    /// let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+    /// a.send_bytes_with_handles(b"a file", &[file.as_handle()]).unwrap();
+    /// let (bytes, handles) = b.recv_bytes_with_handles().unwrap();
+    /// assert_eq!((bytes.as_slice(), handles.len()), (&b"a file"[..], 1));
+    /// # }
+    /// ```
+    #[cfg(windows)]
+    pub fn send_bytes_with_handles(
+        &self,
+        data: &[u8],
+        handles: &[std::os::windows::io::BorrowedHandle<'_>],
+    ) -> Result<(), Error> {
+        if !self.writable {
+            return Err(Error::WrongDirection("read-only"));
+        }
+        if let Some(why) = self.no_handles {
+            return Err(Error::HandlesNotCarried(why));
+        }
+        if handles.len() > MAX_HANDLES {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "more than 253 handles in one message",
+            )));
+        }
+        frame::check_size(data.len() as u64, self.max_message_size())?;
+        let h = frame::encode_handles_header(data.len(), handles.len() as u32);
+        let lent = lend::Lent::new(handles)?;
+        let w = self.w.lock();
+        let fd = w.as_ref().ok_or(Error::Closed)?;
+        fd.write_all_vectored(&[&h, &lent.block, data])?;
+        lent.sent();
+        Ok(())
+    }
+
     /// Receive one message and the OS handles that came with it (none for a plain message).
     /// Handles that did not arrive as the message announced are an error
     /// ([`Error::HandleCountMismatch`], [`Error::HandlesTruncated`]), and every one that did
@@ -756,6 +871,24 @@ impl Connection {
     /// is exactly one handle), like Python's `reduction.recv_handle`.
     #[cfg(unix)]
     pub fn recv_handle(&self) -> Result<std::os::fd::OwnedFd, Error> {
+        Ok(self.recv::<HandleOwned>()?.0)
+    }
+
+    /// Windows: send a raw handle (lent to the receiver: see
+    /// [`send_bytes_with_handles`](Self::send_bytes_with_handles)), like Python's
+    /// `reduction.send_handle`; the peer takes it with [`recv_handle`](Self::recv_handle).
+    #[cfg(windows)]
+    pub fn send_handle(
+        &self,
+        handle: std::os::windows::io::BorrowedHandle<'_>,
+    ) -> Result<(), Error> {
+        self.send(&HandleRef(&handle))
+    }
+
+    /// Windows: receive a handle sent with [`send_handle`](Self::send_handle), like Python's
+    /// `reduction.recv_handle`.
+    #[cfg(windows)]
+    pub fn recv_handle(&self) -> Result<std::os::windows::io::OwnedHandle, Error> {
         Ok(self.recv::<HandleOwned>()?.0)
     }
 
@@ -805,7 +938,6 @@ impl Connection {
     /// ```
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
         multiproc_pickle::check_shape(value)?;
-        #[cfg(unix)]
         if self.no_handles.is_none() {
             let (bytes, handles) = multiproc_pickle::encode_with_handles(value)?;
             if handles.is_empty() {
@@ -934,6 +1066,7 @@ impl Serialize for Connection {
             self.max_depth(),
             batches,
             side,
+            self.lends(),
         );
         wire.serialize(s)
     }
@@ -964,7 +1097,7 @@ type WireBatches = Vec<(u64, bool, Vec<HandleOwned>)>;
 
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (r, w, buffered, max, max_depth, batches, side) = <(
+        let (r, w, buffered, max, max_depth, batches, side, lends) = <(
             Option<HandleOwned>,
             Option<HandleOwned>,
             Bytes,
@@ -972,9 +1105,16 @@ impl<'de> Deserialize<'de> for Connection {
             usize,
             WireBatches,
             Option<(HandleOwned, u64, u64)>,
+            bool,
         )>::deserialize(d)?;
         #[allow(unused_mut)]
         let mut c = Connection::from_handles(r.map(|h| h.0), w.map(|h| h.0));
+        #[cfg(windows)]
+        if lends {
+            c = c.lending();
+        }
+        #[cfg(not(windows))]
+        let _ = lends;
         #[cfg(unix)]
         if let Some((sock, sent, next)) = side {
             c = c.with_side(sock.0);
@@ -1007,6 +1147,74 @@ impl<'de> Deserialize<'de> for Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Write a handle frame lending `values` from the process `identity`, by hand.
+    #[cfg(windows)]
+    fn forge_lent(c: &Connection, identity: u64, values: &[u64], data: &[u8]) {
+        let h = frame::encode_handles_header(data.len(), values.len() as u32);
+        let mut block = identity.to_le_bytes().to_vec();
+        for v in values {
+            block.extend_from_slice(&v.to_le_bytes());
+        }
+        let w = c.w.lock();
+        w.as_ref()
+            .unwrap()
+            .write_all_vectored(&[&h, &block, data])
+            .unwrap();
+    }
+
+    #[cfg(windows)]
+    fn is_open(h: &impl std::os::windows::io::AsRawHandle) -> bool {
+        let mut flags = 0u32;
+        // SAFETY: queries a handle value into a local.
+        unsafe {
+            windows_sys::Win32::Foundation::GetHandleInformation(h.as_raw_handle(), &mut flags) != 0
+        }
+    }
+
+    /// A peer that is not a `pipe(true)` end lends nothing: its handle frame is refused whole
+    /// (the values it names, here one of the receiver's own handles, are not touched) and the
+    /// connection goes on; a lender that is gone is a count mismatch, and the pipe goes on.
+    #[cfg(windows)]
+    #[test]
+    fn forged_or_orphaned_lent_handles_are_refused_and_the_connection_goes_on() {
+        use std::os::windows::io::AsRawHandle;
+        let me = (u64::from(u32::MAX) << 32) | u64::from(std::process::id());
+        let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+        let mine = file.as_raw_handle() as usize as u64;
+        let (rx, tx) = pipe(false).unwrap();
+        forge_lent(&tx, me, &[mine], b"steal");
+        assert!(matches!(
+            rx.recv_bytes_with_handles(),
+            Err(Error::HandlesNotCarried(_))
+        ));
+        assert!(
+            is_open(&file),
+            "a refused frame closed the receiver's own handle"
+        );
+        tx.send(&7u8).unwrap();
+        assert_eq!(rx.recv::<u8>().unwrap(), 7);
+        // a lender whose identity is no live process (creation tag wrong)
+        let (a, b) = pipe(true).unwrap();
+        forge_lent(&a, me, &[mine], b"gone");
+        assert!(matches!(
+            b.recv_bytes_with_handles(),
+            Err(Error::HandleCountMismatch {
+                announced: 1,
+                received: 0
+            })
+        ));
+        assert!(is_open(&file));
+        a.send(&8u8).unwrap();
+        assert_eq!(b.recv::<u8>().unwrap(), 8);
+        // and a real lend between the two ends
+        use std::os::windows::io::AsHandle;
+        a.send_bytes_with_handles(b"real", &[file.as_handle()])
+            .unwrap();
+        let (bytes, hs) = b.recv_bytes_with_handles().unwrap();
+        assert_eq!((bytes.as_slice(), hs.len()), (&b"real"[..], 1));
+        assert!(is_open(&hs[0]) && is_open(&file));
+    }
 
     #[test]
     fn many_small_messages_in_one_read() {

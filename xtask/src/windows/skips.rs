@@ -42,24 +42,7 @@ pub const SKIPS: &[Skip] = &[
         test: "listener::cpython_with_wrong_authkey_is_refused_on_both_sides",
         reason: NO_CPYTHON,
     },
-    Skip {
-        suite: "multiproc-pool/handles",
-        test: "a_value_counter_in_every_task_counts_exactly",
-        reason: NO_HANDLES_OVER_CONNECTIONS,
-    },
-    Skip {
-        suite: "multiproc-pool/handles",
-        test: "a_queue_and_a_connection_reach_apply_async",
-        reason: NO_HANDLES_OVER_CONNECTIONS,
-    },
 ];
-
-/// Why the pool's tests of handles in tasks do not run under Wine yet.
-const NO_HANDLES_OVER_CONNECTIONS: &str = "not Wine: a task whose arguments own OS handles goes \
-     to its worker over a connection, and on Windows a connection does not carry handles yet \
-     (issue 12): such a task is refused with a typed error there \
-     (a_task_owning_handles_is_refused_on_windows_and_the_pool_goes_on); the initializer's \
-     handles do travel (process start) and their tests run";
 
 /// Why the CPython interop tests do not run under Wine.
 const NO_CPYTHON: &str = "runs CPython (`python3`) against our listener or client: the \

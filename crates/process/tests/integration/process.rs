@@ -583,7 +583,6 @@ fn daemon_children_die_with_a_killed_parent_others_live_on() {
 
 /// In a running child: take a connection, then a raw descriptor, over the connection it was
 /// started with, and use both.
-#[cfg(unix)]
 fn take_handles_while_running(conn: Connection) {
     use std::io::Write;
     let other: Connection = conn.recv_bounded();
@@ -595,10 +594,12 @@ fn take_handles_while_running(conn: Connection) {
 }
 
 #[test]
-#[cfg(unix)]
 fn connections_and_descriptors_reach_a_running_child() {
     use std::io::{Read, Seek};
+    #[cfg(unix)]
     use std::os::fd::AsFd;
+    #[cfg(windows)]
+    use std::os::windows::io::AsHandle;
     for &m in methods() {
         let (here, there) = pipe(true).unwrap();
         let p = Process::new(take_handles_while_running, there).start_method(m);
@@ -621,12 +622,21 @@ fn connections_and_descriptors_reach_a_running_child() {
             .truncate(true)
             .open(&path)
             .unwrap();
+        #[cfg(unix)]
         std::fs::remove_file(&path).unwrap();
+        #[cfg(unix)]
         here.send_handle(file.as_fd()).unwrap();
+        #[cfg(windows)]
+        here.send_handle(file.as_handle()).unwrap();
         assert_eq!(here.recv_bounded::<String>(), "done", "{m:?}");
         let mut text = String::new();
         file.rewind().unwrap();
         file.read_to_string(&mut text).unwrap();
+        #[cfg(windows)]
+        {
+            drop(file);
+            std::fs::remove_file(&path).unwrap();
+        }
         assert_eq!(text, "written by the child", "{m:?}");
         assert_eq!(p.join_bounded(), 0, "{m:?}");
     }
