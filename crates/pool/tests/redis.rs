@@ -42,6 +42,11 @@ fn setup(name: &str, jobs: usize) -> Option<(RedisServer, Workers, Pool)> {
     let server = RedisServer::start()?;
     let c = cluster(name);
     let workers = Workers::start(&server.url(), &c, jobs, LEASE_MS);
+    let mut rc = server.conn();
+    assert!(
+        wait_until(BOUND, || registered(&mut rc, &c).len() >= jobs),
+        "the workers did not register"
+    );
     let pool = Pool::builder()
         .redis(server.url(), &c)
         .discover_timeout(Duration::from_secs(20))
@@ -55,7 +60,11 @@ fn apply_map_starmap_and_imap_give_correct_results() {
     let Some((server, _workers, pool)) = setup("basic", 2) else {
         return;
     };
-    assert!(pool.processes() >= 1);
+    assert_eq!(
+        pool.processes(),
+        2,
+        "discovered: the live workers of this build"
+    );
     assert_eq!(pool.apply(square, 12).unwrap(), 144);
     let r = pool.apply_async(square, 3).unwrap();
     assert_eq!(r.get_timeout(BOUND).unwrap(), 9);
@@ -196,4 +205,343 @@ fn invalid_settings_are_errors() {
         .build()
         .unwrap_err();
     assert!(matches!(e, PoolError::Start(_)), "{e:?}");
+}
+
+/// `x * x` after 10 ms; the first run of item 5 writes its worker's pid to `path` and then
+/// sleeps `hold_ms` (so the test can kill or stop that worker while it runs the item).
+fn marked((x, path, hold_ms): (u64, String, u64)) -> u64 {
+    if x == 5 {
+        if let Ok(mut f) = std::fs::File::create_new(&path) {
+            use std::io::Write;
+            write!(f, "{}", std::process::id()).unwrap();
+            drop(f);
+            std::thread::sleep(Duration::from_millis(hold_ms));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(10));
+    x * x
+}
+
+fn marker_path(name: &str) -> String {
+    let p = std::env::temp_dir().join(format!("mp-redis-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p.to_string_lossy().into_owned()
+}
+
+/// The pid written to `path`, once it is there.
+fn marked_pid(path: &str) -> i32 {
+    let mut pid = 0;
+    assert!(
+        wait_until(BOUND, || {
+            pid = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            pid > 0
+        }),
+        "item 5 never started"
+    );
+    pid
+}
+
+fn pending_count(c: &mut redis::Connection, cluster_name: &str) -> i64 {
+    let v: redis::Value = redis::cmd("XPENDING")
+        .arg(tasks_key(cluster_name))
+        .arg("workers")
+        .query(c)
+        .unwrap();
+    match v {
+        redis::Value::Array(p) => match p[0] {
+            redis::Value::Int(n) => n,
+            _ => panic!("{p:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_map_loses_nothing() {
+    let Some((server, _workers, pool)) = setup("kill", 2) else {
+        return;
+    };
+    let path = marker_path("kill");
+    let items: Vec<(u64, String, u64)> = (0..40).map(|x| (x, path.clone(), 30_000)).collect();
+    let r = pool.map_async(marked, items, Some(1)).unwrap();
+    let pid = marked_pid(&path);
+    // SAFETY: a worker process of this test (its pid written by the task it runs).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let out = r.get_timeout(BOUND).unwrap();
+    assert_eq!(out, (0..40u64).map(square).collect::<Vec<_>>());
+    let stats = pool.redis_stats().unwrap();
+    assert!(stats.redelivered >= 1, "{stats:?}");
+    assert_eq!(stats.lost, 0, "{stats:?}");
+    let mut c = server.conn();
+    assert_eq!(pending_count(&mut c, &cluster("kill")), 0);
+    let len: i64 = redis::cmd("XLEN")
+        .arg(tasks_key(&cluster("kill")))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(len, 0, "answered entries are deleted");
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_worker_stopped_past_its_lease_then_resumed_gives_no_extra_result() {
+    let Some((server, _workers, pool)) = setup("stop", 2) else {
+        return;
+    };
+    let path = marker_path("stop");
+    let items: Vec<(u64, String, u64)> = (0..30).map(|x| (x, path.clone(), 1_000)).collect();
+    let out: Vec<u64> = std::thread::scope(|scope| {
+        let h = scope.spawn(|| pool.map_each(marked, items, Some(1)).unwrap());
+        let pid = marked_pid(&path);
+        // SAFETY: a worker process of this test.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        std::thread::sleep(Duration::from_millis(LEASE_MS * 4));
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+        h.join().unwrap().into_iter().map(Result::unwrap).collect()
+    });
+    assert_eq!(
+        out,
+        (0..30u64).map(square).collect::<Vec<_>>(),
+        "exactly N results"
+    );
+    // The resumed worker finishes item 5 late: it posts nothing (it lost the entry), or its
+    // answer is dropped as a duplicate.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let stats = pool.redis_stats().unwrap();
+    assert!(stats.redelivered >= 1, "{stats:?}");
+    let mut c = server.conn();
+    assert_eq!(pending_count(&mut c, &cluster("stop")), 0);
+    assert_eq!(pool.apply(square, 4).unwrap(), 16, "the pool goes on");
+    let _ = std::fs::remove_file(&path);
+}
+
+fn poison(x: u32) -> u32 {
+    if x == 3 {
+        std::process::abort();
+    }
+    x + 1
+}
+
+#[test]
+fn a_poison_task_is_worker_lost_after_max_deliveries_and_the_rest_is_fine() {
+    let Some((server, _workers, pool)) = setup("poison", 2) else {
+        return;
+    };
+    let each = pool.map_each(poison, 0..12u32, Some(4)).unwrap();
+    for (i, r) in each.iter().enumerate() {
+        if i == 3 {
+            assert_eq!(r, &Err(PoolError::WorkerLost { deliveries: 3 }));
+        } else {
+            assert_eq!(r, &Ok(i as u32 + 1), "item {i}");
+        }
+    }
+    let stats = pool.redis_stats().unwrap();
+    assert_eq!(stats.lost, 2, "the chunk, then item 3 alone: {stats:?}");
+    let mut c = server.conn();
+    assert_eq!(pending_count(&mut c, &cluster("poison")), 0);
+    assert_eq!(
+        pool.apply(poison, 1).unwrap(),
+        2,
+        "the workers were restarted"
+    );
+}
+
+#[test]
+fn a_malformed_entry_is_dropped_and_workers_go_on() {
+    let Some((server, _workers, pool)) = setup("malformed", 1) else {
+        return;
+    };
+    let mut c = server.conn();
+    let key = tasks_key(&cluster("malformed"));
+    for fields in [
+        vec![("x", b"y".to_vec())],
+        vec![
+            ("d", b"zz".to_vec()),
+            ("s", b"1".to_vec()),
+            ("c", b"junk".to_vec()),
+        ],
+        vec![
+            ("d", b"00ff".to_vec()),
+            ("s", b"no".to_vec()),
+            ("c", vec![0xff; 64]),
+        ],
+    ] {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&key).arg("*");
+        for (k, v) in fields {
+            cmd.arg(k).arg(v);
+        }
+        cmd.query::<String>(&mut c).unwrap();
+    }
+    assert_eq!(pool.apply(square, 9).unwrap(), 81);
+    assert!(wait_until(BOUND, || {
+        redis::cmd("XLEN").arg(&key).query::<i64>(&mut c).unwrap() == 0
+    }));
+}
+
+/// A task that leaves a file behind: `dir/i`.
+fn touch((dir, i): (String, u32)) {
+    std::fs::write(format!("{dir}/{i}"), b"ran").unwrap();
+}
+
+/// A driver in a child process: submits 20 `touch` tasks nobody runs yet, says so, and waits
+/// to be killed.
+fn orphan_driver((url, cluster_name, dir): (String, String, String)) {
+    let pool = Pool::builder()
+        .redis(url, cluster_name)
+        .processes(1)
+        .driver_ttl(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let items: Vec<(String, u32)> = (0..20).map(|i| (dir.clone(), i)).collect();
+    let _r = pool.map_async(touch, items, Some(1)).unwrap();
+    std::fs::write(format!("{dir}/submitted"), b"").unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn an_orphaned_pools_tasks_are_skipped() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let c = cluster("orphan");
+    let dir = std::env::temp_dir().join(format!("mp-redis-orphan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    let p = multiproc::Process::new(orphan_driver, (server.url(), c.clone(), d.clone()));
+    p.start().unwrap();
+    assert!(wait_until(BOUND, || dir.join("submitted").exists()));
+    p.kill().unwrap();
+    p.join().unwrap();
+    let mut rc = server.conn();
+    let key = tasks_key(&c);
+    assert_eq!(
+        redis::cmd("XLEN").arg(&key).query::<i64>(&mut rc).unwrap(),
+        20
+    );
+    // Past the dead driver's TTL, workers come and skip its tasks.
+    std::thread::sleep(Duration::from_millis(600));
+    let _workers = Workers::start(&server.url(), &c, 2, LEASE_MS);
+    assert!(wait_until(BOUND, || {
+        redis::cmd("XLEN").arg(&key).query::<i64>(&mut rc).unwrap() == 0
+    }));
+    let ran: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != "submitted")
+        .collect();
+    assert!(ran.is_empty(), "tasks of a dead driver ran: {ran:?}");
+    assert_eq!(pending_count(&mut rc, &c), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn imap_never_reads_more_than_its_window_ahead() {
+    let Some((server, _workers, pool)) = setup("window", 2) else {
+        return;
+    };
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let p2 = pulled.clone();
+    let input = (0u64..).inspect(move |_| {
+        p2.fetch_add(1, Ordering::SeqCst);
+    });
+    // 2 workers, 16 chunks each: at most 32 chunks of 1 item read ahead (and one being read).
+    let window = 2 * 16 + 1;
+    let mut c = server.conn();
+    let key = tasks_key(&cluster("window"));
+    let mut it = pool.imap(square, input, 1).unwrap();
+    for yielded in 1..=300u64 {
+        assert_eq!(it.next().unwrap().unwrap(), (yielded - 1) * (yielded - 1));
+        let ahead = pulled.load(Ordering::SeqCst) as u64 - yielded;
+        assert!(ahead <= window, "{ahead} items read ahead after {yielded}");
+        if yielded % 50 == 0 {
+            let len: i64 = redis::cmd("XLEN").arg(&key).query(&mut c).unwrap();
+            assert!(len as u64 <= window, "{len} entries in the stream");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A copy of this test binary whose ELF build-id differs: another build, same code.
+fn other_build() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let mut bytes = std::fs::read(&exe).unwrap();
+    let id = multiproc::pickle::build_id().expect("the test binary has a build-id");
+    let at = bytes
+        .windows(id.len())
+        .position(|w| w == id)
+        .expect("the build-id is in the file");
+    for b in &mut bytes[at..at + id.len()] {
+        *b ^= 0x5a;
+    }
+    let out = std::env::temp_dir().join(format!("mp-redis-other-build-{}", std::process::id()));
+    std::fs::write(&out, bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
+    out
+}
+
+#[test]
+fn a_worker_of_another_build_gets_nothing() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let c = cluster("build");
+    let exe = other_build();
+    let _theirs = Workers::start_exe(&exe, &server.url(), &c, 1, LEASE_MS);
+    let mut rc = server.conn();
+    assert!(wait_until(BOUND, || registered(&mut rc, &c).len() == 1));
+    let (build, _) = registered(&mut rc, &c)[0].clone();
+    assert_ne!(build, format!("{:016x}", multiproc::pickle::fingerprint()));
+    // Discovery: none of ours, one of another build.
+    let e = Pool::builder()
+        .redis(server.url(), &c)
+        .discover_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, PoolError::NoWorkers { others: 1, .. }), "{e:?}");
+    assert!(e.to_string().contains("1 for another build"), "{e}");
+    // A task submitted anyway waits, unseen by the other build's worker.
+    let pool = Pool::builder()
+        .redis(server.url(), &c)
+        .processes(1)
+        .build()
+        .unwrap();
+    let r = pool.apply_async(square, 6).unwrap();
+    assert!(matches!(
+        r.get_timeout(Duration::from_millis(800)),
+        Err(PoolError::Timeout)
+    ));
+    assert_eq!(pending_count(&mut rc, &c), 0, "no worker read it");
+    let ours = Workers::start(&server.url(), &c, 1, LEASE_MS);
+    assert_eq!(r.get_timeout(BOUND).unwrap(), 36);
+    drop(ours);
+    let _ = std::fs::remove_file(&exe);
+}
+
+#[test]
+fn redis_killed_and_restarted_mid_map_the_map_completes() {
+    let Some((mut server, _workers, pool)) = setup("restart", 2) else {
+        return;
+    };
+    let path = marker_path("restart");
+    let items: Vec<(u64, String, u64)> = (0..60).map(|x| (x, path.clone(), 0)).collect();
+    let r = pool.map_async(marked, items, Some(1)).unwrap();
+    let _ = marked_pid(&path);
+    server.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    server.restart();
+    let out = r.get_timeout(BOUND).unwrap();
+    assert_eq!(out, (0..60u64).map(square).collect::<Vec<_>>());
+    let stats = pool.redis_stats().unwrap();
+    assert!(stats.recoveries >= 1, "{stats:?}");
+    assert!(stats.resubmitted >= 1, "{stats:?}");
+    assert_eq!(pool.apply(square, 11).unwrap(), 121);
+    let _ = std::fs::remove_file(&path);
 }
