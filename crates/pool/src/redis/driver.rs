@@ -195,22 +195,33 @@ pub(crate) fn live_workers(c: &mut Connection, keys: &Keys) -> redis::RedisResul
     Ok((ours, members.len() - ours))
 }
 
-/// Wait (up to the discovery timeout) for a live worker of this build; their number.
+/// Wait (up to the discovery timeout) for a live worker of this build; their number, once it
+/// has stayed the same for a moment (workers of one supervisor register within milliseconds
+/// of each other).
 fn discover(c: &mut Connection, keys: &Keys, cfg: &RedisConfig) -> Result<usize, PoolError> {
+    const SETTLE: Duration = Duration::from_millis(200);
     let deadline = Instant::now() + cfg.discover_timeout;
+    let mut seen: Option<(usize, Instant)> = None;
     loop {
         let (ours, others) = live_workers(c, keys).map_err(start_err)?;
-        if ours > 0 {
-            return Ok(ours);
+        match seen {
+            Some((n, since))
+                if n == ours && (since.elapsed() >= SETTLE || Instant::now() >= deadline) =>
+            {
+                return Ok(n)
+            }
+            Some((n, _)) if n == ours => {}
+            _ if ours > 0 => seen = Some((ours, Instant::now())),
+            _ => seen = None,
         }
-        if Instant::now() >= deadline {
+        if seen.is_none() && Instant::now() >= deadline {
             return Err(PoolError::NoWorkers {
                 cluster: cfg.cluster.clone(),
                 build: keys.build.clone(),
                 others,
             });
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

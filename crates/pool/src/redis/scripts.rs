@@ -88,6 +88,23 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 "#;
 
+/// Every script, to load on each new connection (so a pipelined `EVALSHA` finds it; a
+/// restarted Redis has an empty script cache, and a restart breaks the connection).
+pub(crate) fn load_all(c: &mut redis::Connection) -> redis::RedisResult<()> {
+    let mut p = redis::pipe();
+    for s in [complete(), touch(), reclaim(), register(), live()] {
+        p.load_script(s).ignore();
+    }
+    p.query(c)
+}
+
+/// An `EVALSHA` of `script` (loaded by [`load_all`]) with `keys`; add the arguments.
+pub(crate) fn evalsha(script: &Script, keys: &[&str]) -> redis::Cmd {
+    let mut c = redis::cmd("EVALSHA");
+    c.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    c
+}
+
 macro_rules! script {
     ($name:ident, $src:ident) => {
         pub(crate) fn $name() -> &'static Script {

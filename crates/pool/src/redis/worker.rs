@@ -167,10 +167,13 @@ impl RedisWorker {
         let mut backoff = Duration::from_millis(10);
         let mut next_reclaim = Instant::now();
         let block = (self.lease / 2).min(Duration::from_millis(200));
+        // The reply to the last entry run, sent in one round trip with the next read.
+        let mut reply: Option<redis::Cmd> = None;
         while !sys::terminated() {
             let Some(con) = c.as_mut() else {
                 match conn::connect(&self.client).and_then(|mut con| {
                     conn::ensure_group(&mut con, &self.keys.tasks())?;
+                    scripts::load_all(&mut con)?;
                     Ok(con)
                 }) {
                     Ok(con) => {
@@ -188,6 +191,9 @@ impl RedisWorker {
             let step = (|| -> redis::RedisResult<()> {
                 let mut entry = None;
                 if Instant::now() >= next_reclaim {
+                    if let Some(r) = reply.take() {
+                        r.query::<Value>(con)?;
+                    }
                     entry = self.reclaim(con)?;
                     next_reclaim = if entry.is_some() {
                         Instant::now()
@@ -196,8 +202,8 @@ impl RedisWorker {
                     };
                 }
                 if entry.is_none() {
-                    let v: Value = redis::cmd("XREADGROUP")
-                        .arg("GROUP")
+                    let mut read = redis::cmd("XREADGROUP");
+                    read.arg("GROUP")
                         .arg(GROUP)
                         .arg(&self.consumer)
                         .arg("COUNT")
@@ -206,14 +212,26 @@ impl RedisWorker {
                         .arg(block.as_millis() as u64)
                         .arg("STREAMS")
                         .arg(self.keys.tasks())
-                        .arg(">")
-                        .query(con)?;
+                        .arg(">");
+                    let v: Value = match reply.take() {
+                        None => read.query(con)?,
+                        Some(r) => {
+                            let (posted, v): (i64, Value) =
+                                redis::pipe().add_command(r).add_command(read).query(con)?;
+                            if posted == 0 {
+                                tracing::debug!(
+                                    "redis worker: an entry was reclaimed by another worker"
+                                );
+                            }
+                            v
+                        }
+                    };
                     entry = conn::read_reply(v).into_iter().next();
                 }
-                match entry {
-                    Some(e) => self.run_entry(con, e),
-                    None => Ok(()),
+                if let Some(e) = entry {
+                    reply = self.run_entry(con, e)?;
                 }
+                Ok(())
             })();
             if let Err(e) = step {
                 if conn::is_nogroup(&e) {
@@ -224,6 +242,9 @@ impl RedisWorker {
                 }
                 c = None;
             }
+        }
+        if let (Some(r), Some(con)) = (reply, c.as_mut()) {
+            let _ = r.query::<Value>(con);
         }
     }
 
@@ -286,7 +307,12 @@ impl RedisWorker {
         Ok(n > 0)
     }
 
-    fn run_entry(&mut self, con: &mut Connection, mut e: Entry) -> redis::RedisResult<()> {
+    /// Run one entry (or drop it); the command that posts its reply, to send next.
+    fn run_entry(
+        &mut self,
+        con: &mut Connection,
+        mut e: Entry,
+    ) -> redis::RedisResult<Option<redis::Cmd>> {
         let driver = e
             .text("d")
             .filter(|d| !d.is_empty() && d.len() <= 32 && d.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -295,14 +321,14 @@ impl RedisWorker {
         let payload = e.take("c");
         let (Some(driver), Some(seq), Some(payload)) = (driver, seq, payload) else {
             tracing::warn!("redis worker: dropping malformed entry {}", e.id);
-            return self.drop_entry(con, &e.id);
+            return self.drop_entry(con, &e.id).map(|()| None);
         };
         if !self.driver_alive(con, &driver)? {
             tracing::debug!(
                 "redis worker: skipping {} of the dead driver {driver}",
                 e.id
             );
-            return self.drop_entry(con, &e.id);
+            return self.drop_entry(con, &e.id).map(|()| None);
         }
         let reply: Reply = if payload.len() > self.args.max_entry_bytes {
             Err(format!(
@@ -328,18 +354,15 @@ impl RedisWorker {
         let out = encode(&reply).unwrap_or_else(|err| {
             encode(&Reply::Err(format!("cannot encode the reply: {err}"))).unwrap_or_default()
         });
-        let posted: i64 = scripts::complete()
-            .key(self.keys.tasks())
-            .key(self.keys.results(&driver))
-            .arg(GROUP)
+        let mut cmd = scripts::evalsha(
+            scripts::complete(),
+            &[&self.keys.tasks(), &self.keys.results(&driver)],
+        );
+        cmd.arg(GROUP)
             .arg(&self.consumer)
             .arg(&e.id)
             .arg(seq)
-            .arg(out)
-            .invoke(con)?;
-        if posted == 0 {
-            tracing::debug!("redis worker: {} was reclaimed by another worker", e.id);
-        }
-        Ok(())
+            .arg(out);
+        Ok(Some(cmd))
     }
 }
