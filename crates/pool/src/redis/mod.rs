@@ -65,7 +65,8 @@
 //! # Security
 //!
 //! The URL passes through to the `redis` crate: `redis://user:password@host:6379/0` for
-//! `AUTH` and ACL users. Entry sizes are bounded on both sides. A worker runs only functions
+//! `AUTH` and ACL users, `rediss://` for TLS with the feature `redis-tls` (the system's TLS
+//! library), on both sides (worker mode takes the same URL). Entry sizes are bounded on both sides. A worker runs only functions
 //! of its own binary, named by offset and checked against the build's fingerprint; but whoever
 //! can write the cluster's keys can make workers run any function of that binary with
 //! arguments of their choosing, as with any task queue: give workers and drivers a Redis ACL
