@@ -545,3 +545,54 @@ fn redis_killed_and_restarted_mid_map_the_map_completes() {
     assert_eq!(pool.apply(square, 11).unwrap(), 121);
     let _ = std::fs::remove_file(&path);
 }
+
+fn big(n: usize) -> Vec<u8> {
+    vec![7; n]
+}
+
+fn holds_lock(_: multiproc::Lock) -> u8 {
+    1
+}
+
+#[test]
+fn entry_sizes_are_bounded_both_ways_and_handles_do_not_travel() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let c = cluster("sizes");
+    let exe = std::env::current_exe().unwrap();
+    let _w = Workers::start_with(
+        &exe,
+        &server.url(),
+        &c,
+        1,
+        LEASE_MS,
+        &["--max-entry-bytes", "4096"],
+    );
+    let pool = Pool::builder()
+        .redis(server.url(), &c)
+        .max_entry_bytes(2048)
+        .discover_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    // A chunk over the driver's limit is refused before it is sent.
+    let e = pool
+        .apply(square, 0)
+        .map(|_| ())
+        .and_then(|()| pool.map_chunked(big, vec![1usize; 3000], 3000).map(|_| ()));
+    assert!(matches!(e, Err(PoolError::Serialization(_))), "{e:?}");
+    // Results over the worker's limit fail their chunk, the worker goes on.
+    match pool.apply(big, 10_000) {
+        Err(PoolError::WorkerSerialization(why)) => {
+            assert!(why.contains("over the entry limit"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.apply(big, 100).unwrap().len(), 100);
+    // OS handles cannot go to another host.
+    let lock = multiproc::Lock::new().unwrap();
+    assert!(matches!(
+        pool.apply(holds_lock, lock),
+        Err(PoolError::Serialization(_))
+    ));
+}

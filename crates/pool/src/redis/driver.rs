@@ -411,6 +411,8 @@ impl Inner {
         let mut next_refresh = Instant::now() + block;
         let mut backoff = Duration::from_millis(10);
         let mut since_trim = 0usize;
+        // Answers read at once: at most 512 MiB of entries of the largest size allowed.
+        let read_count = ((512usize << 20) / self.cfg.max_entry_bytes.max(1)).clamp(8, 1024);
         while !self.stop.load(Ordering::Acquire) {
             let Some(con) = c.as_mut() else {
                 match conn::connect(&self.client).and_then(|mut con| {
@@ -444,7 +446,7 @@ impl Inner {
                 self.resubmit_unsent();
                 let v: Value = redis::cmd("XREAD")
                     .arg("COUNT")
-                    .arg(1024)
+                    .arg(read_count)
                     .arg("BLOCK")
                     .arg(block.as_millis() as u64)
                     .arg("STREAMS")

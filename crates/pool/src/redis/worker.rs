@@ -351,9 +351,17 @@ impl RedisWorker {
             *self.beat.current.lock() = None;
             r
         };
-        let out = encode(&reply).unwrap_or_else(|err| {
-            encode(&Reply::Err(format!("cannot encode the reply: {err}"))).unwrap_or_default()
-        });
+        let fail = |why: String| encode(&Reply::Err(why)).unwrap_or_default();
+        let out = match encode(&reply) {
+            Ok(out) if out.len() > self.args.max_entry_bytes => fail(format!(
+                "the chunk's results have {} bytes, over the entry limit of {}: use a smaller \
+                 chunksize",
+                out.len(),
+                self.args.max_entry_bytes
+            )),
+            Ok(out) => out,
+            Err(err) => fail(format!("cannot encode the reply: {err}")),
+        };
         let mut cmd = scripts::evalsha(
             scripts::complete(),
             &[&self.keys.tasks(), &self.keys.results(&driver)],

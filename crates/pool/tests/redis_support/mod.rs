@@ -141,9 +141,21 @@ impl Workers {
         jobs: usize,
         lease_ms: u64,
     ) -> Workers {
+        Workers::start_with(exe, url, cluster, jobs, lease_ms, &[])
+    }
+
+    pub fn start_with(
+        exe: &std::path::Path,
+        url: &str,
+        cluster: &str,
+        jobs: usize,
+        lease_ms: u64,
+        extra: &[&str],
+    ) -> Workers {
         let child = Command::new(exe)
             .args(["--multiproc-worker", url, "--cluster", cluster])
             .args(["-j", &jobs.to_string(), "--lease-ms", &lease_ms.to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
