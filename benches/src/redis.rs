@@ -18,6 +18,23 @@ fn square(x: u64) -> u64 {
 
 const WORKERS: usize = 2;
 
+/// `cmd`'s process dies with this one (Linux), so a bench killed mid-run (by a deadline)
+/// leaves no server or workers behind.
+fn die_with_us(cmd: &mut Command) -> &mut Command {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec the closure only calls prctl, async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
 /// Kills its children on drop (the server last).
 struct Kids(Vec<Child>);
 
@@ -36,7 +53,7 @@ pub(crate) fn run(opts: &Opts) -> Res {
         return Ok(());
     }
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let server = match Command::new("redis-server")
+    let server = match die_with_us(&mut Command::new("redis-server"))
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
         .arg("--dir")
@@ -66,7 +83,7 @@ pub(crate) fn run(opts: &Opts) -> Res {
         std::thread::sleep(Duration::from_millis(10));
     }
     kids.0.push(
-        Command::new(std::env::current_exe()?)
+        die_with_us(&mut Command::new(std::env::current_exe()?))
             .args(["--multiproc-worker", &url, "--cluster", "bench"])
             .args(["-j", &WORKERS.to_string()])
             .stdin(Stdio::null())

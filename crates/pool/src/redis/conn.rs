@@ -10,6 +10,16 @@ use super::keys::GROUP;
 /// unreachable server): well above every `BLOCK` the backend uses.
 pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A client for `url`, its TCP connections without Nagle's delay (requests are small and each
+/// waits for its answer).
+pub(crate) fn client(url: &str) -> Result<redis::Client, RedisError> {
+    use redis::IntoConnectionInfo;
+    let info = url
+        .into_connection_info()?
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+    redis::Client::open(info)
+}
+
 /// A connection to `client`'s server, with timeouts on connect, reads and writes.
 pub(crate) fn connect(client: &redis::Client) -> Result<Connection, RedisError> {
     let c = client.get_connection_with_timeout(IO_TIMEOUT)?;

@@ -86,7 +86,7 @@ impl Driver {
     /// by (the `processes` asked for, or the live workers of this build).
     pub fn start(cfg: RedisConfig, processes: Option<usize>) -> Result<(Driver, usize), PoolError> {
         let keys = Keys::new(&cfg.cluster)?;
-        let client = redis::Client::open(cfg.url.as_str()).map_err(start_err)?;
+        let client = conn::client(&cfg.url).map_err(start_err)?;
         let mut c = conn::connect(&client).map_err(start_err)?;
         let id = new_driver_id();
         conn::ensure_group(&mut c, &keys.tasks()).map_err(start_err)?;

@@ -61,7 +61,7 @@ pub(crate) fn worker_process(args: WorkerArgs) {
             return;
         }
     };
-    let client = match redis::Client::open(args.url.as_str()) {
+    let client = match conn::client(&args.url) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("redis worker: {e}");

@@ -10,6 +10,23 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `cmd`'s process dies with the thread that starts it (Linux), so a test binary killed
+/// mid-test leaves no server or workers behind.
+fn die_with_us(cmd: &mut Command) -> &mut Command {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec the closure only calls prctl, async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
 /// A `redis-server` child.
 pub struct RedisServer {
     child: Option<Child>,
@@ -50,7 +67,7 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let dir = std::env::temp_dir();
-        let child = Command::new("redis-server")
+        let child = die_with_us(&mut Command::new("redis-server"))
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
@@ -152,7 +169,7 @@ impl Workers {
         lease_ms: u64,
         extra: &[&str],
     ) -> Workers {
-        let child = Command::new(exe)
+        let child = die_with_us(&mut Command::new(exe))
             .args(["--multiproc-worker", url, "--cluster", cluster])
             .args(["-j", &jobs.to_string(), "--lease-ms", &lease_ms.to_string()])
             .args(extra)
