@@ -596,3 +596,108 @@ fn entry_sizes_are_bounded_both_ways_and_handles_do_not_travel() {
         Err(PoolError::Serialization(_))
     ));
 }
+
+/// `rediss://` end to end (feature `redis-tls`; not part of CI, which builds without it): a
+/// TLS-only `redis-server` with a throw-away self-signed certificate (made with `openssl`),
+/// driver and workers over TLS (`#insecure`: the certificate is not in any trust store).
+#[cfg(feature = "redis-tls")]
+#[test]
+fn tls_end_to_end() {
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!("mp-redis-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .current_dir(&dir)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("NOTICE: openssl cannot make a certificate; skipping the TLS test");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(["--tls-cert-file", "cert.pem", "--tls-key-file", "key.pem"])
+        .args(["--tls-ca-cert-file", "cert.pem", "--tls-auth-clients", "no"])
+        .args(["--save", "", "--appendonly", "no"])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("rediss://127.0.0.1:{port}/#insecure");
+    let c = cluster("tls");
+    let _w = Workers::start(&url, &c, 1, LEASE_MS);
+    let pool = Pool::builder()
+        .redis(&url, &c)
+        .discover_timeout(Duration::from_secs(20))
+        .build();
+    let out = pool.and_then(|p| p.map(square, 0..50u64));
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.unwrap(), (0..50u64).map(square).collect::<Vec<_>>());
+}
+
+#[test]
+fn worker_mode_restarts_a_killed_worker_and_leaves_on_sigterm() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let c = cluster("supervise");
+    let mut workers = Workers::start(&server.url(), &c, 2, LEASE_MS);
+    let mut rc = server.conn();
+    assert!(wait_until(BOUND, || registered(&mut rc, &c).len() == 2));
+    let (_, victim) = registered(&mut rc, &c)[0].clone();
+    // SAFETY: a worker process of this test.
+    assert_eq!(unsafe { libc::kill(victim as i32, libc::SIGKILL) }, 0);
+    // A replacement registers (the victim's registration expires after 3 leases).
+    assert!(wait_until(BOUND, || {
+        let live = registered(&mut rc, &c);
+        live.len() == 2 && live.iter().all(|(_, pid)| *pid != victim)
+    }));
+    let status = workers.stop().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || registered(&mut rc, &c)
+            .is_empty()),
+        "workers leave the set on SIGTERM"
+    );
+}
+
+#[test]
+fn worker_mode_refuses_bad_arguments_with_usage() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--multiproc-worker", "redis://127.0.0.1:1", "-j", "0"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("-j must be at least 1") && err.contains("usage:"),
+        "{err}"
+    );
+}
