@@ -44,22 +44,26 @@ for _ = 1, 64 do
   local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], cursor, 'COUNT', 1)
   cursor = r[1]
   for _, e in ipairs(r[2]) do
-    local id, f = e[1], e[2]
-    local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
-    local n = 1
-    if #p > 0 then n = tonumber(p[1][4]) end
-    local fields = {}
-    for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
-    local m = tonumber(fields['m'] or '') or tonumber(ARGV[4])
-    if n > m then
-      local d, s = fields['d'], fields['s']
-      if d and s and string.match(d, '^%x+$') and string.match(s, '^%d+$') then
-        redis.call('XADD', ARGV[5] .. d, 'NOMKSTREAM', '*', 's', s, 'k', 'l', 'n', n - 1, 'r', '')
+    -- (Redis 6.2 lists a deleted entry as nil, which Lua sees as false; Redis's Lua is 5.1:
+    -- no goto)
+    if type(e) == 'table' then
+      local id, f = e[1], e[2]
+      local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+      local n = 1
+      if #p > 0 then n = tonumber(p[1][4]) end
+      local fields = {}
+      for i = 1, #f, 2 do fields[f[i]] = f[i + 1] end
+      local m = tonumber(fields['m'] or '') or tonumber(ARGV[4])
+      if n > m then
+        local d, s = fields['d'], fields['s']
+        if d and s and string.match(d, '^%x+$') and string.match(s, '^%d+$') then
+          redis.call('XADD', ARGV[5] .. d, 'NOMKSTREAM', '*', 's', s, 'k', 'l', 'n', n - 1, 'r', '')
+        end
+        redis.call('XACK', KEYS[1], ARGV[1], id)
+        redis.call('XDEL', KEYS[1], id)
+      else
+        return {id, f, n}
       end
-      redis.call('XACK', KEYS[1], ARGV[1], id)
-      redis.call('XDEL', KEYS[1], id)
-    else
-      return {id, f, n}
     end
   end
   if cursor == '0-0' then return false end
