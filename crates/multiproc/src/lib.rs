@@ -192,7 +192,7 @@ pub mod connection {
 /// returns there, so code before `init()` is the only code of `main` a child runs. In the main
 /// program it arranges for children to be joined at exit (daemon children are terminated
 /// first) and returns. Starting a process needs it, with every start method. With the `redis` feature (Unix), a process whose first argument is
-/// `--multiproc-worker` runs [worker mode](crate::pool::redis_worker_mode) instead and never
+/// `--multiproc-worker` runs worker mode (`multiproc::pool::redis_worker_mode`) instead and never
 /// returns either. Calling it again does nothing.
 ///
 /// ```
