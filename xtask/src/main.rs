@@ -626,6 +626,19 @@ const VS_PROCSPAWN: &[(&str, &str, &str)] = &[
     ("map_chunk1", "map_chunk1", "procspawn_map_chunk1"),
 ];
 
+/// The pool on Redis Streams beside the local pool, same run: (label, the Redis figure, the
+/// local figure, the goal for the Redis figure: at most this for a time, at least for a rate).
+const VS_REDIS: &[(&str, &str, &str, f64)] = &[
+    (
+        "apply rtt (p50)",
+        "redis_apply_rtt",
+        "apply_async_rtt",
+        150.0,
+    ),
+    ("map_chunk1", "redis_map_chunk1", "map_chunk1", 10_000.0),
+    ("map_tiny", "redis_map_tiny", "map_tiny", 1_000_000.0),
+];
+
 /// The shared benchmark directory: `<root>/../shared/bench`.
 fn shared_bench_dir() -> Res<PathBuf> {
     let root = root();
@@ -885,6 +898,38 @@ fn render_table(
     if !vs.is_empty() {
         let _ = write!(out, "\nvs procspawn's process pool (same run):\n{vs}");
     }
+    let mut vs = String::new();
+    for (label, remote, local, goal) in VS_REDIS {
+        let Some(r) = ours.get(*remote) else {
+            continue;
+        };
+        let is_time = time_scale(&r.unit).is_some();
+        let met = if is_time {
+            r.value <= *goal
+        } else {
+            r.value >= *goal
+        };
+        if !met {
+            misses += 1;
+        }
+        let local = ours.get(*local).map_or_else(dash, |l| fmt_value(l.value));
+        let _ = writeln!(
+            vs,
+            "  {label:<16} redis {:>10}  local {:>10}  {}  {} ({}{})",
+            fmt_value(r.value),
+            local,
+            short_unit(&r.unit),
+            if met { "pass" } else { "MISS" },
+            if is_time { "<=" } else { ">=" },
+            fmt_value(*goal),
+        );
+    }
+    if !vs.is_empty() {
+        let _ = write!(
+            out,
+            "\nthe pool on Redis Streams (2 workers, loopback) beside the local pool (same run):\n{vs}"
+        );
+    }
     let _ = write!(
         out,
         "{}",
@@ -915,5 +960,27 @@ mod deadline_tests {
     fn a_command_within_its_deadline_reports_its_status() {
         assert!(run_with_deadline(cmd("true", &[]), Duration::from_secs(30)).is_ok());
         assert!(run_with_deadline(cmd("false", &[]), Duration::from_secs(30)).is_err());
+    }
+}
+
+#[cfg(test)]
+mod redis_rows {
+    use super::*;
+
+    #[test]
+    fn the_redis_rows_sit_beside_the_local_ones_with_their_goals() {
+        let ours = parse_figures(
+            "apply_async_rtt\t4.0\tus/round trip\nredis_apply_rtt\t120\tus/round trip (p50)\n\
+             map_chunk1\t300000\ttasks/s (chunksize=1)\nredis_map_chunk1\t9000\ttasks/s (chunksize=1)\n",
+        );
+        let t = render_table(&ours, &HashMap::new(), &Figures::new(), false);
+        let apply = t.lines().find(|l| l.contains("apply rtt (p50)")).unwrap();
+        assert!(
+            apply.contains("redis") && apply.contains("local") && apply.contains("pass"),
+            "{t}"
+        );
+        let chunk1 = t.lines().find(|l| l.contains("  map_chunk1 ")).unwrap();
+        assert!(chunk1.contains("MISS"), "{t}");
+        assert!(!t.contains("  map_tiny "), "no figure, no row: {t}");
     }
 }

@@ -116,9 +116,9 @@ pub use serde;
 /// with `#[bytemuck(crate = "multiproc::bytemuck")]` to need no bytemuck dependency of your own.
 pub use bytemuck;
 pub use multiproc_process::{
-    active_children, cpu_count, current_process, get_context, get_start_method, init,
-    parent_process, pipe, set_executable, set_start_method, test_support, Connection, Context,
-    Error as ProcessError, ParentProcess, Process, ProcessInfo, StartMethod,
+    active_children, cpu_count, current_process, get_context, get_start_method, parent_process,
+    pipe, set_executable, set_start_method, Connection, Context, Error as ProcessError,
+    ParentProcess, Process, ProcessInfo, StartMethod,
 };
 
 pub use multiproc_pool::{
@@ -130,6 +130,9 @@ pub mod pool {
     /// The text progress bar of `Pool::map_with_bar` (feature `progress-bar`).
     #[cfg(feature = "progress-bar")]
     pub use multiproc_pool::ProgressBar;
+    /// The Redis backend (feature `redis`, Unix): worker mode and the driver's counters.
+    #[cfg(all(unix, feature = "redis"))]
+    pub use multiproc_pool::{redis_worker_mode, RedisStats};
     pub use multiproc_pool::{
         AsyncResult, Data, IMapIter, Pool, PoolBuilder, PoolError, ThreadPool, ThreadPoolBuilder,
     };
@@ -179,6 +182,56 @@ pub mod connection {
     pub use multiproc_process::{
         wait, wait_timeout, Address, Client, Connection, Listener, RawWaitHandle, ToAddress,
         Waitable,
+    };
+}
+
+/// Make this binary multiproc-aware: call it first thing in `main` (or put
+/// `#[multiproc::main]` on `main`, or [`test_support!`] in a test binary).
+///
+/// In a process started by multiproc it runs the task it was started for and exits; it never
+/// returns there, so code before `init()` is the only code of `main` a child runs. In the main
+/// program it arranges for children to be joined at exit (daemon children are terminated
+/// first) and returns. Starting a process needs it, with every start method. With the `redis` feature (Unix), a process whose first argument is
+/// `--multiproc-worker` runs worker mode (`multiproc::pool::redis_worker_mode`) instead and never
+/// returns either. Calling it again does nothing.
+///
+/// ```
+/// multiproc::init();
+/// multiproc::init(); // idempotent
+/// ```
+pub fn init() {
+    multiproc_process::init();
+    #[cfg(all(unix, feature = "redis"))]
+    multiproc_pool::redis_worker_mode();
+}
+
+/// Let a test binary (or any binary without a multiproc-aware `main`) start child processes
+/// and run in worker mode: one line at the top level of the crate. It runs [`init`] before
+/// `main` (and before the test harness), so a spawned child runs its task instead of the tests.
+///
+/// ```no_run
+/// // at the top of tests/my_test.rs
+/// multiproc::test_support!();
+/// ```
+#[macro_export]
+macro_rules! test_support {
+    () => {
+        #[used]
+        #[cfg_attr(
+            any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+            unsafe(link_section = ".init_array")
+        )]
+        #[cfg_attr(
+            target_vendor = "apple",
+            unsafe(link_section = "__DATA,__mod_init_func")
+        )]
+        #[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
+        static __MULTIPROC_TEST_SUPPORT: extern "C" fn() = {
+            extern "C" fn __multiproc_test_support() {
+                $crate::init();
+            }
+            __multiproc_test_support
+        };
     };
 }
 

@@ -49,6 +49,8 @@ pub struct PoolBuilder {
     pub(crate) method: Option<StartMethod>,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) threads: bool,
+    #[cfg(all(unix, feature = "redis"))]
+    pub(crate) redis: Option<crate::redis::RedisConfig>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -104,6 +106,10 @@ impl PoolBuilder {
 
     /// Start the workers.
     pub fn build(self) -> Result<Pool, PoolError> {
+        #[cfg(all(unix, feature = "redis"))]
+        if let Some(cfg) = self.redis.clone() {
+            return self.build_redis(cfg);
+        }
         let n = self.processes.unwrap_or_else(multiproc_process::cpu_count);
         if n == 0 {
             return Err(PoolError::InvalidArgument(
@@ -172,6 +178,112 @@ impl PoolBuilder {
                 .run()
             })
             .map_err(PoolError::start)?;
-        Ok(Pool::from_parts(shared, dispatcher, n))
+        let engine = crate::backend::Local {
+            shared,
+            dispatcher: parking_lot::Mutex::new(Some(dispatcher)),
+        };
+        Ok(Pool::from_parts(Box::new(engine), n))
+    }
+}
+
+/// The Redis backend's settings (feature `redis`, Unix).
+#[cfg(all(unix, feature = "redis"))]
+impl PoolBuilder {
+    /// Run the pool's tasks on the workers of `cluster` on the Redis server at `url` (Redis
+    /// 6.2 or later): this same binary, started on any host as
+    /// `myapp --multiproc-worker URL --cluster CLUSTER -j N`. The whole API works as locally,
+    /// with the differences and the fault semantics described under
+    /// [`redis_worker_mode`](crate::redis_worker_mode)'s module, `multiproc::pool` (at least
+    /// once execution, results exactly once). `processes`, if given, sizes chunks; by default
+    /// `build` waits up to [`discover_timeout`](Self::discover_timeout) for live workers of
+    /// this build and counts them.
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 { x * x }
+    /// multiproc::init(); // first thing in main: it also runs worker mode
+    /// let pool = multiproc::Pool::builder()
+    ///     .redis("redis://127.0.0.1:6379", "prod")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(pool.apply(square, 7).unwrap(), 49);
+    /// ```
+    pub fn redis(mut self, url: impl Into<String>, cluster: impl Into<String>) -> Self {
+        let old = self.redis.take();
+        let mut cfg = crate::redis::RedisConfig::new(url.into(), cluster.into());
+        if let Some(old) = old {
+            cfg.max_deliveries = old.max_deliveries;
+            cfg.driver_ttl = old.driver_ttl;
+            cfg.discover_timeout = old.discover_timeout;
+            cfg.max_entry_bytes = old.max_entry_bytes;
+        }
+        self.redis = Some(cfg);
+        self
+    }
+
+    fn redis_cfg(&mut self) -> &mut crate::redis::RedisConfig {
+        self.redis
+            .get_or_insert_with(|| crate::redis::RedisConfig::new(String::new(), String::new()))
+    }
+
+    /// A Redis pool: deliveries of a chunk (to workers that died or stalled past their lease)
+    /// before its items are run one by one and the one that still kills its workers fails
+    /// with [`PoolError::WorkerLost`] (default 3).
+    pub fn max_deliveries(mut self, n: u32) -> Self {
+        self.redis_cfg().max_deliveries = n;
+        self
+    }
+
+    /// A Redis pool: how long the driver's liveness key lives without renewal (default
+    /// 10 s, renewed every third of it). Once it expires, workers skip this pool's tasks; a
+    /// driver that finds it gone submits what is outstanding again.
+    pub fn driver_ttl(mut self, ttl: Duration) -> Self {
+        self.redis_cfg().driver_ttl = ttl;
+        self
+    }
+
+    /// A Redis pool without [`processes`](Self::processes): how long `build` waits for a live
+    /// worker of this build before [`PoolError::NoWorkers`] (default 10 s).
+    pub fn discover_timeout(mut self, timeout: Duration) -> Self {
+        self.redis_cfg().discover_timeout = timeout;
+        self
+    }
+
+    /// A Redis pool: the largest chunk, encoded, that may be submitted (default 64 MiB).
+    pub fn max_entry_bytes(mut self, n: usize) -> Self {
+        self.redis_cfg().max_entry_bytes = n;
+        self
+    }
+
+    fn build_redis(self, cfg: crate::redis::RedisConfig) -> Result<Pool, PoolError> {
+        if cfg.url.is_empty() {
+            return Err(PoolError::InvalidArgument(
+                "max_deliveries, driver_ttl, discover_timeout and max_entry_bytes are settings of a Redis pool: call redis(url, cluster)",
+            ));
+        }
+        let unsupported = if self.threads {
+            Some("a thread pool cannot run on Redis")
+        } else if self.init.is_some() {
+            Some("a Redis pool has no initializer: its workers start on their own")
+        } else if self.maxtasks.is_some() {
+            Some("a Redis pool has no maxtasksperchild")
+        } else if self.task_timeout.is_some() {
+            Some("a Redis pool has no task_timeout")
+        } else if self.method.is_some() {
+            Some("a Redis pool's workers are started by worker mode, not by a start method")
+        } else if self.processes == Some(0) {
+            Some("the number of processes must be at least 1")
+        } else if cfg.max_deliveries == 0 {
+            Some("max_deliveries must be at least 1")
+        } else if cfg.driver_ttl < Duration::from_millis(30) {
+            Some("driver_ttl must be at least 30 ms")
+        } else {
+            None
+        };
+        if let Some(why) = unsupported {
+            return Err(PoolError::InvalidArgument(why));
+        }
+        crate::worker::install_panic_hook();
+        let (driver, size) = crate::redis::Driver::start(cfg, self.processes)?;
+        Ok(Pool::from_parts(Box::new(driver), size.max(1)))
     }
 }

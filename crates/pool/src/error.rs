@@ -59,6 +59,23 @@ pub enum PoolError {
     /// [`io_error`](Self::io_error) for the operating system's error (`EMFILE`, ...).
     #[error("cannot start a worker")]
     Start(#[source] SharedError<dyn std::error::Error + Send + Sync>),
+    /// A chunk was delivered to `deliveries` workers of a Redis pool and none of them
+    /// answered (each died or stalled past its lease): the item that kills its workers.
+    #[error("the task was delivered to {deliveries} workers and none of them answered")]
+    WorkerLost {
+        /// How many times the task was delivered.
+        deliveries: u32,
+    },
+    /// A Redis pool found no live worker of this build before its discovery timeout.
+    #[error("no workers for this build ({build}) on cluster {cluster:?}, {others} for another build: start this binary with --multiproc-worker")]
+    NoWorkers {
+        /// The cluster name.
+        cluster: String,
+        /// This build's fingerprint (the stream keys' build part).
+        build: String,
+        /// Live workers of other builds.
+        others: usize,
+    },
     /// A process pool was made before `multiproc::init()` ran in this process (its workers
     /// would run `main` instead of the pool's work).
     ///

@@ -99,7 +99,7 @@ impl<A: Data, R: Data, I: Iterator<Item = A>> IMapIter<'_, A, R, I> {
         if batch.is_empty() {
             return;
         }
-        match self.pool.shared().submit(batch) {
+        match self.pool.submit(batch) {
             Ok(()) => {
                 self.submitted_items += items;
                 self.submitted_bytes += bytes;

@@ -21,6 +21,7 @@
 
 #![warn(missing_debug_implementations)]
 
+mod backend;
 mod builder;
 mod control;
 mod dispatcher;
@@ -30,12 +31,16 @@ mod inbox;
 mod pool;
 #[cfg(feature = "progress-bar")]
 mod progress;
+#[cfg(all(unix, feature = "redis"))]
+mod redis;
 mod result;
 mod scheduler;
 mod sys;
 mod thread_pool;
 mod worker;
 
+#[cfg(all(unix, feature = "redis"))]
+pub use self::redis::{worker_mode as redis_worker_mode, RedisStats};
 pub use builder::PoolBuilder;
 pub use error::PoolError;
 pub use imap::IMapIter;

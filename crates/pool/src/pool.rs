@@ -1,16 +1,15 @@
 //! [`Pool`]: the mapping calls and the pool's life (close, terminate, join).
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::backend::Backend;
 use crate::builder::PoolBuilder;
 use crate::imap::IMapIter;
 use crate::result::{AsyncResult, Cell, Finish, MapSink, Progress, Sink, StreamSink};
-use crate::scheduler::{RunState, Shared, Unit, MAX_DEPTH};
+use crate::scheduler::{RunState, Unit};
 use crate::worker::{chunk_call, resplit, Chunk};
 use crate::PoolError;
 
@@ -41,8 +40,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Data for T {}
 /// assert_eq!(squares[9], 81);
 /// ```
 pub struct Pool {
-    shared: Arc<Shared>,
-    dispatcher: Mutex<Option<JoinHandle<()>>>,
+    engine: Box<dyn Backend>,
     size: usize,
 }
 
@@ -50,7 +48,7 @@ impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("workers", &self.size)
-            .field("state", &self.shared.st.lock().run)
+            .field("state", &self.engine.run_state())
             .finish()
     }
 }
@@ -108,16 +106,18 @@ fn first_of<R>(chunks: Vec<Chunk<R>>, _: usize) -> Result<R, PoolError> {
 }
 
 impl Pool {
-    pub(crate) fn from_parts(shared: Arc<Shared>, dispatcher: JoinHandle<()>, size: usize) -> Pool {
-        Pool {
-            shared,
-            dispatcher: Mutex::new(Some(dispatcher)),
-            size,
-        }
+    pub(crate) fn from_parts(engine: Box<dyn Backend>, size: usize) -> Pool {
+        Pool { engine, size }
     }
 
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.shared
+    /// Hand units to the backend.
+    pub(crate) fn submit(&self, units: Vec<Unit>) -> Result<(), PoolError> {
+        self.engine.submit(units)
+    }
+
+    /// Chunks an `imap` reads ahead at most.
+    pub(crate) fn imap_window(&self) -> usize {
+        self.engine.imap_window(self.size)
     }
 
     /// A pool of `processes` workers with default settings.
@@ -134,6 +134,8 @@ impl Pool {
             method: None,
             task_timeout: None,
             threads: false,
+            #[cfg(all(unix, feature = "redis"))]
+            redis: None,
         }
     }
 
@@ -145,7 +147,19 @@ impl Pool {
     /// The pids of the current worker processes (empty for a thread pool). Workers that died
     /// or were retired are replaced, so the list changes over time.
     pub fn pids(&self) -> Vec<u32> {
-        self.shared.pids.lock().clone()
+        self.engine.pids()
+    }
+
+    /// What a Redis pool's driver counted so far (`None` for a local pool).
+    ///
+    /// ```
+    /// multiproc::init();
+    /// let pool = multiproc::Pool::new(1).unwrap();
+    /// assert!(pool.redis_stats().is_none());
+    /// ```
+    #[cfg(all(unix, feature = "redis"))]
+    pub fn redis_stats(&self) -> Option<crate::RedisStats> {
+        self.engine.redis_stats()
     }
 
     /// Encode `items` in chunks and submit them as they are made — the first batch as soon
@@ -182,12 +196,12 @@ impl Pool {
             });
             first += n;
             if batch.len() >= flush_at {
-                self.shared.submit(std::mem::take(&mut batch))?;
+                self.submit(std::mem::take(&mut batch))?;
                 flush_at *= 2;
             }
         }
         if !batch.is_empty() {
-            self.shared.submit(batch)?;
+            self.submit(batch)?;
         }
         Ok(first)
     }
@@ -244,7 +258,7 @@ impl Pool {
     }
 
     fn check_running(&self) -> Result<(), PoolError> {
-        match self.shared.st.lock().run {
+        match self.engine.run_state() {
             RunState::Running => Ok(()),
             RunState::Closed => Err(PoolError::Closed),
             RunState::Terminated => Err(PoolError::Terminated),
@@ -412,7 +426,10 @@ impl Pool {
     #[cfg(feature = "progress-bar")]
     pub(crate) fn items_running(&self, hook: &Progress) -> usize {
         let id = Some(crate::result::progress_id(hook));
-        let st = self.shared.st.lock();
+        let Some(shared) = self.engine.local() else {
+            return 0;
+        };
+        let st = shared.st.lock();
         st.lanes
             .iter()
             .filter_map(|lane| {
@@ -497,43 +514,30 @@ impl Pool {
             submitted_bytes: 0,
             chunk: Vec::new(),
             yielded: 0,
-            window: self.size * MAX_DEPTH * 2,
+            window: self.imap_window(),
             failed: None,
         })
     }
 
     /// Stop accepting tasks; workers leave once the queued work is done. See [`join`](Self::join).
     pub fn close(&self) {
-        let mut st = self.shared.st.lock();
-        if st.run == RunState::Running {
-            st.run = RunState::Closed;
-        }
-        drop(st);
-        self.shared.nudge();
+        self.engine.close();
     }
 
     /// Stop now: kill the workers, fail unfinished tasks with [`PoolError::Terminated`], and
     /// wait until every worker is reaped.
     pub fn terminate(&self) {
-        self.shared.st.lock().run = RunState::Terminated;
-        self.shared.nudge();
-        self.join_dispatcher();
+        self.engine.terminate();
     }
 
     /// Wait for the workers to finish after [`close`](Self::close) or
     /// [`terminate`](Self::terminate); [`PoolError::StillRunning`] otherwise.
     pub fn join(&self) -> Result<(), PoolError> {
-        if self.shared.st.lock().run == RunState::Running {
+        if self.engine.run_state() == RunState::Running {
             return Err(PoolError::StillRunning);
         }
-        self.join_dispatcher();
+        self.engine.join();
         Ok(())
-    }
-
-    fn join_dispatcher(&self) {
-        if let Some(h) = self.dispatcher.lock().take() {
-            let _ = h.join();
-        }
     }
 }
 
