@@ -2,8 +2,6 @@
 //! processes (every start method), wrong keys both ways, garbage and silent peers at the port,
 //! oversized frames, valid but nonsensical requests, a server killed under its clients and
 //! clients killed under their server.
-// The manager runs on Unix today (Windows is still to come, with the process layer).
-#![cfg(unix)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,11 +20,13 @@ multiproc::test_support!();
 mod bounded;
 use bounded::{JoinBounded, RecvBounded, BOUND};
 
-const METHODS: [StartMethod; 3] = [
-    StartMethod::Spawn,
-    StartMethod::Fork,
-    StartMethod::Forkserver,
-];
+mod support;
+use support::kill_pid;
+
+/// The start methods of this platform (spawn only on Windows).
+fn methods() -> impl Iterator<Item = StartMethod> {
+    StartMethod::available().iter().copied()
+}
 
 /// A mirror of the manager's wire messages (same variants, same order, so the same postcard
 /// encoding): what a hostile client built against the protocol can send.
@@ -131,7 +131,7 @@ fn connect_and_send_back(args: (String, Vec<u8>, Connection)) {
 fn a_tcp_server_is_used_from_processes_of_every_start_method() {
     let m = Manager::serve("127.0.0.1:0", b"remote key").unwrap();
     let addr = m.address().to_string();
-    for method in METHODS {
+    for method in methods() {
         let (mine, theirs) = multiproc::pipe(false).unwrap();
         let p = Process::new(
             connect_and_send_back,
@@ -160,7 +160,7 @@ fn serve_forever_child(args: (Vec<u8>, Connection)) {
 
 #[test]
 fn serve_forever_in_a_child_serves_until_asked_to_stop() {
-    for method in METHODS {
+    for method in methods() {
         let (mine, theirs) = multiproc::pipe(false).unwrap();
         let p =
             Process::new(serve_forever_child, (b"forever".to_vec(), theirs)).start_method(method);
@@ -442,13 +442,6 @@ fn valid_but_nonsensical_requests_get_typed_refusals_and_change_nothing() {
 
 // ---- deaths ----
 
-#[cfg(unix)]
-fn sigkill(pid: u32) {
-    // SAFETY: kill(2) on a pid this test started; no memory is involved.
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
-}
-
-#[cfg(unix)]
 fn assert_gone_at_once(d: &DictProxy<u8, u8>) {
     let t = Instant::now();
     let r = d.len();
@@ -464,14 +457,13 @@ fn assert_gone_at_once(d: &DictProxy<u8, u8>) {
     assert!(t.elapsed() < Duration::from_secs(1));
 }
 
-#[cfg(unix)]
 #[test]
 fn a_killed_server_makes_the_next_call_fail_at_once() {
-    for method in METHODS {
+    for method in methods() {
         let m = Manager::builder().start_method(method).start().unwrap();
         let d = m.dict::<u8, u8>().unwrap();
         d.set(1, 1).unwrap();
-        sigkill(m.server_pid());
+        kill_pid(m.server_pid());
         assert_gone_at_once(&d);
         m.shutdown().unwrap();
     }
@@ -483,7 +475,7 @@ fn a_killed_server_makes_the_next_call_fail_at_once() {
     let m = Manager::connect(addr.as_str(), b"k").unwrap();
     let d = m.dict::<u8, u8>().unwrap();
     d.set(1, 1).unwrap();
-    sigkill(m.server_pid());
+    kill_pid(m.server_pid());
     assert_ne!(p.join_bounded(), 0);
     assert_gone_at_once(&d);
 }
@@ -502,7 +494,7 @@ fn a_killed_client_leaves_nothing_behind() {
     let m = Manager::serve("127.0.0.1:0", b"k").unwrap();
     let mine = m.dict::<u8, u8>().unwrap();
     let addr = m.address().to_string();
-    for method in METHODS {
+    for method in methods() {
         let (rx, tx) = multiproc::pipe(false).unwrap();
         let p = Process::new(make_three_and_hang, (addr.clone(), b"k".to_vec(), tx))
             .start_method(method);

@@ -33,13 +33,14 @@ use suites::{Selection, Suite, SuiteRun};
 pub use bench::bench;
 
 /// The crates whose test suites (unit tests and integration tests) run under Wine. Part 2 of
-/// the Windows work adds `multiproc-shm`, `multiproc-sync`, `multiproc-pool`,
-/// `multiproc-manager` and `multiproc` here.
+/// the Windows work adds `multiproc-pool` here.
 pub const CRATES: &[&str] = &[
     "multiproc-pickle",
     "multiproc-process",
     "multiproc-shm",
     "multiproc-sync",
+    "multiproc-manager",
+    "multiproc",
 ];
 
 /// How long one suite may run under Wine, unless `--timeout` says otherwise. A backstop: the
