@@ -68,6 +68,36 @@ pub const SKIPS: &[Skip] = &[
         reason: NO_QUEUE_SIDE_CHANNEL,
     },
     Skip {
+        suite: "multiproc-manager/sync",
+        test: "pool_tasks_put_on_a_managed_queue",
+        reason: NO_QUEUE_SIDE_CHANNEL,
+    },
+    Skip {
+        suite: "multiproc-manager/values",
+        test: "a_pool_builds_a_dict_of_lists",
+        reason: NO_QUEUE_SIDE_CHANNEL,
+    },
+    Skip {
+        suite: "multiproc/errors",
+        test: "no_error_repeats_its_cause",
+        reason: NO_QUEUE_SIDE_CHANNEL,
+    },
+    Skip {
+        suite: "multiproc/errors",
+        test: "question_mark_works_on_every_crates_error",
+        reason: NO_QUEUE_SIDE_CHANNEL,
+    },
+    Skip {
+        suite: "multiproc/facade",
+        test: "pool_reexports",
+        reason: NO_QUEUE_SIDE_CHANNEL,
+    },
+    Skip {
+        suite: "multiproc/facade",
+        test: "sync_and_shm_reexports",
+        reason: NO_QUEUE_SIDE_CHANNEL,
+    },
+    Skip {
         suite: "multiproc-process/integration",
         test: "listener::cpython_client_talks_to_our_listener",
         reason: NO_CPYTHON,
@@ -102,4 +132,5 @@ pub fn whole_suite<'a>(skips: &'a [Skip], suite: &str) -> Option<&'a Skip> {
 /// Why the queue ring's unit tests do not run under Wine yet.
 const NO_QUEUE_SIDE_CHANNEL: &str = "not Wine: a queue's side channel (large items, and the \
      ring's own set-up) is a Unix socket pair passing descriptors, and its Windows form is still \
-     to come (issue 12); the queue integration suites are #[cfg(unix)] for the same reason";
+     to come (issue 12); the queue integration suites are #[cfg(unix)] for the same reason, and \
+     the tests of other crates that make a queue (a pool's channels are queues) wait for it too";
