@@ -24,8 +24,8 @@ pub struct Example {
     pub unordered: bool,
 }
 
-/// The examples that use processes and pipes only (the others need shared memory, pools and
-/// managers, which part 2 brings to Windows).
+/// The examples that run on Windows: processes and pipes, shared memory, locks and managers
+/// (pools and queues wait for the queue's Windows side channel).
 pub const EXAMPLES: &[Example] = &[
     Example {
         bin: "worker",
@@ -64,11 +64,49 @@ pub const EXAMPLES: &[Example] = &[
         // is left out: it starts `fork` and `forkserver` children, which Windows has not.
         args: &[
             "--sections",
-            "exit-codes,connections,fibonacci,listener,wait",
+            "exit-codes,connections,fibonacci,listener,wait,manager",
         ],
         normalise: tour,
         // Section 6 prints children in the order they end.
         unordered: true,
+    },
+    // ---- shared memory, locks and managers ----
+    Example {
+        bin: "lock_print",
+        args: &[],
+        normalise: same,
+        // One line per child, in the order they take the lock.
+        unordered: true,
+    },
+    Example {
+        bin: "shared_counter",
+        args: &[],
+        normalise: shared_counter,
+        unordered: false,
+    },
+    Example {
+        bin: "fill_array",
+        args: &[],
+        normalise: same,
+        unordered: false,
+    },
+    Example {
+        bin: "shared_memory",
+        args: &[],
+        normalise: shared_memory,
+        unordered: false,
+    },
+    Example {
+        bin: "manager_dict",
+        args: &[],
+        normalise: manager_dict,
+        unordered: false,
+    },
+    Example {
+        bin: "manager_user_type",
+        args: &[],
+        normalise: manager_user_type,
+        unordered: false,
     },
 ];
 
@@ -135,7 +173,10 @@ fn tour_masked(line: &str) -> Option<String> {
     if line.contains("active_children() = [\"") {
         return None;
     }
-    Some(mask_measures(&mask_after(line, "pid ")))
+    Some(mask_measures(&mask_after(
+        &mask_after(line, "127.0.0.1:"),
+        "pid ",
+    )))
 }
 
 /// `line` with the number after each `key` replaced by `#`.
@@ -184,6 +225,61 @@ fn mask_measures(line: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+// ---- the normalisations of the shared-memory, lock and manager examples ----
+
+/// Without a lock the count is whatever the race left (both figures masked); with one it
+/// must be exact.
+fn shared_counter(line: &str) -> Option<String> {
+    if line.starts_with("RawValue, no lock:") {
+        return Some("RawValue, no lock: # of 40000 (# updates lost)".into());
+    }
+    Some(line.to_string())
+}
+
+/// A block's name is random and its form the platform's (`mp_…` on Unix, `wnsm_…` on
+/// Windows, as CPython names them); its size as attached is the size asked for on Linux and
+/// that size rounded up to the page on Windows (a view's size, as CPython reports it there),
+/// so sizes are compared rounded up to 4 KiB.
+fn shared_memory(line: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find('"') {
+        let Some(len) = rest[i + 1..].find('"') else {
+            break;
+        };
+        out.push_str(&rest[..i]);
+        out.push_str("\"<name>\"");
+        rest = &rest[i + len + 2..];
+    }
+    out.push_str(rest);
+    if let Some((head, tail)) = out.split_once(" bytes)") {
+        if let Some(open) = head.rfind('(') {
+            if let Ok(n) = head[open + 1..].parse::<u64>() {
+                return Some(format!(
+                    "{}({} bytes, as a whole page){tail}",
+                    &head[..open],
+                    n.div_ceil(4096) * 4096
+                ));
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The server's pid.
+fn manager_dict(line: &str) -> Option<String> {
+    Some(mask_after(line, "pid "))
+}
+
+/// How many bolts each worker took depends on who ran when (the total and what is left do
+/// not).
+fn manager_user_type(line: &str) -> Option<String> {
+    if line.starts_with("worker ") {
+        return Some(mask_after(line, " took "));
+    }
+    Some(line.to_string())
 }
 
 /// The output as compared: normalised, and sorted within paragraphs if `unordered`.
@@ -374,5 +470,58 @@ mod tests {
             comparable(s, "x: cannot read (The system cannot find the file specified. (os error 2))\nb: 1 bytes\n")
         );
         assert_ne!(comparable(s, "b: 1 bytes\n"), comparable(s, "b: 2 bytes\n"));
+    }
+
+    #[test]
+    fn the_shared_memory_and_manager_examples_mask_names_sizes_pids_and_races() {
+        let m = example("shared_memory");
+        assert_eq!(
+            comparable(
+                m,
+                "reader: attached to \"mp_7a0c\" (10 bytes), read [22]\nx(\"mp_7a0c\") -> Err(NotFound(\"mp_7a0c\"))\n"
+            ),
+            comparable(
+                m,
+                "reader: attached to \"wnsm_7f89\" (4096 bytes), read [22]\nx(\"wnsm_7f89\") -> Err(NotFound(\"wnsm_7f89\"))\n"
+            ),
+        );
+        assert_ne!(
+            comparable(m, "attached to \"a\" (10 bytes), read [22]\n"),
+            comparable(m, "attached to \"a\" (8192 bytes), read [22]\n"),
+        );
+        assert_ne!(
+            comparable(m, "read [22, 33]\n"),
+            comparable(m, "read [22, 34]\n")
+        );
+        let c = example("shared_counter");
+        assert_eq!(
+            comparable(
+                c,
+                "RawValue, no lock:  11220 of 40000 (28780 updates lost)\n"
+            ),
+            comparable(c, "RawValue, no lock:  40000 of 40000 (0 updates lost)\n"),
+        );
+        assert_ne!(
+            comparable(c, "Value::lock():      40000 of 40000 (0 updates lost)\n"),
+            comparable(c, "Value::lock():      39999 of 40000 (1 updates lost)\n"),
+        );
+        let d = example("manager_dict");
+        assert_eq!(
+            comparable(d, "manager server started, pid 14450\n"),
+            comparable(d, "manager server started, pid 408\n")
+        );
+        let u = example("manager_user_type");
+        assert_eq!(
+            comparable(u, "worker 0 took 999 bolts, then found only 1 left\n"),
+            comparable(u, "worker 0 took 0 bolts, then found only 1 left\n")
+        );
+        assert_ne!(
+            comparable(u, "worker 0 took 9 bolts, then found only 1 left\n"),
+            comparable(u, "worker 0 took 9 bolts, then found only 2 left\n")
+        );
+        assert_eq!(
+            tour("   a client on 127.0.0.1:40223 connected with the key; a wrong key: refused (could not connect to the manager at 127.0.0.1:40223)"),
+            Some("   a client on 127.0.0.1:# connected with the key; a wrong key: refused (could not connect to the manager at 127.0.0.1:#)".into())
+        );
     }
 }
