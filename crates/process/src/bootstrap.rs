@@ -382,6 +382,11 @@ pub(crate) fn check_can_start() -> Result<(), Error> {
 /// A spawned child whose `main` did not call [`init`] reached a start, or the end of `main`:
 /// say so on stderr and to the parent, and end with 1.
 fn uninitialized_child() -> ! {
+    // (once: the exit handlers run it again when this exit runs them)
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if SAID.swap(true, Ordering::SeqCst) {
+        sys::exit_now(1)
+    }
     eprintln!(
         "multiproc: this process was started to run a task, but its main did not call \
          multiproc::init() first, so it ran main instead. Put #[multiproc::main] on main, or call \

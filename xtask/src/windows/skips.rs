@@ -28,76 +28,6 @@ pub struct Skip {
 /// The tests left out of the Wine run.
 pub const SKIPS: &[Skip] = &[
     Skip {
-        suite: "multiproc-sync/lib",
-        test: "queue::ring::tests::a_full_ring_times_out_and_an_empty_one_too",
-        reason: NO_QUEUE_SIDE_CHANNEL,
-    },
-    Skip {
-        suite: "multiproc-sync/lib",
-        test: "queue::ring::tests::a_large_item_goes_aside_when_the_ring_is_full_a_small_one_waits",
-        reason: NO_QUEUE_SIDE_CHANNEL,
-    },
-    Skip {
-        suite: "multiproc-sync/lib",
-        test: "queue::ring::tests::a_scribbled_length_is_a_broken_queue_not_an_allocation",
-        reason: NO_QUEUE_SIDE_CHANNEL,
-    },
-    Skip {
-        suite: "multiproc-sync/lib",
-        test: "queue::ring::tests::frames_wrap_skip_and_go_round_a_small_ring_many_times",
-        reason: NO_QUEUE_SIDE_CHANNEL,
-    },
-    Skip {
-        suite: "multiproc-sync/lib",
-        test: "queue::ring::tests::items_larger_than_the_ring_go_by_the_side_channel_in_order",
-        reason: NO_QUEUE_SIDE_CHANNEL,
-    },
-    Skip {
-        suite: "multiproc-sync/lib",
-        test: "queue::ring::tests::positions_and_counts_wrap_around_2_to_the_32",
-        reason: NO_QUEUE_SIDE_CHANNEL,
-    },
-    Skip {
-        suite: "multiproc-sync/lib",
-        test: "queue::ring::tests::side_items_in_flight_are_bounded_by_the_socket_and_then_full",
-        reason: NO_QUEUE_SIDE_CHANNEL,
-    },
-    Skip {
-        suite: "multiproc-sync/lib",
-        test: "queue::ring::tests::stale_side_items_are_dropped_and_taken_ones_skipped",
-        reason: NO_QUEUE_SIDE_CHANNEL,
-    },
-    Skip {
-        suite: "multiproc-manager/sync",
-        test: "pool_tasks_put_on_a_managed_queue",
-        reason: NO_QUEUE_SIDE_CHANNEL,
-    },
-    Skip {
-        suite: "multiproc-manager/values",
-        test: "a_pool_builds_a_dict_of_lists",
-        reason: NO_QUEUE_SIDE_CHANNEL,
-    },
-    Skip {
-        suite: "multiproc/errors",
-        test: "no_error_repeats_its_cause",
-        reason: NO_QUEUE_SIDE_CHANNEL,
-    },
-    Skip {
-        suite: "multiproc/errors",
-        test: "question_mark_works_on_every_crates_error",
-        reason: NO_QUEUE_SIDE_CHANNEL,
-    },
-    Skip {
-        suite: "multiproc/facade",
-        test: "pool_reexports",
-        reason: NO_QUEUE_SIDE_CHANNEL,
-    },
-    Skip {
-        suite: "multiproc/facade",
-        test: "sync_and_shm_reexports",
-        reason: NO_QUEUE_SIDE_CHANNEL,
-    },
-    Skip {
         suite: "multiproc-process/integration",
         test: "listener::cpython_client_talks_to_our_listener",
         reason: NO_CPYTHON,
@@ -128,9 +58,3 @@ pub fn for_suite<'a>(skips: &'a [Skip], suite: &'a str) -> impl Iterator<Item = 
 pub fn whole_suite<'a>(skips: &'a [Skip], suite: &str) -> Option<&'a Skip> {
     skips.iter().find(|s| s.suite == suite && s.test == "*")
 }
-
-/// Why the queue ring's unit tests do not run under Wine yet.
-const NO_QUEUE_SIDE_CHANNEL: &str = "not Wine: a queue's side channel (large items, and the \
-     ring's own set-up) is a Unix socket pair passing descriptors, and its Windows form is still \
-     to come (issue 12); the queue integration suites are #[cfg(unix)] for the same reason, and \
-     the tests of other crates that make a queue (a pool's channels are queues) wait for it too";

@@ -1,10 +1,9 @@
 //! Queues between processes: a byte ring in shared memory, one lock for producers and one for
 //! consumers, spin-then-futex waiting. A busy queue makes no system call per message. An item
-//! too big for the ring goes in its own memory, handed over a socket pair (`side`).
+//! too big for the ring goes in its own memory, handed over beside it (`side`).
 
 mod ring;
 mod side;
-mod sys;
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -174,13 +173,15 @@ fn encode_error(e: multiproc_pickle::PickleError) -> QueueError {
 
 /// 64 KiB: an item of 64 KiB or more goes beside the ring rather than wait for room (it waits
 /// at most 10 ms, and only while a consumer is inside `get`, freeing room). 256 items can be
-/// beside the ring at once with Linux's default socket buffer; past that, `put` waits for
-/// consumers as for a full ring. `get` waits for an item. [`close`](Self::close) closes the queue for every
+/// beside the ring at once with Linux's default socket buffer (on Windows, 1024 per producing
+/// process); past that, `put` waits for consumers as for a full ring. `get` waits for an item. [`close`](Self::close) closes the queue for every
 /// process: later `put`s fail, `get`s drain what is left and then fail.
 ///
 /// A consumer killed inside `get` leaves the item for the next one, except in the last
 /// instants of taking an item that went beside the ring: then the item is gone with it, as if
-/// it had been killed just after `get` returned.
+/// it had been killed just after `get` returned. An item beside the ring outlives its
+/// producer's exit; on Windows it is lost if the producer is *killed* before a consumer
+/// reached it (Windows has no way to leave a handle in flight, as a Unix socket does).
 ///
 /// Clones share the queue; pass it to a child process as (part of) its arguments.
 ///

@@ -4,8 +4,8 @@
 //! producers write, what consumers write and what sleepers write in separate cache lines),
 //! then `capacity` bytes (a power of two) used as a ring of frames `[len: u64 LE][len
 //! bytes][padding to 8]`. A length of `SKIP` marks the rest of the ring as unused, so a frame
-//! that fits lies in one piece; a length of `MARK` makes a frame `[MARK][seq: u64]` standing
-//! for an item that went by the side channel (`side.rs`). Producers serialize on `plock`,
+//! that fits lies in one piece; a length of `MARK` makes a frame `[MARK][seq: u64][token: u64]`
+//! standing for an item that went by the side channel (`side/`). Producers serialize on `plock`,
 //! consumers on `clock`; a producer and a consumer work at once, like the two ends of a pipe.
 //!
 //! **What is published is counted in the same store.** `tail` is one 64-bit word holding the
@@ -49,10 +49,11 @@ pub(super) const MAX_CAPACITY: usize = 1 << 30;
 
 /// A length that marks the rest of the ring as unused: the next frame starts at its beginning.
 const SKIP: u64 = u64::MAX;
-/// A length that makes the frame a marker: `[MARK][seq]`, the item is on the side channel.
+/// A length that makes the frame a marker: `[MARK][seq][token]`, the item is on the side
+/// channel.
 const MARK: u64 = u64::MAX - 1;
 /// The bytes of a marker frame.
-const MARK_FRAME: u64 = 16;
+const MARK_FRAME: u64 = 24;
 /// An item this large goes by the side channel rather than wait (more than `SIDE_WAIT`, and
 /// only while a consumer is inside `get`) for room in the ring.
 const SIDE_MIN: u64 = 64 << 10;
@@ -215,7 +216,7 @@ impl Ring {
         let cap = 1usize << capacity.min(MAX_CAPACITY).ilog2();
         let seg = Segment::new(HEADER + cap)?;
         let side =
-            Side::new().map_err(|e| QueueError::system("create a queue's socket pair", e))?;
+            Side::new().map_err(|e| QueueError::system("create a queue's side channel", e))?;
         let r = Ring {
             seg: Arc::new(seg),
             side: Arc::new(side),
@@ -421,6 +422,7 @@ impl Ring {
         }
         self.copy_in(at, &MARK.to_le_bytes());
         self.copy_in(at.wrapping_add(8), &seq.to_le_bytes());
+        self.copy_in(at.wrapping_add(16), &item.token().to_le_bytes());
         self.publish(tail, need, held);
         Ok(())
     }
@@ -641,16 +643,16 @@ impl Ring {
                     return Err(self.broken("a marker frame published in part".into()));
                 }
                 let seq = self.read_word(head.at.wrapping_add(8));
-                match self.side.find(seq)? {
+                let token = self.read_word(head.at.wrapping_add(16));
+                match self.side.find(seq, token)? {
                     Some(map) => {
                         let r = (f.take().expect("called once"))(map.bytes());
-                        if let Err(e) = self.side.remove_first() {
-                            // (left on the socket, it is dropped as stale at the next marker)
-                            tracing::warn!("could not take a queue item off its socket: {e}");
+                        // (unmapped before the frame is freed)
+                        if let Err(e) = self.side.take(map) {
+                            // (on Unix left on the socket, it is dropped as stale at the next
+                            // marker)
+                            tracing::warn!("could not take a queue item off its side channel: {e}");
                         }
-                        // (unmapped before the frame is freed; Windows has no mapping here yet)
-                        #[cfg_attr(windows, allow(clippy::drop_non_drop))]
-                        drop(map);
                         self.finish(taken(MARK_FRAME));
                         return Ok(r);
                     }
@@ -908,10 +910,17 @@ mod tests {
         assert!(r.side.try_send(seq, &stale).unwrap());
         r.push(&[&big], false, None).unwrap();
         assert_eq!(pop(&r), big);
-        // a consumer that died after taking the item off the socket, before moving on
+        // a consumer that died after taking the item, before moving past its marker
         r.push(&[&big], false, None).unwrap();
         r.push(&[b"after"], false, None).unwrap();
-        r.side.remove_first().unwrap();
+        let head = Mark::load(&r.h().c.0.head, Ordering::Relaxed);
+        assert_eq!(r.read_word(head.at), MARK);
+        let (seq, token) = (
+            r.read_word(head.at.wrapping_add(8)),
+            r.read_word(head.at.wrapping_add(16)),
+        );
+        let map = r.side.find(seq, token).unwrap().expect("the item is there");
+        r.side.take(map).unwrap();
         assert_eq!(pop(&r), b"after");
         assert_eq!(r.items(), 0);
     }

@@ -1,7 +1,7 @@
 //! Integration tests of multiproc-sync: primitives and queues shared by real processes.
 //!
-//! On Windows (spawn only): the primitives' suites; fork-only and pid-reuse suites are Unix by
-//! nature, and the queues need their side channel, which Windows does not have yet.
+//! On Windows (spawn only): everything but the fork-only and pid-reuse suites, Unix by
+//! nature.
 
 multiproc_process::test_support!();
 
@@ -11,11 +11,8 @@ mod barrier_fork;
 mod bounded;
 mod condition;
 mod primitives;
-#[cfg(unix)]
 mod queue;
-#[cfg(unix)]
 mod queue_big;
-#[cfg(unix)]
 mod queue_kills;
 #[cfg(unix)]
 mod reuse;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::bounded::{within, JoinBounded, BOUND};
 use multiproc_pickle::Bytes;
-use multiproc_process::{Process, StartMethod};
+use multiproc_process::Process;
 use multiproc_sync::{Event, JoinableQueue, Queue, QueueError, SimpleQueue};
 
 const STOP: u64 = u64::MAX;
@@ -231,11 +231,7 @@ fn reply_doubled((q, r): (Queue<u32>, SimpleQueue<u32>)) {
 
 #[test]
 fn queues_reach_a_child_under_every_start_method() {
-    for m in [
-        StartMethod::Spawn,
-        StartMethod::Fork,
-        StartMethod::Forkserver,
-    ] {
+    for m in crate::support::METHODS {
         let q: Queue<u32> = Queue::new().unwrap();
         let r: SimpleQueue<u32> = SimpleQueue::new().unwrap();
         let p = Process::new(reply_doubled, (q.clone(), r.clone())).start_method(m);
@@ -261,7 +257,7 @@ fn a_consumer_killed_while_waiting_does_not_hang_the_others() {
     assert!(ready.wait_timeout(Duration::from_secs(20)));
     std::thread::sleep(Duration::from_millis(50));
     p.kill().unwrap();
-    assert_eq!(p.join_bounded(), -9);
+    assert_eq!(p.join_bounded(), crate::support::KILLED);
     q.put(5).unwrap();
     assert_eq!(q.get_timeout(Duration::from_secs(10)), Ok(5));
 }
@@ -278,8 +274,10 @@ fn put_parts((q, id, n): (multiproc_sync::ByteQueue, u8, u32)) {
 fn byte_queue_messages_in_parts_cross_processes_whole_and_in_order() {
     let q = multiproc_sync::ByteQueue::with_capacity(16 << 10).unwrap();
     let n = 20_000u32;
-    let ps: Vec<Process> = [StartMethod::Spawn, StartMethod::Fork]
+    let ps: Vec<Process> = crate::support::METHODS
         .into_iter()
+        .cycle()
+        .take(2)
         .enumerate()
         .map(|(id, m)| Process::new(put_parts, (q.clone(), id as u8, n)).start_method(m))
         .collect();

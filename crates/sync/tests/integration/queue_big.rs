@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use multiproc_pickle::Bytes;
-use multiproc_process::{Process, StartMethod};
+use multiproc_process::Process;
 use multiproc_sync::{Event, Queue, QueueError};
 
 use crate::queue_kills::Rng;
@@ -14,6 +14,9 @@ use crate::queue_kills::Rng;
 const MIB: usize = 1 << 20;
 
 /// `len` bytes, byte `j` being `seed + j % 251` (built by blocks: fast even unoptimized).
+/// Children killed per test (fewer on Windows, where a start takes a spawn).
+const KILLS: u64 = if cfg!(windows) { 20 } else { 150 };
+
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
     let block: Vec<u8> = (0..251u8).map(|k| seed.wrapping_add(k)).collect();
     let mut v = Vec::with_capacity(len);
@@ -59,7 +62,7 @@ fn put_two_big_items_and_exit(q: Queue<Bytes>) {
 
 #[test]
 fn a_producer_of_items_larger_than_the_ring_exits_before_they_are_read() {
-    for m in [StartMethod::Spawn, StartMethod::Fork] {
+    for m in crate::support::METHODS {
         let q: Queue<Bytes> = Queue::new().unwrap(); // an 8 MiB ring
         let p = Process::new(put_two_big_items_and_exit, q.clone())
             .start_method(m)
@@ -121,13 +124,16 @@ fn a_consumer_killed_in_the_middle_of_a_big_get_leaves_the_item_for_the_next() {
     for _ in 0..20 {
         let started = Event::new().unwrap();
         let p = Process::new(get_slowly, (q.clone(), started.clone()))
-            .start_method(StartMethod::Forkserver)
+            .start_method(crate::support::QUICK)
             .daemon(true);
         p.start().unwrap();
         assert!(started.wait_timeout(Duration::from_secs(20)));
         std::thread::sleep(Duration::from_micros(rng.below(20_000)));
         p.kill().unwrap();
-        assert_eq!(p.join_timeout(Duration::from_secs(20)).unwrap(), Some(-9));
+        assert_eq!(
+            p.join_timeout(Duration::from_secs(20)).unwrap(),
+            Some(crate::support::KILLED)
+        );
     }
     let big = q.get_timeout(Duration::from_secs(20)).unwrap();
     assert_eq!((check(&big.0), big.0 .0.len()), ((7, 0), 3 * MIB));
@@ -150,15 +156,13 @@ fn put_mixed((q, id, n): (Queue<Bytes>, u64, u64)) {
 fn big_and_small_items_from_several_producers_keep_fifo_order() {
     let q: Queue<Bytes> = Queue::with_capacity(0, 1 << 20).unwrap(); // a 1 MiB ring
     let n = 40;
-    let ps: Vec<Process> = [
-        StartMethod::Spawn,
-        StartMethod::Fork,
-        StartMethod::Forkserver,
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(id, m)| Process::new(put_mixed, (q.clone(), id as u64, n)).start_method(m))
-    .collect();
+    let ps: Vec<Process> = crate::support::METHODS
+        .into_iter()
+        .cycle()
+        .take(3)
+        .enumerate()
+        .map(|(id, m)| Process::new(put_mixed, (q.clone(), id as u64, n)).start_method(m))
+        .collect();
     for p in &ps {
         p.start().unwrap();
     }
@@ -176,13 +180,15 @@ fn big_and_small_items_from_several_producers_keep_fifo_order() {
 }
 
 /// Put items larger than the ring, numbered from 0, for ever (until killed).
-fn put_big_for_ever((q, tag): (Queue<Bytes>, u64)) {
+fn put_big_for_ever((q, tag, started): (Queue<Bytes>, u64, Event)) {
+    started.set();
     for i in 0.. {
         let _ = q.put_timeout(item(tag, i, 100 << 10), Duration::from_secs(30));
     }
 }
 
-fn get_for_ever(q: Queue<Bytes>) {
+fn get_for_ever((q, started): (Queue<Bytes>, Event)) {
+    started.set();
     loop {
         let _ = q.get_timeout(Duration::from_secs(30));
     }
@@ -215,11 +221,14 @@ fn producers_killed_while_putting_big_items_leave_no_torn_or_stray_item() {
         })
     };
     let mut rng = Rng::new();
-    for tag in 0..150 {
-        let p = Process::new(put_big_for_ever, (q.clone(), tag))
-            .start_method(StartMethod::Forkserver)
+    for tag in 0..KILLS {
+        let started = Event::new().unwrap();
+        let p = Process::new(put_big_for_ever, (q.clone(), tag, started.clone()))
+            .start_method(crate::support::QUICK)
             .daemon(true);
         p.start().unwrap();
+        // (killed while it puts: a start takes longer than the window on Windows)
+        assert!(started.wait_timeout(Duration::from_secs(20)));
         std::thread::sleep(Duration::from_micros(rng.below(3000)));
         p.kill().unwrap();
         assert!(p.join_timeout(Duration::from_secs(20)).unwrap().is_some());
@@ -258,12 +267,14 @@ fn consumers_killed_while_getting_big_items_leave_the_rest_whole_and_in_order() 
         })
     };
     let mut rng = Rng::new();
-    let kills = 150;
+    let kills = KILLS;
     for _ in 0..kills {
-        let p = Process::new(get_for_ever, q.clone())
-            .start_method(StartMethod::Forkserver)
+        let started = Event::new().unwrap();
+        let p = Process::new(get_for_ever, (q.clone(), started.clone()))
+            .start_method(crate::support::QUICK)
             .daemon(true);
         p.start().unwrap();
+        assert!(started.wait_timeout(Duration::from_secs(20)));
         std::thread::sleep(Duration::from_micros(rng.below(3000)));
         p.kill().unwrap();
         assert!(p.join_timeout(Duration::from_secs(20)).unwrap().is_some());

@@ -115,10 +115,22 @@ pub(crate) fn getpid() -> u32 {
     std::process::id()
 }
 
+/// End the process with `code` through the C runtime's `exit`, which runs the exit handlers
+/// registered with `atexit` (our children's joining, the queues' hand-over of items nobody has
+/// taken yet) before `ExitProcess`. `std::process::exit` on Windows is `ExitProcess` itself,
+/// which skips them. From inside an exit handler, `ExitProcess` at once.
 pub(crate) fn exit_now(code: i32) -> ! {
     use std::io::Write;
+    extern "C" {
+        fn exit(code: i32) -> !;
+    }
     let _ = std::io::stdout().flush();
-    std::process::exit(code)
+    if spawn_support::EXITING.load(std::sync::atomic::Ordering::SeqCst) {
+        std::process::exit(code)
+    }
+    // SAFETY: the C runtime's exit, not from inside its handlers; nothing of ours is borrowed
+    // across it.
+    unsafe { exit(code) }
 }
 
 pub(crate) fn track_inheritable(_h: Borrowed<'_>) {}

@@ -256,11 +256,32 @@ extern "C" {
     fn atexit(f: extern "C" fn()) -> i32;
 }
 
-/// Register `f` to run when the program ends by returning from `main` (the C runtime's
-/// `exit`). `std::process::exit` on Windows is `ExitProcess`, which does not run the list.
-pub(crate) fn at_exit(f: extern "C" fn()) {
-    // SAFETY: `f` is a plain function with the signature atexit expects.
-    unsafe {
-        atexit(f);
+/// Our exit handlers, newest last: the C runtime runs one trampoline, which runs these.
+static HANDLERS: parking_lot::Mutex<Vec<extern "C" fn()>> = parking_lot::Mutex::new(Vec::new());
+
+/// Set once the exit handlers run: an exit from inside one must not call the C `exit` again
+/// (undefined behaviour in C), [`super::exit_now`] then ends the process at once.
+pub(crate) static EXITING: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn run_handlers() {
+    EXITING.store(true, std::sync::atomic::Ordering::SeqCst);
+    // newest first, as the C runtime would; each taken out before it runs
+    while let Some(f) = HANDLERS.lock().pop() {
+        f();
     }
+}
+
+/// Register `f` to run when the program ends by returning from `main` or through
+/// [`super::exit_now`] (the C runtime's `exit`). `std::process::exit` on Windows is
+/// `ExitProcess`, which does not run the list.
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: a plain function with the signature atexit expects.
+        unsafe {
+            atexit(run_handlers);
+        }
+    });
+    HANDLERS.lock().push(f);
 }

@@ -1,4 +1,4 @@
-//! The side channel: how an item that does not fit the ring travels.
+//! The side channel on Unix: a socket pair that carries memory files.
 //!
 //! The producer writes the item into its own anonymous memory file and sends the file's
 //! descriptor, with the item's sequence number, as one datagram on the queue's socket pair
@@ -25,8 +25,8 @@ use multiproc_pickle::handles::{deserialize_handle, serialize_handle};
 use multiproc_pickle::OsHandle;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::sys::{self, Mapping};
-use super::QueueError;
+use super::unix::{self as sys, Mapping};
+use crate::queue::QueueError;
 
 /// A datagram: `[sequence number: u64 LE][item length: u64 LE]`, and the descriptor.
 const DATAGRAM: usize = 16;
@@ -36,34 +36,39 @@ fn os_error(op: &'static str) -> impl FnOnce(io::Error) -> QueueError {
 }
 
 /// The queue's socket pair: producers send on `tx`, consumers receive on `rx`.
-pub(super) struct Side {
+pub(in crate::queue) struct Side {
     tx: OsHandle,
     rx: OsHandle,
 }
 
 /// An item's bytes in their own memory file, ready to be sent.
-pub(super) struct SideItem {
+pub(in crate::queue) struct SideItem {
     file: OsHandle,
     len: u64,
 }
 
 impl SideItem {
     /// Copy the concatenation of `parts` (`len` bytes) into a new memory file.
-    pub(super) fn new(parts: &[&[u8]], len: u64) -> Result<SideItem, QueueError> {
+    pub(in crate::queue) fn new(parts: &[&[u8]], len: u64) -> Result<SideItem, QueueError> {
         let file = sys::memory_file(parts).map_err(os_error("create a queue item's memory"))?;
         Ok(SideItem { file, len })
+    }
+
+    /// What the marker carries beside the number: nothing here (the socket orders the items).
+    pub(in crate::queue) fn token(&self) -> u64 {
+        0
     }
 }
 
 impl Side {
-    pub(super) fn new() -> io::Result<Side> {
+    pub(in crate::queue) fn new() -> io::Result<Side> {
         let (tx, rx) = sys::socket_pair()?;
         Ok(Side { tx, rx })
     }
 
     /// Send `item` as number `seq`, without waiting: `false` when the socket has no room now
     /// (too many big items in flight; a consumer taking one makes room).
-    pub(super) fn try_send(&self, seq: u64, item: &SideItem) -> Result<bool, QueueError> {
+    pub(in crate::queue) fn try_send(&self, seq: u64, item: &SideItem) -> Result<bool, QueueError> {
         let mut d = [0u8; DATAGRAM];
         d[..8].copy_from_slice(&seq.to_le_bytes());
         d[8..].copy_from_slice(&item.len.to_le_bytes());
@@ -73,7 +78,11 @@ impl Side {
 
     /// The item numbered `seq`, mapped, and left on the socket (see the module's text):
     /// `None` if it is gone with a consumer that died holding it. Older datagrams are dropped.
-    pub(super) fn find(&self, seq: u64) -> Result<Option<Mapping>, QueueError> {
+    pub(in crate::queue) fn find(
+        &self,
+        seq: u64,
+        _token: u64,
+    ) -> Result<Option<Mapping>, QueueError> {
         loop {
             let mut d = [0u8; DATAGRAM];
             let Some((n, fds)) = sys::recv_with_handles(&self.rx, &mut d, true)
@@ -103,9 +112,15 @@ impl Side {
         }
     }
 
-    /// Take the first datagram off the socket (the one `find` returned), closing its
-    /// descriptor: the item's memory is freed once its last mapping goes.
-    pub(super) fn remove_first(&self) -> Result<(), QueueError> {
+    /// The item `find` returned has been read: take its datagram off the socket, closing its
+    /// descriptor, and unmap it; its memory is freed with that.
+    pub(in crate::queue) fn take(&self, map: Mapping) -> Result<(), QueueError> {
+        drop(map);
+        self.remove_first()
+    }
+
+    /// Take the first datagram off the socket, closing its descriptor.
+    fn remove_first(&self) -> Result<(), QueueError> {
         let mut d = [0u8; DATAGRAM];
         sys::recv_with_handles(&self.rx, &mut d, false)
             .map_err(os_error("receive a queue item"))?;
