@@ -328,6 +328,12 @@ fn summary(runs: &[SuiteRun], examples: &[examples::ExampleRun]) -> (String, usi
         );
     }
     if !examples.is_empty() {
+        let w = examples
+            .iter()
+            .map(|e| e.bin.len())
+            .max()
+            .unwrap_or(0)
+            .max(12);
         let _ = writeln!(
             out,
             "\nexamples under Wine, output compared with Linux's (xtask/src/windows/examples.rs)"
@@ -337,14 +343,14 @@ fn summary(runs: &[SuiteRun], examples: &[examples::ExampleRun]) -> (String, usi
                 None => {
                     let _ = writeln!(
                         out,
-                        "  {:<12} same output  ({:.1} s under Wine)",
+                        "  {:<w$} same output  ({:.1} s under Wine)",
                         e.bin,
                         e.wine_time.as_secs_f64()
                     );
                 }
                 Some(p) => {
                     failures += 1;
-                    let _ = writeln!(out, "  {:<12} FAILED: {p}", e.bin);
+                    let _ = writeln!(out, "  {:<w$} FAILED: {p}", e.bin);
                 }
             }
         }
