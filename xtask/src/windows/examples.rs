@@ -24,8 +24,8 @@ pub struct Example {
     pub unordered: bool,
 }
 
-/// The examples that run on Windows, which is all of them but the ones with pools (another
-/// block) and the remote manager pair (two programs run by hand).
+/// The examples compared under Wine: processes and pipes; shared memory, locks, queues and
+/// managers (their block below). Not the remote manager pair: two programs run by hand.
 pub const EXAMPLES: &[Example] = &[
     Example {
         bin: "worker",
