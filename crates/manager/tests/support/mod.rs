@@ -7,11 +7,8 @@ pub fn kill_pid(pid: u32) {
     #[cfg(unix)]
     {
         // SAFETY: kill(2) on a pid this test started; no memory is involved.
-        assert_eq!(
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) },
-            0,
-            "kill {pid}"
-        );
+        let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        assert_eq!(rc, 0, "kill {pid}: {}", std::io::Error::last_os_error());
     }
     #[cfg(windows)]
     {
