@@ -383,8 +383,8 @@ impl Manager {
         })
     }
 
-    /// Serve on `address` (TCP `host:port`, or a Unix socket path) from threads of this
-    /// process, and return a manager connected to it; clients elsewhere
+    /// Serve on `address` (TCP `host:port`, a Unix socket path, a Windows named pipe) from
+    /// threads of this process, and return a manager connected to it; clients elsewhere
     /// [`connect`](Self::connect) with the key. Dropping it stops the server.
     pub fn serve(address: impl ToAddress, authkey: &[u8]) -> Result<Manager, ManagerError> {
         ManagerBuilder::default().serve(address, authkey)

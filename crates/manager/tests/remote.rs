@@ -288,6 +288,100 @@ fn garbage_and_silent_peers_do_not_delay_a_real_client() {
     drop(silent);
 }
 
+/// A raw byte stream to a local address: what a hostile program on this machine can open.
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+fn raw_local(a: &Address) -> Box<dyn Stream> {
+    match a {
+        #[cfg(unix)]
+        Address::Unix(path) => Box::new(std::os::unix::net::UnixStream::connect(path).unwrap()),
+        #[cfg(windows)]
+        Address::Pipe(name) => Box::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(name)
+                .unwrap(),
+        ),
+        other => panic!("not a local address: {other}"),
+    }
+}
+
+/// A fresh local address: a socket file on Unix (its name made of the pid and the clock, so a
+/// file left by an earlier run killed with this pid is not in the way), a named pipe on Windows.
+fn fresh_local() -> Address {
+    if cfg!(windows) {
+        Address::arbitrary_pipe()
+    } else {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("mp-garbage-{}-{nanos}.sock", std::process::id());
+        Address::Unix(std::env::temp_dir().join(name))
+    }
+}
+
+#[test]
+fn garbage_and_silent_peers_on_a_local_address_do_not_delay_a_real_client() {
+    // as above, on the kind of address a started manager listens on (a Unix socket, a named
+    // pipe on Windows), whose listener drives its handshakes its own way
+    let m = Manager::builder()
+        .auth_timeout(Duration::from_secs(600))
+        .serve(fresh_local(), b"k")
+        .unwrap();
+    let addr = m.address().clone();
+    let silent = raw_local(&addr);
+    let mut random = raw_local(&addr);
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    random.write_all(&noise).unwrap();
+    let mut huge = raw_local(&addr);
+    huge.write_all(&[0x7f, 0xff, 0xff, 0xff]).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let a = addr.clone();
+    std::thread::spawn(move || {
+        let r = (|| {
+            let other = Manager::connect(a, b"k")?;
+            let d = other.dict::<u8, u8>()?;
+            d.set(1, 1)?;
+            d.get(&1)
+        })();
+        let _ = tx.send(r.map_err(|e| e.to_string()));
+    });
+    let served = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the real client waited on the garbage");
+    assert_eq!(served, Ok(Some(1)));
+    assert_eq!(m.object_count().unwrap(), 0);
+    // the server hung up on the garbage; a stream's read has no timeout on every platform, so
+    // each read runs within the bound on a thread of its own
+    for (what, mut s) in [("random", random), ("2 GiB", huge)] {
+        let closed = bounded::within(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => continue, // the challenge, a failure message
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                        ) =>
+                    {
+                        return Ok(())
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        });
+        assert_eq!(closed, Ok(()), "{what}");
+    }
+    drop(silent);
+}
+
 #[test]
 fn a_frame_over_the_limit_closes_only_its_connection() {
     let m = Manager::builder()
