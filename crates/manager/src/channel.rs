@@ -2,7 +2,8 @@
 //! same machine (a Unix socket, which carries descriptors), through two rings of shared memory
 //! the client makes and hands over right after `Hello`. A round trip through the rings costs
 //! no system call while both sides are busy (each spins a moment before it sleeps), where one
-//! through a socket costs four and two wake-ups.
+//! through a socket costs four and two wake-ups. On Windows a connection (a named pipe, or
+//! TCP) cannot carry handles, so its frames always go through it.
 //!
 //! The socket stays open beside the rings: its end of file is how each side learns the other is
 //! gone. A wait on a ring wakes every [`SLICE`] to look at it, so a dead server fails a call

@@ -127,7 +127,11 @@ fn local_address() -> Address {
         std::process::id(),
         u64::from_le_bytes(r)
     );
-    if cfg!(target_os = "linux") {
+    if cfg!(windows) {
+        // a named pipe, where Unix uses a socket: local clients only (the pipe layer refuses
+        // remote ones), and its name goes with its last handle
+        Address::Pipe(format!(r"\\.\pipe\{name}"))
+    } else if cfg!(target_os = "linux") {
         Address::Unix(format!("\0{name}").into())
     } else {
         Address::Unix(std::env::temp_dir().join(name))
@@ -183,8 +187,9 @@ impl Default for ManagerBuilder {
 }
 
 impl ManagerBuilder {
-    /// Listen on `address` (TCP `host:port`, port 0 for any; a Unix socket path). Default for
-    /// [`start`](Self::start): a fresh local address only this machine reaches.
+    /// Listen on `address` (TCP `host:port`, port 0 for any; a Unix socket path; a Windows
+    /// named pipe `\\.\pipe\name`). Default for [`start`](Self::start): a fresh local
+    /// address only this machine reaches (a Unix socket, on Windows a named pipe).
     pub fn address(mut self, address: impl ToAddress) -> Result<Self, ManagerError> {
         self.address = Some(address.to_address().map_err(ManagerError::Start)?);
         Ok(self)
@@ -378,8 +383,8 @@ impl Manager {
         })
     }
 
-    /// Serve on `address` (TCP `host:port`, or a Unix socket path) from threads of this
-    /// process, and return a manager connected to it; clients elsewhere
+    /// Serve on `address` (TCP `host:port`, a Unix socket path, a Windows named pipe) from
+    /// threads of this process, and return a manager connected to it; clients elsewhere
     /// [`connect`](Self::connect) with the key. Dropping it stops the server.
     pub fn serve(address: impl ToAddress, authkey: &[u8]) -> Result<Manager, ManagerError> {
         ManagerBuilder::default().serve(address, authkey)

@@ -2,8 +2,6 @@
 //! processes (every start method), wrong keys both ways, garbage and silent peers at the port,
 //! oversized frames, valid but nonsensical requests, a server killed under its clients and
 //! clients killed under their server.
-// The manager runs on Unix today (Windows is still to come, with the process layer).
-#![cfg(unix)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,11 +20,13 @@ multiproc::test_support!();
 mod bounded;
 use bounded::{JoinBounded, RecvBounded, BOUND};
 
-const METHODS: [StartMethod; 3] = [
-    StartMethod::Spawn,
-    StartMethod::Fork,
-    StartMethod::Forkserver,
-];
+mod support;
+use support::kill_pid;
+
+/// The start methods of this platform (spawn only on Windows).
+fn methods() -> impl Iterator<Item = StartMethod> {
+    StartMethod::available().iter().copied()
+}
 
 /// A mirror of the manager's wire messages (same variants, same order, so the same postcard
 /// encoding): what a hostile client built against the protocol can send.
@@ -131,7 +131,7 @@ fn connect_and_send_back(args: (String, Vec<u8>, Connection)) {
 fn a_tcp_server_is_used_from_processes_of_every_start_method() {
     let m = Manager::serve("127.0.0.1:0", b"remote key").unwrap();
     let addr = m.address().to_string();
-    for method in METHODS {
+    for method in methods() {
         let (mine, theirs) = multiproc::pipe(false).unwrap();
         let p = Process::new(
             connect_and_send_back,
@@ -160,7 +160,7 @@ fn serve_forever_child(args: (Vec<u8>, Connection)) {
 
 #[test]
 fn serve_forever_in_a_child_serves_until_asked_to_stop() {
-    for method in METHODS {
+    for method in methods() {
         let (mine, theirs) = multiproc::pipe(false).unwrap();
         let p =
             Process::new(serve_forever_child, (b"forever".to_vec(), theirs)).start_method(method);
@@ -284,6 +284,100 @@ fn garbage_and_silent_peers_do_not_delay_a_real_client() {
             }
         };
         assert!(closed, "{what}");
+    }
+    drop(silent);
+}
+
+/// A raw byte stream to a local address: what a hostile program on this machine can open.
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+fn raw_local(a: &Address) -> Box<dyn Stream> {
+    match a {
+        #[cfg(unix)]
+        Address::Unix(path) => Box::new(std::os::unix::net::UnixStream::connect(path).unwrap()),
+        #[cfg(windows)]
+        Address::Pipe(name) => Box::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(name)
+                .unwrap(),
+        ),
+        other => panic!("not a local address: {other}"),
+    }
+}
+
+/// A fresh local address: a socket file on Unix (its name made of the pid and the clock, so a
+/// file left by an earlier run killed with this pid is not in the way), a named pipe on Windows.
+fn fresh_local() -> Address {
+    if cfg!(windows) {
+        Address::arbitrary_pipe()
+    } else {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("mp-garbage-{}-{nanos}.sock", std::process::id());
+        Address::Unix(std::env::temp_dir().join(name))
+    }
+}
+
+#[test]
+fn garbage_and_silent_peers_on_a_local_address_do_not_delay_a_real_client() {
+    // as above, on the kind of address a started manager listens on (a Unix socket, a named
+    // pipe on Windows), whose listener drives its handshakes its own way
+    let m = Manager::builder()
+        .auth_timeout(Duration::from_secs(600))
+        .serve(fresh_local(), b"k")
+        .unwrap();
+    let addr = m.address().clone();
+    let silent = raw_local(&addr);
+    let mut random = raw_local(&addr);
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    random.write_all(&noise).unwrap();
+    let mut huge = raw_local(&addr);
+    huge.write_all(&[0x7f, 0xff, 0xff, 0xff]).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let a = addr.clone();
+    std::thread::spawn(move || {
+        let r = (|| {
+            let other = Manager::connect(a, b"k")?;
+            let d = other.dict::<u8, u8>()?;
+            d.set(1, 1)?;
+            d.get(&1)
+        })();
+        let _ = tx.send(r.map_err(|e| e.to_string()));
+    });
+    let served = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the real client waited on the garbage");
+    assert_eq!(served, Ok(Some(1)));
+    assert_eq!(m.object_count().unwrap(), 0);
+    // the server hung up on the garbage; a stream's read has no timeout on every platform, so
+    // each read runs within the bound on a thread of its own
+    for (what, mut s) in [("random", random), ("2 GiB", huge)] {
+        let closed = bounded::within(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => continue, // the challenge, a failure message
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                        ) =>
+                    {
+                        return Ok(())
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        });
+        assert_eq!(closed, Ok(()), "{what}");
     }
     drop(silent);
 }
@@ -442,13 +536,6 @@ fn valid_but_nonsensical_requests_get_typed_refusals_and_change_nothing() {
 
 // ---- deaths ----
 
-#[cfg(unix)]
-fn sigkill(pid: u32) {
-    // SAFETY: kill(2) on a pid this test started; no memory is involved.
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
-}
-
-#[cfg(unix)]
 fn assert_gone_at_once(d: &DictProxy<u8, u8>) {
     let t = Instant::now();
     let r = d.len();
@@ -464,14 +551,13 @@ fn assert_gone_at_once(d: &DictProxy<u8, u8>) {
     assert!(t.elapsed() < Duration::from_secs(1));
 }
 
-#[cfg(unix)]
 #[test]
 fn a_killed_server_makes_the_next_call_fail_at_once() {
-    for method in METHODS {
+    for method in methods() {
         let m = Manager::builder().start_method(method).start().unwrap();
         let d = m.dict::<u8, u8>().unwrap();
         d.set(1, 1).unwrap();
-        sigkill(m.server_pid());
+        kill_pid(m.server_pid());
         assert_gone_at_once(&d);
         m.shutdown().unwrap();
     }
@@ -483,7 +569,7 @@ fn a_killed_server_makes_the_next_call_fail_at_once() {
     let m = Manager::connect(addr.as_str(), b"k").unwrap();
     let d = m.dict::<u8, u8>().unwrap();
     d.set(1, 1).unwrap();
-    sigkill(m.server_pid());
+    kill_pid(m.server_pid());
     assert_ne!(p.join_bounded(), 0);
     assert_gone_at_once(&d);
 }
@@ -502,7 +588,7 @@ fn a_killed_client_leaves_nothing_behind() {
     let m = Manager::serve("127.0.0.1:0", b"k").unwrap();
     let mine = m.dict::<u8, u8>().unwrap();
     let addr = m.address().to_string();
-    for method in METHODS {
+    for method in methods() {
         let (rx, tx) = multiproc::pipe(false).unwrap();
         let p = Process::new(make_three_and_hang, (addr.clone(), b"k".to_vec(), tx))
             .start_method(method);

@@ -1,7 +1,5 @@
 //! `SharedMemoryManager`: the server owns the blocks and unlinks them when it stops, even when
 //! its clients were killed.
-// The manager runs on Unix today (Windows is still to come, with the process layer).
-#![cfg(unix)]
 
 use multiproc::managers::SharedMemoryManager;
 use multiproc::shm::{Item, ShareableList, SharedMemory};
@@ -52,11 +50,7 @@ fn blocks_outlive_their_handles_and_go_with_the_server() {
 
 #[test]
 fn blocks_are_unlinked_at_shutdown_after_every_client_was_killed() {
-    for method in [
-        StartMethod::Spawn,
-        StartMethod::Fork,
-        StartMethod::Forkserver,
-    ] {
+    for &method in StartMethod::available() {
         let smm =
             SharedMemoryManager::start_with(multiproc::Manager::builder().start_method(method))
                 .unwrap();
@@ -118,11 +112,7 @@ fn blocks_made_by_clients_that_were_killed_are_unlinked_at_shutdown() {
     let served = Manager::serve("127.0.0.1:0", b"shm key").unwrap();
     let addr = served.address().to_string();
     let mut names = Vec::new();
-    for method in [
-        StartMethod::Spawn,
-        StartMethod::Fork,
-        StartMethod::Forkserver,
-    ] {
+    for &method in StartMethod::available() {
         let (rx, tx) = multiproc::pipe(false).unwrap();
         let p = Process::new(
             connect_make_and_hang,

@@ -1,8 +1,6 @@
 //! The manager's queues and synchronization objects across real processes, with every start
 //! method: producers and consumers, pool tasks, a lock whose holder is killed, a waiter killed
 //! while it waits, a server killed under a waiting client.
-// The manager runs on Unix today (Windows is still to come, with the process layer).
-#![cfg(unix)]
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -19,11 +17,13 @@ multiproc::test_support!();
 mod bounded;
 use bounded::{within, JoinBounded, BOUND};
 
-const METHODS: [StartMethod; 3] = [
-    StartMethod::Spawn,
-    StartMethod::Fork,
-    StartMethod::Forkserver,
-];
+mod support;
+use support::kill_pid;
+
+/// The start methods of this platform (spawn only on Windows).
+fn methods() -> impl Iterator<Item = StartMethod> {
+    StartMethod::available().iter().copied()
+}
 
 fn manager(method: StartMethod) -> Manager {
     Manager::builder().start_method(method).start().unwrap()
@@ -51,7 +51,7 @@ fn consume((q, out): (QueueProxy<u32>, QueueProxy<u64>)) {
 
 #[test]
 fn a_bounded_queue_carries_every_item_from_producers_to_consumers() {
-    for method in METHODS {
+    for method in methods() {
         let m = manager(method);
         // small, so that producers wait for room on the server
         let q = m.queue_with_maxsize::<u32>(4).unwrap();
@@ -94,7 +94,7 @@ fn square((q, i): (QueueProxy<u64>, u64)) -> u64 {
 
 #[test]
 fn pool_tasks_put_on_a_managed_queue() {
-    for method in METHODS {
+    for method in methods() {
         let m = manager(method);
         let q = m.queue::<u64>().unwrap();
         let pool = Pool::builder()
@@ -131,7 +131,7 @@ fn work_off(q: JoinableQueueProxy<u32>) {
 
 #[test]
 fn joinable_queue_join_returns_once_every_task_is_done() {
-    for method in METHODS {
+    for method in methods() {
         let m = manager(method);
         let q = m.joinable_queue::<u32>().unwrap();
         for i in 0..10 {
@@ -177,7 +177,7 @@ fn kill(p: &Process) {
 
 #[test]
 fn a_lock_whose_holder_is_killed_goes_to_the_next_acquirer_who_learns_it() {
-    for method in METHODS {
+    for method in methods() {
         let m = manager(method);
         let lock = m.lock().unwrap();
         let held = m.event().unwrap();
@@ -238,7 +238,7 @@ fn get_forever((q, asking): (QueueProxy<String>, EventProxy)) {
 
 #[test]
 fn a_get_whose_process_is_killed_while_it_waits_takes_nothing() {
-    for method in METHODS {
+    for method in methods() {
         let m = manager(method);
         let q = m.queue::<String>().unwrap();
         let asking = m.event().unwrap();
@@ -271,7 +271,7 @@ fn wait_notified((cond, ready): (ConditionProxy, EventProxy)) {
 
 #[test]
 fn a_condition_notifies_a_waiter_in_another_process() {
-    for method in METHODS {
+    for method in methods() {
         let m = manager(method);
         let lock = m.lock().unwrap();
         let conds = [
@@ -311,7 +311,7 @@ fn meet((b, go, out): (BarrierProxy, EventProxy, QueueProxy<u32>)) {
 
 #[test]
 fn an_event_and_a_barrier_bring_processes_together() {
-    for method in METHODS {
+    for method in methods() {
         let m = manager(method);
         let b = m.barrier(4).unwrap();
         let go = m.event().unwrap();
@@ -345,7 +345,7 @@ fn signal(s: SemaphoreProxy) {
 
 #[test]
 fn a_semaphore_signals_across_processes() {
-    for method in METHODS {
+    for method in methods() {
         let m = manager(method);
         let s = m.semaphore(0).unwrap();
         let p = Process::new(signal, s.clone()).start_method(method);
@@ -482,7 +482,7 @@ fn proxies_travel_through_a_queue_and_stay_alive_in_it() {
 
 #[test]
 fn a_server_killed_under_a_waiting_get_fails_it_within_a_second() {
-    for method in METHODS {
+    for method in methods() {
         let m = manager(method);
         let q = m.queue::<u8>().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -493,9 +493,7 @@ fn a_server_killed_under_a_waiting_get_fails_it_within_a_second() {
         // let the get reach the server
         std::thread::sleep(Duration::from_millis(200));
         let killed = Instant::now();
-        // SAFETY: kill(2) on the pid of the server child this test started.
-        let rc = unsafe { libc::kill(m.server_pid() as libc::pid_t, libc::SIGKILL) };
-        assert_eq!(rc, 0);
+        kill_pid(m.server_pid());
         let (r, at) = rx.recv_timeout(BOUND).expect("the get did not end");
         assert!(
             matches!(r, Err(ManagerError::ServerGone(_))),

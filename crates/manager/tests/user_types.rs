@@ -1,7 +1,5 @@
 //! Registered user types across real processes: typed calls, typed method errors, unknown
 //! methods, panics, proxies inside a user type's state.
-// The manager runs on Unix today (Windows is still to come, with the process layer).
-#![cfg(unix)]
 
 use multiproc::managers::{
     CallError, DictProxy, Managed, ManagerError, Method, Methods, ServerError, UserProxy,
@@ -62,11 +60,7 @@ fn add_100(c: UserProxy<Counter>) {
 
 #[test]
 fn a_registered_type_is_shared_by_processes_of_every_start_method() {
-    for method in [
-        StartMethod::Spawn,
-        StartMethod::Fork,
-        StartMethod::Forkserver,
-    ] {
+    for &method in StartMethod::available() {
         let m = Manager::builder()
             .register::<Counter>()
             .start_method(method)
@@ -165,11 +159,7 @@ fn serve_counters_forever(report: multiproc::Connection) {
 
 #[test]
 fn a_type_registered_on_a_serve_forever_child_is_made_by_a_client_that_connects() {
-    for method in [
-        StartMethod::Spawn,
-        StartMethod::Fork,
-        StartMethod::Forkserver,
-    ] {
+    for &method in StartMethod::available() {
         let (rx, tx) = multiproc::pipe(false).unwrap();
         let p = Process::new(serve_counters_forever, tx).start_method(method);
         p.start().unwrap();

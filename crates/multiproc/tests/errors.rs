@@ -1,7 +1,6 @@
 //! One error type for everything: `?` on every crate's error in one function returning
 //! `multiproc::Result`, source chains that say each thing once, and the operating system's
 //! error (`EMFILE`) reaching the caller of `start`, `Pool::new` and `Queue::put`.
-#![cfg(unix)]
 
 multiproc::test_support!();
 
@@ -11,7 +10,9 @@ mod bounded;
 use std::error::Error as StdError;
 use std::io;
 
-use bounded::{within, JoinBounded, RecvBounded, BOUND};
+use bounded::{within, BOUND};
+#[cfg(unix)]
+use bounded::{JoinBounded, RecvBounded};
 
 use multiproc::connection::{Client, Listener};
 use multiproc::pickle::SharedError;
@@ -99,8 +100,15 @@ fn assert_says_each_thing_once(e: &(dyn StdError + 'static)) {
     }
 }
 
+/// The raw OS error of a full descriptor (handle) table.
+#[cfg(unix)]
+const EMFILE: i32 = libc::EMFILE;
+/// The raw OS error of a full descriptor (handle) table: `ERROR_TOO_MANY_OPEN_FILES`.
+#[cfg(windows)]
+const EMFILE: i32 = 4;
+
 fn emfile() -> io::Error {
-    io::Error::from_raw_os_error(libc::EMFILE)
+    io::Error::from_raw_os_error(EMFILE)
 }
 
 #[test]
@@ -169,7 +177,7 @@ fn a_cause_is_found_by_type_through_the_layers() {
     ))));
     assert_eq!(
         e.io_kind(),
-        Some(io::Error::from_raw_os_error(libc::EMFILE).kind())
+        Some(io::Error::from_raw_os_error(EMFILE).kind())
     );
     assert!(matches!(e.find::<PickleError>(), Some(PickleError::Io(_))));
     assert!(matches!(
@@ -183,17 +191,20 @@ fn a_cause_is_found_by_type_through_the_layers() {
     };
     assert_eq!(
         pool_error.io_error().and_then(io::Error::raw_os_error),
-        Some(libc::EMFILE)
+        Some(EMFILE)
     );
 }
 
 /// What one operation under a full descriptor table returned: its name, the raw OS error the
 /// caller can reach, and the messages of its chain.
+#[cfg(unix)]
 type Outcome = (String, Option<i32>, Vec<String>);
 
+#[cfg(unix)]
 fn nothing(_: Connection) {}
 
 /// Opens `/dev/null` until the descriptor table is full.
+#[cfg(unix)]
 fn full(filler: &mut Vec<std::fs::File>) {
     loop {
         match std::fs::File::open("/dev/null") {
@@ -208,6 +219,7 @@ fn full(filler: &mut Vec<std::fs::File>) {
 
 /// Runs `op` with no descriptor free, then one, two, ... until it succeeds (at most 64), so it
 /// fails at each of the descriptors it needs in turn; returns every failure.
+#[cfg(unix)]
 fn under_limit(
     name: &str,
     filler: &mut Vec<std::fs::File>,
@@ -242,6 +254,7 @@ fn under_limit(
 /// then, with 0, 1, 2, ... descriptors free, starts a process with a `Connection` argument,
 /// starts a pool, puts an item too big for its queue's ring (it needs a memory file of its
 /// own), encodes a handle for a transfer; reports every failure over a connection opened before.
+#[cfg(unix)]
 fn starved(report: Connection) {
     let (keep, _keep_peer) = multiproc::Pipe(true).unwrap();
     let q: Queue<Vec<u8>> = Queue::with_capacity(0, 4096).unwrap();
@@ -290,6 +303,9 @@ fn starved(report: Connection) {
     report.send(&outcomes).unwrap();
 }
 
+// Windows has no descriptor limit a process can lower (its handle table grows until memory
+// runs out), so this runs on Unix only.
+#[cfg(unix)]
 #[test]
 fn the_os_error_of_a_full_descriptor_table_reaches_the_caller() {
     let (here, there) = multiproc::Pipe(true).unwrap();

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::wine;
-use crate::{cargo_cmd, fmt_value, header, parse_figures, short_unit, supervise, Figures, Res};
+use crate::{
+    better, cargo_cmd, fmt_value, header, parse_figures, short_unit, supervise, Figures, Res,
+};
 
 /// The workloads run under Wine.
 const WORKLOADS: &[&str] = &[
@@ -16,6 +18,8 @@ const WORKLOADS: &[&str] = &[
     "queue_small",
     "apply_async_rtt",
     "map_chunk1",
+    "manager_dict",
+    "manager_remote",
 ];
 
 /// How long one benchmark run may take.
@@ -86,26 +90,52 @@ fn render(linux: &Figures, under_wine: &Figures) -> String {
     let mut out = String::from(
         "Windows under Wine vs Linux, same machine (information only: Wine is not Windows)\n",
     );
+    let w = WORKLOADS.iter().map(|w| w.len()).max().unwrap_or(8).max(8);
     let _ = writeln!(
         out,
-        "{:<18}  {:<20}  {:>10}  {:>10}  {:>12}",
+        "{:<w$}  {:<16}  {:>10}  {:>10}  {:>12}",
         "workload", "unit", "Linux", "Wine", "Wine slower"
     );
-    for w in WORKLOADS {
-        let (l, u) = (linux.get(*w), under_wine.get(*w));
+    for name in WORKLOADS {
+        let (l, u) = (linux.get(*name), under_wine.get(*name));
         let unit = l.or(u).map_or("", |f| short_unit(&f.unit));
         let show = |f: Option<&crate::Figure>| f.map_or("-".to_string(), |f| fmt_value(f.value));
-        // (how many times worse Wine is: times compared as times, rates as rates)
-        let ratio = match (l, u) {
-            (Some(l), Some(u)) => crate::better(l, u).map_or("-".into(), |r| format!("{r:.1}x")),
+        // how many times slower Wine is (a time per thing grows, a rate shrinks)
+        let slower = match (l, u) {
+            (Some(l), Some(u)) => better(l, u).map_or("-".into(), |x| format!("{x:.1}x")),
             _ => "-".into(),
         };
         let _ = writeln!(
             out,
-            "{w:<18}  {unit:<20}  {:>10}  {:>10}  {ratio:>12}",
+            "{name:<w$}  {unit:<16}  {:>10}  {:>10}  {slower:>12}",
             show(l),
             show(u)
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slowdowns_read_rates_and_times_the_right_way_round() {
+        let figures = |text: &str| parse_figures(text);
+        let linux =
+            figures("pipe_rtt\t80\tus/round trip (64 B)\nmanager_dict\t60000\tproxy ops/s (x)\n");
+        let wine =
+            figures("pipe_rtt\t640\tus/round trip (64 B)\nmanager_dict\t1500\tproxy ops/s (x)\n");
+        let table = render(&linux, &wine);
+        let row = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("no row {name}: {table}"))
+                .to_string()
+        };
+        assert!(row("pipe_rtt").ends_with(" 8.0x"), "{table}");
+        assert!(row("manager_dict").ends_with(" 40.0x"), "{table}");
+        assert!(row("spawn_join").ends_with(" -"), "{table}");
+    }
 }

@@ -33,13 +33,15 @@ use suites::{Selection, Suite, SuiteRun};
 pub use bench::bench;
 
 /// The crates whose test suites (unit tests and integration tests) run under Wine. Part 2 of
-/// the Windows work adds `multiproc-manager` and `multiproc` here.
+/// the Windows work added the pool, the manager and the facade here.
 pub const CRATES: &[&str] = &[
     "multiproc-pickle",
     "multiproc-process",
     "multiproc-shm",
     "multiproc-sync",
     "multiproc-pool",
+    "multiproc-manager",
+    "multiproc",
 ];
 
 /// How long one suite may run under Wine, unless `--timeout` says otherwise. A backstop: the
@@ -327,6 +329,12 @@ fn summary(runs: &[SuiteRun], examples: &[examples::ExampleRun]) -> (String, usi
         );
     }
     if !examples.is_empty() {
+        let w = examples
+            .iter()
+            .map(|e| e.bin.len())
+            .max()
+            .unwrap_or(0)
+            .max(12);
         let _ = writeln!(
             out,
             "\nexamples under Wine, output compared with Linux's (xtask/src/windows/examples.rs)"
@@ -336,14 +344,14 @@ fn summary(runs: &[SuiteRun], examples: &[examples::ExampleRun]) -> (String, usi
                 None => {
                     let _ = writeln!(
                         out,
-                        "  {:<15} same output  ({:.1} s under Wine)",
+                        "  {:<w$} same output  ({:.1} s under Wine)",
                         e.bin,
                         e.wine_time.as_secs_f64()
                     );
                 }
                 Some(p) => {
                     failures += 1;
-                    let _ = writeln!(out, "  {:<15} FAILED: {p}", e.bin);
+                    let _ = writeln!(out, "  {:<w$} FAILED: {p}", e.bin);
                 }
             }
         }
@@ -386,7 +394,9 @@ mod tests {
         let (text, n) = summary(&[], &[differs]);
         assert_eq!(n, 1);
         assert!(
-            text.contains("pipe            FAILED: output differs"),
+            text.lines().any(
+                |l| l.trim_start().starts_with("pipe") && l.ends_with("FAILED: output differs")
+            ),
             "{text}"
         );
     }
