@@ -30,7 +30,7 @@ use windows_sys::Win32::System::Pipes::{
     PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES,
     PIPE_WAIT,
 };
-use windows_sys::Win32::System::Threading::{CreateEventW, ResetEvent, SetEvent};
+use windows_sys::Win32::System::Threading::{CreateEventW, ResetEvent, SetEvent, SleepEx};
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 
 /// Each direction's buffer, as on Linux (1 MiB): sends totalling less do not wait for the
@@ -106,6 +106,29 @@ pub(crate) fn is_eof_code(code: u32) -> bool {
     )
 }
 
+/// Whether the operation of `ov` has ended as this process sees it (its status in `ov` is no
+/// longer `STATUS_PENDING`), waiting for that up to `within`, alertably (so that a completion
+/// queued to this thread as an APC can write the status).
+///
+/// The event of an operation can be signaled, and `GetOverlappedResult` return, a moment before
+/// the status reaches the OVERLAPPED (seen under Wine, whose `GetOverlappedResult` then reports
+/// success for an operation still under way): an OVERLAPPED freed in that moment is written to
+/// after it is freed (a heap corruption seen as a crash inside `RtlAllocateHeap`, writing
+/// `STATUS_FILE_CLOSED`). So nothing frees or reuses an OVERLAPPED before this says it ended.
+pub(crate) fn settled(ov: &OVERLAPPED, within: Duration) -> bool {
+    let start = Instant::now();
+    // SAFETY: reads a field the kernel writes, through a valid reference (volatile: the write
+    // comes from outside this thread's view of the program).
+    while unsafe { std::ptr::read_volatile(&ov.Internal) } == STATUS_PENDING as usize {
+        if start.elapsed() > within {
+            return false;
+        }
+        // SAFETY: plain call; alertable, so APCs queued to this thread run.
+        unsafe { SleepEx(1, 1) };
+    }
+    true
+}
+
 /// Wait for an overlapped operation `ok`/`GetLastError` started, and return its byte count.
 ///
 /// # Safety
@@ -120,9 +143,33 @@ unsafe fn finish(h: HANDLE, ov: &OVERLAPPED, ok: i32) -> Result<u32, u32> {
     // Completed (ok) or pending: GetOverlappedResult gives the count, waiting if pending. For a
     // handle opened without FILE_FLAG_OVERLAPPED the call completed synchronously.
     // SAFETY: `ov` is the operation's OVERLAPPED (caller's contract).
-    if unsafe { GetOverlappedResult(h, ov, &mut n, 1) } == 0 {
-        // SAFETY: as above.
-        return Err(unsafe { GetLastError() });
+    let mut ok = unsafe { GetOverlappedResult(h, ov, &mut n, 1) };
+    // (read before any other call)
+    let mut err = if ok == 0 {
+        // SAFETY: always safe.
+        unsafe { GetLastError() }
+    } else {
+        0
+    };
+    // (`ov` lives on the caller's stack: it must not be left while the kernel may write it)
+    while !settled(ov, Duration::from_secs(5)) {
+        tracing::warn!("an overlapped pipe operation did not end in 5 s; cancelling it");
+        // SAFETY: cancels the operation that uses `ov` (caller's contract: it is `h`'s).
+        unsafe { CancelIoEx(h, ov) };
+    }
+    if ok != 0 && n == 0 {
+        // (the count as the settled status has it)
+        // SAFETY: as above; it has ended, no wait.
+        ok = unsafe { GetOverlappedResult(h, ov, &mut n, 0) };
+        err = if ok == 0 {
+            // SAFETY: always safe.
+            unsafe { GetLastError() }
+        } else {
+            0
+        };
+    }
+    if ok == 0 {
+        return Err(err);
     }
     Ok(n)
 }
@@ -350,8 +397,15 @@ pub(crate) fn pair(duplex: bool) -> io::Result<(OwnedHandle, OwnedHandle)> {
         ERROR_IO_PENDING => {
             let mut n = 0;
             // SAFETY: waits for the operation `ov` belongs to.
-            if unsafe { GetOverlappedResult(sh, &ov, &mut n, 1) } == 0 {
-                return Err(last_error());
+            let ok = unsafe { GetOverlappedResult(sh, &ov, &mut n, 1) };
+            let err = last_error();
+            // (`ov` is on this stack: not left while the kernel may write it)
+            while !settled(&ov, Duration::from_secs(5)) {
+                // SAFETY: cancels the operation `ov` belongs to.
+                unsafe { CancelIoEx(sh, &ov) };
+            }
+            if ok == 0 {
+                return Err(err);
             }
         }
         c => return Err(io::Error::from_raw_os_error(c as i32)),
@@ -418,6 +472,12 @@ impl Pending {
         // SAFETY: waits for that operation to end (cancelled or completed).
         unsafe { GetOverlappedResult(self.on, &*self.ov, &mut n, 1) };
         self.running = false;
+        if !settled(&self.ov, Duration::from_secs(10)) {
+            // never freed while the kernel may still write it: leaked instead
+            tracing::warn!("an overlapped operation did not end in 10 s; its OVERLAPPED is leaked");
+            let fresh = Box::new(zeroed_overlapped(self.event.as_raw_handle() as HANDLE));
+            Box::leak(std::mem::replace(&mut self.ov, fresh));
+        }
     }
 
     /// Start an overlapped zero-byte read: it completes when data (or end of file) is there,
@@ -542,6 +602,12 @@ impl Drop for Instance {
             unsafe {
                 CancelIoEx(h, &*self.ov);
                 GetOverlappedResult(h, &*self.ov, &mut n, 1);
+            }
+            if !settled(&self.ov, Duration::from_secs(10)) {
+                // never freed while the kernel may still write it: leaked instead
+                tracing::warn!("a pipe instance's ConnectNamedPipe did not end in 10 s; leaked");
+                let fresh = Box::new(zeroed_overlapped(std::ptr::null_mut()));
+                Box::leak(std::mem::replace(&mut self.ov, fresh));
             }
         }
     }
