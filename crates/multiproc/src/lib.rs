@@ -130,8 +130,8 @@ pub mod pool {
     /// The text progress bar of `Pool::map_with_bar` (feature `progress-bar`).
     #[cfg(feature = "progress-bar")]
     pub use multiproc_pool::ProgressBar;
-    /// The Redis backend (feature `redis`, Unix): worker mode and the driver's counters.
-    #[cfg(all(unix, feature = "redis"))]
+    /// The Redis backend (feature `redis`): worker mode and the driver's counters.
+    #[cfg(feature = "redis")]
     pub use multiproc_pool::{redis_worker_mode, RedisStats};
     pub use multiproc_pool::{
         AsyncResult, Data, IMapIter, Pool, PoolBuilder, PoolError, ThreadPool, ThreadPoolBuilder,
@@ -191,9 +191,9 @@ pub mod connection {
 /// In a process started by multiproc it runs the task it was started for and exits; it never
 /// returns there, so code before `init()` is the only code of `main` a child runs. In the main
 /// program it arranges for children to be joined at exit (daemon children are terminated
-/// first) and returns. Starting a process needs it, with every start method. With the `redis` feature (Unix), a process whose first argument is
-/// `--multiproc-worker` runs worker mode (`multiproc::pool::redis_worker_mode`) instead and never
-/// returns either. Calling it again does nothing.
+/// first) and returns. Starting a process needs it, with every start method. With the `redis`
+/// feature, a process whose first argument is `--multiproc-worker` runs worker mode
+/// (`multiproc::pool::redis_worker_mode`) instead and never returns either. Calling it again does nothing.
 ///
 /// ```
 /// multiproc::init();
@@ -201,7 +201,7 @@ pub mod connection {
 /// ```
 pub fn init() {
     multiproc_process::init();
-    #[cfg(all(unix, feature = "redis"))]
+    #[cfg(feature = "redis")]
     multiproc_pool::redis_worker_mode();
 }
 

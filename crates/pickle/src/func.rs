@@ -89,9 +89,10 @@ impl FnRef {
 }
 
 /// A number that differs between builds of a binary and is the same in every process running
-/// one: the executable's ELF [`build_id`](crate::build_id) (the same for every copy of the file,
-/// on any host) and the version of this crate; where the executable has no build-id, its size
-/// and modification time instead. Computed once per process (two threads asking at once may
+/// one: the executable's [`build_id`](crate::build_id) (the same for every copy of the file, on
+/// any host) and the version of this crate; where the executable has no build-id, a hash of the
+/// executable's file instead (the same for every copy too, read once per process: about a
+/// millisecond for each few megabytes). Computed once per process (two threads asking at once may
 /// both compute it, and the first answer stays). Lock-free, unlike a `OnceLock`, so a child
 /// forked while another thread was computing it never waits for that thread.
 ///
@@ -119,17 +120,13 @@ pub fn fingerprint() -> u64 {
                 eat(b"build-id");
                 eat(id);
             }
-            None => match std::env::current_exe().and_then(std::fs::metadata) {
-                Ok(m) => {
-                    eat(&m.len().to_le_bytes());
-                    if let Ok(t) = m.modified() {
-                        if let Ok(d) = t.duration_since(std::time::UNIX_EPOCH) {
-                            eat(&d.as_nanos().to_le_bytes());
-                        }
-                    }
+            None => match std::env::current_exe().and_then(|p| hash_file(&p)) {
+                Ok(file) => {
+                    eat(b"file");
+                    eat(&file.to_le_bytes());
                 }
                 Err(e) => {
-                    tracing::warn!("cannot stat the current executable for its fingerprint: {e}")
+                    tracing::warn!("cannot read the current executable for its fingerprint: {e}")
                 }
             },
         }
@@ -139,6 +136,33 @@ pub fn fingerprint() -> u64 {
         Ok(_) => h,
         Err(first) => first,
     }
+}
+
+/// A 64-bit hash of a file's bytes, read in 1 MiB pieces, eight bytes at a time (a
+/// multiply-xorshift mix, not cryptographic: it tells builds apart, it does not resist forgery).
+fn hash_file(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::io::Read;
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut h, mut len) = (K, 0u64);
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        let (words, tail) = buf[..n].split_at(n - n % 8);
+        for w in words.chunks_exact(8) {
+            let w = u64::from_le_bytes(w.try_into().expect("eight bytes"));
+            h = (h ^ w).wrapping_mul(K);
+            h ^= h >> 29;
+        }
+        for &b in tail {
+            h = (h ^ b as u64).wrapping_mul(K);
+        }
+    }
+    Ok(h ^ len)
 }
 
 type Entry = fn(FnRef, &[u8], Vec<OsHandle>) -> Result<Vec<u8>, PickleError>;
@@ -265,6 +289,34 @@ mod tests {
 
     fn neg(x: i64) -> i64 {
         -x
+    }
+
+    #[test]
+    fn the_file_hash_is_the_same_for_copies_and_differs_for_any_byte_or_length() {
+        let dir = std::env::temp_dir().join(format!("mp-hash-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            hash_file(&p).unwrap()
+        };
+        // (over a 1 MiB piece, with a tail that is not a whole word)
+        let a: Vec<u8> = (0..(1usize << 20) + 13)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let h = write("a", &a);
+        assert_eq!(write("copy", &a), h);
+        let mut b = a.clone();
+        b[(1 << 20) + 3] ^= 1;
+        assert_ne!(write("late-byte", &b), h);
+        let mut c = a.clone();
+        c[5] ^= 0x80;
+        assert_ne!(write("early-byte", &c), h);
+        let mut d = a.clone();
+        d.push(0);
+        assert_ne!(write("longer", &d), h);
+        assert!(hash_file(&dir.join("missing")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -39,8 +39,9 @@ fn score(job: Job) -> (u64, f64, usize) {
 fn run_child_if_asked() {
     if let Some(to) = std::env::var_os(COPY_ENV) {
         let copy = Path::new(&to);
-        // Another build: a byte of the build-id changed (another modification time is enough
-        // only for a binary without one: a copy of the same build is the same build).
+        // Another build: a byte of the build-id changed, or for a binary without one, a byte
+        // more at the end (its file's hash is its fingerprint then): a copy of the same build
+        // is the same build, whatever its modification time.
         let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         if let Some(id) = multiproc_pickle::build_id() {
             let at = bytes
@@ -48,6 +49,8 @@ fn run_child_if_asked() {
                 .position(|w| w == id)
                 .expect("the build-id is in the file");
             bytes[at] ^= 0xff;
+        } else {
+            bytes.push(0);
         }
         std::fs::write(copy, &bytes).unwrap();
         let f = std::fs::File::options().write(true).open(copy).unwrap();
@@ -137,8 +140,8 @@ fn wait_bounded(mut child: Child) -> Output {
     }
 }
 
-/// A copy of this executable at `copy` with another modification time: another build to the
-/// fingerprint.
+/// A copy of this executable at `copy` with another build-id (or another byte at its end):
+/// another build to the fingerprint.
 ///
 /// The copy is written by a short-lived child process (this binary again, in its copier role),
 /// never by this process: a write descriptor open here would be inherited by any child another

@@ -39,7 +39,7 @@ pub(crate) trait Backend: Send + Sync {
         None
     }
     /// Counters of the Redis backend.
-    #[cfg(all(unix, feature = "redis"))]
+    #[cfg(feature = "redis")]
     fn redis_stats(&self) -> Option<crate::redis::RedisStats> {
         None
     }

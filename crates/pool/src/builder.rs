@@ -49,7 +49,7 @@ pub struct PoolBuilder {
     pub(crate) method: Option<StartMethod>,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) threads: bool,
-    #[cfg(all(unix, feature = "redis"))]
+    #[cfg(feature = "redis")]
     pub(crate) redis: Option<crate::redis::RedisConfig>,
 }
 
@@ -106,7 +106,7 @@ impl PoolBuilder {
 
     /// Start the workers.
     pub fn build(self) -> Result<Pool, PoolError> {
-        #[cfg(all(unix, feature = "redis"))]
+        #[cfg(feature = "redis")]
         if let Some(cfg) = self.redis.clone() {
             return self.build_redis(cfg);
         }
@@ -187,7 +187,7 @@ impl PoolBuilder {
 }
 
 /// The Redis backend's settings (feature `redis`, Unix).
-#[cfg(all(unix, feature = "redis"))]
+#[cfg(feature = "redis")]
 impl PoolBuilder {
     /// Run the pool's tasks on the workers of `cluster` on the Redis server at `url` (Redis
     /// 6.2 or later): this same binary, started on any host as

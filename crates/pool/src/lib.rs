@@ -31,7 +31,7 @@ mod inbox;
 mod pool;
 #[cfg(feature = "progress-bar")]
 mod progress;
-#[cfg(all(unix, feature = "redis"))]
+#[cfg(feature = "redis")]
 mod redis;
 mod result;
 mod scheduler;
@@ -39,7 +39,7 @@ mod sys;
 mod thread_pool;
 mod worker;
 
-#[cfg(all(unix, feature = "redis"))]
+#[cfg(feature = "redis")]
 pub use self::redis::{worker_mode as redis_worker_mode, RedisStats};
 pub use builder::PoolBuilder;
 pub use error::PoolError;

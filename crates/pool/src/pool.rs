@@ -134,7 +134,7 @@ impl Pool {
             method: None,
             task_timeout: None,
             threads: false,
-            #[cfg(all(unix, feature = "redis"))]
+            #[cfg(feature = "redis")]
             redis: None,
         }
     }
@@ -157,7 +157,7 @@ impl Pool {
     /// let pool = multiproc::Pool::new(1).unwrap();
     /// assert!(pool.redis_stats().is_none());
     /// ```
-    #[cfg(all(unix, feature = "redis"))]
+    #[cfg(feature = "redis")]
     pub fn redis_stats(&self) -> Option<crate::RedisStats> {
         self.engine.redis_stats()
     }

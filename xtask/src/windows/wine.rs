@@ -191,7 +191,8 @@ impl Prefix {
 
     /// `program` with this prefix's environment: `WINEPREFIX`, `WINEDEBUG=-all` (Wine's own
     /// diagnostics off), `WINEDLLOVERRIDES` that keep Wine from offering to install Mono and
-    /// Gecko (no Windows program here needs .NET or a browser).
+    /// Gecko (no Windows program here needs .NET or a browser), and `REDIS_SERVER`, the Linux
+    /// `redis-server` (a Windows program under Wine can start it; the pool's Redis suite does).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new(program);
         c.current_dir(crate::root())
@@ -199,6 +200,9 @@ impl Prefix {
             .env("WINEDEBUG", "-all")
             .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
             .env_remove("DISPLAY");
+        if let Some(redis) = on_path("redis-server") {
+            c.env("REDIS_SERVER", redis);
+        }
         c
     }
 
@@ -281,4 +285,11 @@ impl Drop for Prefix {
             );
         }
     }
+}
+
+/// Where `name` is on the `PATH`, if anywhere.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }

@@ -1,5 +1,5 @@
 //! The pool on Redis Streams: the same [`Pool`](crate::Pool) API, with workers on any host
-//! (feature `redis`, Unix only for now).
+//! (feature `redis`; Linux, macOS and Windows, drivers and workers alike).
 //!
 //! ```no_run
 //! fn square(x: u64) -> u64 { x * x }
@@ -151,7 +151,8 @@ pub struct RedisStats {
 /// `myapp --multiproc-worker redis://HOST:PORT [--cluster NAME] [-j N] [--lease-ms MS]
 /// [--max-deliveries N] [--max-entry-bytes N]`: `-j` worker processes (default: the CPU
 /// count) serve the cluster's tasks of this build; a worker that ends is restarted; SIGTERM
-/// or SIGINT lets each finish its chunk (at most a lease), then the supervisor exits with 0.
+/// or SIGINT (on Windows: Ctrl+C, Ctrl+Break, the console closing) lets each finish its chunk
+/// (at most a lease), then the supervisor exits with 0.
 /// Every worker of a cluster should use the same lease (default 10 s): an idle worker
 /// reclaims entries idle longer than its own.
 ///

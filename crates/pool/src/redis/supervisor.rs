@@ -1,14 +1,16 @@
 //! Worker mode: `myapp --multiproc-worker redis://head:6379 --cluster prod -j 16` runs a
 //! supervisor of `-j` worker processes (multiproc children of this binary), restarts those
-//! that end, and exits on SIGTERM or SIGINT after asking them to finish their current chunk.
+//! that end, and exits on SIGTERM or SIGINT (Ctrl+C, Ctrl+Break or the console closing on
+//! Windows) after asking them to finish their current chunk (an [`Event`] they look at).
 
 use std::time::{Duration, Instant};
 
 use multiproc_process::Process;
+use multiproc_sync::Event;
 
 use super::worker::{worker_process, WorkerArgs};
 use super::{DEFAULT_LEASE, DEFAULT_MAX_DELIVERIES, DEFAULT_MAX_ENTRY_BYTES};
-use crate::sys::unix as sys;
+use crate::sys;
 
 /// The first argument that puts a binary in worker mode.
 pub(crate) const WORKER_FLAG: &str = "--multiproc-worker";
@@ -102,7 +104,15 @@ struct Slot {
 /// Run `o.jobs` workers until SIGTERM or SIGINT; the exit code.
 fn supervise(o: &Options) -> i32 {
     sys::catch_termination();
+    let stop = match Event::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("multiproc worker mode: cannot make the workers' stop event: {e}");
+            return 1;
+        }
+    };
     let args = WorkerArgs {
+        stop: stop.clone(),
         url: o.url.clone(),
         cluster: o.cluster.clone(),
         lease_ms: o.lease.as_millis() as u64,
@@ -164,11 +174,7 @@ fn supervise(o: &Options) -> i32 {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Ask each to finish its chunk, give them a lease's time, then kill the rest.
-    for s in &slots {
-        if let Some(p) = &s.process {
-            let _ = p.terminate();
-        }
-    }
+    stop.set();
     let deadline = Instant::now() + o.lease + Duration::from_secs(1);
     for s in &slots {
         if let Some(p) = &s.process {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::conn::{self, Entry};
 use super::keys::{nonce, Keys, GROUP};
 use super::scripts;
-use crate::sys::unix as sys;
+use crate::sys;
 use crate::worker::Reply;
 
 /// What the supervisor hands each worker process.
@@ -27,6 +27,8 @@ pub(crate) struct WorkerArgs {
     pub lease_ms: u64,
     pub max_entry_bytes: usize,
     pub max_deliveries: u32,
+    /// Set by the supervisor when the worker should finish its chunk and end.
+    pub stop: multiproc_sync::Event,
 }
 
 /// How long a positive "this driver is alive" stays believed.
@@ -53,6 +55,7 @@ struct RedisWorker {
 /// The entry point of a worker process (a multiproc child of the supervisor).
 pub(crate) fn worker_process(args: WorkerArgs) {
     crate::worker::install_panic_hook();
+    sys::crashes_end_the_process();
     sys::catch_termination();
     let keys = match Keys::new(&args.cluster) {
         Ok(k) => k,
@@ -162,6 +165,12 @@ fn heartbeat(
 }
 
 impl RedisWorker {
+    /// Whether to end: the supervisor asked, or this process got SIGTERM or SIGINT (Ctrl+C in
+    /// the console reaches every worker too).
+    fn stopping(&self) -> bool {
+        sys::terminated() || self.args.stop.is_set()
+    }
+
     fn run(&mut self) {
         let mut c: Option<Connection> = None;
         let mut backoff = Duration::from_millis(10);
@@ -169,7 +178,7 @@ impl RedisWorker {
         let block = (self.lease / 2).min(Duration::from_millis(200));
         // The reply to the last entry run, sent in one round trip with the next read.
         let mut reply: Option<redis::Cmd> = None;
-        while !sys::terminated() {
+        while !self.stopping() {
             let Some(con) = c.as_mut() else {
                 match conn::connect(&self.client).and_then(|mut con| {
                     conn::ensure_group(&mut con, &self.keys.tasks())?;

@@ -6,19 +6,13 @@
 pub(crate) fn crashes_end_the_process() {}
 
 #[cfg(feature = "redis")]
-use std::sync::atomic::{AtomicBool, Ordering};
-
-#[cfg(feature = "redis")]
-static TERMINATED: AtomicBool = AtomicBool::new(false);
-
-#[cfg(feature = "redis")]
 extern "C" fn on_signal(_: libc::c_int) {
     // (an atomic store is async-signal-safe)
-    TERMINATED.store(true, Ordering::Release);
+    super::set_terminated();
 }
 
-/// Worker mode: from now on SIGTERM and SIGINT set the flag [`terminated`] reads instead of ending the
-/// process.
+/// Worker mode: from now on SIGTERM and SIGINT set the flag [`terminated`](super::terminated)
+/// reads instead of ending the process.
 #[cfg(feature = "redis")]
 pub(crate) fn catch_termination() {
     for sig in [libc::SIGTERM, libc::SIGINT] {
@@ -37,12 +31,6 @@ pub(crate) fn catch_termination() {
             }
         }
     }
-}
-
-/// Whether SIGTERM or SIGINT came (after [`catch_termination`]).
-#[cfg(feature = "redis")]
-pub(crate) fn terminated() -> bool {
-    TERMINATED.load(Ordering::Acquire)
 }
 
 /// This host's name (for worker names in the workers set).

@@ -5,6 +5,9 @@
 //! that has already failed. A pool worker ends itself instead, at once, with the exception's
 //! code as its exit code: what a crash reports on Windows without those tools (`0xC0000005`,
 //! an access violation, is −1073741819 as Python's exit code).
+//!
+//! Worker mode (the Redis backend) stops on Ctrl+C, Ctrl+Break and the console closing (a
+//! console control handler sets the flag its loops look at).
 
 use windows_sys::Win32::System::Diagnostics::Debug::{
     SetUnhandledExceptionFilter, EXCEPTION_CONTINUE_SEARCH, EXCEPTION_POINTERS,
@@ -30,4 +33,33 @@ unsafe extern "system" fn end_with_the_exception_code(info: *const EXCEPTION_POI
     // SAFETY: ends this process (the pseudo-handle needs no closing); nothing runs after it.
     unsafe { TerminateProcess(GetCurrentProcess(), code) };
     EXCEPTION_CONTINUE_SEARCH
+}
+
+/// Worker mode: from now on Ctrl+C, Ctrl+Break, the console closing, logoff and shutdown set
+/// the flag [`terminated`](super::terminated) reads instead of ending the process.
+#[cfg(feature = "redis")]
+pub(crate) fn catch_termination() {
+    /// Runs on a thread Windows starts for the event; says it was handled (for a close,
+    /// logoff or shutdown Windows ends the process once the handler returns).
+    unsafe extern "system" fn on_event(_event: u32) -> windows_sys::Win32::Foundation::BOOL {
+        super::set_terminated();
+        1
+    }
+    // SAFETY: adds a handler function that stays valid for the life of the process.
+    let ok =
+        unsafe { windows_sys::Win32::System::Console::SetConsoleCtrlHandler(Some(on_event), 1) };
+    if ok == 0 {
+        tracing::warn!(
+            "cannot catch console events: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// This host's name (for worker names in the workers set).
+#[cfg(feature = "redis")]
+pub(crate) fn hostname() -> String {
+    std::env::var("COMPUTERNAME")
+        .unwrap_or_else(|_| "host".into())
+        .replace('|', "_")
 }

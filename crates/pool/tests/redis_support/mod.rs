@@ -1,8 +1,10 @@
 //! The Redis test fixture: a `redis-server` of our own on a free loopback port, without
 //! persistence, killed on drop; and workers that are this test binary in worker mode.
 //!
-//! Without `redis-server` on the `PATH` the tests print a notice and pass, except under
-//! `CI=true`, where they fail (CI installs it).
+//! The server is `redis-server` on the `PATH`, or the program `REDIS_SERVER` names (the Wine
+//! harness names the Linux one: a Windows test under Wine can start it but not wait for it or
+//! kill it, so the fixture stops it with `SHUTDOWN NOSAVE` there). Without one the tests print
+//! a notice and pass, except under `CI=true`, where they fail (CI installs it).
 
 #![allow(dead_code)]
 
@@ -40,16 +42,27 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// The server program: `REDIS_SERVER`, or `redis-server` (found on the `PATH`).
+fn program() -> String {
+    std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
+}
+
 impl RedisServer {
     /// A fresh server, or `None` (with a notice) when `redis-server` is not installed and
     /// this is not CI.
     pub fn start() -> Option<RedisServer> {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let named = std::env::var_os("REDIS_SERVER").is_some();
+        let found = if cfg!(windows) && named {
+            // (under Wine the Linux program starts, but its exit status cannot be read)
+            std::path::Path::new(&program()).is_file()
+        } else {
+            Command::new(program())
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
         if !found {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("redis-server is not installed (CI must install it: see .ci/run)");
@@ -66,12 +79,15 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let dir = std::env::temp_dir();
-        let child = die_with_us(&mut Command::new("redis-server"))
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
+        let mut cmd = Command::new(program());
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"]);
+        if cfg!(unix) {
+            // (nothing is written without persistence; under Wine a Windows path would not do
+            // for the Linux server, which keeps the directory it starts in)
+            cmd.arg("--dir").arg(std::env::temp_dir());
+        }
+        let child = die_with_us(&mut cmd)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -114,12 +130,31 @@ impl RedisServer {
         c
     }
 
-    /// SIGKILL the server (its data is gone: no persistence).
+    /// SIGKILL the server (its data is gone: no persistence). On Windows, `SHUTDOWN NOSAVE`
+    /// (the same for its clients: every connection drops, the data is gone), then wait until
+    /// its port is free.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        #[cfg(windows)]
+        {
+            if let Ok(mut con) = redis::Client::open(self.url())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            {
+                let _ = redis::cmd("SHUTDOWN").arg("NOSAVE").query::<()>(&mut con);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                assert!(
+                    Instant::now() < deadline,
+                    "redis-server did not stop in 10 s"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
+        let _ = c.kill();
+        let _ = c.wait();
     }
 
     /// Start it again, empty, on the same port.
@@ -138,6 +173,9 @@ impl Drop for RedisServer {
 /// A worker-mode supervisor: `exe --multiproc-worker URL --cluster C -j N --lease-ms L`.
 pub struct Workers {
     child: Option<Child>,
+    /// Whether [`stop`](Self::stop) could ask the supervisor to stop (SIGTERM, Ctrl+Break)
+    /// rather than kill it: Wine cannot send console events without a console.
+    pub asked: bool,
 }
 
 impl Workers {
@@ -169,7 +207,14 @@ impl Workers {
         lease_ms: u64,
         extra: &[&str],
     ) -> Workers {
-        let child = die_with_us(&mut Command::new(exe))
+        let mut cmd = Command::new(exe);
+        #[cfg(windows)]
+        {
+            use std::os::windows::process::CommandExt;
+            // (its own process group, so that Ctrl+Break can be sent to it alone)
+            cmd.creation_flags(windows_sys::Win32::System::Threading::CREATE_NEW_PROCESS_GROUP);
+        }
+        let child = die_with_us(&mut cmd)
             .args(["--multiproc-worker", url, "--cluster", cluster])
             .args(["-j", &jobs.to_string(), "--lease-ms", &lease_ms.to_string()])
             .args(extra)
@@ -178,18 +223,33 @@ impl Workers {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start worker mode");
-        Workers { child: Some(child) }
+        Workers {
+            child: Some(child),
+            asked: false,
+        }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
 
-    /// SIGTERM, then wait (bounded) for the supervisor to exit; its exit status.
+    /// SIGTERM (on Windows Ctrl+Break, or a kill where that cannot be sent), then wait
+    /// (bounded) for the supervisor to exit; its exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
+        #[cfg(unix)]
         // SAFETY: signalling our own child, which we have not reaped.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let asked = unsafe { libc::kill(c.id() as i32, libc::SIGTERM) == 0 };
+        #[cfg(windows)]
+        // SAFETY: a plain call sending Ctrl+Break to the child's own process group.
+        let asked = unsafe {
+            use windows_sys::Win32::System::Console::{GenerateConsoleCtrlEvent, CTRL_BREAK_EVENT};
+            GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, c.id()) != 0
+        };
+        self.asked = asked;
+        if !asked {
+            let _ = c.kill();
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(s)) = c.try_wait() {
@@ -210,12 +270,16 @@ impl Drop for Workers {
     }
 }
 
-/// The live workers registered in `cluster`'s set: `(build, pid)`.
+/// The live workers registered in `cluster`'s set (expiry after the server's now): `(build,
+/// pid)`. (A worker killed with its supervisor stays in the set, expired, until another
+/// registers.)
 pub fn registered(c: &mut redis::Connection, cluster: &str) -> Vec<(String, u32)> {
-    let members: Vec<String> = redis::cmd("ZRANGE")
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query(c).unwrap();
+    let now_ms = secs * 1000 + micros / 1000;
+    let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
         .arg(format!("mp:{{{cluster}}}:workers"))
-        .arg(0)
-        .arg(-1)
+        .arg(format!("({now_ms}"))
+        .arg("+inf")
         .query(c)
         .unwrap();
     members

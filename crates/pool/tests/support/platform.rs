@@ -120,6 +120,70 @@ pub fn running(pid: u32) -> bool {
     }
 }
 
+/// Stop process `pid` where it is, every thread (SIGSTOP; on Windows each thread suspended),
+/// until [`resume`].
+pub fn suspend(pid: u32) {
+    #[cfg(unix)]
+    // SAFETY: a plain libc call on a pid of our own worker.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+    #[cfg(windows)]
+    each_thread(pid, |t| {
+        // SAFETY: a thread handle opened with THREAD_SUSPEND_RESUME.
+        unsafe { windows_sys::Win32::System::Threading::SuspendThread(t) }
+    });
+}
+
+/// Let a [`suspend`]ed process go on (SIGCONT; on Windows each thread resumed).
+pub fn resume(pid: u32) {
+    #[cfg(unix)]
+    // SAFETY: a plain libc call on a pid of our own worker.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGCONT) }, 0);
+    #[cfg(windows)]
+    each_thread(pid, |t| {
+        // SAFETY: a thread handle opened with THREAD_SUSPEND_RESUME.
+        unsafe { windows_sys::Win32::System::Threading::ResumeThread(t) }
+    });
+}
+
+/// Call `f` on each thread of process `pid` (opened to suspend or resume it); at least one.
+#[cfg(windows)]
+fn each_thread(pid: u32, f: impl Fn(windows_sys::Win32::Foundation::HANDLE) -> u32) {
+    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, Thread32First, Thread32Next, TH32CS_SNAPTHREAD, THREADENTRY32,
+    };
+    use windows_sys::Win32::System::Threading::{OpenThread, THREAD_SUSPEND_RESUME};
+    // SAFETY: a snapshot of every thread of the system (a handle closed below).
+    let snap = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) };
+    assert_ne!(
+        snap,
+        INVALID_HANDLE_VALUE,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a zeroed THREADENTRY32 with its size set is what Thread32First asks for.
+    let mut e: THREADENTRY32 = unsafe { std::mem::zeroed() };
+    e.dwSize = std::mem::size_of::<THREADENTRY32>() as u32;
+    let mut n = 0;
+    // SAFETY: walks the snapshot with a valid entry; each thread opened is closed.
+    unsafe {
+        let mut more = Thread32First(snap, &mut e) != 0;
+        while more {
+            if e.th32OwnerProcessID == pid {
+                let t = OpenThread(THREAD_SUSPEND_RESUME, 0, e.th32ThreadID);
+                if !t.is_null() {
+                    assert_ne!(f(t), u32::MAX, "{}", std::io::Error::last_os_error());
+                    CloseHandle(t);
+                    n += 1;
+                }
+            }
+            more = Thread32Next(snap, &mut e) != 0;
+        }
+        CloseHandle(snap);
+    }
+    assert!(n > 0, "no thread of process {pid}");
+}
+
 /// CPython's exit code for `terminate` on Windows (`TERMINATE`), reported as `-SIGTERM`.
 #[cfg(windows)]
 const TERMINATE: u32 = 0x10000;

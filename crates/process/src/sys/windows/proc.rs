@@ -36,7 +36,7 @@ use windows_sys::Win32::System::Threading::{
     WaitForSingleObject, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT,
     EXTENDED_STARTUPINFO_PRESENT, INFINITE, LPPROC_THREAD_ATTRIBUTE_LIST, PROCESS_INFORMATION,
     PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
-    STARTF_USESTDHANDLES, STARTUPINFOEXW,
+    PROC_THREAD_ATTRIBUTE_JOB_LIST, STARTF_USESTDHANDLES, STARTUPINFOEXW,
 };
 
 use super::spawn_support::{self as support, cvt};
@@ -171,10 +171,12 @@ pub(crate) struct Child {
 }
 
 /// Start `exe` as a multiproc child that inherits `boot` (named in `env_var`), standard output
-/// and error, and the null device as standard input; nothing else. A `daemon` child is put in
-/// this process's kill-on-close job before it runs an instruction (created suspended, assigned,
-/// resumed), so it cannot outlive this process (if the job cannot take it, a warning says so
-/// and the child's watch on its parent's handle is what ends it).
+/// and error, and the null device as standard input; nothing else. A `daemon` child is born in
+/// this process's kill-on-close job (`PROC_THREAD_ATTRIBUTE_JOB_LIST`), so it cannot outlive
+/// this process, even one killed while `CreateProcessW` runs. Where that attribute is refused
+/// (before Windows 10 1607) it is created suspended, assigned, resumed (a parent killed in
+/// between leaves it suspended for good); if the job cannot take it, a warning says so and the
+/// child's watch on its parent's handle is what ends it.
 pub(crate) fn spawn_child(
     exe: &Path,
     env_var: &str,
@@ -220,12 +222,12 @@ pub(crate) fn spawn_child(
     let env = environment_block(env_var, &(boot.as_raw_handle() as usize).to_string());
 
     let mut size = 0usize;
-    // SAFETY: asks for the size of a one-attribute list (fails with the size, by design).
-    unsafe { InitializeProcThreadAttributeList(std::ptr::null_mut(), 1, 0, &mut size) };
+    // SAFETY: asks for the size of a two-attribute list (fails with the size, by design).
+    unsafe { InitializeProcThreadAttributeList(std::ptr::null_mut(), 2, 0, &mut size) };
     let mut attrs = vec![0u64; size.div_ceil(8)];
     let attr_list = attrs.as_mut_ptr() as LPPROC_THREAD_ATTRIBUTE_LIST;
     // SAFETY: initialises the list in a buffer of at least `size` bytes, 8-aligned.
-    cvt(unsafe { InitializeProcThreadAttributeList(attr_list, 1, 0, &mut size) })?;
+    cvt(unsafe { InitializeProcThreadAttributeList(attr_list, 2, 0, &mut size) })?;
     struct ListGuard(LPPROC_THREAD_ATTRIBUTE_LIST);
     impl Drop for ListGuard {
         fn drop(&mut self) {
@@ -246,6 +248,25 @@ pub(crate) fn spawn_child(
             std::ptr::null(),
         )
     })?;
+    // A daemon is born in the job: no moment where it runs (or waits) outside it.
+    let jobs: Vec<HANDLE> = if daemon {
+        daemon_job().map(|j| vec![j as HANDLE]).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    // SAFETY: the job list points into `jobs`, which outlives CreateProcessW below.
+    let born_in_job = !jobs.is_empty()
+        && unsafe {
+            UpdateProcThreadAttribute(
+                attr_list,
+                0,
+                PROC_THREAD_ATTRIBUTE_JOB_LIST as usize,
+                jobs.as_ptr().cast(),
+                jobs.len() * std::mem::size_of::<HANDLE>(),
+                std::ptr::null_mut(),
+                std::ptr::null(),
+            )
+        } != 0;
 
     // SAFETY: a zeroed STARTUPINFOEXW is valid; the fields that matter are set below.
     let mut si: STARTUPINFOEXW = unsafe { std::mem::zeroed() };
@@ -257,9 +278,10 @@ pub(crate) fn spawn_child(
     si.lpAttributeList = attr_list;
     // SAFETY: a zeroed PROCESS_INFORMATION is a valid out-parameter.
     let mut pi: PROCESS_INFORMATION = unsafe { std::mem::zeroed() };
+    let assign_later = daemon && !born_in_job;
     let flags = CREATE_UNICODE_ENVIRONMENT
         | EXTENDED_STARTUPINFO_PRESENT
-        | if daemon { CREATE_SUSPENDED } else { 0 };
+        | if assign_later { CREATE_SUSPENDED } else { 0 };
     // SAFETY: every pointer is to a NUL-terminated buffer or structure above that outlives
     // the call; the command line buffer is writable, as CreateProcessW requires.
     cvt(unsafe {
@@ -283,7 +305,7 @@ pub(crate) fn spawn_child(
             OwnedHandle::from_raw_handle(pi.hThread as RawHandle),
         )
     };
-    if daemon {
+    if assign_later {
         let assigned = daemon_job().and_then(|job| {
             // SAFETY: assigns the suspended child, whose handle we own, to our job.
             cvt(unsafe { AssignProcessToJobObject(job as HANDLE, pi.hProcess) })
