@@ -215,6 +215,7 @@ impl PoolBuilder {
             cfg.driver_ttl = old.driver_ttl;
             cfg.discover_timeout = old.discover_timeout;
             cfg.max_entry_bytes = old.max_entry_bytes;
+            cfg.authkey = old.authkey;
         }
         self.redis = Some(cfg);
         self
@@ -254,10 +255,29 @@ impl PoolBuilder {
         self
     }
 
+    /// A Redis pool: sign every entry with `key` (HMAC-SHA256), and accept only answers
+    /// signed with it. Its workers need the same key in `MULTIPROC_REDIS_AUTHKEY`; workers
+    /// with another key, or none, never see this pool's tasks (they count as others in
+    /// [`PoolError::NoWorkers`]). With it, whoever can write the cluster's Redis keys but
+    /// has not the key can neither make a worker run a task nor give the pool a result.
+    ///
+    /// ```no_run
+    /// let key = std::env::var("MULTIPROC_REDIS_AUTHKEY").unwrap();
+    /// let pool = multiproc::Pool::builder()
+    ///     .redis("redis://head:6379", "prod")
+    ///     .authkey(key)
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.redis_cfg().authkey = Some(key.as_ref().to_vec());
+        self
+    }
+
     fn build_redis(self, cfg: crate::redis::RedisConfig) -> Result<Pool, PoolError> {
         if cfg.url.is_empty() {
             return Err(PoolError::InvalidArgument(
-                "max_deliveries, driver_ttl, discover_timeout and max_entry_bytes are settings of a Redis pool: call redis(url, cluster)",
+                "max_deliveries, driver_ttl, discover_timeout, max_entry_bytes and authkey are settings of a Redis pool: call redis(url, cluster)",
             ));
         }
         let unsupported = if self.threads {
@@ -276,6 +296,8 @@ impl PoolBuilder {
             Some("max_deliveries must be at least 1")
         } else if cfg.driver_ttl < Duration::from_millis(30) {
             Some("driver_ttl must be at least 30 ms")
+        } else if cfg.authkey.as_ref().is_some_and(Vec::is_empty) {
+            Some("an authkey must not be empty")
         } else {
             None
         };

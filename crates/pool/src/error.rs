@@ -67,13 +67,14 @@ pub enum PoolError {
         deliveries: u32,
     },
     /// A Redis pool found no live worker of this build before its discovery timeout.
-    #[error("no workers for this build ({build}) on cluster {cluster:?}, {others} for another build: start this binary with --multiproc-worker")]
+    #[error("no workers for this build ({build}) on cluster {cluster:?}, {others} for another build or authkey: start this binary with --multiproc-worker (with the pool's MULTIPROC_REDIS_AUTHKEY, if it has one)")]
     NoWorkers {
         /// The cluster name.
         cluster: String,
-        /// This build's fingerprint (the stream keys' build part).
+        /// This build's fingerprint (the stream keys' build part, with the key id of an
+        /// authkey).
         build: String,
-        /// Live workers of other builds.
+        /// Live workers of other builds (or with another authkey, or none).
         others: usize,
     },
     /// A process pool was made before `multiproc::init()` ran in this process (its workers

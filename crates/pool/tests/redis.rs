@@ -195,6 +195,10 @@ fn invalid_settings_are_errors() {
             .redis("redis://127.0.0.1:1", "x")
             .max_deliveries(0),
         Pool::builder().max_deliveries(2),
+        Pool::builder().authkey("k"),
+        Pool::builder()
+            .redis("redis://127.0.0.1:1", "x")
+            .authkey(""),
     ] {
         assert!(matches!(b.build(), Err(PoolError::InvalidArgument(_))));
     }
@@ -576,6 +580,7 @@ fn entry_sizes_are_bounded_both_ways_and_handles_do_not_travel() {
         1,
         LEASE_MS,
         &["--max-entry-bytes", "4096"],
+        &[],
     );
     let pool = Pool::builder()
         .redis(server.url(), &c)
@@ -711,4 +716,150 @@ fn worker_mode_refuses_bad_arguments_with_usage() {
         err.contains("-j must be at least 1") && err.contains("usage:"),
         "{err}"
     );
+}
+
+/// The one key matching `pattern` (a test's own cluster has one of each kind).
+fn only_key(c: &mut redis::Connection, pattern: &str) -> String {
+    let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(c).unwrap();
+    assert_eq!(keys.len(), 1, "{pattern}: {keys:?}");
+    keys.into_iter().next().unwrap()
+}
+
+/// A stream entry's fields, in order.
+type Fields = Vec<(String, Vec<u8>)>;
+
+/// The entries of `stream`: `(id, fields)`.
+fn entries(c: &mut redis::Connection, stream: &str) -> Vec<(String, Fields)> {
+    let v: Vec<(String, Fields)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query(c)
+        .unwrap();
+    v
+}
+
+fn xadd(c: &mut redis::Connection, stream: &str, fields: &[(String, Vec<u8>)]) {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream).arg("*");
+    for (k, v) in fields {
+        cmd.arg(k).arg(v.as_slice());
+    }
+    cmd.query::<String>(c).unwrap();
+}
+
+#[test]
+fn with_an_authkey_forged_tasks_never_run_and_forged_answers_never_count() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let c = cluster("signed");
+    const KEY: &str = "correct horse battery staple";
+    let dir = std::env::temp_dir().join(format!("mp-redis-signed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    // No worker yet: the task waits in the stream, where this test can forge copies of it.
+    let pool = Pool::builder()
+        .redis(server.url(), &c)
+        .authkey(KEY)
+        .processes(1)
+        .build()
+        .unwrap();
+    let r = pool.apply_async(touch, (d.clone(), 1)).unwrap();
+    let mut rc = server.conn();
+    let tasks = only_key(&mut rc, &format!("mp:{{{c}}}:*:tasks"));
+    assert!(
+        tasks.contains('-'),
+        "the key id is part of the build: {tasks}"
+    );
+    let results = only_key(&mut rc, &format!("mp:{{{c}}}:*:results:*"));
+    let mut all = entries(&mut rc, &tasks);
+    assert_eq!(all.len(), 1);
+    let (id, real) = all.remove(0);
+    assert!(
+        real.iter().any(|(k, v)| k == "h" && v.len() == 32),
+        "{real:?}"
+    );
+    let _: i64 = redis::cmd("XDEL")
+        .arg(&tasks)
+        .arg(&id)
+        .query(&mut rc)
+        .unwrap();
+    // Forgeries: the signature changed by a bit, the signature dropped, and the real
+    // signature on another sequence number.
+    let mut flipped = real.clone();
+    for (k, v) in &mut flipped {
+        if k == "h" {
+            v[0] ^= 1;
+        }
+    }
+    let unsigned: Vec<_> = real.iter().filter(|(k, _)| k != "h").cloned().collect();
+    let mut moved = real.clone();
+    for (k, v) in &mut moved {
+        if k == "s" {
+            *v = b"1".to_vec();
+        }
+    }
+    for f in [&flipped, &unsigned, &moved] {
+        xadd(&mut rc, &tasks, f);
+    }
+    // A forged answer to sequence number 0, before any worker runs it.
+    xadd(
+        &mut rc,
+        &results,
+        &[
+            ("s".into(), b"0".to_vec()),
+            ("k".into(), b"r".to_vec()),
+            ("n".into(), b"1".to_vec()),
+            ("r".into(), b"forged".to_vec()),
+            ("h".into(), vec![0; 32]),
+        ],
+    );
+    // Workers with the key drop the forged tasks (and post nothing); workers without one
+    // read another stream.
+    let _unkeyed = Workers::start(&server.url(), &c, 1, LEASE_MS);
+    let _keyed = Workers::start_with(
+        &std::env::current_exe().unwrap(),
+        &server.url(),
+        &c,
+        1,
+        LEASE_MS,
+        &[],
+        &[("MULTIPROC_REDIS_AUTHKEY", KEY)],
+    );
+    assert!(wait_until(BOUND, || registered(&mut rc, &c).len() == 2));
+    assert!(wait_until(BOUND, || {
+        redis::cmd("XLEN")
+            .arg(&tasks)
+            .query::<i64>(&mut rc)
+            .unwrap()
+            == 0
+    }));
+    assert!(
+        matches!(
+            r.get_timeout(Duration::from_millis(300)),
+            Err(PoolError::Timeout)
+        ),
+        "no answer from a forgery"
+    );
+    assert!(
+        !dir.join("1").exists(),
+        "a forged task ran (or the real one, deleted above)"
+    );
+    assert_eq!(pool.redis_stats().unwrap().rejected, 1);
+    // The real entry, signed, runs.
+    xadd(&mut rc, &tasks, &real);
+    r.get_timeout(BOUND).unwrap();
+    assert!(dir.join("1").exists());
+    assert_eq!(pool.apply(square, 9).unwrap(), 81);
+    // Discovery sees the unkeyed worker as another: a pool with a third key finds none.
+    let e = Pool::builder()
+        .redis(server.url(), &c)
+        .authkey("another key")
+        .discover_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, PoolError::NoWorkers { others: 2, .. }), "{e:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,6 +16,7 @@ use redis::{Connection, Value};
 
 use super::conn::{self, Entry};
 use super::keys::{new_driver_id, Keys};
+use super::sign::Signer;
 use super::{scripts, RedisConfig, RedisStats};
 use crate::backend::Backend;
 use crate::scheduler::{RunState, Unit};
@@ -46,12 +47,14 @@ struct Counters {
     duplicates: AtomicU64,
     lost: AtomicU64,
     recoveries: AtomicU64,
+    rejected: AtomicU64,
 }
 
 struct Inner {
     cfg: RedisConfig,
     keys: Keys,
     id: String,
+    signer: Option<Signer>,
     client: redis::Client,
     /// The connection `submit` writes on; `None` after an error, until the next submit.
     conn: Mutex<Option<Connection>>,
@@ -85,7 +88,8 @@ impl Driver {
     /// Connect, announce this driver, find the workers; the number of workers to size chunks
     /// by (the `processes` asked for, or the live workers of this build).
     pub fn start(cfg: RedisConfig, processes: Option<usize>) -> Result<(Driver, usize), PoolError> {
-        let keys = Keys::new(&cfg.cluster)?;
+        let signer = Signer::new(cfg.authkey.as_deref());
+        let keys = Keys::new(&cfg.cluster, signer.as_ref())?;
         let client = conn::client(&cfg.url).map_err(start_err)?;
         let mut c = conn::connect(&client).map_err(start_err)?;
         let id = new_driver_id();
@@ -99,6 +103,7 @@ impl Driver {
             cfg,
             keys,
             id,
+            signer,
             client,
             conn: Mutex::new(Some(c)),
             st: Mutex::new(State {
@@ -290,6 +295,10 @@ impl Inner {
             .arg(self.cfg.max_deliveries)
             .arg("c")
             .arg(payload);
+        if let Some(s) = &self.signer {
+            pipe.arg("h")
+                .arg(s.sign_task(&self.id, seq, self.cfg.max_deliveries as u64, payload));
+        }
     }
 
     /// Send a pipeline of `XADD`s and note the entries; on failure leave the units unsent
@@ -492,6 +501,17 @@ impl Inner {
         };
         let deliveries = e.number("n").unwrap_or(1);
         let lost = e.field("k") == Some(b"l");
+        // (a "lost" report comes from the reclaim script, inside Redis, which has no key)
+        if let (Some(s), false) = (&self.signer, lost) {
+            let (r, h) = (e.field("r").unwrap_or_default(), e.field("h"));
+            if !s.verify_reply(&self.id, seq, r, h.unwrap_or_default()) {
+                self.n.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "redis pool: dropping an answer to {seq} whose signature does not verify"
+                );
+                return;
+            }
+        }
         let Some(p) = self.st.lock().outstanding.remove(&seq) else {
             self.n.duplicates.fetch_add(1, Ordering::Relaxed);
             return;
@@ -601,6 +621,7 @@ impl Backend for Driver {
             duplicates: n.duplicates.load(Ordering::Relaxed),
             lost: n.lost.load(Ordering::Relaxed),
             recoveries: n.recoveries.load(Ordering::Relaxed),
+            rejected: n.rejected.load(Ordering::Relaxed),
         })
     }
 }

@@ -66,16 +66,26 @@
 //!
 //! The URL passes through to the `redis` crate: `redis://user:password@host:6379/0` for
 //! `AUTH` and ACL users, `rediss://` for TLS with the feature `redis-tls` (the system's TLS
-//! library), on both sides (worker mode takes the same URL). Entry sizes are bounded on both sides. A worker runs only functions
-//! of its own binary, named by offset and checked against the build's fingerprint; but whoever
-//! can write the cluster's keys can make workers run any function of that binary with
-//! arguments of their choosing, as with any task queue: give workers and drivers a Redis ACL
-//! user of their own, limited to `mp:{cluster}:*`.
+//! library), on both sides (worker mode takes the same URL). Entry sizes are bounded on both
+//! sides. A worker runs only functions of its own binary, named by offset and checked against
+//! the build's fingerprint.
+//!
+//! Without an authkey, whoever can write the cluster's keys can make workers run any function
+//! of that binary with arguments of their choosing, and give drivers results, as with any task
+//! queue. With one ([`PoolBuilder::authkey`](crate::PoolBuilder::authkey) on the driver,
+//! `MULTIPROC_REDIS_AUTHKEY` in worker mode's environment), every task and every answer is
+//! signed (HMAC-SHA256 over its driver, sequence number and contents): a worker drops a task
+//! that does not verify before decoding it, a driver drops such an answer (counted in
+//! [`RedisStats::rejected`]), and workers with another key never read the pool's stream. Not
+//! signed: the "lost" reports Redis itself writes (a forged one fails an item with
+//! `WorkerLost`), liveness and registration keys. Give workers and drivers a Redis ACL user of
+//! their own too, limited to `mp:{cluster}:*`.
 
 mod conn;
 pub(crate) mod driver;
 mod keys;
 mod scripts;
+mod sign;
 mod supervisor;
 mod worker;
 
@@ -105,6 +115,8 @@ pub(crate) struct RedisConfig {
     pub driver_ttl: Duration,
     pub discover_timeout: Duration,
     pub max_entry_bytes: usize,
+    /// Sign entries with this key (see `sign.rs`).
+    pub authkey: Option<Vec<u8>>,
 }
 
 impl RedisConfig {
@@ -116,6 +128,7 @@ impl RedisConfig {
             driver_ttl: DEFAULT_DRIVER_TTL,
             discover_timeout: DEFAULT_DISCOVER_TIMEOUT,
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
+            authkey: None,
         }
     }
 }
@@ -141,6 +154,8 @@ pub struct RedisStats {
     pub lost: u64,
     /// Times the driver found its keys gone and submitted everything outstanding again.
     pub recoveries: u64,
+    /// Answers dropped because their signature did not verify (a pool with an authkey).
+    pub rejected: u64,
 }
 
 /// Worker mode: when the first argument is `--multiproc-worker`, run this binary as a
@@ -154,7 +169,8 @@ pub struct RedisStats {
 /// or SIGINT (on Windows: Ctrl+C, Ctrl+Break, the console closing) lets each finish its chunk
 /// (at most a lease), then the supervisor exits with 0.
 /// Every worker of a cluster should use the same lease (default 10 s): an idle worker
-/// reclaims entries idle longer than its own.
+/// reclaims entries idle longer than its own. With `MULTIPROC_REDIS_AUTHKEY` in the
+/// environment, the workers serve only pools with that [`authkey`](crate::PoolBuilder::authkey).
 ///
 /// ```
 /// multiproc::pool::redis_worker_mode(); // not in worker mode: returns

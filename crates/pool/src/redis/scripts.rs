@@ -9,12 +9,12 @@ use redis::Script;
 /// lease to another, or whose entry is gone, posts nothing: the owner will), then acknowledges
 /// and deletes the entry, in one step.
 ///
-/// KEYS: tasks, results. ARGV: group, consumer, entry id, sequence number, reply.
-/// Returns 1 when posted, 0 when not the owner.
+/// KEYS: tasks, results. ARGV: group, consumer, entry id, sequence number, reply, its
+/// signature (empty without an authkey). Returns 1 when posted, 0 when not the owner.
 const COMPLETE: &str = r#"
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
-redis.call('XADD', KEYS[2], 'NOMKSTREAM', '*', 's', ARGV[4], 'k', 'r', 'n', p[1][4], 'r', ARGV[5])
+redis.call('XADD', KEYS[2], 'NOMKSTREAM', '*', 's', ARGV[4], 'k', 'r', 'n', p[1][4], 'r', ARGV[5], 'h', ARGV[6])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
 return 1

@@ -16,10 +16,15 @@ use crate::sys;
 pub(crate) const WORKER_FLAG: &str = "--multiproc-worker";
 
 const USAGE: &str = "usage: PROGRAM --multiproc-worker redis://HOST:PORT [--cluster NAME] \
-                     [-j N] [--lease-ms MS] [--max-deliveries N] [--max-entry-bytes N]";
+                     [-j N] [--lease-ms MS] [--max-deliveries N] [--max-entry-bytes N]\n\
+                     (tasks signed with an authkey: the key in MULTIPROC_REDIS_AUTHKEY)";
 
-/// Worker mode's settings, from the command line.
-#[derive(Debug, Clone, PartialEq)]
+/// The environment variable worker mode takes its authkey from (not an argument: the command
+/// lines of processes are for anyone on the host to read).
+pub(crate) const AUTHKEY_ENV: &str = "MULTIPROC_REDIS_AUTHKEY";
+
+/// Worker mode's settings, from the command line (and the authkey from [`AUTHKEY_ENV`]).
+#[derive(Clone, PartialEq)]
 pub(crate) struct Options {
     pub url: String,
     pub cluster: String,
@@ -27,6 +32,7 @@ pub(crate) struct Options {
     pub lease: Duration,
     pub max_deliveries: u32,
     pub max_entry_bytes: usize,
+    pub authkey: Option<Vec<u8>>,
 }
 
 /// Parse the arguments after the program name (the first is [`WORKER_FLAG`]).
@@ -50,6 +56,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
         lease: DEFAULT_LEASE,
         max_deliveries: DEFAULT_MAX_DELIVERIES,
         max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
+        authkey: None,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -75,7 +82,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Options, String> {
     if o.max_deliveries == 0 {
         return Err("--max-deliveries must be at least 1".into());
     }
-    super::keys::Keys::new(&o.cluster).map_err(|e| e.to_string())?;
+    super::keys::Keys::new(&o.cluster, None).map_err(|e| e.to_string())?;
     Ok(o)
 }
 
@@ -85,7 +92,14 @@ pub(crate) fn run_if_flagged() {
     if args.first().map(String::as_str) != Some(WORKER_FLAG) {
         return;
     }
-    match parse(&args) {
+    let authkey = std::env::var_os(AUTHKEY_ENV).map(|k| k.into_encoded_bytes());
+    match parse(&args).and_then(|mut o| {
+        if authkey.as_ref().is_some_and(|k| k.is_empty()) {
+            return Err(format!("{AUTHKEY_ENV} is empty"));
+        }
+        o.authkey = authkey;
+        Ok(o)
+    }) {
         Ok(o) => std::process::exit(supervise(&o)),
         Err(e) => {
             eprintln!("multiproc worker mode: {e}\n{USAGE}");
@@ -118,11 +132,13 @@ fn supervise(o: &Options) -> i32 {
         lease_ms: o.lease.as_millis() as u64,
         max_entry_bytes: o.max_entry_bytes,
         max_deliveries: o.max_deliveries,
+        authkey: o.authkey.clone(),
     };
     tracing::info!(
         cluster = %o.cluster,
         build = %format!("{:016x}", multiproc_pickle::fingerprint()),
         jobs = o.jobs,
+        signed = o.authkey.is_some(),
         "multiproc worker mode"
     );
     let now = Instant::now();

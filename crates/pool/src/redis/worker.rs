@@ -16,11 +16,12 @@ use serde::{Deserialize, Serialize};
 use super::conn::{self, Entry};
 use super::keys::{nonce, Keys, GROUP};
 use super::scripts;
+use super::sign::Signer;
 use crate::sys;
 use crate::worker::Reply;
 
-/// What the supervisor hands each worker process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What the supervisor hands each worker process (over its private bootstrap channel).
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
     pub url: String,
     pub cluster: String,
@@ -29,6 +30,8 @@ pub(crate) struct WorkerArgs {
     pub max_deliveries: u32,
     /// Set by the supervisor when the worker should finish its chunk and end.
     pub stop: multiproc_sync::Event,
+    /// Tasks must be signed with it, and answers are.
+    pub authkey: Option<Vec<u8>>,
 }
 
 /// How long a positive "this driver is alive" stays believed.
@@ -50,6 +53,7 @@ struct RedisWorker {
     lease: Duration,
     alive: HashMap<String, Instant>,
     beat: Arc<Beat>,
+    signer: Option<Signer>,
 }
 
 /// The entry point of a worker process (a multiproc child of the supervisor).
@@ -57,7 +61,8 @@ pub(crate) fn worker_process(args: WorkerArgs) {
     crate::worker::install_panic_hook();
     sys::crashes_end_the_process();
     sys::catch_termination();
-    let keys = match Keys::new(&args.cluster) {
+    let signer = Signer::new(args.authkey.as_deref());
+    let keys = match Keys::new(&args.cluster, signer.as_ref()) {
         Ok(k) => k,
         Err(e) => {
             tracing::error!("redis worker: {e}");
@@ -88,6 +93,7 @@ pub(crate) fn worker_process(args: WorkerArgs) {
         lease,
         alive: HashMap::new(),
         beat: Arc::new(Beat::default()),
+        signer,
     };
     let hb = {
         let (client, keys, consumer, member, beat) = (
@@ -332,6 +338,17 @@ impl RedisWorker {
             tracing::warn!("redis worker: dropping malformed entry {}", e.id);
             return self.drop_entry(con, &e.id).map(|()| None);
         };
+        if let Some(s) = &self.signer {
+            let max = e.number("m").unwrap_or(u64::MAX);
+            let h = e.field("h").unwrap_or_default();
+            if !s.verify_task(&driver, seq, max, &payload, h) {
+                tracing::warn!(
+                    "redis worker: dropping entry {}: its signature does not verify",
+                    e.id
+                );
+                return self.drop_entry(con, &e.id).map(|()| None);
+            }
+        }
         if !self.driver_alive(con, &driver)? {
             tracing::debug!(
                 "redis worker: skipping {} of the dead driver {driver}",
@@ -375,11 +392,17 @@ impl RedisWorker {
             scripts::complete(),
             &[&self.keys.tasks(), &self.keys.results(&driver)],
         );
+        let h = self
+            .signer
+            .as_ref()
+            .map(|s| s.sign_reply(&driver, seq, &out))
+            .unwrap_or_default();
         cmd.arg(GROUP)
             .arg(&self.consumer)
             .arg(&e.id)
             .arg(seq)
-            .arg(out);
+            .arg(out)
+            .arg(h);
         Ok(Some(cmd))
     }
 }

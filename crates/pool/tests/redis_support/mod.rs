@@ -196,7 +196,7 @@ impl Workers {
         jobs: usize,
         lease_ms: u64,
     ) -> Workers {
-        Workers::start_with(exe, url, cluster, jobs, lease_ms, &[])
+        Workers::start_with(exe, url, cluster, jobs, lease_ms, &[], &[])
     }
 
     pub fn start_with(
@@ -206,6 +206,7 @@ impl Workers {
         jobs: usize,
         lease_ms: u64,
         extra: &[&str],
+        env: &[(&str, &str)],
     ) -> Workers {
         let mut cmd = Command::new(exe);
         #[cfg(windows)]
@@ -218,6 +219,7 @@ impl Workers {
             .args(["--multiproc-worker", url, "--cluster", cluster])
             .args(["-j", &jobs.to_string(), "--lease-ms", &lease_ms.to_string()])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
