@@ -1476,9 +1476,55 @@ mod tests {
         kb << 10
     }
 
+    /// Set in a child that runs one test alone (see [`run_alone`]).
+    #[cfg(target_os = "linux")]
+    const ALONE_CHILD: &str = "MULTIPROC_TEST_ALONE_CHILD";
+
+    /// Run `test` of this test binary again, alone, in a child (after the shell command
+    /// `setup`, such as a `ulimit`), with [`ALONE_CHILD`] set; fail unless it passed there.
+    /// For tests that measure the whole process, which other tests' threads would disturb.
+    #[cfg(target_os = "linux")]
+    fn run_alone(test: &str, setup: &str) {
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                r#"{setup} && exec "$0" --exact --test-threads 1 "$1""#
+            ))
+            .arg(exe)
+            .arg(test)
+            .env(ALONE_CHILD, "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{test}: the child did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{:?}: {text}", out.status);
+        assert!(text.contains("1 passed"), "{text}");
+    }
+
     #[test]
     #[cfg(target_os = "linux")]
     fn an_announced_size_reserves_nothing_until_bytes_arrive() {
+        // (alone in a child: the address space of this process grows with other tests'
+        // threads, 64 MiB for each malloc arena)
+        if std::env::var_os(ALONE_CHILD).is_none() {
+            run_alone(
+                "connection::tests::an_announced_size_reserves_nothing_until_bytes_arrive",
+                "true",
+            );
+            return;
+        }
         // four peers announce 1 GiB each and send a few bytes, then stall
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let mut writers = Vec::new();
@@ -1507,9 +1553,6 @@ mod tests {
             assert!(matches!(r, Err(Error::Eof)), "{r:?}");
         }
     }
-
-    #[cfg(target_os = "linux")]
-    const OOM_CHILD: &str = "MULTIPROC_TEST_OOM_CHILD";
 
     /// Under a 1 GiB address-space limit, a peer streams a 4 GiB message: the receiver's buffer
     /// cannot grow that far, which must be a typed error on that connection while another
@@ -1549,35 +1592,15 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn allocation_failure_is_a_typed_error_not_an_abort() {
-        if std::env::var_os(OOM_CHILD).is_some() {
+        if std::env::var_os(ALONE_CHILD).is_some() {
             receive_under_a_memory_limit();
             return;
         }
         // run this same test again in a child whose address space is limited to 1 GiB
-        let exe = std::env::current_exe().unwrap();
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(r#"ulimit -v 1048576 && exec "$0" --exact --test-threads 1 "$1""#)
-            .arg(exe)
-            .arg("connection::tests::allocation_failure_is_a_typed_error_not_an_abort")
-            .env(OOM_CHILD, "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while child.try_wait().unwrap().is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("the memory-limited child did not finish within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{:?}: {text}", out.status);
-        assert!(text.contains("1 passed"), "{text}");
+        run_alone(
+            "connection::tests::allocation_failure_is_a_typed_error_not_an_abort",
+            "ulimit -v 1048576",
+        );
     }
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
