@@ -237,8 +237,14 @@ mod tests {
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
 
-    fn open_fds() -> usize {
-        std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+    /// Whether `fd` is open on `/dev/null` (the device number `(1, 3)`); a descriptor that was
+    /// closed is not, even when another test thread has opened a file under its number since.
+    fn is_dev_null(fd: RawFd) -> bool {
+        // SAFETY: a zeroed `stat` is a valid out-parameter; fstat on any number is safe.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+        ok && (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3)
     }
 
     #[test]
@@ -249,12 +255,17 @@ mod tests {
             .collect();
         let borrowed: Vec<BorrowedFd<'_>> = files.iter().map(|f| f.as_fd()).collect();
         send_with_fds(a.as_fd(), &[b"x"], &borrowed, false).unwrap();
-        let before = open_fds();
         let mut buf = [0u8; 4];
         let got = recv_with_fds(b.as_fd(), &mut buf, false, false).unwrap();
         assert_eq!((got.len, got.fds.len(), got.truncated), (1, MAX_FDS, false));
+        let raw: Vec<RawFd> = got.fds.iter().map(|f| f.as_raw_fd()).collect();
+        assert!(raw.iter().all(|&fd| is_dev_null(fd)));
         drop(got);
-        assert_eq!(open_fds(), before);
+        // (not a count of open descriptors: other tests open and close files meanwhile)
+        assert!(
+            raw.iter().all(|&fd| !is_dev_null(fd)),
+            "a received descriptor stayed open"
+        );
         assert!(send_with_fds(a.as_fd(), &[b"x"], &[borrowed[0]; MAX_FDS + 1], false).is_err());
         assert!(send_with_fds(a.as_fd(), &[], &[borrowed[0]], false).is_err());
     }
