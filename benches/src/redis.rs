@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use multiproc::Pool;
 
-use crate::{report, Opts, Res};
+use crate::{report, report_rate, Opts, Res};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -126,27 +126,23 @@ pub(crate) fn run(opts: &Opts) -> Res {
     }
     if opts.want("redis_map_chunk1") {
         let n = 20_000 / q;
-        let t = Instant::now();
-        let out = pool.map_chunked(square, 0..n as u64, 1)?;
-        let t = t.elapsed();
-        check(&out, n)?;
-        report(
+        report_rate(
             "redis_map_chunk1",
-            n as f64 / t.as_secs_f64(),
             "tasks/s (chunksize=1, 2 workers)",
-        );
+            n,
+            || pool.map_chunked(square, 0..n as u64, 1),
+            |out| check(&out, n),
+        )?;
     }
     if opts.want("redis_map_tiny") {
         let n = 2_000_000 / q;
-        let t = Instant::now();
-        let out = pool.map(square, 0..n as u64)?;
-        let t = t.elapsed();
-        check(&out, n)?;
-        report(
+        report_rate(
             "redis_map_tiny",
-            n as f64 / t.as_secs_f64(),
             "items/s (default chunksize, 2 workers)",
-        );
+            n,
+            || pool.map(square, 0..n as u64),
+            |out| check(&out, n),
+        )?;
     }
     drop(pool);
     drop(kids);
