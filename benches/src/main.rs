@@ -294,3 +294,20 @@ pub(crate) fn report(name: &str, value: f64, unit: &str) {
     }
     println!("{name}\t{v}\t{unit}");
 }
+
+/// Times `run` (which does `n` items of work), has `check` look at what it gave, and reports
+/// `name`'s rate, `n` per second (`unit` says of what).
+pub(crate) fn report_rate<T, E: Error + 'static>(
+    name: &str,
+    unit: &str,
+    n: usize,
+    run: impl FnOnce() -> Result<T, E>,
+    check: impl FnOnce(T) -> Res,
+) -> Res {
+    let t = Instant::now();
+    let out = run()?;
+    let t = t.elapsed();
+    check(out)?;
+    report(name, n as f64 / t.as_secs_f64(), unit);
+    Ok(())
+}

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use multiproc::Pool;
 
-use crate::{report, Opts, Res};
+use crate::{report, report_rate, Opts, Res};
 
 /// Python's `square`.
 fn square(x: u64) -> u64 {
@@ -64,56 +64,48 @@ pub(crate) fn run(opts: &Opts) -> Res {
     pool.map(square, 0..100)?; // warm, as in Python
     if opts.want("map_tiny") {
         let n = 200_000 / q;
-        let t = Instant::now();
-        let out = pool.map(square, 0..n as u64)?;
-        let t = t.elapsed();
-        check(&out, n)?;
-        report(
+        report_rate(
             "map_tiny",
-            n as f64 / t.as_secs_f64(),
             "tasks/s (default chunksize)",
-        );
+            n,
+            || pool.map(square, 0..n as u64),
+            |out| check(&out, n),
+        )?;
     }
     if opts.want("map_tiny_bar") {
         // map_tiny with a (hidden) progress bar counting every item: what the bar costs.
         let n = 200_000 / q;
         let bar = multiproc::pool::ProgressBar::hidden("bench");
-        let t = Instant::now();
-        let out = pool.map_with_this_bar(square, 0..n as u64, None, &bar)?;
-        let t = t.elapsed();
-        check(&out, n)?;
-        report(
+        report_rate(
             "map_tiny_bar",
-            n as f64 / t.as_secs_f64(),
             "tasks/s (default chunksize, with a progress bar)",
-        );
+            n,
+            || pool.map_with_this_bar(square, 0..n as u64, None, &bar),
+            |out| check(&out, n),
+        )?;
     }
     if opts.want("map_chunk1") {
         let n = 20_000 / q;
-        let t = Instant::now();
-        let out = pool.map_chunked(square, 0..n as u64, 1)?;
-        let t = t.elapsed();
-        check(&out, n)?;
-        report(
+        report_rate(
             "map_chunk1",
-            n as f64 / t.as_secs_f64(),
             "tasks/s (chunksize=1)",
-        );
+            n,
+            || pool.map_chunked(square, 0..n as u64, 1),
+            |out| check(&out, n),
+        )?;
     }
     if opts.want("imap_unordered") {
         let n = 20_000 / q;
-        let t = Instant::now();
-        let mut out = pool
-            .imap_unordered(square, 0..n as u64, 1)?
-            .collect::<Result<Vec<_>, _>>()?;
-        let t = t.elapsed();
-        out.sort_unstable();
-        check(&out, n)?;
-        report(
+        report_rate(
             "imap_unordered",
-            n as f64 / t.as_secs_f64(),
             "tasks/s (chunksize=1)",
-        );
+            n,
+            || pool.imap_unordered(square, 0..n as u64, 1)?.collect(),
+            |mut out: Vec<u64>| {
+                out.sort_unstable();
+                check(&out, n)
+            },
+        )?;
     }
     if opts.want("apply_async_rtt") {
         let n = 5_000 / q;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use multiproc::Pool;
 
-use crate::{report, Opts, Res};
+use crate::{report, report_rate, Opts, Res};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -18,22 +18,11 @@ fn square(x: u64) -> u64 {
 
 const WORKERS: usize = 2;
 
-/// `cmd`'s process dies with this one (Linux), so a bench killed mid-run (by a deadline)
-/// leaves no server or workers behind.
-fn die_with_us(cmd: &mut Command) -> &mut Command {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec the closure only calls prctl, async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-    }
-    cmd
-}
+// The fixture of the pool's Redis tests: the server's command line, `die_with_us`, `PING`.
+#[path = "../../crates/pool/tests/redis_support/server.rs"]
+mod server;
+
+use server::{answers_within, die_with_us, server_command};
 
 /// Kills its children on drop (the server last).
 struct Kids(Vec<Child>);
@@ -53,11 +42,7 @@ pub(crate) fn run(opts: &Opts) -> Res {
         return Ok(());
     }
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let server = match die_with_us(&mut Command::new("redis-server"))
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(std::env::temp_dir())
+    let server = match server_command("redis-server", port)
         .stdout(Stdio::null())
         .spawn()
     {
@@ -71,16 +56,8 @@ pub(crate) fn run(opts: &Opts) -> Res {
     };
     let mut kids = Kids(vec![server]);
     let url = format!("redis://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ok = redis_ping(port);
-        if ok {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err("redis-server did not answer in 10 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if !answers_within(port, Duration::from_secs(10)) {
+        return Err("redis-server did not answer in 10 s".into());
     }
     kids.0.push(
         die_with_us(&mut Command::new(std::env::current_exe()?))
@@ -126,45 +103,27 @@ pub(crate) fn run(opts: &Opts) -> Res {
     }
     if opts.want("redis_map_chunk1") {
         let n = 20_000 / q;
-        let t = Instant::now();
-        let out = pool.map_chunked(square, 0..n as u64, 1)?;
-        let t = t.elapsed();
-        check(&out, n)?;
-        report(
+        report_rate(
             "redis_map_chunk1",
-            n as f64 / t.as_secs_f64(),
             "tasks/s (chunksize=1, 2 workers)",
-        );
+            n,
+            || pool.map_chunked(square, 0..n as u64, 1),
+            |out| check(&out, n),
+        )?;
     }
     if opts.want("redis_map_tiny") {
         let n = 2_000_000 / q;
-        let t = Instant::now();
-        let out = pool.map(square, 0..n as u64)?;
-        let t = t.elapsed();
-        check(&out, n)?;
-        report(
+        report_rate(
             "redis_map_tiny",
-            n as f64 / t.as_secs_f64(),
             "items/s (default chunksize, 2 workers)",
-        );
+            n,
+            || pool.map(square, 0..n as u64),
+            |out| check(&out, n),
+        )?;
     }
     drop(pool);
     drop(kids);
     Ok(())
-}
-
-/// Whether a `PING` on `port` is answered (RESP by hand: the bench needs no client of its own).
-fn redis_ping(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
 fn check(out: &[u64], n: usize) -> Res {

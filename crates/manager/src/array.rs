@@ -5,15 +5,13 @@
 use std::marker::PhantomData;
 use std::ops::RangeBounds;
 
-use multiproc_pickle::{encode, Bytes};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::ManagerError;
 #[cfg(doc)]
 use crate::error::ServerError;
-use crate::func::Func;
-use crate::list::{bounds, probe, stored_all, Op, ARRAY_TYPE};
+use crate::list::{bounds, element, stored_all, Op, ARRAY_TYPE};
 use crate::numeric::Number;
 use crate::proxy::{typed_proxy_serde, Proxy};
 use crate::wire::Stored;
@@ -153,11 +151,7 @@ where
         expected: &T,
         new: T,
     ) -> Result<bool, ManagerError> {
-        self.core.call(&Op::CompareAndSet(
-            index as u64,
-            probe(expected)?,
-            Stored::of(&new)?,
-        ))
+        element::compare_and_set(&self.core, index, expected, new)
     }
 
     /// Set the element at `index` to `f(element)` on the server, in one step, and return it.
@@ -172,7 +166,7 @@ where
     /// assert_eq!(a.update_with(1, double).unwrap(), 2);
     /// ```
     pub fn update_with(&self, index: usize, f: fn(T) -> T) -> Result<T, ManagerError> {
-        self.core.call(&Op::Apply(index as u64, Func::present(f)))
+        element::update_with(&self.core, index, f)
     }
 
     /// Add `delta` to the number at `index` on the server, in one step, and return the sum;
@@ -188,8 +182,7 @@ where
     where
         T: Number,
     {
-        self.core
-            .call(&Op::Add(index as u64, T::KIND, Bytes(encode(&delta)?)))
+        element::add(&self.core, index, delta)
     }
 }
 

@@ -379,6 +379,49 @@ pub(crate) fn stored_all<T: Serialize>(items: &[T]) -> Result<Vec<Stored>, Manag
         .collect::<Result<Vec<_>, ManagerError>>()
 }
 
+/// The element updates done in one step, which [`ListProxy`] and
+/// [`ArrayProxy`](crate::ArrayProxy) share: their `compare_and_set`, `update_with` and `add`.
+pub(crate) mod element {
+    use multiproc_pickle::{encode, Bytes};
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+
+    use super::{probe, Op};
+    use crate::error::ManagerError;
+    use crate::func::Func;
+    use crate::numeric::Number;
+    use crate::proxy::Proxy;
+    use crate::wire::Stored;
+
+    /// Set the element at `index` to `new` only if it is now `expected` (by encoding).
+    pub(crate) fn compare_and_set<T: Serialize>(
+        core: &Proxy,
+        index: usize,
+        expected: &T,
+        new: T,
+    ) -> Result<bool, ManagerError> {
+        core.call(&Op::CompareAndSet(
+            index as u64,
+            probe(expected)?,
+            Stored::of(&new)?,
+        ))
+    }
+
+    /// Set the element at `index` to `f(element)` on the server; the new element.
+    pub(crate) fn update_with<T: Serialize + DeserializeOwned>(
+        core: &Proxy,
+        index: usize,
+        f: fn(T) -> T,
+    ) -> Result<T, ManagerError> {
+        core.call(&Op::Apply(index as u64, Func::present(f)))
+    }
+
+    /// Add `delta` to the number at `index` on the server; the sum.
+    pub(crate) fn add<T: Number>(core: &Proxy, index: usize, delta: T) -> Result<T, ManagerError> {
+        core.call(&Op::Add(index as u64, T::KIND, Bytes(encode(&delta)?)))
+    }
+}
+
 /// A proxy of a list on a manager's server: Python's `ListProxy`, typed. Every method is one
 /// round trip to the server, atomic there; [`add`](Self::add),
 /// [`compare_and_set`](Self::compare_and_set) and [`update_with`](Self::update_with) read and
@@ -716,11 +759,7 @@ where
         expected: &T,
         new: T,
     ) -> Result<bool, ManagerError> {
-        self.core.call(&Op::CompareAndSet(
-            index as u64,
-            probe(expected)?,
-            Stored::of(&new)?,
-        ))
+        element::compare_and_set(&self.core, index, expected, new)
     }
 
     /// Set the element at `index` to `f(element)` on the server, in one step, and return the
@@ -737,7 +776,7 @@ where
     /// assert_eq!(l.update_with(0, shout).unwrap(), "A!");
     /// ```
     pub fn update_with(&self, index: usize, f: fn(T) -> T) -> Result<T, ManagerError> {
-        self.core.call(&Op::Apply(index as u64, Func::present(f)))
+        element::update_with(&self.core, index, f)
     }
 
     /// Add `delta` to the number at `index` on the server, in one step, and return the sum;
@@ -754,8 +793,7 @@ where
     where
         T: Number,
     {
-        self.core
-            .call(&Op::Add(index as u64, T::KIND, Bytes(encode(&delta)?)))
+        element::add(&self.core, index, delta)
     }
 
     /// Sort the elements in place, stably (Python's `sort()`). The server cannot order encoded

@@ -216,24 +216,13 @@ pub fn init() {
 #[macro_export]
 macro_rules! test_support {
     () => {
-        #[used]
-        #[cfg_attr(
-            any(target_os = "linux", target_os = "android", target_os = "freebsd"),
-            unsafe(link_section = ".init_array")
-        )]
-        #[cfg_attr(
-            target_vendor = "apple",
-            unsafe(link_section = "__DATA,__mod_init_func")
-        )]
-        #[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
-        static __MULTIPROC_TEST_SUPPORT: extern "C" fn() = {
-            extern "C" fn __multiproc_test_support() {
-                $crate::init();
-            }
-            __multiproc_test_support
-        };
+        $crate::__before_main!(__MULTIPROC_TEST_SUPPORT, $crate::init);
     };
 }
+
+// What `test_support!` expands to (the process crate's constructor), calling this crate's `init`.
+#[doc(hidden)]
+pub use multiproc_process::__before_main;
 
 /// Python's spelling of [`pipe`]: `multiproc::Pipe(duplex)`.
 ///

@@ -21,6 +21,11 @@
 
 #![warn(missing_debug_implementations)]
 
+// First, so that `ThreadPool`'s docs list its constructors before the methods `pool_api!` adds
+// to it in `pool` and `progress` (rustdoc shows impl blocks in the order of their modules).
+mod thread_pool;
+
+mod api;
 mod backend;
 mod builder;
 mod control;
@@ -36,7 +41,6 @@ mod redis;
 mod result;
 mod scheduler;
 mod sys;
-mod thread_pool;
 mod worker;
 
 #[cfg(feature = "redis")]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::api::pool_api;
 use crate::backend::Backend;
 use crate::builder::PoolBuilder;
 use crate::imap::IMapIter;
@@ -265,140 +266,6 @@ impl Pool {
         }
     }
 
-    /// Run `f(arg)` in a worker and wait for the result.
-    pub fn apply<A: Data, R: Data>(&self, f: fn(A) -> R, arg: A) -> Result<R, PoolError> {
-        self.apply_async(f, arg)?.get()
-    }
-
-    /// Run `f(arg)` in a worker; the result arrives in the returned [`AsyncResult`].
-    pub fn apply_async<A: Data, R: Data>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-    ) -> Result<AsyncResult<R>, PoolError> {
-        self.map_into(f, vec![arg], Some(1), Cell::new(None, None), first_of, None)
-    }
-
-    /// [`apply_async`](Self::apply_async) with Python's `callback` (called with the result) and
-    /// `error_callback` (called with the error), run on the pool's result thread before the
-    /// result becomes ready.
-    pub fn apply_async_with<A: Data, R: Data>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-        callback: impl FnOnce(&R) + Send + 'static,
-        error_callback: impl FnOnce(&PoolError) + Send + 'static,
-    ) -> Result<AsyncResult<R>, PoolError> {
-        let cell = Cell::new(Some(Box::new(callback)), Some(Box::new(error_callback)));
-        self.map_into(f, vec![arg], Some(1), cell, first_of, None)
-    }
-
-    /// Apply `f` to every item, in parallel, and return the results in order. The first
-    /// failed task's error is returned (the other tasks still run to completion). Chunks of
-    /// Python's default size (about four per worker).
-    ///
-    /// Arguments and results must keep to the serde features postcard can decode (no
-    /// `#[serde(untagged)]`, `tag`, `flatten` or `skip_serializing_if`; see
-    /// [`multiproc::pickle`'s "What a message type may use"](multiproc_pickle#what-a-message-type-may-use)):
-    /// debug builds decode the arguments they encoded and refuse such a type here, with an
-    /// error naming the attribute, instead of in the worker. Byte payloads: use
-    /// [`Bytes`](multiproc_pickle::Bytes), not `Vec<u8>` (40× to 100× slower).
-    pub fn map<A: Data, R: Data>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-    ) -> Result<Vec<R>, PoolError> {
-        self.map_async(f, items, None)?.get()
-    }
-
-    /// [`map`](Self::map) with an explicit chunk size.
-    pub fn map_chunked<A: Data, R: Data>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: usize,
-    ) -> Result<Vec<R>, PoolError> {
-        self.map_async(f, items, Some(chunksize))?.get()
-    }
-
-    /// Like [`map`](Self::map) but without waiting; `chunksize: None` is Python's default.
-    pub fn map_async<A: Data, R: Data>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: Option<usize>,
-    ) -> Result<AsyncResult<Vec<R>>, PoolError> {
-        self.map_into(
-            f,
-            items,
-            chunksize,
-            Cell::new(None, None),
-            collect_all,
-            None,
-        )
-    }
-
-    /// [`map_async`](Self::map_async) with Python's `callback` (called with all the results,
-    /// in order) and `error_callback` (called with the first failed task's error), run on the
-    /// pool's result thread before the result becomes ready. Also Python's `starmap_async` with
-    /// callbacks: a tuple is the argument.
-    ///
-    /// ```
-    /// use std::sync::mpsc;
-    /// fn double(x: i32) -> i32 { 2 * x }
-    /// multiproc::init(); // first thing in main
-    /// let pool = multiproc::Pool::new(2).unwrap();
-    /// let (tx, rx) = mpsc::channel();
-    /// let r = pool
-    ///     .map_async_with(double, 1..=3, None, move |v: &Vec<i32>| tx.send(v.iter().sum::<i32>()).unwrap(), |_| {})
-    ///     .unwrap();
-    /// assert_eq!(r.get().unwrap(), [2, 4, 6]);
-    /// assert_eq!(rx.recv().unwrap(), 12);
-    /// ```
-    pub fn map_async_with<A: Data, R: Data>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: Option<usize>,
-        callback: impl FnOnce(&Vec<R>) + Send + 'static,
-        error_callback: impl FnOnce(&PoolError) + Send + 'static,
-    ) -> Result<AsyncResult<Vec<R>>, PoolError> {
-        let cell = Cell::new(Some(Box::new(callback)), Some(Box::new(error_callback)));
-        self.map_into(f, items, chunksize, cell, collect_all, None)
-    }
-
-    /// Apply `f` to every item and keep every task's own outcome: one failure does not hide
-    /// the other results (the crash-resistant way to map).
-    pub fn map_each<A: Data, R: Data>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: Option<usize>,
-    ) -> Result<Vec<Result<R, PoolError>>, PoolError> {
-        self.map_into(f, items, chunksize, Cell::new(None, None), keep_each, None)?
-            .get()
-    }
-
-    /// [`map`](Self::map) that reports progress: `progress(done, total)` is called on the
-    /// pool's result thread each time a chunk completes (drive a progress bar from it).
-    pub fn map_with_progress<A: Data, R: Data>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: Option<usize>,
-        progress: impl Fn(usize, usize) + Send + Sync + 'static,
-    ) -> Result<Vec<R>, PoolError> {
-        self.map_into(
-            f,
-            items,
-            chunksize,
-            Cell::new(None, None),
-            collect_all,
-            Some(Arc::new(progress)),
-        )?
-        .get()
-    }
-
     /// [`map_with_progress`](Self::map_with_progress) with the hook already shared, so the
     /// caller can also ask [`items_running`](Self::items_running) about it.
     #[cfg(feature = "progress-bar")]
@@ -443,56 +310,6 @@ impl Pool {
             .sum()
     }
 
-    /// Python's `starmap`: our tasks take one argument, so a tuple *is* the argument list;
-    /// `starmap` is [`map`](Self::map) over tuples, kept for familiarity.
-    ///
-    /// ```
-    /// fn add((a, b): (i32, i32)) -> i32 { a + b }
-    /// multiproc::init(); // first thing in main
-    /// let pool = multiproc::Pool::new(2).unwrap();
-    /// assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).unwrap(), [3, 7]);
-    /// ```
-    pub fn starmap<A: Data, R: Data>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-    ) -> Result<Vec<R>, PoolError> {
-        self.map(f, items)
-    }
-
-    /// [`starmap`](Self::starmap) without waiting.
-    pub fn starmap_async<A: Data, R: Data>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: Option<usize>,
-    ) -> Result<AsyncResult<Vec<R>>, PoolError> {
-        self.map_async(f, items, chunksize)
-    }
-
-    /// Lazily apply `f` over `items`, yielding results in input order as they become ready.
-    /// The input is read only a bounded distance ahead of the results consumed (at most 128
-    /// chunks per worker, and past two chunks per worker, about 16 MiB of encoded chunks), so
-    /// an endless iterator works.
-    pub fn imap<A: Data, R: Data, I: IntoIterator<Item = A>>(
-        &self,
-        f: fn(A) -> R,
-        items: I,
-        chunksize: usize,
-    ) -> Result<IMapIter<'_, A, R, I::IntoIter>, PoolError> {
-        self.imap_impl(f, items, chunksize, false)
-    }
-
-    /// Like [`imap`](Self::imap), but yielding results in completion order.
-    pub fn imap_unordered<A: Data, R: Data, I: IntoIterator<Item = A>>(
-        &self,
-        f: fn(A) -> R,
-        items: I,
-        chunksize: usize,
-    ) -> Result<IMapIter<'_, A, R, I::IntoIter>, PoolError> {
-        self.imap_impl(f, items, chunksize, true)
-    }
-
     fn imap_impl<A: Data, R: Data, I: IntoIterator<Item = A>>(
         &self,
         f: fn(A) -> R,
@@ -518,18 +335,220 @@ impl Pool {
             failed: None,
         })
     }
+}
 
+pool_api! {
+    #[thread_pool = "[`Pool::apply`] on a thread."]
+    /// Run `f(arg)` in a worker and wait for the result.
+    pub fn apply<A: Data, R: Data>(&self, f: fn(A) -> R, arg: A) -> Result<R, PoolError> {
+        self.apply_async(f, arg)?.get()
+    }
+
+    #[thread_pool = "[`Pool::apply_async`] on a thread."]
+    /// Run `f(arg)` in a worker; the result arrives in the returned [`AsyncResult`].
+    pub fn apply_async<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Result<AsyncResult<R>, PoolError> {
+        self.map_into(f, vec![arg], Some(1), Cell::new(None, None), first_of, None)
+    }
+
+    #[thread_pool = "[`Pool::apply_async_with`] on a thread."]
+    /// [`apply_async`](Self::apply_async) with Python's `callback` (called with the result) and
+    /// `error_callback` (called with the error), run on the pool's result thread before the
+    /// result becomes ready.
+    pub fn apply_async_with<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+        callback: impl FnOnce(&R) + Send + 'static,
+        error_callback: impl FnOnce(&PoolError) + Send + 'static,
+    ) -> Result<AsyncResult<R>, PoolError> {
+        let cell = Cell::new(Some(Box::new(callback)), Some(Box::new(error_callback)));
+        self.map_into(f, vec![arg], Some(1), cell, first_of, None)
+    }
+
+    #[thread_pool = "[`Pool::map`] over threads."]
+    /// Apply `f` to every item, in parallel, and return the results in order. The first
+    /// failed task's error is returned (the other tasks still run to completion). Chunks of
+    /// Python's default size (about four per worker).
+    ///
+    /// Arguments and results must keep to the serde features postcard can decode (no
+    /// `#[serde(untagged)]`, `tag`, `flatten` or `skip_serializing_if`; see
+    /// [`multiproc::pickle`'s "What a message type may use"](multiproc_pickle#what-a-message-type-may-use)):
+    /// debug builds decode the arguments they encoded and refuse such a type here, with an
+    /// error naming the attribute, instead of in the worker. Byte payloads: use
+    /// [`Bytes`](multiproc_pickle::Bytes), not `Vec<u8>` (40× to 100× slower).
+    pub fn map<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>, PoolError> {
+        self.map_async(f, items, None)?.get()
+    }
+
+    #[thread_pool = "[`Pool::map_chunked`] over threads."]
+    /// [`map`](Self::map) with an explicit chunk size.
+    pub fn map_chunked<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: usize,
+    ) -> Result<Vec<R>, PoolError> {
+        self.map_async(f, items, Some(chunksize))?.get()
+    }
+
+    #[thread_pool = "[`Pool::map_async`] over threads."]
+    /// Like [`map`](Self::map) but without waiting; `chunksize: None` is Python's default.
+    pub fn map_async<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError> {
+        self.map_into(
+            f,
+            items,
+            chunksize,
+            Cell::new(None, None),
+            collect_all,
+            None,
+        )
+    }
+
+    #[thread_pool = "[`Pool::map_async_with`] over threads."]
+    /// [`map_async`](Self::map_async) with Python's `callback` (called with all the results,
+    /// in order) and `error_callback` (called with the first failed task's error), run on the
+    /// pool's result thread before the result becomes ready. Also Python's `starmap_async` with
+    /// callbacks: a tuple is the argument.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// fn double(x: i32) -> i32 { 2 * x }
+    /// multiproc::init(); // first thing in main
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// let (tx, rx) = mpsc::channel();
+    /// let r = pool
+    ///     .map_async_with(double, 1..=3, None, move |v: &Vec<i32>| tx.send(v.iter().sum::<i32>()).unwrap(), |_| {})
+    ///     .unwrap();
+    /// assert_eq!(r.get().unwrap(), [2, 4, 6]);
+    /// assert_eq!(rx.recv().unwrap(), 12);
+    /// ```
+    pub fn map_async_with<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        callback: impl FnOnce(&Vec<R>) + Send + 'static,
+        error_callback: impl FnOnce(&PoolError) + Send + 'static,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError> {
+        let cell = Cell::new(Some(Box::new(callback)), Some(Box::new(error_callback)));
+        self.map_into(f, items, chunksize, cell, collect_all, None)
+    }
+
+    #[thread_pool = "[`Pool::map_each`] over threads."]
+    /// Apply `f` to every item and keep every task's own outcome: one failure does not hide
+    /// the other results (the crash-resistant way to map).
+    pub fn map_each<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<Result<R, PoolError>>, PoolError> {
+        self.map_into(f, items, chunksize, Cell::new(None, None), keep_each, None)?
+            .get()
+    }
+
+    #[thread_pool = "[`Pool::map_with_progress`] over threads."]
+    /// [`map`](Self::map) that reports progress: `progress(done, total)` is called on the
+    /// pool's result thread each time a chunk completes (drive a progress bar from it).
+    pub fn map_with_progress<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        progress: impl Fn(usize, usize) + Send + Sync + 'static,
+    ) -> Result<Vec<R>, PoolError> {
+        self.map_into(
+            f,
+            items,
+            chunksize,
+            Cell::new(None, None),
+            collect_all,
+            Some(Arc::new(progress)),
+        )?
+        .get()
+    }
+
+    #[thread_pool = "[`Pool::starmap`] over threads."]
+    /// Python's `starmap`: our tasks take one argument, so a tuple *is* the argument list;
+    /// `starmap` is [`map`](Self::map) over tuples, kept for familiarity.
+    ///
+    /// ```
+    /// fn add((a, b): (i32, i32)) -> i32 { a + b }
+    /// multiproc::init(); // first thing in main
+    /// let pool = multiproc::Pool::new(2).unwrap();
+    /// assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).unwrap(), [3, 7]);
+    /// ```
+    pub fn starmap<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>, PoolError> {
+        self.map(f, items)
+    }
+
+    #[thread_pool = "[`Pool::starmap_async`] over threads."]
+    /// [`starmap`](Self::starmap) without waiting.
+    pub fn starmap_async<A: Data, R: Data>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<R>>, PoolError> {
+        self.map_async(f, items, chunksize)
+    }
+
+    #[thread_pool = "[`Pool::imap`] over threads."]
+    /// Lazily apply `f` over `items`, yielding results in input order as they become ready.
+    /// The input is read only a bounded distance ahead of the results consumed (at most 128
+    /// chunks per worker, and past two chunks per worker, about 16 MiB of encoded chunks), so
+    /// an endless iterator works.
+    pub fn imap<A: Data, R: Data, I: IntoIterator<Item = A>>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> Result<IMapIter<'_, A, R, I::IntoIter>, PoolError> {
+        self.imap_impl(f, items, chunksize, false)
+    }
+
+    #[thread_pool = "[`Pool::imap_unordered`] over threads."]
+    /// Like [`imap`](Self::imap), but yielding results in completion order.
+    pub fn imap_unordered<A: Data, R: Data, I: IntoIterator<Item = A>>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> Result<IMapIter<'_, A, R, I::IntoIter>, PoolError> {
+        self.imap_impl(f, items, chunksize, true)
+    }
+
+    #[thread_pool = "[`Pool::close`]: no new tasks; the threads finish the queued ones."]
     /// Stop accepting tasks; workers leave once the queued work is done. See [`join`](Self::join).
     pub fn close(&self) {
         self.engine.close();
     }
 
+    #[thread_pool = "[`Pool::terminate`]: drop queued tasks and stop the threads."]
     /// Stop now: kill the workers, fail unfinished tasks with [`PoolError::Terminated`], and
     /// wait until every worker is reaped.
     pub fn terminate(&self) {
         self.engine.terminate();
     }
 
+    #[thread_pool = "[`Pool::join`]: wait for the threads after `close` or `terminate`."]
     /// Wait for the workers to finish after [`close`](Self::close) or
     /// [`terminate`](Self::terminate); [`PoolError::StillRunning`] otherwise.
     pub fn join(&self) -> Result<(), PoolError> {

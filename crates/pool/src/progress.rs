@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use indicatif::{ProgressDrawTarget, ProgressStyle};
 
+use crate::api::pool_api;
 use crate::result::Progress;
-use crate::{Data, Pool, PoolError};
+use crate::{Data, PoolError};
 
 /// How often the count is refreshed while a map runs.
 const TICK: Duration = Duration::from_millis(100);
@@ -23,8 +24,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// 516.7/s]`, with a steady rate and ETA. When standard error is not a terminal (a log file,
 /// a pipe, CI) it draws nothing at all, instead of a flood of lines.
 ///
-/// [`Pool::map_with_bar`] drives one, counting each item as it finishes; feed one yourself
-/// from [`Pool::map_with_progress`]'s callback (per chunk) with [`update`](Self::update).
+/// [`Pool::map_with_bar`](crate::Pool::map_with_bar) drives one, counting each item as it
+/// finishes; feed one yourself from
+/// [`Pool::map_with_progress`](crate::Pool::map_with_progress)'s callback (per chunk) with
+/// [`update`](Self::update).
 ///
 /// ```
 /// let bar = multiproc::pool::ProgressBar::new("demo");
@@ -96,7 +99,9 @@ impl ProgressBar {
     }
 }
 
-impl Pool {
+pool_api! {
+    #[thread_pool = "[`Pool::map_with_bar`](crate::Pool::map_with_bar) over threads \
+        (feature `progress-bar`)."]
     /// [`map`](Self::map) with a progress bar on standard error, like tqdm's `process_map`: the
     /// count moves per item as workers finish them (refreshed ten times a second), not per
     /// chunk. Nothing is drawn when standard error is not a terminal.
@@ -118,6 +123,8 @@ impl Pool {
         self.map_with_this_bar(f, items, chunksize, &ProgressBar::new(label))
     }
 
+    #[thread_pool = "[`Pool::map_with_this_bar`](crate::Pool::map_with_this_bar) over threads \
+        (feature `progress-bar`)."]
     /// [`map_with_bar`](Self::map_with_bar) drawing on a bar of your own (for example
     /// [`ProgressBar::hidden`]); the bar holds the final count afterwards.
     ///

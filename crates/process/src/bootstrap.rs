@@ -421,17 +421,7 @@ extern "C" fn watch_for_missing_init() {
     }
 }
 
-#[used]
-#[cfg_attr(
-    any(target_os = "linux", target_os = "android", target_os = "freebsd"),
-    unsafe(link_section = ".init_array")
-)]
-#[cfg_attr(
-    target_vendor = "apple",
-    unsafe(link_section = "__DATA,__mod_init_func")
-)]
-#[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
-static WATCH_FOR_MISSING_INIT: extern "C" fn() = watch_for_missing_init;
+crate::__before_main!(WATCH_FOR_MISSING_INIT, watch_for_missing_init);
 
 extern "C" fn at_exit() {
     // Never unwind into C.

@@ -66,6 +66,16 @@ pub use wait::{wait, wait_timeout, RawWaitHandle, Waitable};
 #[macro_export]
 macro_rules! test_support {
     () => {
+        $crate::__before_main!(__MULTIPROC_TEST_SUPPORT, $crate::init);
+    };
+}
+
+/// Not API (the expansion of `test_support!`, here and in the facade): a static `$name` in
+/// the executable's constructors (where the platform has them) that calls `$f` before `main`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __before_main {
+    ($name:ident, $f:path) => {
         #[used]
         #[cfg_attr(
             any(target_os = "linux", target_os = "android", target_os = "freebsd"),
@@ -76,11 +86,11 @@ macro_rules! test_support {
             unsafe(link_section = "__DATA,__mod_init_func")
         )]
         #[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
-        static __MULTIPROC_TEST_SUPPORT: extern "C" fn() = {
-            extern "C" fn __multiproc_test_support() {
-                $crate::init();
+        static $name: extern "C" fn() = {
+            extern "C" fn __multiproc_before_main() {
+                $f();
             }
-            __multiproc_test_support
+            __multiproc_before_main
         };
     };
 }

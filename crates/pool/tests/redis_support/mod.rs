@@ -12,22 +12,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `cmd`'s process dies with the thread that starts it (Linux), so a test binary killed
-/// mid-test leaves no server or workers behind.
-fn die_with_us(cmd: &mut Command) -> &mut Command {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec the closure only calls prctl, async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-    }
-    cmd
-}
+mod server;
+
+use server::{answers_within, die_with_us, server_command};
 
 /// A `redis-server` child.
 pub struct RedisServer {
@@ -79,41 +66,16 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new(program());
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"]);
-        if cfg!(unix) {
-            // (nothing is written without persistence; under Wine a Windows path would not do
-            // for the Linux server, which keeps the directory it starts in)
-            cmd.arg("--dir").arg(std::env::temp_dir());
-        }
-        let child = die_with_us(&mut cmd)
+        let child = server_command(&program(), self.port)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start redis-server");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if self.ping() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING in 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn ping(&self) -> bool {
-        let Ok(client) = redis::Client::open(self.url()) else {
-            return false;
-        };
-        let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
-            return false;
-        };
-        redis::cmd("PING").query::<String>(&mut c).is_ok()
+        assert!(
+            answers_within(self.port, Duration::from_secs(10)),
+            "redis-server did not answer PING in 10 s"
+        );
     }
 
     pub fn url(&self) -> String {
