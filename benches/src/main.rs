@@ -11,8 +11,8 @@
 //! Workloads: `spawn_join`, `spawn_join_fork`, `spawn_join_forkserver`, `pipe_rtt`, `pipe_bw`,
 //! `encode` (which prints `encode_vec_u8`, `encode_bytes`, `decode_vec_u8` and `decode_bytes`); `pool_start`, `map_tiny`, `map_tiny_bar`,
 //! `map_chunk1`, `imap_unordered`, `apply_async_rtt`, `map_cpu` (module `pool`);
-//! `redis_apply_rtt`, `redis_map_chunk1`, `redis_map_tiny` (the pool on Redis Streams, module
-//! `redis`, Unix, with a `redis-server` of its own);
+//! `redis_ping_rtt`, `redis_apply_rtt`, `redis_apply_rtt_signed`, `redis_map_chunk1`, `redis_map_tiny` (the pool
+//! on Redis Streams, module `redis`, with a `redis-server` of its own);
 //! `lock_uncontended`, `lock_handoff`, `queue_small`, `queue_big`, `shm_fill` (module `sync`);
 //! `value_contended`, `array_fill` (module `values`); `procspawn_pool_start`,
 //! `procspawn_apply_async_rtt`, `procspawn_map_chunk1` (procspawn's pool, module

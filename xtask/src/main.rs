@@ -635,6 +635,12 @@ const VS_REDIS: &[(&str, &str, &str, f64)] = &[
         "apply_async_rtt",
         150.0,
     ),
+    (
+        "apply rtt signed",
+        "redis_apply_rtt_signed",
+        "apply_async_rtt",
+        150.0,
+    ),
     ("map_chunk1", "redis_map_chunk1", "map_chunk1", 10_000.0),
     ("map_tiny", "redis_map_tiny", "map_tiny", 1_000_000.0),
 ];
@@ -922,6 +928,17 @@ fn render_table(
             if met { "pass" } else { "MISS" },
             if is_time { "<=" } else { ">=" },
             fmt_value(*goal),
+        );
+    }
+    if let (Some(ping), Some(apply)) = (ours.get("redis_ping_rtt"), ours.get("redis_apply_rtt")) {
+        // (a task crosses the server at least twice: driver to worker, worker to driver)
+        let _ = writeln!(
+            vs,
+            "  {:<16} redis {:>10}  {}  (a PING, interleaved with the round trips: apply = {:.1} x PING)",
+            "ping rtt (p50)",
+            fmt_value(ping.value),
+            short_unit(&ping.unit),
+            apply.value / ping.value.max(f64::MIN_POSITIVE),
         );
     }
     if !vs.is_empty() {
