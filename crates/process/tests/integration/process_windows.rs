@@ -404,3 +404,80 @@ fn a_child_whose_bootstrap_handle_is_no_pipe_stops() {
     drop(file);
     assert!(ran.stderr.contains("is not a pipe"), "{ran:?}");
 }
+
+/// Start daemon children (each sleeping a minute) one after another, as fast as they start;
+/// say "s" after the first, then go on until killed.
+fn spawn_daemons_until_killed(told: End) {
+    let mut told = Some(told.file());
+    let mut kids = Vec::new();
+    loop {
+        let p = Process::new(sleep_ms, 60_000).daemon(true);
+        p.start().unwrap();
+        kids.push(p);
+        if let Some(mut t) = told.take() {
+            t.write_all(b"s").unwrap();
+        }
+    }
+}
+
+/// The processes whose parent is `pid` (a Toolhelp snapshot).
+fn children_of(pid: u32) -> Vec<u32> {
+    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W,
+        TH32CS_SNAPPROCESS,
+    };
+    // SAFETY: a snapshot of every process of the system (a handle closed below).
+    let snap = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0) };
+    assert_ne!(
+        snap,
+        INVALID_HANDLE_VALUE,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a zeroed PROCESSENTRY32W with its size set is what Process32FirstW asks for.
+    let mut e: PROCESSENTRY32W = unsafe { std::mem::zeroed() };
+    e.dwSize = std::mem::size_of::<PROCESSENTRY32W>() as u32;
+    let mut out = Vec::new();
+    // SAFETY: walks the snapshot with a valid entry, then closes it.
+    unsafe {
+        let mut more = Process32FirstW(snap, &mut e) != 0;
+        while more {
+            if e.th32ParentProcessID == pid {
+                out.push(e.th32ProcessID);
+            }
+            more = Process32NextW(snap, &mut e) != 0;
+        }
+        CloseHandle(snap);
+    }
+    out
+}
+
+/// A parent killed while it starts daemon children, at any point of a start (between creating
+/// the child and putting it in the job, too): none of them outlives it, not even one left
+/// suspended.
+#[test]
+fn a_parent_killed_mid_start_leaves_no_daemon_child_behind() {
+    for delay_ms in [0u64, 3, 7, 15, 30] {
+        let (told_r, told_w) = raw_pipe();
+        let p = Process::new(spawn_daemons_until_killed, told_w);
+        p.start().unwrap();
+        let pid = p.pid().unwrap();
+        assert_eq!(read_to_end_or(told_r, 1), b"s");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        p.kill().unwrap();
+        assert_eq!(p.join_bounded(), TERMINATED);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = children_of(pid);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon children {left:?} outlived their parent {pid} (killed {delay_ms} ms in)"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
