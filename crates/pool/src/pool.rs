@@ -268,7 +268,6 @@ impl Pool {
 
     /// [`map_with_progress`](Self::map_with_progress) with the hook already shared, so the
     /// caller can also ask [`items_running`](Self::items_running) about it.
-    #[cfg(feature = "progress-bar")]
     pub(crate) fn map_with_hook<A: Data, R: Data>(
         &self,
         f: fn(A) -> R,
@@ -470,15 +469,7 @@ pool_api! {
         chunksize: Option<usize>,
         progress: impl Fn(usize, usize) + Send + Sync + 'static,
     ) -> Result<Vec<R>, PoolError> {
-        self.map_into(
-            f,
-            items,
-            chunksize,
-            Cell::new(None, None),
-            collect_all,
-            Some(Arc::new(progress)),
-        )?
-        .get()
+        self.map_with_hook(f, items, chunksize, Arc::new(progress))
     }
 
     #[thread_pool = "[`Pool::starmap`] over threads."]

@@ -852,7 +852,13 @@ fn with_an_authkey_forged_tasks_never_run_and_forged_answers_never_count() {
     xadd(&mut rc, &tasks, &real);
     r.get_timeout(BOUND).unwrap();
     assert!(dir.join("1").exists());
-    assert_eq!(pool.apply(square, 9).unwrap(), 81);
+    assert_eq!(
+        pool.apply_async(square, 9)
+            .unwrap()
+            .get_timeout(BOUND)
+            .unwrap(),
+        81
+    );
     // Discovery sees the unkeyed worker as another: a pool with a third key finds none.
     let e = Pool::builder()
         .redis(server.url(), &c)
