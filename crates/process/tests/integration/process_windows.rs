@@ -61,7 +61,9 @@ fn read_n(r: &mut std::fs::File, n: usize) -> Vec<u8> {
     let mut f = r.try_clone().unwrap();
     within(move || {
         let mut v = vec![0; n];
-        f.read_exact(&mut v).unwrap();
+        if let Err(e) = f.read_exact(&mut v) {
+            panic!("reading {n} bytes: {e} (the writer ended first)");
+        }
         v
     })
 }
@@ -190,16 +192,21 @@ fn a_daemon_child_dies_when_its_parent_is_killed_others_live_on() {
         let ms = if daemon { 60_000 } else { 500 };
         let p = Process::new(start_and_wait_to_be_killed, (w, daemon, ms, told_w));
         p.start().unwrap();
-        assert_eq!(read_to_end_or(told_r, 7), b"started");
+        assert_eq!(read_to_end_or(told_r, 7), b"started", "daemon: {daemon}");
         let mut r = r.file();
         assert_eq!(read_n(&mut r, 2), b"up", "daemon: {daemon}");
         p.kill().unwrap();
-        assert_eq!(p.join_bounded(), TERMINATED);
+        assert_eq!(p.join_bounded(), TERMINATED, "daemon: {daemon}");
+        let t = std::time::Instant::now();
         let rest = within(move || {
             let mut v = Vec::new();
             r.read_to_end(&mut v).unwrap();
             v
         });
+        eprintln!(
+            "daemon: {daemon}: the child's pipe ended {:?} after its parent",
+            t.elapsed()
+        );
         if daemon {
             // Killed with its parent (the job closed): end of file, without "finished".
             assert_eq!(rest, b"", "the daemon outlived its parent");
