@@ -20,6 +20,15 @@ pub struct Report {
     pub ok: Vec<String>,
     /// `test NAME ... FAILED` lines.
     pub failed: Vec<String>,
+    /// What each failed test printed (libtest's `---- NAME stdout ----` blocks), in order.
+    pub outputs: Vec<(String, String)>,
+}
+
+/// The test a `---- NAME stdout ----` (or `stderr`) line opens the output of.
+fn output_header(line: &str) -> Option<&str> {
+    let inner = line.strip_prefix("---- ")?.strip_suffix(" ----")?;
+    let (name, stream) = inner.rsplit_once(' ')?;
+    matches!(stream, "stdout" | "stderr").then_some(name)
 }
 
 /// `N word` in a `;`-separated part of a result line.
@@ -57,7 +66,25 @@ pub fn parse_result_line(line: &str) -> Option<Counts> {
 /// are passed over.
 pub fn parse_run(output: &str) -> Report {
     let mut r = Report::default();
+    // the failed test whose output block is being read
+    let mut block: Option<(String, String)> = None;
     for line in output.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(name) = output_header(line) {
+            r.outputs.extend(block.take());
+            block = Some((name.to_string(), String::new()));
+            continue;
+        }
+        if let Some((_, text)) = &mut block {
+            // the blocks end with the second `failures:` line (the list of names)
+            if line == "failures:" || line.starts_with("test result: ") {
+                r.outputs.extend(block.take());
+            } else {
+                text.push_str(line);
+                text.push('\n');
+                continue;
+            }
+        }
         if let Some(c) = parse_result_line(line) {
             r.result = Some(c);
         } else if let Some(n) = line
@@ -74,7 +101,57 @@ pub fn parse_run(output: &str) -> Report {
             }
         }
     }
+    r.outputs.extend(block);
     r
+}
+
+/// What to show of a failed test's output: from its first panic on (a child's panic before
+/// the test's own is kept), without backtrace frames, blank runs folded, at most `max_lines`
+/// lines of at most 300 characters each.
+pub fn excerpt(text: &str, max_lines: usize) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.contains("panicked at"))
+        .unwrap_or(0);
+    let mut out: Vec<String> = Vec::new();
+    let mut in_backtrace = false;
+    for l in &lines[start..] {
+        if l.starts_with("stack backtrace:") {
+            in_backtrace = true;
+            out.push("(backtrace left out)".into());
+            continue;
+        }
+        if in_backtrace {
+            // frames are indented; the first unindented line ends them
+            if l.starts_with(' ') || l.starts_with("note: Some details") {
+                continue;
+            }
+            in_backtrace = false;
+        }
+        if l.trim().is_empty() && out.last().is_none_or(|p| p.trim().is_empty()) {
+            continue;
+        }
+        let mut l = l.to_string();
+        if l.len() > 300 {
+            let cut = (0..=300)
+                .rev()
+                .find(|&i| l.is_char_boundary(i))
+                .unwrap_or(0);
+            l.truncate(cut);
+            l.push_str(" [...]");
+        }
+        out.push(l);
+    }
+    while out.last().is_some_and(|l| l.trim().is_empty()) {
+        out.pop();
+    }
+    if out.len() > max_lines {
+        let left = out.len() - max_lines;
+        out.truncate(max_lines);
+        out.push(format!("[... {left} more lines]"));
+    }
+    out
 }
 
 /// The test names of a `--list` output (`NAME: test` lines; benchmarks are not run).
@@ -128,6 +205,37 @@ mod tests {
             r.result.map(|c| (c.passed, c.failed, c.ignored)),
             Some((1, 1, 1))
         );
+    }
+
+    #[test]
+    fn failed_tests_keep_what_they_printed() {
+        let out = "\nrunning 2 tests\ntest a::c ... FAILED\ntest a::d ... FAILED\n\nfailures:\n\n\
+                   ---- a::c stdout ----\nchild says hi\n\nthread 'a::c' panicked at x.rs:1:2:\n\
+                   it broke\nstack backtrace:\n   0: f\n             at g.rs:1\nnote: Some details \
+                   are omitted\n\n---- a::d stdout ----\r\nthread 'a::d' panicked at y.rs:3:4:\r\n\
+                   no\r\n\n\nfailures:\n    a::c\n    a::d\n\ntest result: FAILED. 0 passed; 2 \
+                   failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s\n";
+        let r = parse_run(out);
+        assert_eq!(r.failed, ["a::c", "a::d"]);
+        assert_eq!(r.result.map(|c| c.failed), Some(2));
+        let names: Vec<&str> = r.outputs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a::c", "a::d"]);
+        assert_eq!(
+            excerpt(&r.outputs[0].1, 10),
+            [
+                "thread 'a::c' panicked at x.rs:1:2:",
+                "it broke",
+                "(backtrace left out)"
+            ]
+        );
+        assert_eq!(
+            excerpt(&r.outputs[1].1, 1),
+            ["thread 'a::d' panicked at y.rs:3:4:", "[... 1 more lines]"]
+        );
+        // a run killed inside a block keeps what came
+        let cut = parse_run("---- z stdout ----\nthread 'z' panicked at q.rs:1:1:\nhalf");
+        assert_eq!(cut.outputs.len(), 1);
+        assert!(cut.outputs[0].1.ends_with("half\n"));
     }
 
     #[test]

@@ -248,12 +248,32 @@ pub fn test(opts: &Opts) -> Res {
         build_time.as_secs_f64()
     );
     if failures > 0 {
+        // Last, so that the end of a long log (often all a CI page keeps) says why.
+        print!("{}", why_they_failed(&runs));
         return Err(format!(
             "{failures} suite(s) or example(s) failed under Wine (see the summary above)"
         ));
     }
     println!("xtask: the Windows tests passed under Wine");
     Ok(())
+}
+
+/// How many lines of each failed test's output the end of the run repeats.
+const WHY_LINES: usize = 25;
+
+/// Each failed test's name and the end of what it printed (its panic message), for the very
+/// end of the output.
+fn why_they_failed(runs: &[SuiteRun]) -> String {
+    let mut out = String::new();
+    for r in runs {
+        for (name, text) in &r.outputs {
+            let _ = writeln!(out, "\nwhy {}: {name} failed under Wine:", r.name);
+            for l in libtest::excerpt(text, WHY_LINES) {
+                let _ = writeln!(out, "  | {l}");
+            }
+        }
+    }
+    out
 }
 
 /// The summary table, and how many suites and examples failed.
@@ -398,6 +418,23 @@ mod tests {
                 |l| l.trim_start().starts_with("pipe") && l.ends_with("FAILED: output differs")
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_end_of_the_output_says_why_each_test_failed() {
+        let mut r = suite("a/integration");
+        r.failed = 1;
+        r.failures.push("x::y".into());
+        r.outputs.push((
+            "x::y".into(),
+            "noise\nthread 'x::y' panicked at t.rs:1:1:\nthe count was 3, not 4\n".into(),
+        ));
+        let text = why_they_failed(&[suite("a/lib"), r]);
+        assert_eq!(
+            text,
+            "\nwhy a/integration: x::y failed under Wine:\n  | thread 'x::y' panicked at \
+             t.rs:1:1:\n  | the count was 3, not 4\n"
         );
     }
 

@@ -35,6 +35,8 @@ pub struct SuiteRun {
     pub skipped: Vec<Skip>,
     /// The names of the failed tests.
     pub failures: Vec<String>,
+    /// What failed tests printed, by name (libtest's failure blocks).
+    pub outputs: Vec<(String, String)>,
     /// What went wrong besides failed tests: did not build, timed out, crashed, a stale skip
     /// entry. Any problem fails the run.
     pub problems: Vec<String>,
@@ -156,6 +158,7 @@ pub fn run(prefix: &Prefix, suite: &Suite, skip_list: &[Skip], sel: &Selection) 
         ));
     }
     r.failures.splice(0..0, report.failed.iter().cloned());
+    r.outputs = report.outputs;
     match report.result {
         Some(c) => {
             (r.passed, r.failed, r.ignored) = (c.passed, c.failed, c.ignored);
