@@ -56,6 +56,20 @@ const TERMINATE: u32 = 0x10000;
 /// SIGTERM's number, the code a terminated process reports (negated).
 const SIGTERM: i32 = 15;
 
+/// How many more times `CreateProcessW` is tried when it reports a child that ended before
+/// it started ([`born_dead`]).
+const START_RETRIES: u32 = 4;
+
+/// Whether `CreateProcessW` failed because the new process ended during its own start,
+/// before its first instruction of our code: `ERROR_INTERNAL_ERROR`. Wine reports it so when
+/// the new process does not reach the end of its initialization (seen under load, about once
+/// in a few thousand starts); Windows does not give it for a start that failed for a reason
+/// a new try would meet again (a missing file, a bad argument, no memory). Nothing of the
+/// child ran, and the bootstrap pipe was not read, so starting it again is safe.
+fn born_dead(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(windows_sys::Win32::Foundation::ERROR_INTERNAL_ERROR as i32)
+}
+
 /// Most handles a job may carry (the same bound as on Unix).
 const MAX_JOB_HANDLES: usize = crate::process::MAX_HANDLES;
 
@@ -282,22 +296,37 @@ pub(crate) fn spawn_child(
     let flags = CREATE_UNICODE_ENVIRONMENT
         | EXTENDED_STARTUPINFO_PRESENT
         | if assign_later { CREATE_SUSPENDED } else { 0 };
-    // SAFETY: every pointer is to a NUL-terminated buffer or structure above that outlives
-    // the call; the command line buffer is writable, as CreateProcessW requires.
-    cvt(unsafe {
-        CreateProcessW(
-            exe_w.as_ptr(),
-            cmd.as_mut_ptr(),
-            std::ptr::null(),
-            std::ptr::null(),
-            1,
-            flags,
-            env.as_ptr().cast(),
-            std::ptr::null(),
-            &si.StartupInfo,
-            &mut pi,
-        )
-    })?;
+    let mut tries = 0;
+    loop {
+        // SAFETY: every pointer is to a NUL-terminated buffer or structure above that
+        // outlives the call; the command line buffer is writable, as CreateProcessW requires.
+        let created = cvt(unsafe {
+            CreateProcessW(
+                exe_w.as_ptr(),
+                cmd.as_mut_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                1,
+                flags,
+                env.as_ptr().cast(),
+                std::ptr::null(),
+                &si.StartupInfo,
+                &mut pi,
+            )
+        });
+        match created {
+            Ok(()) => break,
+            Err(e) if born_dead(&e) && tries < START_RETRIES => {
+                tries += 1;
+                tracing::warn!(
+                    attempt = tries,
+                    "the new child ended before it started ({e}): starting it again"
+                );
+                std::thread::sleep(Duration::from_millis(5 << tries));
+            }
+            Err(e) => return Err(e),
+        }
+    }
     // SAFETY: CreateProcessW gave us both handles; we own them now.
     let (process, thread) = unsafe {
         (
