@@ -2,7 +2,7 @@
 //! the counts (`qsize`, free slots, unfinished tasks) must stay those of what was published
 //! and taken.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,11 @@ fn get_for_ever((q, started): Args) {
 /// forked from a single-threaded process: never with another test thread's lock held), let it
 /// run a random moment (0 to 1 ms) after it started, SIGKILL it and reap it. Children are
 /// daemons: a failed test does not leave the binary waiting for them at exit.
-fn kill_at_random(f: fn(Args), q: &JoinableQueue<u64>, rng: &mut Rng) {
+///
+/// Before that moment, it waits (at most 20 s) until `moved` is not 0: the tests pass their
+/// item count for the last kill only, so items flowed at least once even on a machine so
+/// loaded that every other child was killed before its first whole put or get.
+fn kill_at_random(f: fn(Args), q: &JoinableQueue<u64>, rng: &mut Rng, moved: Option<&AtomicU64>) {
     let started = Event::new().unwrap();
     let p = Process::new(f, (q.clone(), started.clone()))
         .start_method(crate::support::QUICK)
@@ -65,6 +69,12 @@ fn kill_at_random(f: fn(Args), q: &JoinableQueue<u64>, rng: &mut Rng) {
     p.start().unwrap();
     if !started.wait_timeout(Duration::from_secs(20)) {
         not_started(&p);
+    }
+    if let Some(moved) = moved {
+        let until = Instant::now() + Duration::from_secs(20);
+        while moved.load(Ordering::Relaxed) == 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     std::thread::sleep(Duration::from_micros(rng.below(1000)));
     p.kill().unwrap();
@@ -108,18 +118,22 @@ fn not_started(p: &Process) -> ! {
     );
 }
 
-/// A thread that takes items (and marks each done) until told to stop; how many it took.
-fn draining_thread(q: &JoinableQueue<u64>, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
-    let (q, stop) = (q.clone(), stop.clone());
+/// A thread that takes items (and marks each done) until told to stop, counting them in
+/// `taken`; how many it took.
+fn draining_thread(
+    q: &JoinableQueue<u64>,
+    stop: &Arc<AtomicBool>,
+    taken: &Arc<AtomicU64>,
+) -> std::thread::JoinHandle<u64> {
+    let (q, stop, taken) = (q.clone(), stop.clone(), taken.clone());
     std::thread::spawn(move || {
-        let mut n = 0;
         while !stop.load(Ordering::Relaxed) {
             if q.get_timeout(Duration::from_millis(5)).is_ok() {
                 q.task_done().unwrap();
-                n += 1;
+                taken.fetch_add(1, Ordering::Relaxed);
             }
         }
-        n
+        taken.load(Ordering::Relaxed)
     })
 }
 
@@ -162,10 +176,12 @@ fn check_empty_and_every_slot_usable(q: &JoinableQueue<u64>) {
 fn producers_killed_inside_put_leave_exact_counts() {
     let q: JoinableQueue<u64> = JoinableQueue::with_maxsize(MAXSIZE).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let drain = draining_thread(&q, &stop);
+    let taken = Arc::new(AtomicU64::new(0));
+    let drain = draining_thread(&q, &stop, &taken);
     let mut rng = Rng::new();
-    for _ in 0..KILLS {
-        kill_at_random(put_for_ever, &q, &mut rng);
+    for k in 0..KILLS {
+        let last = (k == KILLS - 1).then_some(&*taken);
+        kill_at_random(put_for_ever, &q, &mut rng, last);
     }
     stop.store(true, Ordering::Relaxed);
     let taken = drain.join().unwrap();
@@ -187,21 +203,27 @@ fn producers_killed_inside_put_leave_exact_counts() {
 fn consumers_killed_inside_get_leave_exact_counts() {
     let q: JoinableQueue<u64> = JoinableQueue::with_maxsize(MAXSIZE).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let got = Arc::new(AtomicU64::new(0));
     let producer = {
-        let (q, stop) = (q.clone(), stop.clone());
+        let (q, stop, got) = (q.clone(), stop.clone(), got.clone());
         std::thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 if q.put_timeout(n, Duration::from_millis(5)).is_ok() {
                     n += 1;
+                    // (once the ring is full, a put that succeeds follows a child's get)
+                    if n > u64::from(MAXSIZE) {
+                        got.store(n - u64::from(MAXSIZE), Ordering::Relaxed);
+                    }
                 }
             }
             n
         })
     };
     let mut rng = Rng::new();
-    for _ in 0..KILLS {
-        kill_at_random(get_for_ever, &q, &mut rng);
+    for k in 0..KILLS {
+        let last = (k == KILLS - 1).then_some(&*got);
+        kill_at_random(get_for_ever, &q, &mut rng, last);
     }
     stop.store(true, Ordering::Relaxed);
     let put = producer.join().unwrap();
