@@ -40,6 +40,9 @@ pub(crate) struct ClientInner {
     idle: Mutex<Vec<Channel>>,
     /// Set once a call found the server gone: later calls fail at once.
     gone: AtomicBool,
+    /// Set when this process asked the server to shut down: a call that then cannot reach
+    /// it reports the server gone, not a failed connection.
+    closing: AtomicBool,
 }
 
 impl std::fmt::Debug for ClientInner {
@@ -125,6 +128,7 @@ impl ClientInner {
             pid,
             idle: Mutex::new(vec![chan]),
             gone: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         });
         CLIENTS.lock().push(Arc::downgrade(&c));
         Ok(c)
@@ -142,8 +146,19 @@ impl ClientInner {
         if let Some(c) = self.idle.lock().pop() {
             return Ok(c);
         }
-        let (chan, _) = open(&self.endpoint, Some(self.welcome.session))?;
-        Ok(chan)
+        match open(&self.endpoint, Some(self.welcome.session)) {
+            Ok((chan, _)) => Ok(chan),
+            Err(ManagerError::Connect { source, .. }) if self.closing.load(Ordering::Acquire) => {
+                Err(self.broken(source))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Say that this process is shutting the server down: from now on a call that cannot
+    /// connect fails with [`ManagerError::ServerGone`].
+    pub(crate) fn closing(&self) {
+        self.closing.store(true, Ordering::Release);
     }
 
     fn give_back(&self, conn: Channel) {

@@ -441,6 +441,7 @@ impl Manager {
         if self.stopped.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        self.client.closing();
         let asked = match self.client.call(&Request::Shutdown) {
             Ok(Reply::Ok { .. }) | Ok(Reply::Err(ServerError::ShuttingDown)) => Ok(()),
             Ok(Reply::Err(e)) => Err(e.into()),

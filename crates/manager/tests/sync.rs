@@ -513,6 +513,7 @@ fn a_server_killed_under_a_waiting_get_fails_it_within_a_second() {
 fn a_waiting_get_ends_when_an_in_process_server_shuts_down() {
     let m = Manager::serve("127.0.0.1:0", b"key").unwrap();
     let q = m.queue::<u8>().unwrap();
+    let q2 = q.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(q.get());
@@ -527,4 +528,28 @@ fn a_waiting_get_ends_when_an_in_process_server_shuts_down() {
         ),
         "{r:?}"
     );
+    // calls made after the shutdown, several at once so that all but one must open a
+    // connection of their own, say the server is gone or going (not that a connection
+    // failed): a connection the in-process server still holds answers "shutting down"
+    let late: Vec<_> = (0..4)
+        .map(|_| {
+            let q = q2.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(q.get());
+            });
+            rx
+        })
+        .collect();
+    for rx in late {
+        let r = rx.recv_timeout(BOUND).expect("a late get did not end");
+        assert!(
+            matches!(
+                r,
+                Err(ManagerError::Server(ServerError::ShuttingDown))
+                    | Err(ManagerError::ServerGone(_))
+            ),
+            "a get after the shutdown: {r:?}"
+        );
+    }
 }
