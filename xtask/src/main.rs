@@ -48,9 +48,10 @@ tasks:
                   Wine, doc -D warnings, cross-target checks, MSRV check
   test --windows [--suites-only | --examples-only] [-p CRATE]... [--filter TEXT]...
                  [--skip SUITE:TEST]... [--timeout SECS] [-- LIBTEST-ARGS...]
-                  the test suites of multiproc-pickle and multiproc-process and the seed
-                  examples, built for x86_64-pc-windows-gnu and run under Wine (needs wine,
-                  wine64, gcc-mingw-w64-x86-64 and the rustup target; .ci/run installs them).
+                  the test suites of the crates in xtask/src/windows/mod.rs (CRATES) and
+                  the seed examples, built for x86_64-pc-windows-gnu and run under Wine
+                  (needs wine, wine64, gcc-mingw-w64-x86-64 and the rustup target; .ci/run
+                  installs them).
                   -p, --filter: only those crates' suites, only the tests whose names
                   contain TEXT (no examples then); --skip: one more test to leave out, as
                   in xtask/src/windows/skips.rs; --timeout: per suite (default 300);
