@@ -235,10 +235,7 @@ fn producers_killed_while_putting_big_items_leave_no_torn_or_stray_item() {
             // Items must have flowed for the kills to have met puts in the middle; a loaded
             // machine may kill every producer before its first whole item, so the last one
             // lives until one was read (at most 20 s) and then dies at a random point.
-            let until = std::time::Instant::now() + Duration::from_secs(20);
-            while seen.load(Ordering::Relaxed) == 0 && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            crate::support::wait_until_moved(&seen);
         }
         std::thread::sleep(Duration::from_micros(rng.below(3000)));
         p.kill().unwrap();
@@ -289,10 +286,7 @@ fn consumers_killed_while_getting_big_items_leave_the_rest_whole_and_in_order() 
         assert!(started.wait_timeout(Duration::from_secs(20)));
         if n == KILLS - 1 {
             // (as for the producers: the last consumer lives until a whole item went through)
-            let until = std::time::Instant::now() + Duration::from_secs(20);
-            while put.load(Ordering::Relaxed) == 0 && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            crate::support::wait_until_moved(&put);
         }
         std::thread::sleep(Duration::from_micros(rng.below(3000)));
         p.kill().unwrap();

@@ -71,10 +71,7 @@ fn kill_at_random(f: fn(Args), q: &JoinableQueue<u64>, rng: &mut Rng, moved: Opt
         not_started(&p);
     }
     if let Some(moved) = moved {
-        let until = Instant::now() + Duration::from_secs(20);
-        while moved.load(Ordering::Relaxed) == 0 && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        crate::support::wait_until_moved(moved);
     }
     std::thread::sleep(Duration::from_micros(rng.below(1000)));
     p.kill().unwrap();

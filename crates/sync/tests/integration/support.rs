@@ -70,3 +70,14 @@ pub fn recv_bounded<T: serde::de::DeserializeOwned>(conn: &Connection) -> T {
     assert!(conn.poll(Some(PATIENCE)).unwrap(), "no report in time");
     conn.recv().unwrap()
 }
+
+/// Wait until `count` is not 0, at most `PATIENCE` (the caller's assertion on the count says
+/// whether it moved). The kill tests wait so before their last kill: on a loaded machine
+/// every child may be killed before its first whole item otherwise.
+pub fn wait_until_moved(count: &std::sync::atomic::AtomicU64) {
+    let until = std::time::Instant::now() + PATIENCE;
+    while count.load(std::sync::atomic::Ordering::Relaxed) == 0 && std::time::Instant::now() < until
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
